@@ -1,0 +1,58 @@
+"""Stateless chat: history comes from the database on every turn; conversations can be listed and read."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from agents import todo_agent
+from app import crud
+from app.api.deps import DbDep, OwnerDep, SettingsDep
+from app.core.errors import AppError
+from app.models import ChatRequest, ChatResponse, Conversation, ConversationDetail
+
+router = APIRouter(prefix="/api/{user_id}", tags=["chat"])
+
+
+@router.post("/chat", response_model=ChatResponse)
+async def chat(user_id: OwnerDep, db: DbDep, settings: SettingsDep, body: ChatRequest, request: Request) -> dict:  # type: ignore[type-arg]
+    """One turn: store the user's message, run the agent, store and return its reply."""
+    async with db.connection() as conn:
+        conversation = await crud.get_or_create_conversation(
+            conn, user_id=user_id, conversation_id=body.conversation_id)
+        rows = await crud.list_messages(conn, user_id=user_id, conversation_id=conversation["id"])
+        await crud.add_message(conn, user_id=user_id, conversation_id=conversation["id"], role="user",
+                               content=body.message)
+    # The user's message is committed above, before the model runs: a provider failure loses nothing.
+    history = [{"role": r["role"], "content": r["content"]} for r in rows]
+    try:
+        result = await todo_agent.run_turn(
+            client=request.app.state.openai, model=settings.AGENT_MODEL, history=history, message=body.message,
+            user_id=user_id, db=db, max_rounds=settings.AGENT_MAX_ROUNDS, timeout=settings.AGENT_TIMEOUT_SECONDS,
+        )
+    except AppError:
+        raise
+    async with db.connection() as conn:
+        await crud.add_message(conn, user_id=user_id, conversation_id=conversation["id"], role="assistant",
+                               content=result.response, tool_calls=result.tool_calls)
+    return {"conversation_id": conversation["id"], "response": result.response, "tool_calls": result.tool_calls}
+
+
+@router.get("/conversations", response_model=list[Conversation])
+async def list_conversations(
+    user_id: OwnerDep, db: DbDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50, offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[dict]:  # type: ignore[type-arg]
+    """The caller's conversations, newest first."""
+    async with db.connection() as conn:
+        return await crud.list_conversations(conn, user_id=user_id, limit=limit, offset=offset)
+
+
+@router.get("/conversations/{conversation_id}", response_model=ConversationDetail)
+async def get_conversation(user_id: OwnerDep, db: DbDep, conversation_id: int) -> dict:  # type: ignore[type-arg]
+    """One conversation with its messages in order."""
+    async with db.connection() as conn:
+        conversation = await crud.get_conversation(conn, user_id=user_id, conversation_id=conversation_id)
+        messages = await crud.list_messages(conn, user_id=user_id, conversation_id=conversation_id)
+    return {**conversation, "messages": messages}

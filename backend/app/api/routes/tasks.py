@@ -1,0 +1,75 @@
+"""Tasks of one user: list with filters, create, read, update, toggle, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+
+from app import crud
+from app.api.deps import DbDep, OwnerDep
+from app.models import Priority, SortOrder, Task, TaskCreate, TaskSort, TaskStatus, TaskUpdate
+
+router = APIRouter(prefix="/api/{user_id}/tasks", tags=["tasks"])
+MAX_PAGE = 200
+
+
+@router.get("", response_model=list[Task])
+async def list_tasks(
+    user_id: OwnerDep,
+    db: DbDep,
+    status_: Annotated[TaskStatus, Query(alias="status")] = TaskStatus.all,
+    priority: Priority | None = None,
+    tag: Annotated[str | None, Query(max_length=32)] = None,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    sort: TaskSort = TaskSort.created,
+    order: SortOrder = SortOrder.desc,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> list[dict]:  # type: ignore[type-arg]
+    """The caller's tasks, filtered, sorted and paged."""
+    async with db.connection() as conn:
+        return await crud.list_tasks(
+            conn, user_id=user_id, status=status_.value, priority=priority.value if priority else None,
+            tag=tag, q=q, sort=sort.value, order=order.value, limit=limit, offset=offset,
+        )
+
+
+@router.post("", response_model=Task, status_code=status.HTTP_201_CREATED)
+async def create_task(user_id: OwnerDep, db: DbDep, body: TaskCreate) -> dict:  # type: ignore[type-arg]
+    """Create a task."""
+    async with db.connection() as conn:
+        return await crud.create_task(conn, user_id=user_id, **body.model_dump(mode="python") | {
+            "priority": body.priority.value})
+
+
+@router.get("/{task_id}", response_model=Task)
+async def get_task(user_id: OwnerDep, db: DbDep, task_id: int) -> dict:  # type: ignore[type-arg]
+    """One task."""
+    async with db.connection() as conn:
+        return await crud.get_task(conn, user_id=user_id, task_id=task_id)
+
+
+@router.put("/{task_id}", response_model=Task)
+async def update_task(user_id: OwnerDep, db: DbDep, task_id: int, body: TaskUpdate) -> dict:  # type: ignore[type-arg]
+    """Update the fields sent (partial update allowed)."""
+    changes = body.model_dump(exclude_unset=True)
+    if "priority" in changes:
+        changes["priority"] = body.priority.value
+    async with db.connection() as conn:
+        return await crud.update_task(conn, user_id=user_id, task_id=task_id, changes=changes)
+
+
+@router.patch("/{task_id}/complete", response_model=Task)
+async def toggle_complete(user_id: OwnerDep, db: DbDep, task_id: int) -> dict:  # type: ignore[type-arg]
+    """Toggle completion."""
+    async with db.connection() as conn:
+        return await crud.toggle_task(conn, user_id=user_id, task_id=task_id)
+
+
+@router.delete("/{task_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+async def delete_task(user_id: OwnerDep, db: DbDep, task_id: int) -> Response:
+    """Delete a task."""
+    async with db.connection() as conn:
+        await crud.delete_task(conn, user_id=user_id, task_id=task_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,102 @@
+"""Settings from the environment (one `Settings`, read once at start-up)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from functools import cached_property
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger("app.config")
+
+REQUIRED = ("DATABASE_URL", "BETTER_AUTH_SECRET", "OPENAI_API_KEY")
+SECRETS = frozenset({"DATABASE_URL", "BETTER_AUTH_SECRET", "OPENAI_API_KEY"})
+
+
+def normalise_dsn(url: str) -> str:
+    """Accept postgres:// and postgresql:// (Neon, Heroku); drop driver suffixes like +psycopg."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.split("+", 1)[0]
+    if scheme not in ("postgres", "postgresql"):
+        raise ValueError("must start with postgresql:// or postgres://")
+    # libpq rejects Neon's `channel_binding` only when too old; keep every query option as given.
+    query = urlencode(parse_qsl(parts.query, keep_blank_values=True))
+    return urlunsplit(("postgresql", parts.netloc, parts.path, query, parts.fragment))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=True)
+
+    DATABASE_URL: str = Field(min_length=1)
+    BETTER_AUTH_SECRET: str = Field(min_length=1)
+    OPENAI_API_KEY: str = Field(min_length=1)
+    AGENT_MODEL: str = "gpt-4o"
+    FRONTEND_URL: str | None = None
+    # Optional: verify Better Auth JWT-plugin tokens (EdDSA by default) against this JWKS.
+    BETTER_AUTH_JWKS_URL: str | None = None
+    # Optional: when set, tokens must carry this audience (Better Auth uses BETTER_AUTH_URL).
+    JWT_AUDIENCE: str | None = None
+    AGENT_MAX_ROUNDS: int = Field(default=5, ge=1, le=20)
+    AGENT_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0)
+    DB_POOL_MIN: int = Field(default=2, ge=0)
+    DB_POOL_MAX: int = Field(default=10, ge=1)
+    DB_POOL_TIMEOUT_SECONDS: float = Field(default=5.0, gt=0)
+
+    @field_validator("DATABASE_URL")
+    @classmethod
+    def _dsn(cls, value: str) -> str:
+        return normalise_dsn(value)
+
+    @cached_property
+    def cors_origins(self) -> list[str]:
+        if not self.FRONTEND_URL:
+            return []
+        return [o.strip().rstrip("/") for o in self.FRONTEND_URL.split(",") if o.strip()]
+
+    def describe(self) -> str:
+        """Names of the settings that are set, never their values."""
+        names = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value in (None, ""):
+                continue
+            if name in SECRETS or name.endswith("_URL") and name != "FRONTEND_URL":
+                names.append(f"{name}=<set>")
+            else:
+                names.append(f"{name}={value}")
+        return ", ".join(names)
+
+
+class ConfigError(Exception):
+    """The environment does not hold a usable configuration; the message says what to set."""
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()  # type: ignore[call-arg]  # values come from the environment
+    except ValidationError as e:
+        missing, invalid = [], []
+        for err in e.errors():
+            name = str(err["loc"][0]) if err["loc"] else "?"
+            if err["type"] in ("missing", "string_too_short"):
+                missing.append(name)
+            else:
+                invalid.append(f"{name} ({err['msg']})")
+        parts = []
+        if missing:
+            parts.append("missing required environment variables: " + ", ".join(sorted(set(missing))))
+        if invalid:
+            parts.append("invalid settings: " + "; ".join(invalid))
+        raise ConfigError("; ".join(parts) + " (set them in the environment or in .env)") from None
+
+
+def settings_or_exit() -> Settings:
+    """For process start-up: one line on stderr and exit 2 instead of a traceback."""
+    try:
+        return load_settings()
+    except ConfigError as e:
+        print(f"configuration error: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None

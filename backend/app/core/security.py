@@ -1,0 +1,74 @@
+"""Bearer-token verification: HS256 with BETTER_AUTH_SECRET, or Better Auth JWT-plugin tokens via JWKS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import jwt
+
+from app.core.errors import Unauthorized
+
+# Algorithms Better Auth's JWT plugin can sign with (EdDSA is its default); never "none".
+ASYMMETRIC_ALGS = frozenset({"EdDSA", "ES256", "ES512", "RS256", "PS256"})
+USER_CLAIMS = ("sub", "user_id", "id")
+
+
+class TokenVerifier:
+    def __init__(self, secret: str, *, jwks_url: str | None = None, audience: str | None = None) -> None:
+        self.secret = secret
+        self.audience = audience
+        # PyJWKClient caches keys and refetches the set once when a token names an unknown `kid`.
+        self.jwks = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=3600, timeout=5) if jwks_url else None
+
+    def _options(self) -> dict[str, Any]:
+        return {"require": ["exp"], "verify_aud": self.audience is not None}
+
+    async def user_id(self, token: str) -> str:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as e:
+            raise Unauthorized(f"malformed bearer token: {e}") from None
+        alg = header.get("alg")
+        try:
+            if alg == "HS256":
+                claims = jwt.decode(
+                    token, self.secret, algorithms=["HS256"], audience=self.audience, options=self._options()
+                )
+            elif self.jwks is not None and alg in ASYMMETRIC_ALGS:
+                jwks = self.jwks
+                key = await anyio.to_thread.run_sync(jwks.get_signing_key_from_jwt, token)
+                claims = jwt.decode(
+                    token, key, algorithms=[alg], audience=self.audience, options=self._options()
+                )
+            else:
+                raise Unauthorized(f"token algorithm {alg!r} is not accepted")
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("token expired") from None
+        except jwt.PyJWKClientError as e:
+            raise Unauthorized(f"no signing key for this token: {e}") from None
+        except jwt.PyJWTError as e:
+            raise Unauthorized(f"invalid token: {e}") from None
+        for claim in USER_CLAIMS:
+            value = claims.get(claim)
+            if isinstance(value, (str, int)) and str(value):
+                return str(value)
+        raise Unauthorized("token has no user id (sub, user_id or id claim)")
+
+
+def mint_token(secret: str, user_id: str, *, ttl_seconds: int = 3600, **extra: Any) -> str:
+    """An HS256 token as the hackathon front end issues it; for local use and tests."""
+    import time
+
+    now = int(time.time())
+    return jwt.encode({"sub": user_id, "iat": now, "exp": now + ttl_seconds, **extra}, secret, algorithm="HS256")
+
+
+if __name__ == "__main__":  # python -m app.core.security USER_ID : print a token for local use
+    import sys
+
+    from app.core.config import settings_or_exit
+
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: python -m app.core.security USER_ID")
+    print(mint_token(settings_or_exit().BETTER_AUTH_SECRET, sys.argv[1]))

@@ -1,0 +1,73 @@
+"""The FastAPI application, served as `app.main:app`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+
+from agents.todo_agent import make_client
+from app.api.routes import chat, health, tasks
+from app.core.config import Settings, settings_or_exit
+from app.core.db import Database
+from app.core.errors import AppError
+from app.core.security import TokenVerifier
+
+log = logging.getLogger("app")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    db = Database(settings.DATABASE_URL, min_size=settings.DB_POOL_MIN, max_size=settings.DB_POOL_MAX,
+                  timeout=settings.DB_POOL_TIMEOUT_SECONDS)
+    verifier = TokenVerifier(settings.BETTER_AUTH_SECRET, jwks_url=settings.BETTER_AUTH_JWKS_URL,
+                             audience=settings.JWT_AUDIENCE)
+    import mcp.todo_server  # the contract's mcp/ folder, merged with the MCP SDK (see mcp/__init__.py)
+
+    mcp_server, mcp_app = mcp.todo_server.build_app(verifier=verifier, db=db)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        log.info("settings loaded: %s", settings.describe())
+        await db.start()
+        async with mcp_server.session_manager.run():
+            yield
+        await db.stop()
+
+    app = FastAPI(title="Todo backend", version="1.0.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.db = db
+    app.state.verifier = verifier
+    app.state.openai = make_client(settings.OPENAI_API_KEY, timeout=settings.AGENT_TIMEOUT_SECONDS)
+
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=True,
+                           allow_methods=["*"], allow_headers=["*"])
+
+    @app.exception_handler(AppError)
+    async def app_error(_: Request, exc: AppError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        return JSONResponse({"detail": exc.message}, status_code=exc.status_code, headers=headers)
+
+    app.include_router(health.router)
+    app.include_router(tasks.router)
+    app.include_router(chat.router)
+    app.mount("/mcp", mcp_app)
+    return app
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+
+
+def __getattr__(name: str) -> FastAPI:
+    # `app` is built on first access (uvicorn's `app.main:app`), so importing create_app has no side effects.
+    if name != "app":
+        raise AttributeError(name)
+    _configure_logging()
+    application = create_app(settings_or_exit())
+    globals()["app"] = application
+    return application

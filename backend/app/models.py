@@ -1,0 +1,124 @@
+"""Request and response shapes of the API."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Description = Annotated[str, StringConstraints(max_length=2000)]
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
+Tags = Annotated[list[Tag], Field(max_length=20)]
+
+
+class Priority(str, Enum):
+    low = "low"
+    medium = "medium"
+    high = "high"
+
+
+class TaskCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: Title
+    description: Description | None = None
+    priority: Priority = Priority.medium
+    tags: Tags = []
+    due_date: UtcDatetime | None = None
+    completed: bool = False
+
+
+class TaskUpdate(BaseModel):
+    """Every field optional (partial update); only the fields sent are changed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Typed non-nullable with a None default: omitting is fine, sending null is a 422.
+    title: Title = None  # type: ignore[assignment]
+    description: Description | None = None
+    priority: Priority = None  # type: ignore[assignment]
+    tags: Tags = None  # type: ignore[assignment]
+    due_date: UtcDatetime | None = None
+    completed: bool = None  # type: ignore[assignment]
+
+
+class Task(BaseModel):
+    id: int
+    user_id: str
+    title: str
+    description: str | None
+    completed: bool
+    priority: Priority
+    tags: list[str]
+    due_date: UtcDatetime | None
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+
+
+class TaskStatus(str, Enum):
+    all = "all"
+    pending = "pending"
+    completed = "completed"
+
+
+class TaskSort(str, Enum):
+    created = "created"
+    updated = "updated"
+    due = "due"
+    priority = "priority"
+    title = "title"
+
+
+class SortOrder(str, Enum):
+    asc = "asc"
+    desc = "desc"
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    conversation_id: int | None = Field(default=None, ge=1)
+    message: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+
+
+class ToolCall(BaseModel):
+    tool: str
+    arguments: dict[str, Any]
+    result: Any
+
+
+class ChatResponse(BaseModel):
+    conversation_id: int
+    response: str
+    tool_calls: list[ToolCall]
+
+
+class Conversation(BaseModel):
+    id: int
+    user_id: str
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+
+
+class Message(BaseModel):
+    id: int
+    conversation_id: int
+    role: str
+    content: str
+    tool_calls: list[ToolCall]
+    created_at: UtcDatetime
+
+
+class ConversationDetail(Conversation):
+    messages: list[Message]

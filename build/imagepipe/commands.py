@@ -1,0 +1,157 @@
+"""Pure argv builders for buildah, podman, skopeo and friends: no I/O, unit-tested without binaries."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from imagepipe.hostenv import NS_FILE, HostProfile
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+
+
+def registry_is_local(ref_or_host: str) -> bool:
+    host = ref_or_host.split("/", 1)[0]
+    return host.rsplit(":", 1)[0] in LOOPBACK_HOSTS or host in LOOPBACK_HOSTS
+
+
+def tls_flag(ref: str, *, name: str = "--tls-verify") -> list[str]:
+    """Loopback registries speak plain HTTP; everything else keeps TLS verification on."""
+    return [f"{name}=false"] if registry_is_local(ref) else []
+
+
+def buildah_bud(
+    profile: HostProfile,
+    *,
+    containerfile: Path,
+    context: Path,
+    tags: Sequence[str],
+    layers: bool = True,
+    ca_bundle: Path | None = None,
+    wheelhouse: Path | None = None,
+    timestamp: int | None = None,
+    build_args: dict[str, str] | None = None,
+    target: str | None = None,
+    pull: str = "never",
+) -> list[str]:
+    argv = ["buildah", "bud", "--format", "docker"]  # docker format: OCI has no HEALTHCHECK field
+    if profile.hybrid_cgroups:
+        argv += ["--isolation", "chroot"]  # OCI isolation needs crun, which refuses hybrid cgroups
+    argv += [f"--layers={'true' if layers else 'false'}", f"--pull={pull}"]
+    if ca_bundle is not None:
+        argv += ["-v", f"{ca_bundle}:/run/host-ca.crt:ro"]
+    if wheelhouse is not None:
+        argv += ["-v", f"{wheelhouse}:/run/wheels:ro"]
+    if timestamp is not None:
+        argv += ["--timestamp", str(timestamp)]
+    for key, value in (build_args or {}).items():
+        argv += ["--build-arg", f"{key}={value}"]
+    if target:
+        argv += ["--target", target]
+    for tag in tags:
+        argv += ["-t", tag]
+    argv += ["-f", str(containerfile), str(context)]
+    return argv
+
+
+def buildah_push(image: str, dest: str, *, digestfile: Path, creds: str | None = None,
+                 authfile: Path | None = None) -> list[str]:
+    argv = ["buildah", "push", *tls_flag(dest), "--digestfile", str(digestfile)]
+    if creds:
+        argv += ["--creds", creds]
+    if authfile:
+        argv += ["--authfile", str(authfile)]
+    return [*argv, image, f"docker://{dest}"]
+
+
+def podman(profile: HostProfile, *args: str) -> list[str]:
+    """podman, entering the prepared mount namespace on hybrid-cgroup hosts."""
+    if profile.needs_mount_namespace:
+        return ["nsenter", f"--mount={NS_FILE}", "--", "podman", *args]
+    return ["podman", *args]
+
+
+def podman_run(
+    profile: HostProfile,
+    image: str,
+    *,
+    name: str | None = None,
+    detach: bool = False,
+    remove: bool = False,
+    env: dict[str, str] | None = None,
+    publish: Sequence[str] = (),
+    network: str | None = None,
+    user: str | None = None,
+    entrypoint: str | None = None,
+    read_only: bool = False,
+    tmpfs: Sequence[str] = (),
+    cap_drop_all: bool = False,
+    add_hosts: Sequence[str] = (),
+    command: Sequence[str] = (),
+) -> list[str]:
+    args = ["run"]
+    if detach:
+        args.append("-d")
+    if remove:
+        args.append("--rm")
+    if name:
+        args += ["--name", name]
+    if profile.hybrid_cgroups:
+        args.append("--cgroups=disabled")
+    # Explicit limits at or below this process's hard limits (podman's defaults are higher).
+    if profile.nofile_hard < 1048576 or profile.nproc_hard < 4194304:
+        nofile, nproc = min(profile.nofile_hard, 65536), min(profile.nproc_hard, 65536)
+        args += ["--ulimit", f"nofile={nofile}:{nofile}", "--ulimit", f"nproc={nproc}:{nproc}"]
+    for key, value in (env or {}).items():
+        args += ["-e", f"{key}={value}"]
+    for mapping in publish:
+        args += ["-p", mapping]
+    if network:
+        args += ["--network", network]
+    for host in add_hosts:
+        args += ["--add-host", host]
+    if user:
+        args += ["--user", user]
+    if entrypoint is not None:
+        args += ["--entrypoint", entrypoint]
+    if read_only:
+        args.append("--read-only")
+    for mount in tmpfs:
+        args += ["--tmpfs", mount]
+    if cap_drop_all:
+        args += ["--cap-drop", "ALL"]
+    return podman(profile, *args, image, *command)
+
+
+def podman_pull(profile: HostProfile, ref: str) -> list[str]:
+    return podman(profile, "pull", "-q", *tls_flag(ref), ref)
+
+
+def skopeo_inspect(ref: str, *, raw: bool = False, config: bool = False, creds: str | None = None) -> list[str]:
+    argv = ["skopeo", "inspect", *tls_flag(ref)]
+    if raw:
+        argv.append("--raw")
+    if config:
+        argv.append("--config")
+    if creds:
+        argv += ["--creds", creds]
+    return [*argv, f"docker://{ref}"]
+
+
+def skopeo_copy(src: str, dest: str, *, creds: str | None = None) -> list[str]:
+    """Registry-side retag: copies the manifest by digest, blobs are already there."""
+    argv = ["skopeo", "copy", "--preserve-digests", *tls_flag(src, name="--src-tls-verify"),
+            *tls_flag(dest, name="--dest-tls-verify")]
+    if creds:
+        argv += ["--src-creds", creds, "--dest-creds", creds]
+    return [*argv, f"docker://{src}", f"docker://{dest}"]
+
+
+def registry_config(*, addr: str, root: Path) -> str:
+    """Config of Debian's docker-registry (distribution 2.8) for the embedded registry."""
+    return (
+        "version: 0.1\n"
+        "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\n"
+        f"http:\n  addr: {addr}\n"
+    )

@@ -1,0 +1,87 @@
+"""Host quirks, detected (never assumed) and handled here only.
+
+On the machines this was built on: cgroups in hybrid mode (crun refuses them), no systemd (podman cannot
+schedule health checks), hard rlimits below podman's defaults. On a normal host (cgroup v2, systemd) none
+of this applies and the plain commands run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+from dataclasses import dataclass
+from pathlib import Path
+
+from imagepipe import runner
+
+log = logging.getLogger("imagepipe.host")
+
+# Where the persistent mount namespace for podman lives (tmpfs: gone at reboot, recreated on demand).
+NS_DIR = Path("/run/imagepipe")
+NS_FILE = NS_DIR / "podman-mntns"
+# podman's defaults when it sets rlimits itself; lower hard limits make crun fail with EPERM.
+PODMAN_DEFAULT_NOFILE = 1048576
+PODMAN_DEFAULT_NPROC = 4194304
+
+
+@dataclass(frozen=True)
+class HostProfile:
+    hybrid_cgroups: bool = False
+    systemd: bool = True
+    nofile_hard: int = PODMAN_DEFAULT_NOFILE
+    nproc_hard: int = PODMAN_DEFAULT_NPROC
+    is_root: bool = True
+
+    @property
+    def needs_mount_namespace(self) -> bool:
+        return self.hybrid_cgroups
+
+
+def _mounts() -> list[tuple[str, str]]:
+    """(mount point, fs type) from /proc/self/mountinfo."""
+    out = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        left, _, right = line.partition(" - ")
+        fields = left.split()
+        if len(fields) >= 5 and right:
+            out.append((fields[4], right.split()[0]))
+    return out
+
+
+def detect() -> HostProfile:
+    mounts = dict(_mounts())
+    hybrid = mounts.get("/sys/fs/cgroup") != "cgroup2" and mounts.get("/sys/fs/cgroup/unified") == "cgroup2"
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    nproc = resource.getrlimit(resource.RLIMIT_NPROC)[1]
+    return HostProfile(
+        hybrid_cgroups=hybrid,
+        systemd=Path("/run/systemd/system").is_dir(),
+        nofile_hard=PODMAN_DEFAULT_NOFILE if nofile == resource.RLIM_INFINITY else nofile,
+        nproc_hard=PODMAN_DEFAULT_NPROC if nproc == resource.RLIM_INFINITY else nproc,
+        is_root=os.geteuid() == 0,
+    )
+
+
+def namespace_alive() -> bool:
+    return any(point == str(NS_FILE) and fstype == "nsfs" for point, fstype in _mounts())
+
+
+def ensure_mount_namespace(profile: HostProfile) -> None:
+    """Create (once) a mount namespace whose /sys/fs/cgroup is pure cgroup2, kept alive by a bind mount.
+
+    Every podman call enters it (see commands.podman), so containers, their rootfs mounts and their
+    network namespaces are visible to later calls (exec, healthcheck run, logs, rm).
+    """
+    if not profile.needs_mount_namespace or namespace_alive():
+        return
+    NS_DIR.mkdir(parents=True, exist_ok=True)
+    if not any(point == str(NS_DIR) for point, _ in _mounts()):
+        runner.run(["mount", "--bind", str(NS_DIR), str(NS_DIR)], what="preparing the podman namespace")
+        runner.run(["mount", "--make-private", str(NS_DIR)], what="preparing the podman namespace")
+    NS_FILE.touch()
+    script = ("mount --make-rprivate /sys/fs/cgroup && umount -R /sys/fs/cgroup && "
+              "mount -t cgroup2 none /sys/fs/cgroup")
+    runner.run(["unshare", f"--mount={NS_FILE}", "--propagation", "unchanged", "sh", "-c", script],
+               what="creating the podman mount namespace (hybrid cgroups)")
+    log.info("podman runs in a private mount namespace with a cgroup2-only /sys/fs/cgroup (%s)", NS_FILE)

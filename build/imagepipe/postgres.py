@@ -1,0 +1,110 @@
+"""A throw-away PostgreSQL cluster (initdb + pg_ctl into a temp dir, a free port): for verify and tests."""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import secrets
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+from imagepipe import runner
+from imagepipe.errors import PipelineError
+
+log = logging.getLogger("imagepipe.postgres")
+
+
+def pg_bindir() -> Path:
+    for base in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (base / "initdb").exists():
+            return base
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).parent
+    raise PipelineError("PostgreSQL server binaries (initdb) are not installed: run "
+                        "`python build/pipeline.py provision` or `apt-get install postgresql`", stage="verify")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class TempPostgres:
+    """Runs as the `postgres` system user when we are root (initdb refuses root)."""
+
+    def __init__(self, *, port: int | None = None, listen: str = "127.0.0.1", user: str = "todo",
+                 password: str | None = None, database: str = "todo") -> None:
+        self.port = port or free_port()
+        self.listen = listen
+        self.user, self.database = user, database
+        self.password = password or secrets.token_urlsafe(18)
+        self.dir = Path(tempfile.mkdtemp(prefix="imagepipe-pg-"))
+        self.data = self.dir / "data"
+        self.bindir = pg_bindir()
+        self.as_root = os.geteuid() == 0
+
+    def _argv(self, *argv: str) -> list[str]:
+        return ["runuser", "-u", "postgres", "--", *argv] if self.as_root else list(argv)
+
+    def dsn(self, host: str = "127.0.0.1") -> str:
+        return f"postgresql://{self.user}:{self.password}@{host}:{self.port}/{self.database}"
+
+    def start(self) -> TempPostgres:
+        if self.as_root:
+            shutil.chown(self.dir, user="postgres", group="postgres")
+        pwfile = self.dir / "pw"
+        pwfile.write_text(self.password + "\n")
+        if self.as_root:
+            shutil.chown(pwfile, user="postgres")
+        superuser = "postgres" if self.as_root else getpass.getuser()
+        runner.run(self._argv(str(self.bindir / "initdb"), "-D", str(self.data), "-U", superuser, "-A",
+                              "scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8", "--no-sync"),
+                   what="initdb", timeout=120)
+        with open(self.data / "pg_hba.conf", "a") as hba:
+            hba.write("host all all 0.0.0.0/0 scram-sha-256\nhost all all ::/0 scram-sha-256\n")
+        self.superuser = superuser
+        self._pg_ctl_start()
+        env = {"PGPASSWORD": self.password}
+        psql = [str(self.bindir / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", superuser,
+                "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-q"]
+        runner.run([*psql, "-c", f"CREATE ROLE {self.user} LOGIN PASSWORD '{self.password}'"], env=env)
+        runner.run([*psql, "-c", f"CREATE DATABASE {self.database} OWNER {self.user}"], env=env)
+        return self
+
+    def _pg_ctl_start(self) -> None:
+        opts = f"-p {self.port} -k {self.dir} -c listen_addresses='{self.listen}' -c fsync=off"
+        runner.run(self._argv(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-o", opts, "-l",
+                              str(self.dir / "log"), "-w", "-t", "60", "start"), what="pg_ctl start", timeout=90)
+
+    def stop(self, *, remove: bool = True) -> None:
+        if self.data.exists():
+            runner.run(self._argv(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"),
+                       ok_codes=(0, 1, 3), timeout=60)
+        if remove:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def restart(self) -> None:
+        """Start again after stop(remove=False) (tests of outages)."""
+        self._pg_ctl_start()
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise PipelineError(f"PostgreSQL did not start on port {self.port}")
+
+    def __enter__(self) -> TempPostgres:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

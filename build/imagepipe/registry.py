@@ -1,0 +1,90 @@
+"""The embedded registry (Debian's docker-registry on loopback, own data directory) and registry probes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+import requests
+
+from imagepipe import commands, runner
+from imagepipe.errors import PipelineError
+
+log = logging.getLogger("imagepipe.registry")
+
+DEFAULT_ADDR = "127.0.0.1:5000"
+
+
+class EmbeddedRegistry:
+    def __init__(self, state_dir: Path, addr: str = DEFAULT_ADDR) -> None:
+        self.dir = state_dir / "registry"
+        self.addr = addr
+        self.config = self.dir / "config.yml"
+        self.pidfile = self.dir / "registry.pid"
+        self.logfile = self.dir / "registry.log"
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pidfile.read_text().strip())
+            os.kill(pid, 0)
+            return pid
+        except (OSError, ValueError):
+            return None
+
+    def ensure_running(self) -> str:
+        """Start it unless it already answers; returns 'running' or 'started'."""
+        if probe(self.addr) == "registry":
+            return "running"
+        if probe(self.addr) == "other":
+            raise PipelineError(
+                f"port {self.addr} is taken by something that is not a registry: free it, or pass "
+                "--registry HOST:PORT to use another registry", stage="registry")
+        (self.dir / "data").mkdir(parents=True, exist_ok=True)
+        self.config.write_text(commands.registry_config(addr=self.addr, root=self.dir / "data"))
+        pid = runner.spawn(["docker-registry", "serve", str(self.config)], log_path=self.logfile)
+        self.pidfile.write_text(f"{pid}\n")
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if probe(self.addr) == "registry":
+                log.info("embedded registry started on %s (data: %s, pid %d)", self.addr, self.dir / "data", pid)
+                return "started"
+            time.sleep(0.1)
+        raise PipelineError(f"the embedded registry did not start on {self.addr}: see {self.logfile}",
+                            stage="registry")
+
+    def stop(self) -> bool:
+        pid = self.pid()
+        if pid is None:
+            return False
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(50):
+            try:
+                os.kill(pid, 0)
+            except OSError:
+                break
+            time.sleep(0.1)
+        self.pidfile.unlink(missing_ok=True)
+        return True
+
+
+def probe(addr: str, *, timeout: float = 2.0) -> str:
+    """'registry' (answers the v2 API), 'other' (something listens), or 'down'."""
+    scheme = "http" if commands.registry_is_local(addr) else "https"
+    try:
+        response = requests.get(f"{scheme}://{addr}/v2/", timeout=timeout)
+    except requests.ConnectionError:
+        host, _, port = addr.rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+                return "other"
+        except (OSError, ValueError):
+            return "down"
+    except requests.RequestException:
+        return "other"
+    if "Docker-Distribution-API-Version" in response.headers or response.status_code in (200, 401):
+        return "registry"
+    return "other"

