@@ -1,0 +1,385 @@
+"""Command line: `python build/pipeline.py [STAGE] [options]`; without a stage, all of them in order."""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import logging
+import os
+import re
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from imagepipe import base, commands, hostenv, lint, registry, report, runner
+from imagepipe.errors import EXIT_CHECKS_FAILED, PipelineError, ToolFailed, UsageError
+from imagepipe.verify import Verifier, VerifyOptions, VerifyResult
+
+log = logging.getLogger("imagepipe")
+T = TypeVar("T")
+
+ROOT = Path(__file__).resolve().parents[2]
+STAGES = ("provision", "base", "lint", "build", "push", "verify", "promote")
+REF_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
+TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+@dataclass
+class Context:
+    args: argparse.Namespace
+    profile: hostenv.HostProfile
+    state_dir: Path
+    timings: dict[str, float] = field(default_factory=dict)
+    local_image: str | None = None
+    pushed: str | None = None  # registry/repo@sha256:...
+    verify_result: VerifyResult | None = None
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python build/pipeline.py",
+        description="Build the backend image with buildah, push it, verify it with podman, promote it.",
+    )
+    p.add_argument("stage", nargs="?", default="all",
+                   choices=["all", *STAGES, "registry", "test"],
+                   help="run one stage (default: all in order); `registry` manages the embedded registry; "
+                        "`test` provisions the host and runs the test suite")
+    p.add_argument("target", nargs="*", help="verify: the image to verify; registry: start|stop|status; "
+                                             "test: arguments passed to pytest")
+    p.add_argument("--registry", default=registry.DEFAULT_ADDR,
+                   help="registry HOST[:PORT] to push to (default: the embedded one on %(default)s)")
+    p.add_argument("--repo", default="todo-backend", help="repository name in the registry (default: %(default)s)")
+    p.add_argument("--tag", action="append", default=[], help="extra tag to promote besides latest (repeatable)")
+    p.add_argument("--creds", help="USER:PASSWORD for the registry (default: the usual auth file)")
+    p.add_argument("--authfile", type=Path, help="registry auth file (default: containers' usual auth.json)")
+    p.add_argument("--containerfile", type=Path, default=ROOT / "build/Containerfile")
+    p.add_argument("--context", type=Path, default=ROOT / "backend", help="build context (default: backend/)")
+    p.add_argument("--base-image", help="use this image as python:3.11-slim (tagged locally under that name)")
+    p.add_argument("--rebuild-base", action="store_true", help="rebuild the offline base stand-in")
+    p.add_argument("--offline", action="store_true",
+                   help="install Python packages from a host-side wheelhouse (built once, then no network)")
+    p.add_argument("--max-size", type=float, default=150.0, help="size limit in MB (default: %(default)s)")
+    p.add_argument("--database-url", help="verify against this database (as the container sees it) instead of "
+                                          "a throw-away PostgreSQL")
+    p.add_argument("--no-provision", action="store_true", help="skip the provision stage")
+    p.add_argument("--report", type=Path, help="write the JSON report here")
+    p.add_argument("--junit", type=Path, help="write JUnit XML here")
+    p.add_argument("--keep", action="store_true", help="keep the verify containers for debugging")
+    p.add_argument("--state-dir", type=Path, default=Path(os.environ.get("IMAGEPIPE_STATE", ROOT / ".state")))
+    p.add_argument("-v", "--verbose", action="store_true", help="stream the tools' output; tracebacks on errors")
+    return p.parse_args(argv)
+
+
+def validate(args: argparse.Namespace) -> None:
+    if not REF_RE.match(args.repo):
+        raise UsageError(f"invalid repository name {args.repo!r}: use lowercase letters, digits and . _ - / "
+                         "(e.g. --repo todo-backend)")
+    for tag in args.tag:
+        if not TAG_RE.match(tag):
+            raise UsageError(f"invalid tag {tag!r}: up to 128 of A-Z a-z 0-9 _ . - , not starting with . or -")
+    if not re.match(r"^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9a-fA-F:]+\](:\d{1,5})?$", args.registry):
+        raise UsageError(f"invalid registry {args.registry!r}: give HOST or HOST:PORT (e.g. 127.0.0.1:5000)")
+    if args.max_size <= 0:
+        raise UsageError("--max-size must be a positive number of MB")
+    if args.creds is not None and ":" not in args.creds:
+        raise UsageError("--creds must be USER:PASSWORD")
+
+
+def check_context(args: argparse.Namespace) -> None:
+    ctx, cf = args.context, args.containerfile
+    if not cf.is_file():
+        raise UsageError(f"Containerfile not found: {cf} (pass --containerfile PATH)")
+    if not ctx.is_dir():
+        raise UsageError(f"build context not found: {ctx} (pass --context DIR, normally backend/)")
+    missing = [d for d in ("app", "agents", "mcp") if not (ctx / d).is_dir()]
+    if missing:
+        raise UsageError(f"build context {ctx} lacks {', '.join(d + '/' for d in missing)}: the image must "
+                         "contain app/, agents/ and mcp/ (contract FR-009)")
+    if not (ctx / "requirements.txt").is_file():
+        raise UsageError(f"{ctx}/requirements.txt is missing: the builder installs dependencies from it")
+
+
+@contextmanager
+def state_lock(state_dir: Path) -> Iterator[None]:
+    """One pipeline at a time per state directory (registry data, wheelhouse, reports)."""
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(state_dir / "pipeline.lock", "w")  # noqa: SIM115 - held for the whole run
+    except OSError as e:
+        raise UsageError(f"cannot use the state directory {state_dir}: {e.strerror} (fix its permissions or "
+                         "free disk space, or pass --state-dir)") from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another pipeline run to finish (lock {state_dir / 'pipeline.lock'})", file=sys.stderr)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        handle.close()
+
+
+def stage(ctx: Context, name: str, what: str, fn: Callable[[], T]) -> T:
+    print(f"==> {name}: {what}", flush=True)
+    t0 = time.monotonic()
+    try:
+        result = fn()
+    except PipelineError as e:
+        e.stage = e.stage or name
+        raise
+    ctx.timings[name] = time.monotonic() - t0
+    print(f"    {name} done in {ctx.timings[name]:.1f} s", flush=True)
+    return result
+
+
+# --- stages -----------------------------------------------------------------------------------------------
+
+
+def do_provision(ctx: Context) -> None:
+    from imagepipe.provision import provision
+
+    result = provision(verbose=ctx.args.verbose)
+    if result.changed:
+        print(f"    changed: {', '.join(result.changed)}")
+    else:
+        print("    no changes: the host was already prepared")
+
+
+def do_base(ctx: Context) -> None:
+    hostenv.ensure_mount_namespace(ctx.profile)
+    print(f"    {base.ensure_base(ctx.profile, state_dir=ctx.state_dir, override=ctx.args.base_image, rebuild=ctx.args.rebuild_base)}")
+
+
+def do_lint(ctx: Context) -> None:
+    violations = lint.lint(ctx.args.containerfile, hadolint_config=ROOT / "build/hadolint.yaml")
+    for v in violations:
+        print(f"    {v.render(ctx.args.containerfile)}")
+    if violations:
+        first = violations[0]
+        raise lint.LintFailed(f"{len(violations)} Containerfile violation(s), first: line {first.line} "
+                              f"{first.rule}: {first.message}", stage="lint")
+    print("    contract rules FR-001..FR-010, NFR-002 and hadolint: clean")
+
+
+def git_tag() -> str:
+    try:
+        sha = runner.run(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"]).stdout.strip()
+    except (ToolFailed, PipelineError):
+        return "dev"
+    dirty = runner.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "backend", "build/Containerfile"]).stdout
+    return f"{sha}-dirty" if dirty.strip() else sha
+
+
+def wheelhouse(ctx: Context) -> Path:
+    """Host-built wheels for requirements.txt, keyed by its hash: built once, reused offline."""
+    import hashlib
+
+    req = ctx.args.context / "requirements.txt"
+    key = hashlib.sha256(req.read_bytes()).hexdigest()[:16]
+    target = ctx.state_dir / "wheelhouse" / key
+    if not (target / ".complete").exists():
+        target.mkdir(parents=True, exist_ok=True)
+        runner.run([sys.executable, "-m", "pip", "wheel", "-q", "-r", str(req), "-w", str(target)], stage="build",
+                   timeout=1800, what="building the wheelhouse")
+        (target / ".complete").touch()
+    return target
+
+
+def do_build(ctx: Context) -> str:
+    check_context(ctx.args)
+    hostenv.ensure_mount_namespace(ctx.profile)
+    tag = git_tag()
+    image = f"localhost/{ctx.args.repo}:{tag}"
+    argv = commands.buildah_bud(
+        ctx.profile, containerfile=ctx.args.containerfile, context=ctx.args.context, tags=[image],
+        ca_bundle=CA_BUNDLE if CA_BUNDLE.exists() else None,
+        wheelhouse=wheelhouse(ctx) if ctx.args.offline else None,
+    )
+    runner.run(argv, stage="build", timeout=3600, what="buildah bud")
+    ctx.local_image = image
+    print(f"    built {image}")
+    return image
+
+
+def do_push(ctx: Context) -> str:
+    if ctx.local_image is None:
+        ctx.local_image = f"localhost/{ctx.args.repo}:{git_tag()}"
+        if not base.image_exists(ctx.profile, ctx.local_image):
+            raise UsageError(f"no local image {ctx.local_image}: run the build stage first "
+                             "(python build/pipeline.py build)")
+    ensure_registry(ctx)
+    tag = ctx.local_image.rsplit(":", 1)[1]
+    dest = f"{ctx.args.registry}/{ctx.args.repo}:{tag}"
+    digestfile = ctx.state_dir / "push.digest"
+    digestfile.unlink(missing_ok=True)
+    argv = commands.buildah_push(ctx.local_image, dest, digestfile=digestfile, creds=ctx.args.creds,
+                                 authfile=ctx.args.authfile)
+    for attempt in range(1, 4):
+        try:
+            runner.run(argv, stage="push", timeout=1800, what="buildah push")
+            break
+        except ToolFailed as e:
+            if re.search(r"unauthorized|authentication required|denied", e.output, re.I):
+                raise PipelineError(f"the registry {ctx.args.registry} refused the credentials: pass "
+                                    "--creds USER:PASSWORD or log in with `podman login` (auth file)",
+                                    stage="push", detail=e.output) from None
+            if attempt == 3:
+                raise PipelineError(f"push to {ctx.args.registry} failed 3 times: {e.message} (is the registry "
+                                    "up? `python build/pipeline.py registry status`)", stage="push",
+                                    detail=e.output) from None
+            log.warning("push attempt %d failed (%s); retrying", attempt, e.message)
+            time.sleep(2 * attempt)
+    digest = digestfile.read_text().strip()
+    ctx.pushed = f"{ctx.args.registry}/{ctx.args.repo}@{digest}"
+    (ctx.state_dir / "last-push.json").write_text(json.dumps({"tag": dest, "image": ctx.pushed}) + "\n")
+    print(f"    pushed {dest}\n    digest {digest}")
+    return ctx.pushed
+
+
+def ensure_registry(ctx: Context) -> None:
+    if ctx.args.registry == registry.DEFAULT_ADDR:
+        state = registry.EmbeddedRegistry(ctx.state_dir, ctx.args.registry).ensure_running()
+        if state == "started":
+            print(f"    embedded registry started on {ctx.args.registry} (stop: python build/pipeline.py registry stop)")
+    elif registry.probe(ctx.args.registry) == "down":
+        raise PipelineError(f"registry {ctx.args.registry} is unreachable: start it or fix --registry",
+                            stage="push")
+
+
+def do_verify(ctx: Context, image: str | None = None) -> VerifyResult:
+    image = image or ctx.pushed
+    if image is None:
+        raise UsageError("nothing to verify: give an image (python build/pipeline.py verify REGISTRY/REPO@DIGEST)")
+    hostenv.ensure_mount_namespace(ctx.profile)
+    options = VerifyOptions(max_size_mb=ctx.args.max_size, database_url=ctx.args.database_url,
+                            state_dir=ctx.state_dir, keep=ctx.args.keep)
+    result = Verifier(ctx.profile, image, options).run()
+    ctx.verify_result = result
+    return result
+
+
+def do_promote(ctx: Context) -> list[str]:
+    assert ctx.pushed is not None and ctx.verify_result is not None
+    if not ctx.verify_result.passed:  # never reached from main(); a guard against future callers
+        raise PipelineError("refusing to promote an image that failed verification", stage="promote")
+    digest = ctx.pushed.rsplit("@", 1)[1]
+    promoted = []
+    for tag in ["latest", *ctx.args.tag]:
+        dest = f"{ctx.args.registry}/{ctx.args.repo}:{tag}"
+        runner.run(commands.skopeo_copy(ctx.pushed, dest, creds=ctx.args.creds), stage="promote", timeout=600,
+                   what=f"tagging {tag}")
+        got = json.loads(runner.run(commands.skopeo_inspect(dest, creds=ctx.args.creds), stage="promote").stdout)
+        if got.get("Digest") != digest:
+            raise PipelineError(f"{dest} points at {got.get('Digest')} after promotion, expected {digest}",
+                                stage="promote")
+        promoted.append(dest)
+        print(f"    {dest} -> {digest}")
+    return promoted
+
+
+# --- main ---------------------------------------------------------------------------------------------------
+
+
+def finish_report(ctx: Context, result: VerifyResult) -> None:
+    print()
+    print(report.table(result))
+    extra: dict[str, Any] = {"timings": {k: round(v, 2) for k, v in ctx.timings.items()}}
+    if ctx.args.report:
+        report.write_json(ctx.args.report, report.as_dict(result, builder="buildah", extra=extra))
+    if ctx.args.junit:
+        report.write_junit(ctx.args.junit, result, builder="buildah")
+
+
+def run_all(ctx: Context) -> int:
+    a = ctx.args
+    if not a.no_provision:
+        stage(ctx, "provision", "preparing the build host (pyinfra)", lambda: do_provision(ctx))
+    stage(ctx, "base", "python:3.11-slim", lambda: do_base(ctx))
+    stage(ctx, "lint", str(a.containerfile.relative_to(ROOT) if a.containerfile.is_relative_to(ROOT)
+                           else a.containerfile), lambda: do_lint(ctx))
+    stage(ctx, "build", "buildah bud", lambda: do_build(ctx))
+    stage(ctx, "push", f"to {a.registry}", lambda: do_push(ctx))
+    result = stage(ctx, "verify", f"{ctx.pushed}", lambda: do_verify(ctx))
+    if not result.passed:
+        finish_report(ctx, result)
+        print(f"verification failed: latest was not moved ({a.registry}/{a.repo}:latest is unchanged)")
+        return EXIT_CHECKS_FAILED
+    stage(ctx, "promote", "tag the verified digest", lambda: do_promote(ctx))
+    finish_report(ctx, result)
+    return 0
+
+
+def run_one(ctx: Context) -> int:
+    a = ctx.args
+    name = a.stage
+    if name == "registry":
+        return registry_command(ctx)
+    if name == "provision":
+        stage(ctx, "provision", "preparing the build host (pyinfra)", lambda: do_provision(ctx))
+    elif name == "base":
+        stage(ctx, "base", "python:3.11-slim", lambda: do_base(ctx))
+    elif name == "lint":
+        stage(ctx, "lint", str(a.containerfile), lambda: do_lint(ctx))
+    elif name == "build":
+        stage(ctx, "build", "buildah bud", lambda: do_build(ctx))
+    elif name == "push":
+        stage(ctx, "push", f"to {a.registry}", lambda: do_push(ctx))
+    elif name == "verify":
+        if len(a.target) != 1:
+            raise UsageError("verify takes one image: python build/pipeline.py verify REGISTRY/REPO@DIGEST")
+        result = stage(ctx, "verify", a.target[0], lambda: do_verify(ctx, a.target[0]))
+        finish_report(ctx, result)
+        return 0 if result.passed else EXIT_CHECKS_FAILED
+    elif name == "promote":
+        raise UsageError("promote runs only after a passing verify: run the whole pipeline")
+    return 0
+
+
+def registry_command(ctx: Context) -> int:
+    action = (ctx.args.target or ["status"])[0]
+    reg = registry.EmbeddedRegistry(ctx.state_dir, ctx.args.registry)
+    if action == "start":
+        print(f"registry {reg.ensure_running()} on {reg.addr} (data: {reg.dir / 'data'})")
+    elif action == "stop":
+        print("registry stopped" if reg.stop() else "registry was not running (from this state directory)")
+    elif action == "status":
+        state = registry.probe(reg.addr)
+        print(f"{reg.addr}: {state}" + (f" (pid {reg.pid()}, data {reg.dir / 'data'})" if reg.pid() else ""))
+    else:
+        raise UsageError(f"unknown registry action {action!r}: use start, stop or status")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="    %(message)s")
+    for noisy in ("urllib3", "sh", "pyinfra"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    runner.VERBOSE = args.verbose
+    try:
+        validate(args)
+        if args.stage == "test":
+            from imagepipe.testcmd import run_tests
+
+            return run_tests(args)
+        ctx = Context(args=args, profile=hostenv.detect(), state_dir=args.state_dir.resolve())
+        with state_lock(ctx.state_dir):
+            return run_all(ctx) if args.stage == "all" else run_one(ctx)
+    except PipelineError as e:
+        where = f"[{e.stage}] " if e.stage else ""
+        print(f"error: {where}{e.message}", file=sys.stderr)
+        if e.detail:
+            print("    " + "\n    ".join(e.detail.splitlines()[-runner.TAIL_LINES:]), file=sys.stderr)
+        if args.verbose:
+            traceback.print_exc()
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

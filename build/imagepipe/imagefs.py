@@ -1,0 +1,120 @@
+"""Static inspection of an image's file tree (buildah mount: works without running the image)."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from imagepipe import runner
+
+BUILD_TOOLS = ("gcc", "cc", "c++", "g++", "cpp", "make", "ld", "as", "clang", "x86_64-linux-gnu-gcc-12")
+SECRET_PATTERNS = {
+    "OpenAI-style key": re.compile(rb"\bsk-(?:proj-)?[A-Za-z0-9_-]{32,}"),
+    "private key": re.compile(rb"-----BEGIN (?:RSA |EC |OPENSSH |DSA |ENCRYPTED )?PRIVATE KEY-----"),
+    "AWS access key": re.compile(rb"\bAKIA[0-9A-Z]{16}\b"),
+    "GitHub token": re.compile(rb"\bgh[pousr]_[A-Za-z0-9]{36}\b"),
+}
+SKIP_TOP = {"proc", "sys", "dev"}
+MAX_SCAN_BYTES = 8 * 1024 * 1024
+
+
+@contextmanager
+def mounted(image: str) -> Iterator[Path]:
+    ctr = runner.run(["buildah", "from", "--pull=false", "--quiet", image], stage="verify").stdout.strip()
+    try:
+        path = runner.run(["buildah", "mount", ctr], stage="verify").stdout.strip()
+        yield Path(path)
+    finally:
+        runner.run(["buildah", "umount", ctr], ok_codes=(0, 1, 125))
+        runner.run(["buildah", "rm", ctr], ok_codes=(0, 1, 125))
+
+
+def walk(root: Path) -> Iterator[tuple[str, os.stat_result]]:
+    """(path inside the image, lstat) for every entry."""
+    for top in sorted(os.listdir(root)):
+        if top in SKIP_TOP:
+            continue
+        base = root / top
+        st = os.lstat(base)
+        yield "/" + top, st
+        if stat.S_ISDIR(st.st_mode):
+            for dirpath, dirnames, filenames in os.walk(base):
+                for name in dirnames + filenames:
+                    full = os.path.join(dirpath, name)
+                    yield "/" + os.path.relpath(full, root), os.lstat(full)
+
+
+def find_build_tools(root: Path) -> list[str]:
+    found = []
+    for d in ("usr/bin", "usr/local/bin", "bin", "opt/venv/bin"):
+        for tool in BUILD_TOOLS:
+            if (root / d / tool).exists() or (root / d / tool).is_symlink():
+                found.append(f"/{d}/{tool}")
+    if (root / "usr/lib/gcc").exists() and any((root / "usr/lib/gcc").rglob("cc1")):
+        found.append("/usr/lib/gcc/**/cc1")
+    return sorted(set(found))
+
+
+def ownership_problems(root: Path, *, app_dir: str = "/app", uid: int = 1001) -> tuple[list[str], list[str]]:
+    """(paths under app_dir not owned by uid, world-writable files/dirs without the sticky bit)."""
+    not_owned, writable = [], []
+    for path, st in walk(root):
+        if stat.S_ISLNK(st.st_mode):
+            continue
+        if (path == app_dir or path.startswith(app_dir + "/")) and st.st_uid != uid:
+            not_owned.append(path)
+        if st.st_mode & stat.S_IWOTH and not (stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX):
+            writable.append(path)
+    return not_owned, writable
+
+
+def setuid_files(root: Path) -> list[str]:
+    return [p for p, st in walk(root) if stat.S_ISREG(st.st_mode) and st.st_mode & (stat.S_ISUID | stat.S_ISGID)]
+
+
+def scan_secrets(root: Path, values: list[str]) -> list[str]:
+    """Files that contain one of `values` or a common key pattern; .env files by name."""
+    needles = [v.encode() for v in values if len(v) >= 8]
+    hits = []
+    for path, st in walk(root):
+        name = path.rsplit("/", 1)[-1]
+        if stat.S_ISREG(st.st_mode) and (name == ".env" or name.startswith(".env.")):
+            hits.append(f"{path} (.env file)")
+            continue
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_SCAN_BYTES or st.st_size == 0:
+            continue
+        try:
+            data = (root / path.lstrip("/")).read_bytes()
+        except OSError:
+            continue
+        if any(n in data for n in needles):
+            hits.append(f"{path} (a run-time secret value)")
+            continue
+        for label, pattern in SECRET_PATTERNS.items():
+            if pattern.search(data):
+                hits.append(f"{path} ({label})")
+                break
+    return hits
+
+
+def dpkg_packages(root: Path) -> dict[str, str]:
+    """Installed packages and versions: /var/lib/dpkg/status plus status.d/* (distroless-style entries for
+    files copied without dpkg, which scanners such as trivy and grype also read)."""
+    texts = []
+    status = root / "var/lib/dpkg/status"
+    if status.exists():
+        texts.append(status.read_text(errors="replace"))
+    status_d = root / "var/lib/dpkg/status.d"
+    if status_d.is_dir():
+        texts += [p.read_text(errors="replace") for p in sorted(status_d.iterdir()) if p.is_file()]
+    packages = {}
+    for text in texts:
+        for stanza in text.split("\n\n"):
+            fields = dict(re.findall(r"^([A-Za-z-]+): (.*)$", stanza, flags=re.M))
+            if "Package" in fields and "Version" in fields and "installed" in fields.get("Status", "installed"):
+                packages[fields["Package"]] = fields["Version"]
+    return packages

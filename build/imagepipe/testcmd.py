@@ -1,0 +1,40 @@
+"""`pipeline.py test`: prepare the host and the venv for the test suite, then run pytest.
+
+One command on a fresh machine: provision (apt packages incl. PostgreSQL, buildah, podman, registry), install
+the test extras and the backend's pinned requirements, run pytest. pytest's own exit code is returned, so
+"no tests collected" (5) fails too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import subprocess
+import sys
+import tomllib
+
+from imagepipe.cli import ROOT
+
+
+def run_tests(args: argparse.Namespace) -> int:
+    if not args.no_provision:
+        from imagepipe.provision import provision
+
+        print("==> test: provisioning the host", flush=True)
+        result = provision(verbose=args.verbose)
+        print(f"    {'changed: ' + ', '.join(result.changed) if result.changed else 'no changes'}", flush=True)
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        extras = tomllib.load(f)["project"]["optional-dependencies"]["test"]
+    requirements = ROOT / "backend/requirements.txt"
+    stamp = ROOT / ".venv/.test-deps"
+    want = hashlib.sha256(("\n".join(extras) + requirements.read_text()).encode()).hexdigest()
+    if not stamp.exists() or stamp.read_text().strip() != want:
+        print("==> test: installing test dependencies and backend/requirements.txt", flush=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", *extras,
+                        "-r", str(requirements)], check=True)
+        stamp.write_text(want + "\n")
+    print("==> test: pytest " + " ".join(args.target), flush=True)
+    code = subprocess.run([sys.executable, "-m", "pytest", *args.target], cwd=ROOT).returncode
+    if code == 5:
+        print("error: pytest collected no tests", file=sys.stderr)
+    return code
