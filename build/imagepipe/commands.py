@@ -98,9 +98,10 @@ def podman_run(
         args += ["--name", name]
     if profile.hybrid_cgroups:
         args.append("--cgroups=disabled")
-    # Explicit limits at or below this process's hard limits (podman's defaults are higher).
+    # Explicit limits well below this process's hard limits (podman's defaults are higher). Capped at
+    # 16384: crun refused nproc 65536 on a host reporting a hard limit of 96365.
     if profile.nofile_hard < 1048576 or profile.nproc_hard < 4194304:
-        nofile, nproc = min(profile.nofile_hard, 65536), min(profile.nproc_hard, 65536)
+        nofile, nproc = min(profile.nofile_hard, 16384), min(profile.nproc_hard, 16384)
         args += ["--ulimit", f"nofile={nofile}:{nofile}", "--ulimit", f"nproc={nproc}:{nproc}"]
     for key, value in (env or {}).items():
         args += ["-e", f"{key}={value}"]

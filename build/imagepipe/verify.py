@@ -131,7 +131,9 @@ class Verifier:
         except ToolFailed as e:
             raise PipelineError(f"cannot pull {self.image}: {e.message}", stage="verify", detail=e.detail) from None
         inspect = json.loads(self.podman("image", "inspect", self.image).stdout)[0]
-        self.config = inspect.get("Config") or {}
+        self.config = dict(inspect.get("Config") or {})
+        # podman reports the health check next to Config, not inside it
+        self.config.setdefault("Healthcheck", inspect.get("Healthcheck") or inspect.get("HealthCheck"))
         self.size = int(inspect.get("Size") or 0)
 
         self.guarded("size", self.check_size)
