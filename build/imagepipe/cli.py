@@ -168,13 +168,28 @@ def do_lint(ctx: Context) -> None:
     print("    contract rules FR-001..FR-010, NFR-002 and hadolint: clean")
 
 
-def git_tag() -> str:
+def content_hash(args: argparse.Namespace) -> str:
+    """Hash of the Containerfile and the context's files (what the build reads), for tags of dirty trees."""
+    import hashlib
+
+    h = hashlib.sha256(args.containerfile.read_bytes())
+    for path in sorted(args.context.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and not path.name.endswith(".pyc"):
+            h.update(str(path.relative_to(args.context)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:10]
+
+
+def git_tag(args: argparse.Namespace) -> str:
+    """The git short SHA; a tree that differs from the commit (or lives outside it) adds a content hash, so
+    a tag never names two different images."""
     try:
         sha = runner.run(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"]).stdout.strip()
     except (ToolFailed, PipelineError):
-        return "dev"
-    dirty = runner.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "backend", "build/Containerfile"]).stdout
-    return f"{sha}-dirty" if dirty.strip() else sha
+        return f"nogit-{content_hash(args)}"
+    inside = args.context.resolve().is_relative_to(ROOT) and args.containerfile.resolve().is_relative_to(ROOT)
+    dirty = runner.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", str(args.context.resolve()),
+                        str(args.containerfile.resolve())]).stdout.strip() if inside else "outside"
+    return f"{sha}-dirty-{content_hash(args)}" if dirty else sha
 
 
 def wheelhouse(ctx: Context) -> Path:
@@ -195,7 +210,7 @@ def wheelhouse(ctx: Context) -> Path:
 def do_build(ctx: Context) -> str:
     check_context(ctx.args)
     hostenv.ensure_mount_namespace(ctx.profile)
-    tag = git_tag()
+    tag = git_tag(ctx.args)
     image = f"localhost/{ctx.args.repo}:{tag}"
     argv = commands.buildah_bud(
         ctx.profile, containerfile=ctx.args.containerfile, context=ctx.args.context, tags=[image],
@@ -210,7 +225,7 @@ def do_build(ctx: Context) -> str:
 
 def do_push(ctx: Context) -> str:
     if ctx.local_image is None:
-        ctx.local_image = f"localhost/{ctx.args.repo}:{git_tag()}"
+        ctx.local_image = f"localhost/{ctx.args.repo}:{git_tag(ctx.args)}"
         if not base.image_exists(ctx.profile, ctx.local_image):
             raise UsageError(f"no local image {ctx.local_image}: run the build stage first "
                              "(python build/pipeline.py build)")
@@ -244,7 +259,8 @@ def do_push(ctx: Context) -> str:
 
 
 def ensure_registry(ctx: Context) -> None:
-    if ctx.args.registry == registry.DEFAULT_ADDR:
+    """A loopback registry that does not answer is started as the embedded one (own data directory)."""
+    if commands.registry_is_local(ctx.args.registry):
         state = registry.EmbeddedRegistry(ctx.state_dir, ctx.args.registry).ensure_running()
         if state == "started":
             print(f"    embedded registry started on {ctx.args.registry} (stop: python build/pipeline.py registry stop)")

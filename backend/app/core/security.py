@@ -15,11 +15,14 @@ USER_CLAIMS = ("sub", "user_id", "id")
 
 
 class TokenVerifier:
-    def __init__(self, secret: str, *, jwks_url: str | None = None, audience: str | None = None) -> None:
+    def __init__(self, secret: str, *, jwks_url: str | None = None, audience: str | None = None,
+                 jwks_cooldown: float = 5.0) -> None:
         self.secret = secret
         self.audience = audience
-        # PyJWKClient caches keys and refetches the set once when a token names an unknown `kid`.
-        self.jwks = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=3600, timeout=5) if jwks_url else None
+        # PyJWKClient caches keys and refetches the set when a token names an unknown `kid` (key rotation);
+        # the cooldown bounds how often forged kids can make us hit the JWKS endpoint.
+        self.jwks = (jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=3600, timeout=5,
+                                     cooldown_duration=jwks_cooldown) if jwks_url else None)
 
     def _options(self) -> dict[str, Any]:
         return {"require": ["exp"], "verify_aud": self.audience is not None}

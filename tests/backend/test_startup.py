@@ -1,0 +1,82 @@
+"""Process start-up as uvicorn runs it: missing settings, and a database that appears later."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from conftest import SECRET
+from imagepipe.postgres import TempPostgres, free_port
+
+BACKEND = Path(__file__).resolve().parents[2] / "backend"
+
+
+def _env(**values: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "BETTER_AUTH_SECRET", "OPENAI_API_KEY")}
+    return {**env, **values}
+
+
+def test_missing_settings_stop_with_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(free_port())],
+                          cwd=BACKEND, env=_env(BETTER_AUTH_SECRET=""), capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert lines == ["configuration error: missing required environment variables: BETTER_AUTH_SECRET, "
+                     "DATABASE_URL, OPENAI_API_KEY (set them in the environment or in .env)"], proc.stderr
+
+
+def test_dsn_forms_are_accepted():
+    from app.core.config import normalise_dsn
+
+    assert normalise_dsn("postgres://u:p@h/db") == "postgresql://u:p@h/db"
+    neon = "postgresql://u:p@ep-x.eu-central-1.aws.neon.tech/neondb?sslmode=require&channel_binding=require"
+    assert normalise_dsn(neon) == neon
+    assert normalise_dsn("postgresql+psycopg://u@h/db") == "postgresql://u@h/db"
+
+
+def test_unreachable_database_then_recovery():
+    port, password = free_port(), "pw-" + SECRET[:8]
+    app_port = free_port()
+    dsn = f"postgresql://todo:{password}@127.0.0.1:{port}/todo"
+    env = _env(DATABASE_URL=dsn, BETTER_AUTH_SECRET=SECRET, OPENAI_API_KEY="sk-test", FRONTEND_URL="http://a, http://b")
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(app_port)],
+                            cwd=BACKEND, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{app_port}"
+    pg = None
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(base + "/health", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                time.sleep(0.1)
+        assert requests.get(base + "/health", timeout=2).json() == {"status": "healthy"}
+        ready = requests.get(base + "/ready", timeout=5)
+        assert ready.status_code == 503 and ready.json()["status"] == "unavailable"
+        from app.core.security import mint_token
+        headers = {"Authorization": f"Bearer {mint_token(SECRET, 'u1')}"}
+        assert requests.get(base + "/api/u1/tasks", headers=headers, timeout=10).status_code == 503
+
+        pg = TempPostgres(port=port, password=password).start()  # the database appears
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and requests.get(base + "/ready", timeout=5).status_code != 200:
+            time.sleep(0.2)
+        assert requests.get(base + "/ready", timeout=5).status_code == 200
+        assert requests.get(base + "/api/u1/tasks", headers=headers, timeout=10).status_code == 200
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=20)[0]
+        if pg is not None:
+            pg.stop()
+    assert "database unreachable:" in out and "database connection OK" in out
+    assert out.count("database unreachable:") == 1, "one line per change of state, not per retry"
+    settings_line = next(ln for ln in out.splitlines() if "settings loaded:" in ln)
+    assert "FRONTEND_URL=http://a, http://b" in settings_line and "AGENT_MODEL=gpt-4o" in settings_line
+    assert SECRET not in out and password not in out
