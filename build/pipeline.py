@@ -44,7 +44,7 @@ def bootstrap() -> None:
                      "check network access to PyPI")
         stamp.write_text(want + "\n")
     env = dict(os.environ, PATH=f"{VENV / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
-    os.execve(str(PYTHON), [str(PYTHON), str(Path(__file__).resolve()), *sys.argv[1:]], env)
+    os.execve(str(PYTHON), [str(PYTHON), str(Path(__file__).resolve()), *sys.argv[1:]], env)  # noqa: S606
 
 
 if __name__ == "__main__":

@@ -138,7 +138,7 @@ def app_server(postgres: TempPostgres, fake_openai: FakeOpenAI) -> Iterator[Serv
 
 
 @pytest.fixture
-def api(app_server: ServedApp, postgres: TempPostgres, fake_openai: FakeOpenAI) -> Iterator["Api"]:
+def api(app_server: ServedApp, postgres: TempPostgres, fake_openai: FakeOpenAI) -> Iterator[Api]:
     """A client on a clean database (tables truncated before each test)."""
     import psycopg
 

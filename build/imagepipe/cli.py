@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from imagepipe import base, commands, hostenv, lint, registry, report, runner
-from imagepipe.errors import EXIT_CHECKS_FAILED, PipelineError, ToolFailed, UsageError
+from imagepipe.errors import EXIT_CHECKS_FAILED, LintFailed, PipelineError, ToolFailed, UsageError
 from imagepipe.verify import Verifier, VerifyOptions, VerifyResult
 
 log = logging.getLogger("imagepipe")
@@ -163,7 +163,7 @@ def do_lint(ctx: Context) -> None:
         print(f"    {v.render(ctx.args.containerfile)}")
     if violations:
         first = violations[0]
-        raise lint.LintFailed(f"{len(violations)} Containerfile violation(s), first: line {first.line} "
+        raise LintFailed(f"{len(violations)} Containerfile violation(s), first: line {first.line} "
                               f"{first.rule}: {first.message}", stage="lint")
     print("    contract rules FR-001..FR-010, NFR-002 and hadolint: clean")
 
@@ -399,3 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # the outer edge: one line, the traceback only on request
+        print(f"internal error: {type(e).__name__}: {e} (re-run with --verbose for the traceback)", file=sys.stderr)
+        if args.verbose:
+            traceback.print_exc()
+        return 70

@@ -1,0 +1,127 @@
+"""The pipeline end to end with the real tools: buildah, podman, skopeo, docker-registry, PostgreSQL.
+
+Each test runs `python build/pipeline.py` as a user would, against its own state directory and an embedded
+registry on a free port (stopped at the end).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from imagepipe.postgres import free_port
+from imagepipe.verify import CHECK_IDS
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Pipeline:
+    def __init__(self, state: Path, registry: str) -> None:
+        self.state, self.registry = state, registry
+
+    def run(self, *args: str, timeout: float = 2400) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, str(ROOT / "build/pipeline.py"), *args, "--state-dir", str(self.state),
+                "--registry", self.registry]
+        proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+        print(proc.stdout[-6000:], proc.stderr[-4000:], sep="\n")
+        return proc
+
+    def digest(self, tag: str, repo: str = "todo-backend") -> str | None:
+        proc = subprocess.run(["skopeo", "inspect", "--tls-verify=false", f"docker://{self.registry}/{repo}:{tag}"],
+                              capture_output=True, text=True)
+        return json.loads(proc.stdout)["Digest"] if proc.returncode == 0 else None
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    p = Pipeline(tmp_path_factory.mktemp("state"), f"127.0.0.1:{free_port()}")
+    yield p
+    p.run("registry", "stop")
+
+
+@pytest.fixture(scope="module")
+def green(pipeline, tmp_path_factory):
+    out = tmp_path_factory.mktemp("reports")
+    proc = pipeline.run("--no-provision", "--report", str(out / "r.json"), "--junit", str(out / "r.xml"))
+    return proc, json.loads((out / "r.json").read_text()), (out / "r.xml").read_text()
+
+
+def failed(report: dict) -> list[str]:
+    return [c["id"] for c in report["checks"] if not c["passed"]]
+
+
+def test_full_pipeline_is_green_and_promotes_the_verified_digest(pipeline, green):
+    proc, report, junit = green
+    assert proc.returncode == 0, proc.stderr
+    for stage in ("base", "lint", "build", "push", "verify", "promote"):
+        assert f"==> {stage}:" in proc.stdout and f"{stage} done in" in proc.stdout
+    assert report["passed"] is True and report["builder"] == "buildah"
+    assert [c["id"] for c in report["checks"]] == list(CHECK_IDS)
+    assert report["image"].startswith(f"{pipeline.registry}/todo-backend@sha256:")
+    assert pipeline.digest("latest") == report["image"].split("@")[1]
+    assert 'failures="0"' in junit
+    size = next(c for c in report["checks"] if c["id"] == "size")
+    assert size["value"] < 150
+
+
+def test_tiny_size_budget_fails_exactly_size_and_latest_stays(pipeline, green, tmp_path):
+    before = pipeline.digest("latest")
+    ctx = tmp_path / "backend"
+    shutil.copytree(ROOT / "backend", ctx, ignore=shutil.ignore_patterns("__pycache__"))
+    (ctx / "app" / "build_marker.py").write_text("MARKER = 'a different image'\n")
+    proc = pipeline.run("--no-provision", "--context", str(ctx), "--max-size", "10", "--report",
+                        str(tmp_path / "r.json"))
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert proc.returncode == 1, proc.stderr
+    assert failed(report) == ["size"]
+    assert report["image"].split("@")[1] != before, "the variant is a different image"
+    assert pipeline.digest("latest") == before, "a failed verification never moves latest"
+    assert "latest was not moved" in proc.stdout
+
+
+def test_root_variant_fails_exactly_user(pipeline, green, tmp_path):
+    variant = tmp_path / "Containerfile"
+    variant.write_text((ROOT / "build/Containerfile").read_text().replace("USER appuser", "USER root"))
+    assert pipeline.run("lint", "--containerfile", str(variant)).returncode == 12  # lint catches it statically
+    args = ("--containerfile", str(variant), "--repo", "todo-backend-root")
+    assert pipeline.run("build", *args).returncode == 0
+    pushed = pipeline.run("push", *args)
+    assert pushed.returncode == 0
+    image = json.loads((pipeline.state / "last-push.json").read_text())["image"]
+    proc = pipeline.run("verify", image, "--report", str(tmp_path / "r.json"))
+    assert proc.returncode == 1
+    assert failed(json.loads((tmp_path / "r.json").read_text())) == ["user"]
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (("build", "--context", "/nonexistent"), 2, "build context not found: /nonexistent"),
+    (("build", "--containerfile", "/nonexistent"), 2, "Containerfile not found"),
+    (("--repo", "Bad Name"), 2, "invalid repository name"),
+    (("--tag=bad:tag",), 2, "invalid tag"),
+    (("verify",), 2, "verify takes one image"),
+])
+def test_bad_input_one_line_and_exit_code(pipeline, args, code, message):
+    proc = pipeline.run(*args)
+    assert proc.returncode == code
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0, "one line"
+
+
+def test_context_without_mcp_is_refused(pipeline, tmp_path):
+    ctx = tmp_path / "ctx"
+    shutil.copytree(ROOT / "backend", ctx, ignore=shutil.ignore_patterns("__pycache__", "mcp"))
+    proc = pipeline.run("build", "--context", str(ctx))
+    assert proc.returncode == 2 and "lacks mcp/" in proc.stderr
+
+
+def test_provision_is_idempotent(pipeline):
+    first = pipeline.run("provision")
+    assert first.returncode == 0, first.stderr
+    second = pipeline.run("provision")
+    assert second.returncode == 0 and "no changes" in second.stdout

@@ -1,0 +1,74 @@
+"""argv builders: pure, table-driven, no binaries needed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from imagepipe import commands
+from imagepipe.hostenv import NS_FILE, HostProfile
+
+PLAIN = HostProfile()  # cgroup v2 + systemd, no rlimit trouble
+QUIRKY = HostProfile(hybrid_cgroups=True, systemd=False, nofile_hard=20000, nproc_hard=96365)
+
+
+@pytest.mark.parametrize(("profile", "kw", "expected"), [
+    (PLAIN, {}, ["buildah", "bud", "--format", "docker", "--layers=true", "--pull=never", "-t", "img:1",
+                 "-f", "Containerfile", "ctx"]),
+    (QUIRKY, {}, ["buildah", "bud", "--format", "docker", "--isolation", "chroot", "--layers=true",
+                  "--pull=never", "-t", "img:1", "-f", "Containerfile", "ctx"]),
+    (PLAIN, {"ca_bundle": Path("/ca.crt"), "wheelhouse": Path("/w"), "timestamp": 0, "layers": False},
+     ["buildah", "bud", "--format", "docker", "--layers=false", "--pull=never", "-v", "/ca.crt:/run/host-ca.crt:ro",
+      "-v", "/w:/run/wheels:ro", "--timestamp", "0", "-t", "img:1", "-f", "Containerfile", "ctx"]),
+])
+def test_buildah_bud(profile, kw, expected):
+    assert commands.buildah_bud(profile, containerfile=Path("Containerfile"), context=Path("ctx"),
+                                tags=["img:1"], **kw) == expected
+
+
+@pytest.mark.parametrize(("dest", "kw", "expected"), [
+    ("127.0.0.1:5000/r:t", {}, ["buildah", "push", "--tls-verify=false", "--digestfile", "/d",
+                                "img", "docker://127.0.0.1:5000/r:t"]),
+    ("registry.example.com/r:t", {"creds": "u:p"}, ["buildah", "push", "--digestfile", "/d", "--creds", "u:p",
+                                                    "img", "docker://registry.example.com/r:t"]),
+    ("localhost:5000/r:t", {"authfile": Path("/a.json")}, ["buildah", "push", "--tls-verify=false", "--digestfile",
+                                                          "/d", "--authfile", "/a.json", "img",
+                                                          "docker://localhost:5000/r:t"]),
+])
+def test_buildah_push(dest, kw, expected):
+    assert commands.buildah_push("img", dest, digestfile=Path("/d"), **kw) == expected
+
+
+def test_podman_enters_the_namespace_only_on_quirky_hosts():
+    assert commands.podman(PLAIN, "ps") == ["podman", "ps"]
+    assert commands.podman(QUIRKY, "ps") == ["nsenter", f"--mount={NS_FILE}", "--", "podman", "ps"]
+
+
+def test_podman_run_flags():
+    plain = commands.podman_run(PLAIN, "img", name="n", detach=True, env={"A": "1"}, publish=["127.0.0.1:1:8000"])
+    assert plain == ["podman", "run", "-d", "--name", "n", "-e", "A=1", "-p", "127.0.0.1:1:8000", "img"]
+    quirky = commands.podman_run(QUIRKY, "img", remove=True, read_only=True, tmpfs=["/tmp"], cap_drop_all=True,
+                                 command=["whoami"])
+    assert quirky == ["nsenter", f"--mount={NS_FILE}", "--", "podman", "run", "--rm", "--cgroups=disabled",
+                      "--ulimit", "nofile=16384:16384", "--ulimit", "nproc=16384:16384", "--read-only",
+                      "--tmpfs", "/tmp", "--cap-drop", "ALL", "img", "whoami"]
+
+
+@pytest.mark.parametrize(("ref", "local"), [
+    ("127.0.0.1:5000/x", True), ("localhost:5000/x@sha256:ab", True), ("localhost/x", True),
+    ("registry.example.com/x", False), ("10.0.0.1:5000/x", False),
+])
+def test_registry_is_local(ref, local):
+    assert commands.registry_is_local(ref) is local
+
+
+def test_skopeo_copy_preserves_digests():
+    assert commands.skopeo_copy("127.0.0.1:5000/r@sha256:ab", "127.0.0.1:5000/r:latest") == [
+        "skopeo", "copy", "--preserve-digests", "--src-tls-verify=false", "--dest-tls-verify=false",
+        "docker://127.0.0.1:5000/r@sha256:ab", "docker://127.0.0.1:5000/r:latest"]
+
+
+def test_registry_config_has_its_own_root(tmp_path):
+    text = commands.registry_config(addr="127.0.0.1:5001", root=tmp_path)
+    assert f"rootdirectory: {tmp_path}" in text and "addr: 127.0.0.1:5001" in text

@@ -1,0 +1,58 @@
+"""Contract lint: the real Containerfile is clean; each deliberately broken variant names its rule and line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from imagepipe import lint
+
+CONTAINERFILE = Path(__file__).resolve().parents[2] / "build/Containerfile"
+GOOD = CONTAINERFILE.read_text()
+
+
+def line_of(text: str, needle: str) -> int:
+    return next(i for i, ln in enumerate(text.splitlines(), start=1) if needle in ln)
+
+
+def test_our_containerfile_is_clean():
+    assert lint.contract_rules(GOOD) == []
+
+
+def test_hadolint_is_clean_with_our_config():
+    assert lint.hadolint(CONTAINERFILE, CONTAINERFILE.parent / "hadolint.yaml") == []
+
+
+@pytest.mark.parametrize(("old", "new", "rule"), [
+    ("USER appuser", "USER root", "FR-004"),
+    ("USER appuser", "", "FR-004"),
+    ("FROM python:3.11-slim AS builder", "FROM python:latest AS builder", "FR-001"),
+    ("FROM python:3.11-slim AS builder", "FROM python AS builder", "FR-001"),
+    ("EXPOSE 8000", "EXPOSE 8080", "FR-005"),
+    ("HEALTHCHECK --interval=15s --timeout=3s --start-period=5s --retries=3 \\\n  CMD [\"python\", "
+     "\"/app/app/healthcheck.py\"]", "", "FR-006"),
+    ('ENV PATH="/opt/venv/bin:/usr/local/sbin', 'ENV PATH="/usr/local/sbin', "FR-007"),
+    ("COPY --chown=appuser:appuser ./mcp ./mcp", "", "FR-009"),
+    ("COPY --chown=appuser:appuser ./agents ./agents", "COPY ./agents ./agents", "FR-009"),
+    ('CMD ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000"]', 'CMD ["gunicorn", "app:app"]',
+     "FR-010"),
+    ("COPY requirements.txt /tmp/requirements.txt", "COPY . /src\nCOPY requirements.txt /tmp/requirements.txt",
+     "NFR-002"),
+    ("COPY --from=builder /opt/venv /opt/venv", "COPY --from=bulider /opt/venv /opt/venv", "SYNTAX"),
+    ("RUN python -m venv /opt/venv", "RUNN python -m venv /opt/venv", "SYNTAX"),
+])
+def test_broken_variants_fail_with_rule_and_line(old, new, rule):
+    assert old in GOOD, old
+    broken = GOOD.replace(old, new, 1)
+    violations = lint.contract_rules(broken)
+    assert rule in {v.rule for v in violations}, violations
+    hit = next(v for v in violations if v.rule == rule)
+    assert hit.line >= 1 and hit.message
+    if new and rule in ("FR-004", "FR-001", "NFR-002", "SYNTAX"):
+        assert hit.line == line_of(broken, new.splitlines()[0]), (hit, new)
+
+
+def test_render_names_file_line_and_rule():
+    v = lint.Violation("FR-004", 12, "USER is root")
+    assert v.render(Path("build/Containerfile")) == "build/Containerfile:12: FR-004: USER is root"
