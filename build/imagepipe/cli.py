@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from imagepipe import base, commands, hostenv, lint, registry, report, runner
+from imagepipe import base, commands, hostenv, lint, registry, report, runner, wheels
 from imagepipe.errors import EXIT_CHECKS_FAILED, LintFailed, PipelineError, ToolFailed, UsageError
 from imagepipe.verify import Verifier, VerifyOptions, VerifyResult
 
@@ -192,30 +192,19 @@ def git_tag(args: argparse.Namespace) -> str:
     return f"{sha}-dirty-{content_hash(args)}" if dirty else sha
 
 
-def wheelhouse(ctx: Context) -> Path:
-    """Host-built wheels for requirements.txt, keyed by its hash: built once, reused offline."""
-    import hashlib
-
-    req = ctx.args.context / "requirements.txt"
-    key = hashlib.sha256(req.read_bytes()).hexdigest()[:16]
-    target = ctx.state_dir / "wheelhouse" / key
-    if not (target / ".complete").exists():
-        target.mkdir(parents=True, exist_ok=True)
-        runner.run([sys.executable, "-m", "pip", "wheel", "-q", "-r", str(req), "-w", str(target)], stage="build",
-                   timeout=1800, what="building the wheelhouse")
-        (target / ".complete").touch()
-    return target
-
-
 def do_build(ctx: Context) -> str:
     check_context(ctx.args)
     hostenv.ensure_mount_namespace(ctx.profile)
     tag = git_tag(ctx.args)
     image = f"localhost/{ctx.args.repo}:{tag}"
+    house = wheels.wheelhouse(ctx.args.context / "requirements.txt", ctx.state_dir) if ctx.args.offline else None
     argv = commands.buildah_bud(
         ctx.profile, containerfile=ctx.args.containerfile, context=ctx.args.context, tags=[image],
-        ca_bundle=CA_BUNDLE if CA_BUNDLE.exists() else None,
-        wheelhouse=wheelhouse(ctx) if ctx.args.offline else None,
+        # Offline builds get no CA bundle: pip could not reach PyPI even if it tried, which proves the
+        # wheelhouse alone served the Python packages.
+        ca_bundle=CA_BUNDLE if CA_BUNDLE.exists() and house is None else None,
+        wheelhouse=house,
+        build_args={"WHEELHOUSE": house.name} if house else None,
     )
     runner.run(argv, stage="build", timeout=3600, what="buildah bud")
     ctx.local_image = image

@@ -48,12 +48,16 @@ class TempPostgres:
         self.data = self.dir / "data"
         self.bindir = pg_bindir()
         self.as_root = os.geteuid() == 0
+        self.superuser = "postgres" if self.as_root else getpass.getuser()
 
     def _argv(self, *argv: str) -> list[str]:
         return ["runuser", "-u", "postgres", "--", *argv] if self.as_root else list(argv)
 
     def dsn(self, host: str = "127.0.0.1") -> str:
         return f"postgresql://{self.user}:{self.password}@{host}:{self.port}/{self.database}"
+
+    def superuser_dsn(self, database: str = "postgres") -> str:
+        return f"postgresql://{self.superuser}:{self.password}@127.0.0.1:{self.port}/{database}"
 
     def start(self) -> TempPostgres:
         if self.as_root:
@@ -62,13 +66,12 @@ class TempPostgres:
         pwfile.write_text(self.password + "\n")
         if self.as_root:
             shutil.chown(pwfile, user="postgres")
-        superuser = "postgres" if self.as_root else getpass.getuser()
+        superuser = self.superuser
         runner.run(self._argv(str(self.bindir / "initdb"), "-D", str(self.data), "-U", superuser, "-A",
                               "scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8", "--no-sync"),
                    what="initdb", timeout=120)
         with open(self.data / "pg_hba.conf", "a") as hba:
             hba.write("host all all 0.0.0.0/0 scram-sha-256\nhost all all ::/0 scram-sha-256\n")
-        self.superuser = superuser
         self._pg_ctl_start()
         env = {"PGPASSWORD": self.password}
         psql = [str(self.bindir / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", superuser,

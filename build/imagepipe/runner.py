@@ -122,6 +122,14 @@ def spawn(argv: list[str], *, log_path: Path, env: dict[str, str] | None = None)
     return proc.pid
 
 
+def passthrough(argv: list[str], *, cwd: Path | None = None) -> int:
+    """Run with this process's stdin/stdout/stderr (pip, pytest): the caller wants the live output and the
+    exit code, not captured text."""
+    exe = which(argv[0])
+    log.debug("$ %s", shlex.join(argv))
+    return subprocess.run([exe, *argv[1:]], cwd=cwd).returncode
+
+
 def _text(data: bytes | str | None) -> str:
     if data is None:
         return ""

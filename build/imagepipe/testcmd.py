@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import subprocess
 import sys
 import tomllib
 
+from imagepipe import runner
 from imagepipe.cli import ROOT
 
 
@@ -30,11 +30,13 @@ def run_tests(args: argparse.Namespace) -> int:
     want = hashlib.sha256(("\n".join(extras) + requirements.read_text()).encode()).hexdigest()
     if not stamp.exists() or stamp.read_text().strip() != want:
         print("==> test: installing test dependencies and backend/requirements.txt", flush=True)
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", *extras,
-                        "-r", str(requirements)], check=True)
+        if runner.passthrough([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                               *extras, "-r", str(requirements)]):
+            print("error: installing the test dependencies failed (see pip's output above)", file=sys.stderr)
+            return 3
         stamp.write_text(want + "\n")
     print("==> test: pytest " + " ".join(args.target), flush=True)
-    code = subprocess.run([sys.executable, "-m", "pytest", *args.target], cwd=ROOT).returncode
+    code = runner.passthrough([sys.executable, "-m", "pytest", *args.target], cwd=ROOT)
     if code == 5:
         print("error: pytest collected no tests", file=sys.stderr)
     return code

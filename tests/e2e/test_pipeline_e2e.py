@@ -125,3 +125,11 @@ def test_provision_is_idempotent(pipeline):
     assert first.returncode == 0, first.stderr
     second = pipeline.run("provision")
     assert second.returncode == 0 and "no changes" in second.stdout
+
+
+def test_offline_build_uses_only_the_wheelhouse(pipeline, green):
+    """--offline mounts a host-built wheelhouse and no CA bundle: pip cannot reach PyPI from inside the
+    build, so a green build proves no Python package came from the network."""
+    proc = pipeline.run("build", "--offline", "--repo", "todo-backend-offline")
+    assert proc.returncode == 0, proc.stderr
+    assert any((pipeline.state / "wheelhouse").glob("*/psycopg_c-*.whl"))

@@ -1,0 +1,22 @@
+"""A host-side wheelhouse for requirements.txt: built once (compiling psycopg's C extension once), keyed by
+the file's hash, then mounted into builds so they need no network for Python packages."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+from imagepipe import runner
+
+
+def wheelhouse(requirements: Path, state_dir: Path) -> Path:
+    key = hashlib.sha256(requirements.read_bytes()).hexdigest()[:16]
+    target = state_dir / "wheelhouse" / key
+    if not (target / ".complete").exists():
+        target.mkdir(parents=True, exist_ok=True)
+        runner.run([sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "-r",
+                    str(requirements), "-w", str(target)], stage="build", timeout=1800,
+                   what="building the wheelhouse")
+        (target / ".complete").touch()
+    return target
