@@ -48,7 +48,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description="Build the backend image with buildah, push it, verify it with podman, promote it.",
     )
     p.add_argument("stage", nargs="?", default="all",
-                   choices=["all", *STAGES, "registry", "test"],
+                   choices=["all", *STAGES, "registry", "test", "bench"],
                    help="run one stage (default: all in order); `registry` manages the embedded registry; "
                         "`test` provisions the host and runs the test suite")
     p.add_argument("target", nargs="*", help="verify: the image to verify; registry: start|stop|status; "
@@ -73,6 +73,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--junit", type=Path, help="write JUnit XML here")
     p.add_argument("--keep", action="store_true", help="keep the verify containers for debugging")
     p.add_argument("--state-dir", type=Path, default=Path(os.environ.get("IMAGEPIPE_STATE", ROOT / ".state")))
+    p.add_argument("--json", action="store_true", help="bench: print the figures as JSON")
+    p.add_argument("--bench-runs", type=int, default=3, help="bench: start-up runs to take the median of")
     p.add_argument("-v", "--verbose", action="store_true", help="stream the tools' output; tracebacks on errors")
     return p.parse_args(argv)
 
@@ -179,6 +181,16 @@ def content_hash(args: argparse.Namespace) -> str:
     return h.hexdigest()[:10]
 
 
+def commit_time() -> int | None:
+    """SOURCE_DATE_EPOCH, else the commit's time: fixed image and file timestamps make builds reproducible."""
+    if os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():
+        return int(os.environ["SOURCE_DATE_EPOCH"])
+    try:
+        return int(runner.run(["git", "-C", str(ROOT), "log", "-1", "--format=%ct"]).stdout.strip())
+    except (PipelineError, ValueError):
+        return None
+
+
 def git_tag(args: argparse.Namespace) -> str:
     """The git short SHA; a tree that differs from the commit (or lives outside it) adds a content hash, so
     a tag never names two different images."""
@@ -205,6 +217,7 @@ def do_build(ctx: Context) -> str:
         ca_bundle=CA_BUNDLE if CA_BUNDLE.exists() and house is None else None,
         wheelhouse=house,
         build_args={"WHEELHOUSE": house.name} if house else None,
+        timestamp=commit_time(),
     )
     runner.run(argv, stage="build", timeout=3600, what="buildah bud")
     ctx.local_image = image
@@ -342,8 +355,27 @@ def run_one(ctx: Context) -> int:
         result = stage(ctx, "verify", a.target[0], lambda: do_verify(ctx, a.target[0]))
         finish_report(ctx, result)
         return 0 if result.passed else EXIT_CHECKS_FAILED
+    elif name == "bench":
+        return run_bench(ctx)
     elif name == "promote":
         raise UsageError("promote runs only after a passing verify: run the whole pipeline")
+    return 0
+
+
+def run_bench(ctx: Context) -> int:
+    import platform
+
+    from imagepipe import bench
+
+    hostenv.ensure_mount_namespace(ctx.profile)
+    stage(ctx, "base", "python:3.11-slim", lambda: do_base(ctx))
+    machine = (f"{time.strftime('%Y-%m-%d')} · {platform.node()} · {os.cpu_count()} cores · "
+               f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB · {platform.platform()}")
+    metrics = stage(ctx, "bench", "ours vs the naive baseline",
+                    lambda: bench.Bench(ctx.profile, ctx.state_dir, runs=ctx.args.bench_runs).run())
+    text = bench.as_json(metrics, machine=machine) if ctx.args.json else bench.render(metrics, machine=machine)
+    (ctx.state_dir / "bench-last.json").write_text(bench.as_json(metrics, machine=machine) + "\n")
+    print(text)
     return 0
 
 

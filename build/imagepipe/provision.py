@@ -20,6 +20,7 @@ PACKAGES = [
     "debootstrap",  # the offline python:3.11-slim stand-in
     "postgresql", "libpq-dev",  # throw-away databases for verify/tests; libpq headers for psycopg's C build
     "util-linux", "git", "ca-certificates", "xz-utils", "gcc",
+    "wrk",  # load generator of the benchmark
 ]
 
 # Loopback registries speak plain HTTP; declaring them insecure lets every containers tool talk to them.
