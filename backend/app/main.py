@@ -15,6 +15,7 @@ from app.api.routes import chat, health, tasks
 from app.core.config import Settings, settings_or_exit
 from app.core.db import Database
 from app.core.errors import AppError
+from app.core.limits import MaxBodySize
 from app.core.security import TokenVerifier
 
 log = logging.getLogger("app")
@@ -46,6 +47,8 @@ def create_app(settings: Settings) -> FastAPI:
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=True,
                            allow_methods=["*"], allow_headers=["*"])
+
+    app.add_middleware(MaxBodySize, limit=settings.MAX_BODY_BYTES)
 
     @app.exception_handler(AppError)
     async def app_error(_: Request, exc: AppError) -> JSONResponse:

@@ -122,3 +122,17 @@ class Message(BaseModel):
 
 class ConversationDetail(Conversation):
     messages: list[Message]
+
+
+class ErrorDetail(BaseModel):
+    detail: str
+
+
+# Declared on every /api route so the OpenAPI document tells clients (and schemathesis) the truth.
+API_ERRORS: dict[int | str, dict[str, object]] = {
+    401: {"model": ErrorDetail, "description": "missing, invalid or expired bearer token"},
+    403: {"model": ErrorDetail, "description": "the token's user is not the user in the path"},
+    404: {"model": ErrorDetail, "description": "no such task or conversation for this user"},
+    413: {"model": ErrorDetail, "description": "request body too large"},
+    503: {"model": ErrorDetail, "description": "database unavailable; retry later"},
+}

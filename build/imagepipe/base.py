@@ -23,6 +23,8 @@ log = logging.getLogger("imagepipe.base")
 
 BASE_REF = "docker.io/library/python:3.11-slim"
 STANDIN_LABEL = "io.imagepipe.standin"
+# Bumped whenever the recipe changes: an older stand-in found locally is rebuilt.
+STANDIN_VERSION = "2"
 MIRROR = os.environ.get("IMAGEPIPE_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 SECURITY_MIRROR = os.environ.get("IMAGEPIPE_DEBIAN_SECURITY_MIRROR", "http://deb.debian.org/debian-security")
 
@@ -50,17 +52,19 @@ Suites: bookworm-security
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 """
-RUNTIME_PACKAGES = ["python3.11", "python3.11-venv", "ca-certificates", "netbase", "tzdata"]
+RUNTIME_PACKAGES = ["python3.11", "python3.11-venv", "python3-pip", "ca-certificates", "netbase", "tzdata"]
 
 
 def image_exists(profile: HostProfile, ref: str) -> bool:
     return runner.run(commands.podman(profile, "image", "exists", ref), ok_codes=(0, 1)).code == 0
 
 
-def is_standin(profile: HostProfile, ref: str = BASE_REF) -> bool:
+def standin_version(profile: HostProfile, ref: str = BASE_REF) -> str | None:
+    """The stand-in recipe version of a local image, or None when it is not our stand-in."""
     out = runner.run(commands.podman(profile, "image", "inspect", "--format",
                                      f'{{{{index .Labels "{STANDIN_LABEL}"}}}}', ref), ok_codes=(0, 125))
-    return out.stdout.strip() == "true"
+    value = out.stdout.strip()
+    return None if value in ("", "<no value>") else value
 
 
 def ensure_base(profile: HostProfile, *, state_dir: Path, override: str | None = None, rebuild: bool = False) -> str:
@@ -76,8 +80,13 @@ def ensure_base(profile: HostProfile, *, state_dir: Path, override: str | None =
         runner.run(commands.podman(profile, "tag", override, BASE_REF), stage="base")
         return f"{override} tagged as {BASE_REF}"
     if image_exists(profile, BASE_REF) and not rebuild:
-        kind = "offline stand-in" if is_standin(profile) else "image"
-        return f"{BASE_REF} present ({kind})"
+        version = standin_version(profile)
+        if version is None:
+            return f"{BASE_REF} present"
+        if version == STANDIN_VERSION:
+            return f"{BASE_REF} present (offline stand-in v{version})"
+        log.info("the local stand-in is recipe v%s, current is v%s: rebuilding", version, STANDIN_VERSION)
+        rebuild = True
     if not rebuild:
         try:
             runner.run(commands.podman_pull(profile, BASE_REF), stage="base", timeout=300, what="pulling the base")
@@ -105,6 +114,9 @@ def build_standin(profile: HostProfile, *, state_dir: Path) -> None:
         runner.run([*chroot, "apt-get", "install", "-y", "--no-install-recommends", *RUNTIME_PACKAGES],
                    stage="base", env=env, timeout=900, what="installing python3.11")
         _add_headers(root, env)
+        # As the official image: `pip` on PATH and no PEP 668 marker, so `pip install` works as root
+        # (Debian's pip then installs into /usr/local, like the official image's).
+        (root / "usr/lib/python3.11/EXTERNALLY-MANAGED").unlink(missing_ok=True)
         for link in ("python", "python3"):
             target = root / "usr/bin" / link
             target.unlink(missing_ok=True)
@@ -122,7 +134,7 @@ def build_standin(profile: HostProfile, *, state_dir: Path) -> None:
             "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "ENV LANG=C.UTF-8",
             'CMD ["python3"]',
-            f'LABEL {STANDIN_LABEL}="true"',
+            f'LABEL {STANDIN_LABEL}="{STANDIN_VERSION}"',
             'LABEL org.opencontainers.image.description="STAND-IN for python:3.11-slim, built offline from '
             'Debian bookworm with Debian python3.11; not the official image"',
         ]

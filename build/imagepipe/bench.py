@@ -273,3 +273,40 @@ def as_json(metrics: list[Metric], *, machine: str) -> str:
     return json.dumps({"machine": machine, "metrics": [
         {"name": m.name, "unit": m.unit, "ours": m.ours, "baseline": m.baseline, "ratio": m.ratio,
          "target": m.target, "met": m.met, "note": m.note} for m in metrics]}, indent=2)
+
+
+def load_test(profile: HostProfile, state_dir: Path, image: str, *, seconds: int = 60,
+              concurrency: int = 32) -> dict[str, Any]:
+    """Bounded load on loopback: wrk on the tasks API, then memory and DB connections before/after."""
+    bench = Bench(profile, state_dir, load_seconds=seconds)
+    pg = TempPostgres(listen="*").start()
+    try:
+        name, base, _ = bench.start_container(image, pg.dsn(host=CONTAINER_HOST))
+        try:
+            pid = int(bench.podman("inspect", "--format", "{{.State.Pid}}", name).stdout.strip())
+
+            def rss_mb() -> float:
+                status = Path(f"/proc/{pid}/status").read_text()
+                return int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
+
+            def db_connections() -> int:
+                out = runner.run([str(pg.bindir / "psql"), pg.superuser_dsn("todo"), "-tAc",
+                                  "SELECT count(*) FROM pg_stat_activity WHERE datname = 'todo'"]).stdout
+                return int(out.strip())
+
+            # Warm up (pool filled, code paths imported), then measure the steady state around the run.
+            bench.load_seconds = 5
+            bench.api_load(base, concurrency=concurrency)
+            before = {"rss_mb": rss_mb(), "db_connections": db_connections()}
+            bench.load_seconds = seconds
+            rps, p99, errors = bench.api_load(base, concurrency=concurrency)
+            time.sleep(5)
+            after = {"rss_mb": rss_mb(), "db_connections": db_connections()}
+        finally:
+            bench.stop_container(name)
+    finally:
+        pg.stop()
+    return {"seconds": seconds, "concurrency": concurrency, "requests_per_s": round(rps), "p99_ms": round(p99, 1),
+            "errors": errors, "before": before, "after": after,
+            "rss_growth_mb": round(after["rss_mb"] - before["rss_mb"], 1),
+            "connection_growth": after["db_connections"] - before["db_connections"]}

@@ -48,7 +48,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description="Build the backend image with buildah, push it, verify it with podman, promote it.",
     )
     p.add_argument("stage", nargs="?", default="all",
-                   choices=["all", *STAGES, "registry", "test", "bench"],
+                   choices=["all", *STAGES, "registry", "test", "bench", "load"],
                    help="run one stage (default: all in order); `registry` manages the embedded registry; "
                         "`test` provisions the host and runs the test suite")
     p.add_argument("target", nargs="*", help="verify: the image to verify; registry: start|stop|status; "
@@ -219,7 +219,15 @@ def do_build(ctx: Context) -> str:
         build_args={"WHEELHOUSE": house.name} if house else None,
         timestamp=commit_time(),
     )
-    runner.run(argv, stage="build", timeout=3600, what="buildah bud")
+    try:
+        runner.run(argv, stage="build", timeout=3600, what="buildah bud")
+    except ToolFailed as e:
+        unresolved = re.search(r"No matching distribution found for (\S+)", e.output)
+        if unresolved:
+            raise PipelineError(f"requirements.txt names {unresolved.group(1)}, which pip cannot find: fix the "
+                                f"name or version in {ctx.args.context / 'requirements.txt'}", stage="build",
+                                detail=e.output) from None
+        raise
     ctx.local_image = image
     print(f"    built {image}")
     return image
@@ -357,6 +365,8 @@ def run_one(ctx: Context) -> int:
         return 0 if result.passed else EXIT_CHECKS_FAILED
     elif name == "bench":
         return run_bench(ctx)
+    elif name == "load":
+        return run_load(ctx)
     elif name == "promote":
         raise UsageError("promote runs only after a passing verify: run the whole pipeline")
     return 0
@@ -377,6 +387,24 @@ def run_bench(ctx: Context) -> int:
     (ctx.state_dir / "bench-last.json").write_text(bench.as_json(metrics, machine=machine) + "\n")
     print(text)
     return 0
+
+
+def run_load(ctx: Context) -> int:
+    """A bounded load test of an image (default: this commit's local build): 0 errors, flat memory and
+    database connections after the run, or exit 1."""
+    from imagepipe import bench
+
+    hostenv.ensure_mount_namespace(ctx.profile)
+    image = ctx.args.target[0] if ctx.args.target else f"localhost/{ctx.args.repo}:{git_tag(ctx.args)}"
+    if not base.image_exists(ctx.profile, image):
+        raise UsageError(f"no image {image}: build it first (python build/pipeline.py build) or name one")
+    result = stage(ctx, "load", f"{image}: wrk 60 s at concurrency 32 on the tasks API",
+                   lambda: bench.load_test(ctx.profile, ctx.state_dir, image))
+    print(json.dumps(result, indent=2))
+    (ctx.state_dir / "load-last.json").write_text(json.dumps(result, indent=2) + "\n")
+    ok = result["errors"] == 0 and result["rss_growth_mb"] < 20 and result["connection_growth"] <= 0
+    print("load test passed: no errors, memory and connections flat" if ok else "load test FAILED")
+    return 0 if ok else EXIT_CHECKS_FAILED
 
 
 def registry_command(ctx: Context) -> int:

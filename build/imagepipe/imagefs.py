@@ -122,3 +122,19 @@ def dpkg_packages(root: Path) -> dict[str, str]:
             if "Package" in fields and "Version" in fields and "installed" in fields.get("Status", "installed"):
                 packages[fields["Package"]] = fields["Version"]
     return packages
+
+
+JUNK_NAMES = {".git", "tests", "test", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".venv",
+              "node_modules", ".coverage"}
+
+
+def context_junk(root: Path, app_dir: str = "/app") -> list[str]:
+    """Things a build context should not ship: VCS data, tests, caches, env files."""
+    found = []
+    for path, _st in walk(root):
+        if not (path == app_dir or path.startswith(app_dir + "/")):
+            continue
+        name = path.rsplit("/", 1)[-1]
+        if name in JUNK_NAMES or name.startswith(".env") or name.endswith(".pyc"):
+            found.append(path)
+    return found

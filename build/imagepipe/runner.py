@@ -79,6 +79,7 @@ def run(
         "_return_cmd": True,
         "_ok_code": list(ok_codes),
         "_decode_errors": "replace",
+        "_tty_out": False,  # sh defaults to a pty: tools would page (git) or colour their output
         "_env": {**os.environ, **env} if env else os.environ.copy(),
     }
     if input is not None:

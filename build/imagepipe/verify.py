@@ -29,8 +29,10 @@ from imagepipe.postgres import TempPostgres, free_port
 log = logging.getLogger("imagepipe.verify")
 
 CHECK_IDS = ("size", "user", "port", "health-endpoint", "health-status", "docs", "env", "database",
-             "startup-time", "health-latency", "no-build-tools", "no-secrets", "file-ownership",
-             "vulnerabilities")
+             "startup-time", "health-latency", "hardened", "no-build-tools", "no-secrets", "file-ownership",
+             "no-setuid", "no-junk", "vulnerabilities")
+RUNTIME_CHECKS = ("startup-time", "port", "health-endpoint", "docs", "database", "env", "health-latency",
+                  "hardened", "health-status")
 CONTAINER_HOST = "host.containers.internal"  # podman's name for the host, seen from a bridged container
 FRONTEND = "http://frontend.verify.invalid"
 
@@ -110,10 +112,22 @@ class Verifier:
     def guarded(self, check_id: str, fn: Callable[[], Check]) -> None:
         """A check that raises is a failed check with the reason, not a crashed stage."""
         try:
-            self.add(fn())
+            check = fn()
         except (PipelineError, requests.RequestException, OSError, ValueError) as e:
             message = e.message if isinstance(e, PipelineError) else f"{type(e).__name__}: {e}"
-            self.add(Check(check_id, False, detail=message))
+            check = Check(check_id, False, detail=message)
+        if not check.passed and check_id in RUNTIME_CHECKS:
+            check.detail += self.death_note()
+        self.add(check)
+
+    def death_note(self) -> str:
+        """When the service container is gone, say so and show the tail of its log."""
+        state = self.podman("inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", self.name,
+                            ok=(0, 125)).stdout.split()
+        if state and state[0] == "running":
+            return ""
+        status = " ".join(state) or "missing"
+        return f"; the container is not running ({status}); log tail:\n{runner.tail(self.logs(), 15)}"
 
     def get(self, path: str, **kw: Any) -> requests.Response:
         return self.http.get(self.base + path, timeout=kw.pop("timeout", 5), **kw)
@@ -153,6 +167,8 @@ class Verifier:
             self.guarded("no-build-tools", lambda: self.check_build_tools(root))
             self.guarded("no-secrets", lambda: self.check_secrets(root))
             self.guarded("file-ownership", lambda: self.check_ownership(root))
+            self.guarded("no-setuid", lambda: self.check_setuid(root))
+            self.guarded("no-junk", lambda: self.check_junk(root))
             self.guarded("vulnerabilities", lambda: self.check_vulnerabilities(root))
         order = {cid: i for i, cid in enumerate(CHECK_IDS)}
         self.result.checks.sort(key=lambda c: order.get(c.id, 99))
@@ -163,8 +179,10 @@ class Verifier:
         env = {"DATABASE_URL": self.dsn, "FRONTEND_URL": FRONTEND, **self.secrets}
         t0 = time.monotonic()
         try:
+            # Hardened as production should run it: read-only root, a tmpfs /tmp, no capabilities.
             self.sh(commands.podman_run(self.profile, self.image, name=self.name, detach=True, env=env,
-                                        publish=[f"127.0.0.1:{self.port}:8000"]))
+                                        publish=[f"127.0.0.1:{self.port}:8000"], read_only=True,
+                                        tmpfs=["/tmp"], cap_drop_all=True))  # noqa: S108 - a tmpfs in the container
             self.startup = self.wait_for_health(t0)
             self.guarded("port", self.check_port)
             self.guarded("health-endpoint", self.check_health_endpoint)
@@ -172,13 +190,13 @@ class Verifier:
             self.guarded("database", self.check_database)
             self.guarded("env", self.check_env)
             self.guarded("health-latency", self.check_latency)
+            self.guarded("hardened", self.check_hardened)
             self.guarded("health-status", self.check_health_status)
         except PipelineError as e:
-            tail = runner.tail(self.logs(), 15)
-            for cid in ("startup-time", "port", "health-endpoint", "docs", "database", "env", "health-latency",
-                        "health-status"):
+            note = self.death_note() or f"; log tail:\n{runner.tail(self.logs(), 15)}"
+            for cid in RUNTIME_CHECKS:
                 if not any(c.id == cid for c in self.result.checks):
-                    self.add(Check(cid, False, detail=f"{e.message}; container log tail:\n{tail}"))
+                    self.add(Check(cid, False, detail=f"{e.message}{note}"))
         finally:
             if not self.opt.keep:
                 self.podman("rm", "-f", "-t", "2", self.name, ok=(0, 1, 125))
@@ -317,6 +335,28 @@ class Verifier:
                      {"serving": "healthy", "not-serving": "unhealthy"},
                      f"serving container: {status}; nothing listening after {retries} runs: {idle_status} "
                      f"(start period {start_period:g} s, retries {retries})")
+
+    def check_hardened(self) -> Check:
+        out = self.podman("inspect", "--format", "{{.HostConfig.ReadonlyRootfs}}|{{json .EffectiveCaps}}",
+                          self.name).stdout.strip()
+        read_only, _, caps = out.partition("|")
+        caps_list = json.loads(caps or "null") or []
+        serving = self.get("/health").status_code == 200
+        ok = read_only == "true" and not caps_list and serving
+        return Check("hardened", ok, {"read_only": read_only == "true", "caps": caps_list}, "read-only, no caps",
+                     f"served with a read-only root (tmpfs /tmp) and no capabilities: "
+                     f"{'yes' if ok else f'read-only {read_only}, caps {caps_list}, serving {serving}'}")
+
+    def check_setuid(self, root: Path) -> Check:
+        found = imagefs.setuid_files(root)
+        return Check("no-setuid", not found, found[:10], [],
+                     "no setuid/setgid files (the runtime root drops them all)" if not found
+                     else f"setuid/setgid: {', '.join(found[:5])}")
+
+    def check_junk(self, root: Path) -> Check:
+        found = imagefs.context_junk(root)
+        return Check("no-junk", not found, found[:10], [],
+                     "no .git, tests, caches or .env under /app" if not found else f"found: {', '.join(found[:5])}")
 
     def check_build_tools(self, root: Path) -> Check:
         found = imagefs.find_build_tools(root)

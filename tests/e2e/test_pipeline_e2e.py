@@ -8,48 +8,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from imagepipe.postgres import free_port
 from imagepipe.verify import CHECK_IDS
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class Pipeline:
-    def __init__(self, state: Path, registry: str) -> None:
-        self.state, self.registry = state, registry
-
-    def run(self, *args: str, timeout: float = 2400) -> subprocess.CompletedProcess[str]:
-        argv = [sys.executable, str(ROOT / "build/pipeline.py"), *args, "--state-dir", str(self.state),
-                "--registry", self.registry]
-        proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-        print(proc.stdout[-6000:], proc.stderr[-4000:], sep="\n")
-        return proc
-
-    def digest(self, tag: str, repo: str = "todo-backend") -> str | None:
-        proc = subprocess.run(["skopeo", "inspect", "--tls-verify=false", f"docker://{self.registry}/{repo}:{tag}"],
-                              capture_output=True, text=True)
-        return json.loads(proc.stdout)["Digest"] if proc.returncode == 0 else None
-
-
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory):
-    p = Pipeline(tmp_path_factory.mktemp("state"), f"127.0.0.1:{free_port()}")
-    yield p
-    p.run("registry", "stop")
-
-
-@pytest.fixture(scope="module")
-def green(pipeline, tmp_path_factory):
-    out = tmp_path_factory.mktemp("reports")
-    proc = pipeline.run("--no-provision", "--report", str(out / "r.json"), "--junit", str(out / "r.xml"))
-    return proc, json.loads((out / "r.json").read_text()), (out / "r.xml").read_text()
 
 
 def failed(report: dict) -> list[str]:

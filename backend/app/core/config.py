@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     DB_POOL_MIN: int = Field(default=2, ge=0)
     DB_POOL_MAX: int = Field(default=10, ge=1)
     DB_POOL_TIMEOUT_SECONDS: float = Field(default=5.0, gt=0)
+    MAX_BODY_BYTES: int = Field(default=64 * 1024, ge=1024)
 
     @field_validator("DATABASE_URL")
     @classmethod

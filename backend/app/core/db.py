@@ -138,12 +138,12 @@ class Database:
             delay = min(delay * 2, 5.0)
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[dict]]:  # type: ignore[type-arg]
+    async def connection(self, timeout: float | None = None) -> AsyncIterator[psycopg.AsyncConnection[dict]]:  # type: ignore[type-arg]
         """A pooled connection in a transaction (commit on success); outages become 503s."""
         if not self.ready:
             raise DatabaseUnavailable(f"database unavailable: {self.last_error}")
         try:
-            async with self.pool.connection() as conn:
+            async with self.pool.connection(timeout=timeout) as conn:
                 yield conn
         except PoolTimeout as e:
             raise DatabaseUnavailable("database unavailable: no connection within the pool timeout") from e
@@ -153,7 +153,7 @@ class Database:
     async def check(self) -> str | None:
         """None when `SELECT 1` succeeds, else the reason."""
         try:
-            async with self.connection() as conn:
+            async with self.connection(timeout=2.0) as conn:  # readiness answers fast, even mid-outage
                 await conn.execute("SELECT 1")
         except DatabaseUnavailable as e:
             return e.message

@@ -10,12 +10,13 @@ from agents import todo_agent
 from app import crud
 from app.api.deps import DbDep, OwnerDep, SettingsDep
 from app.core.errors import AppError
-from app.models import ChatRequest, ChatResponse, Conversation, ConversationDetail
+from app.models import API_ERRORS, ChatRequest, ChatResponse, Conversation, ConversationDetail, ErrorDetail
 
-router = APIRouter(prefix="/api/{user_id}", tags=["chat"])
+router = APIRouter(prefix="/api/{user_id}", tags=["chat"], responses=API_ERRORS)
 
 
-@router.post("/chat", response_model=ChatResponse)
+@router.post("/chat", response_model=ChatResponse,
+             responses={502: {"model": ErrorDetail, "description": "the model provider failed or timed out"}})
 async def chat(user_id: OwnerDep, db: DbDep, settings: SettingsDep, body: ChatRequest, request: Request) -> dict:  # type: ignore[type-arg]
     """One turn: store the user's message, run the agent, store and return its reply."""
     async with db.connection() as conn:

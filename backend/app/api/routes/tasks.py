@@ -8,9 +8,9 @@ from fastapi import APIRouter, Query, Response, status
 
 from app import crud
 from app.api.deps import DbDep, OwnerDep
-from app.models import Priority, SortOrder, Task, TaskCreate, TaskSort, TaskStatus, TaskUpdate
+from app.models import API_ERRORS, Priority, SortOrder, Task, TaskCreate, TaskSort, TaskStatus, TaskUpdate
 
-router = APIRouter(prefix="/api/{user_id}/tasks", tags=["tasks"])
+router = APIRouter(prefix="/api/{user_id}/tasks", tags=["tasks"], responses=API_ERRORS)
 MAX_PAGE = 200
 
 
