@@ -6,9 +6,12 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import psycopg
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agents.todo_agent import make_client
 from app.api.routes import chat, health, tasks
@@ -49,6 +52,20 @@ def create_app(settings: Settings) -> FastAPI:
                            allow_methods=["*"], allow_headers=["*"])
 
     app.add_middleware(MaxBodySize, limit=settings.MAX_BODY_BYTES)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # FastAPI answers 400 when a body cannot even be decoded (e.g. not UTF-8); for clients that is
+        # malformed JSON like any other, so it gets the same 422 as a JSON syntax error.
+        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+            return JSONResponse({"detail": [{"type": "json_invalid", "loc": ["body"],
+                                             "msg": "request body is not valid JSON"}]}, status_code=422)
+        return await http_exception_handler(request, exc)
+
+    @app.exception_handler(psycopg.DataError)
+    async def data_error(_: Request, exc: psycopg.DataError) -> JSONResponse:
+        # Input PostgreSQL refuses (a value validation did not foresee) is the client's error, not a 500.
+        return JSONResponse({"detail": f"invalid data: {str(exc).splitlines()[0]}"}, status_code=422)
 
     @app.exception_handler(AppError)
     async def app_error(_: Request, exc: AppError) -> JSONResponse:

@@ -16,9 +16,11 @@ def _utc(value: datetime) -> datetime:
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Description = Annotated[str, StringConstraints(max_length=2000)]
-Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
+# PostgreSQL text cannot hold NUL bytes: refuse them as a validation error (422), not a database error.
+NO_NUL = r"^[^\x00]*$"
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NO_NUL)]
+Description = Annotated[str, StringConstraints(max_length=2000, pattern=NO_NUL)]
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32, pattern=NO_NUL)]
 Tags = Annotated[list[Tag], Field(max_length=20)]
 
 
@@ -89,7 +91,7 @@ class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     conversation_id: int | None = Field(default=None, ge=1)
-    message: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    message: Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=NO_NUL)]
 
 
 class ToolCall(BaseModel):

@@ -13,10 +13,10 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from support import SECRET
 
 from app.core.errors import Unauthorized
 from app.core.security import TokenVerifier
-from conftest import SECRET
 
 A, B = "usr_alice", "usr_bob"
 

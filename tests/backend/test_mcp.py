@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx2
 import requests
+from support import Api
 
 import agents
 import mcp
@@ -29,7 +30,7 @@ def test_contract_folders_are_ours_and_the_sdk_still_imports():
 
 
 async def _session(base: str, user: str, action):
-    token = __import__("conftest").Api.token(user)
+    token = Api.token(user)
     async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=10) as http:
         async with Client(streamable_http_client(f"{base}/mcp/", http_client=http)) as client:
             return await action(client)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 
 import requests
+from support import Api, make_settings, serve
 
-from conftest import Api, make_settings, serve
 from imagepipe.postgres import TempPostgres
 
 

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import requests
+from support import SECRET, Api
 
-from conftest import SECRET, Api
 from imagepipe.postgres import free_port
 
 BACKEND = Path(__file__).resolve().parents[2] / "backend"
@@ -59,4 +59,4 @@ def test_sigterm_drains_in_flight_requests(postgres, fake_openai):
             proc.kill()
     assert exit_seconds < 10, f"exited {exit_seconds:.1f} s after SIGTERM"
     assert result.get("status") == 200, result  # the in-flight request completed
-    assert proc.returncode == 0
+    assert proc.returncode in (0, -signal.SIGTERM), "uvicorn exits cleanly (re-raising SIGTERM is its convention)"

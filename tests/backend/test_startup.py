@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import requests
+from support import SECRET
 
-from conftest import SECRET
 from imagepipe.postgres import TempPostgres, free_port
 
 BACKEND = Path(__file__).resolve().parents[2] / "backend"

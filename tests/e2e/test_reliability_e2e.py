@@ -16,8 +16,8 @@ from pathlib import Path
 
 import bcrypt
 import pytest
+from pipeline_support import ROOT
 
-from conftest import ROOT
 from imagepipe import runner
 from imagepipe.postgres import free_port
 from imagepipe.registry import EmbeddedRegistry

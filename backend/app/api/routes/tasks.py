@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Response, status
 
 from app import crud
 from app.api.deps import DbDep, OwnerDep
-from app.models import API_ERRORS, Priority, SortOrder, Task, TaskCreate, TaskSort, TaskStatus, TaskUpdate
+from app.models import API_ERRORS, NO_NUL, Priority, SortOrder, Task, TaskCreate, TaskSort, TaskStatus, TaskUpdate
 
 router = APIRouter(prefix="/api/{user_id}/tasks", tags=["tasks"], responses=API_ERRORS)
 MAX_PAGE = 200
@@ -20,8 +20,8 @@ async def list_tasks(
     db: DbDep,
     status_: Annotated[TaskStatus, Query(alias="status")] = TaskStatus.all,
     priority: Priority | None = None,
-    tag: Annotated[str | None, Query(max_length=32)] = None,
-    q: Annotated[str | None, Query(max_length=200)] = None,
+    tag: Annotated[str | None, Query(max_length=32, pattern=NO_NUL)] = None,
+    q: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
     sort: TaskSort = TaskSort.created,
     order: SortOrder = SortOrder.desc,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,

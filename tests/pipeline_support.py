@@ -1,0 +1,31 @@
+"""Helpers for the end-to-end tests: run `python build/pipeline.py` as a user would, read registry tags."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Pipeline:
+    def __init__(self, state: Path, registry: str) -> None:
+        self.state, self.registry = state, registry
+
+    def argv(self, *args: str) -> list[str]:
+        registry = [] if any(a.startswith("--registry") for a in args) else ["--registry", self.registry]
+        state = [] if "--state-dir" in args else ["--state-dir", str(self.state)]
+        return [sys.executable, str(ROOT / "build/pipeline.py"), *args, *state, *registry]
+
+    def run(self, *args: str, timeout: float = 2400, env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(self.argv(*args), cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+        print(proc.stdout[-6000:], proc.stderr[-4000:], sep="\n")
+        return proc
+
+    def digest(self, tag: str, repo: str = "todo-backend") -> str | None:
+        proc = subprocess.run(["skopeo", "inspect", "--tls-verify=false", f"docker://{self.registry}/{repo}:{tag}"],
+                              capture_output=True, text=True)
+        return json.loads(proc.stdout)["Digest"] if proc.returncode == 0 else None
