@@ -68,7 +68,7 @@ class Bench:
         argv = commands.buildah_bud(
             self.profile, containerfile=variant.containerfile, context=context, tags=[tag],
             ca_bundle=CA_BUNDLE if CA_BUNDLE.exists() else None, wheelhouse=wheelhouse, timestamp=self.timestamp,
-            build_args={"WHEELHOUSE": wheelhouse.name} if wheelhouse else None,
+            build_args={"WHEELHOUSE": wheelhouse.name} if wheelhouse else None, omit_history=True,
         )
         if cold:
             argv.insert(2, "--no-cache")
@@ -158,6 +158,9 @@ class Bench:
     def _run(self, pg: TempPostgres) -> list[Metric]:
         requirements = ROOT / "backend/requirements.txt"
         house = wheels.wheelhouse(requirements, self.state_dir)  # one-time cost, not part of the cold build
+        # Cold means cold: drop buildah's cache images, or a later cached rebuild could pick layers from an
+        # older build (other timestamps) and the push figure would measure that, not a code change.
+        runner.run(["buildah", "rmi", "--prune"], stage="bench", ok_codes=(0, 1, 125), timeout=600)
         ours = Variant("ours", ROOT / "build/Containerfile")
         naive = Variant("baseline", ROOT / "build/bench/Containerfile.naive")
         dsn = pg.dsn(host=CONTAINER_HOST)

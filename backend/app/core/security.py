@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import anyio
@@ -12,6 +13,7 @@ from app.core.errors import Unauthorized
 # Algorithms Better Auth's JWT plugin can sign with (EdDSA is its default); never "none".
 ASYMMETRIC_ALGS = frozenset({"EdDSA", "ES256", "ES512", "RS256", "PS256"})
 USER_CLAIMS = ("sub", "user_id", "id")
+CACHE_SIZE = 10_000
 
 
 class TokenVerifier:
@@ -19,6 +21,7 @@ class TokenVerifier:
                  jwks_cooldown: float = 5.0) -> None:
         self.secret = secret
         self.audience = audience
+        self._cache: dict[str, tuple[str, float]] = {}
         # PyJWKClient caches keys and refetches the set when a token names an unknown `kid` (key rotation);
         # the cooldown bounds how often forged kids can make us hit the JWKS endpoint.
         self.jwks = (jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=3600, timeout=5,
@@ -28,6 +31,18 @@ class TokenVerifier:
         return {"require": ["exp"], "verify_aud": self.audience is not None}
 
     async def user_id(self, token: str) -> str:
+        """The token's user; verified tokens are remembered until they expire (a client sends the same token
+        on every request, and verification is most of an authenticated request's CPU)."""
+        cached = self._cache.get(token)
+        if cached is not None and cached[1] > time.time():
+            return cached[0]
+        user, exp = await self._verify(token)
+        if len(self._cache) >= CACHE_SIZE:
+            self._cache.clear()  # bounded: a flood of distinct tokens cannot grow memory
+        self._cache[token] = (user, exp)
+        return user
+
+    async def _verify(self, token: str) -> tuple[str, float]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as e:
@@ -55,14 +70,12 @@ class TokenVerifier:
         for claim in USER_CLAIMS:
             value = claims.get(claim)
             if isinstance(value, (str, int)) and str(value):
-                return str(value)
+                return str(value), float(claims["exp"])
         raise Unauthorized("token has no user id (sub, user_id or id claim)")
 
 
 def mint_token(secret: str, user_id: str, *, ttl_seconds: int = 3600, **extra: Any) -> str:
     """An HS256 token as the hackathon front end issues it; for local use and tests."""
-    import time
-
     now = int(time.time())
     return jwt.encode({"sub": user_id, "iat": now, "exp": now + ttl_seconds, **extra}, secret, algorithm="HS256")
 
