@@ -217,7 +217,7 @@ def do_build(ctx: Context) -> str:
         ca_bundle=CA_BUNDLE if CA_BUNDLE.exists() and house is None else None,
         wheelhouse=house,
         build_args={"WHEELHOUSE": house.name} if house else None,
-        timestamp=commit_time(), omit_history=True,
+        timestamp=commit_time(),
     )
     try:
         runner.run(argv, stage="build", timeout=3600, what="buildah bud")

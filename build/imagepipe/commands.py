@@ -33,7 +33,6 @@ def buildah_bud(
     build_args: dict[str, str] | None = None,
     target: str | None = None,
     pull: str = "never",
-    omit_history: bool = False,
 ) -> list[str]:
     argv = ["buildah", "bud", "--format", "docker"]  # docker format: OCI has no HEALTHCHECK field
     if profile.hybrid_cgroups:
@@ -45,10 +44,6 @@ def buildah_bud(
         argv += ["-v", f"{wheelhouse}:/run/wheels:ro"]
     if timestamp is not None:
         argv += ["--timestamp", str(timestamp)]
-    if omit_history:
-        # buildah writes the IDs of its cache images into the history ("FROM <id>"): they differ from
-        # build to build, so two clean builds of one commit would never share a digest with them.
-        argv.append("--omit-history")
     for key, value in (build_args or {}).items():
         argv += ["--build-arg", f"{key}={value}"]
     if target:

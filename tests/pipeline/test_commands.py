@@ -18,11 +18,9 @@ QUIRKY = HostProfile(hybrid_cgroups=True, systemd=False, nofile_hard=20000, npro
                  "-f", "Containerfile", "ctx"]),
     (QUIRKY, {}, ["buildah", "bud", "--format", "docker", "--isolation", "chroot", "--layers=true",
                   "--pull=never", "-t", "img:1", "-f", "Containerfile", "ctx"]),
-    (PLAIN, {"ca_bundle": Path("/ca.crt"), "wheelhouse": Path("/w"), "timestamp": 0, "layers": False,
-             "omit_history": True},
+    (PLAIN, {"ca_bundle": Path("/ca.crt"), "wheelhouse": Path("/w"), "timestamp": 0, "layers": False},
      ["buildah", "bud", "--format", "docker", "--layers=false", "--pull=never", "-v", "/ca.crt:/run/host-ca.crt:ro",
-      "-v", "/w:/run/wheels:ro", "--timestamp", "0", "--omit-history", "-t", "img:1", "-f", "Containerfile",
-      "ctx"]),
+      "-v", "/w:/run/wheels:ro", "--timestamp", "0", "-t", "img:1", "-f", "Containerfile", "ctx"]),
 ])
 def test_buildah_bud(profile, kw, expected):
     assert commands.buildah_bud(profile, containerfile=Path("Containerfile"), context=Path("ctx"),
