@@ -35,11 +35,11 @@ class ListTasksArgs(_Args):
 
 
 class TaskIdArgs(_Args):
-    task_id: int = Field(ge=1)
+    task_id: int = Field(ge=1, le=2**63 - 1)
 
 
 class UpdateTaskArgs(_Args):
-    task_id: int = Field(ge=1)
+    task_id: int = Field(ge=1, le=2**63 - 1)
     title: Title | None = None
     description: Description | None = None
     priority: Priority | None = None

@@ -65,7 +65,9 @@ def create_app(settings: Settings) -> FastAPI:
     @app.exception_handler(psycopg.DataError)
     async def data_error(_: Request, exc: psycopg.DataError) -> JSONResponse:
         # Input PostgreSQL refuses (a value validation did not foresee) is the client's error, not a 500.
-        return JSONResponse({"detail": f"invalid data: {str(exc).splitlines()[0]}"}, status_code=422)
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return JSONResponse({"detail": [{"type": "value_error", "loc": ["request"], "msg": f"invalid data: {first}"}]},
+                            status_code=422)
 
     @app.exception_handler(AppError)
     async def app_error(_: Request, exc: AppError) -> JSONResponse:

@@ -16,6 +16,8 @@ def _utc(value: datetime) -> datetime:
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+# Ids are PostgreSQL BIGSERIALs: anything outside 1..2**63-1 cannot exist (and would be a database error).
+MAX_ID = 2**63 - 1
 # PostgreSQL text cannot hold NUL bytes: refuse them as a validation error (422), not a database error.
 NO_NUL = r"^[^\x00]*$"
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NO_NUL)]
@@ -90,7 +92,7 @@ class SortOrder(StrEnum):
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    conversation_id: int | None = Field(default=None, ge=1)
+    conversation_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     message: Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=NO_NUL)]
 
 

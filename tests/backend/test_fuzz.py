@@ -18,7 +18,7 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(api, tmp_path):
          f"{api.base}/openapi.json", "-H", f"Authorization: Bearer {token}",
          "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,"
                      "response_schema_conformance",
-         "--seed", "1", "--workers", "2",
+         "--seed", "1", "--workers", "1",  # 2 workers hit a CPython 3.11 ast.parse race inside hypothesis
          "--report", "junit", "--report-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=900,
     )

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 
 from agents import todo_agent
 from app import crud
 from app.api.deps import DbDep, OwnerDep, SettingsDep
 from app.core.errors import AppError
-from app.models import API_ERRORS, ChatRequest, ChatResponse, Conversation, ConversationDetail, ErrorDetail
+from app.models import API_ERRORS, MAX_ID, ChatRequest, ChatResponse, Conversation, ConversationDetail, ErrorDetail
 
 router = APIRouter(prefix="/api/{user_id}", tags=["chat"], responses=API_ERRORS)
 
@@ -43,7 +43,7 @@ async def chat(user_id: OwnerDep, db: DbDep, settings: SettingsDep, body: ChatRe
 @router.get("/conversations", response_model=list[Conversation])
 async def list_conversations(
     user_id: OwnerDep, db: DbDep,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50, offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50, offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> list[dict]:  # type: ignore[type-arg]
     """The caller's conversations, newest first."""
     async with db.connection() as conn:
@@ -51,7 +51,7 @@ async def list_conversations(
 
 
 @router.get("/conversations/{conversation_id}", response_model=ConversationDetail)
-async def get_conversation(user_id: OwnerDep, db: DbDep, conversation_id: int) -> dict:  # type: ignore[type-arg]
+async def get_conversation(user_id: OwnerDep, db: DbDep, conversation_id: Annotated[int, Path(ge=1, le=MAX_ID)]) -> dict:  # type: ignore[type-arg]
     """One conversation with its messages in order."""
     async with db.connection() as conn:
         conversation = await crud.get_conversation(conn, user_id=user_id, conversation_id=conversation_id)

@@ -4,14 +4,26 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Path, Query, Response, status
 from pydantic import TypeAdapter
 
 from app import crud
 from app.api.deps import DbDep, OwnerDep
-from app.models import API_ERRORS, NO_NUL, Priority, SortOrder, Task, TaskCreate, TaskSort, TaskStatus, TaskUpdate
+from app.models import (
+    API_ERRORS,
+    MAX_ID,
+    NO_NUL,
+    Priority,
+    SortOrder,
+    Task,
+    TaskCreate,
+    TaskSort,
+    TaskStatus,
+    TaskUpdate,
+)
 
 router = APIRouter(prefix="/api/{user_id}/tasks", tags=["tasks"], responses=API_ERRORS)
+TaskId = Annotated[int, Path(ge=1, le=MAX_ID)]
 MAX_PAGE = 200
 
 
@@ -50,14 +62,14 @@ async def create_task(user_id: OwnerDep, db: DbDep, body: TaskCreate) -> dict:  
 
 
 @router.get("/{task_id}", response_model=Task)
-async def get_task(user_id: OwnerDep, db: DbDep, task_id: int) -> dict:  # type: ignore[type-arg]
+async def get_task(user_id: OwnerDep, db: DbDep, task_id: TaskId) -> dict:  # type: ignore[type-arg]
     """One task."""
     async with db.connection() as conn:
         return await crud.get_task(conn, user_id=user_id, task_id=task_id)
 
 
 @router.put("/{task_id}", response_model=Task)
-async def update_task(user_id: OwnerDep, db: DbDep, task_id: int, body: TaskUpdate) -> dict:  # type: ignore[type-arg]
+async def update_task(user_id: OwnerDep, db: DbDep, task_id: TaskId, body: TaskUpdate) -> dict:  # type: ignore[type-arg]
     """Update the fields sent (partial update allowed)."""
     changes = body.model_dump(exclude_unset=True)
     if "priority" in changes:
@@ -67,14 +79,14 @@ async def update_task(user_id: OwnerDep, db: DbDep, task_id: int, body: TaskUpda
 
 
 @router.patch("/{task_id}/complete", response_model=Task)
-async def toggle_complete(user_id: OwnerDep, db: DbDep, task_id: int) -> dict:  # type: ignore[type-arg]
+async def toggle_complete(user_id: OwnerDep, db: DbDep, task_id: TaskId) -> dict:  # type: ignore[type-arg]
     """Toggle completion."""
     async with db.connection() as conn:
         return await crud.toggle_task(conn, user_id=user_id, task_id=task_id)
 
 
 @router.delete("/{task_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
-async def delete_task(user_id: OwnerDep, db: DbDep, task_id: int) -> Response:
+async def delete_task(user_id: OwnerDep, db: DbDep, task_id: TaskId) -> Response:
     """Delete a task."""
     async with db.connection() as conn:
         await crud.delete_task(conn, user_id=user_id, task_id=task_id)
