@@ -424,7 +424,9 @@ def registry_command(ctx: Context) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="    %(message)s")
+    # Progress (logging included) goes to stdout; stderr carries only the error line and its detail.
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="    %(message)s",
+                        stream=sys.stdout)
     for noisy in ("urllib3", "sh", "pyinfra"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     runner.VERBOSE = args.verbose

@@ -190,3 +190,31 @@ def test_push_survives_a_registry_restart(pipeline, green, tmp_path):
     assert pipeline.digest("latest") == latest, "latest untouched"
     registry.ensure_running()
     assert pipeline.digest("latest") == latest, "the registry's data survived the kill"
+
+
+@pytest.mark.parametrize(("old", "new", "rule"), [
+    ("RUN python -m venv /opt/venv", "RUNN python -m venv /opt/venv", "SYNTAX"),
+    ("COPY --from=builder /opt/venv /opt/venv", "COPY --from=nosuchstage /opt/venv /opt/venv", "SYNTAX"),
+])
+def test_malformed_containerfile_stops_at_lint(pipeline, tmp_path, old, new, rule):
+    bad = tmp_path / "Containerfile"
+    bad.write_text((ROOT / "build/Containerfile").read_text().replace(old, new))
+    proc = pipeline.run("--no-provision", "--containerfile", str(bad), "--repo", "todo-backend-malformed")
+    assert proc.returncode == 12
+    one_line_error(proc, f"{rule}:")
+    assert "==> build" not in proc.stdout, "nothing is built from a malformed file"
+
+
+def test_full_disk_under_the_state_directory(pipeline, green, tmp_path):
+    """The registry's data directory runs out of space mid-push: exit 14, one line, nothing promoted."""
+    state = tmp_path / "tiny-state"
+    state.mkdir()
+    runner.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(state)])
+    registry = f"127.0.0.1:{free_port()}"
+    try:
+        proc = pipeline.run("push", "--state-dir", str(state), "--registry", registry, timeout=900)
+        assert proc.returncode in (2, 14), proc.stderr
+        assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+    finally:
+        pipeline.run("registry", "stop", "--state-dir", str(state), "--registry", registry)
+        runner.run(["umount", "-l", str(state)], ok_codes=(0, 1, 32))
