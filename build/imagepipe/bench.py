@@ -163,6 +163,11 @@ class Bench:
         house = wheels.wheelhouse(requirements, self.state_dir)  # one-time cost, not part of the cold build
         # Cold means cold: drop buildah's cache images, or a later cached rebuild could pick layers from an
         # older build (other timestamps) and the push figure would measure that, not a code change.
+        # The previous run's tagged images are removed first: their layers would otherwise stay cache candidates.
+        old = runner.run(["buildah", "images", "--format", "{{.Name}}:{{.Tag}}"], stage="bench").stdout.split()
+        old = [name for name in old if name.startswith("localhost/bench-")]
+        if old:
+            runner.run(["buildah", "rmi", "-f", *old], stage="bench", ok_codes=(0, 1, 125), timeout=600)
         runner.run(["buildah", "rmi", "--prune"], stage="bench", ok_codes=(0, 1, 125), timeout=600)
         ours = Variant("ours", ROOT / "build/Containerfile")
         naive = Variant("baseline", ROOT / "build/bench/Containerfile.naive")
