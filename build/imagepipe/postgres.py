@@ -9,7 +9,6 @@ import secrets
 import shutil
 import socket
 import tempfile
-import time
 from pathlib import Path
 
 from imagepipe import runner
@@ -95,16 +94,6 @@ class TempPostgres:
     def restart(self) -> None:
         """Start again after stop(remove=False) (tests of outages)."""
         self._pg_ctl_start()
-
-    def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise PipelineError(f"PostgreSQL did not start on port {self.port}")
 
     def __enter__(self) -> TempPostgres:
         return self.start()

@@ -9,8 +9,8 @@ import pytest
 from imagepipe import commands
 from imagepipe.hostenv import NS_FILE, HostProfile
 
-PLAIN = HostProfile()  # cgroup v2 + systemd, no rlimit trouble
-QUIRKY = HostProfile(hybrid_cgroups=True, systemd=False, nofile_hard=20000, nproc_hard=96365)
+PLAIN = HostProfile()  # cgroup v2, no rlimit trouble
+QUIRKY = HostProfile(hybrid_cgroups=True, nofile_hard=20000, nproc_hard=96365)
 
 
 @pytest.mark.parametrize(("profile", "kw", "expected"), [
