@@ -135,3 +135,16 @@ class Api:
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         return self.http.request(method, self.base + path, headers=headers, timeout=10, **kw)
+
+
+def wait_ok(url: str, timeout: float = 30) -> bool:
+    """Poll url until it answers 200 (True) or the timeout passes (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return True
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    return False

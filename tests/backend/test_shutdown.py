@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import requests
-from support import SECRET, Api
+from support import SECRET, Api, wait_ok
 
 from imagepipe.postgres import free_port
 
@@ -27,13 +27,7 @@ def test_sigterm_drains_in_flight_requests(postgres, fake_openai):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(base + "/ready", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                time.sleep(0.1)
+        assert wait_ok(base + "/ready"), "the service did not become ready"
         fake_openai.reset()
         fake_openai.slow(2.0)  # the model takes 2 s: the request is in flight when SIGTERM arrives
         result: dict[str, object] = {}

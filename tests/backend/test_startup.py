@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import requests
-from support import SECRET
+from support import SECRET, wait_ok
 
 from imagepipe.postgres import TempPostgres, free_port
 
@@ -50,13 +50,7 @@ def test_unreachable_database_then_recovery():
     base = f"http://127.0.0.1:{app_port}"
     pg = None
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(base + "/health", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                time.sleep(0.1)
+        assert wait_ok(base + "/health"), "the service did not start"
         assert requests.get(base + "/health", timeout=2).json() == {"status": "healthy"}
         ready = requests.get(base + "/ready", timeout=5)
         assert ready.status_code == 503 and ready.json()["status"] == "unavailable"
