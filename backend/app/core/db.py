@@ -130,10 +130,12 @@ class Database:
                 return
             except (psycopg.Error, OSError) as e:
                 reason = describe_error(e)
-                self.last_error = reason
-                if reason != reported:
+                self.last_error = reason  # /ready reports the latest reason
+                if reported is None:  # one line per outage, not per retry or per changing reason
                     log.warning("database unreachable: %s (retrying in the background)", reason)
-                    reported = reason
+                elif reason != reported:
+                    log.debug("database still unreachable: %s", reason)
+                reported = reason
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
