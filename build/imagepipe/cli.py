@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from imagepipe import base, commands, hostenv, lint, registry, report, runner, wheels
+from imagepipe import base, commands, hostenv, lint, registry, report, reproducible, runner, wheels
 from imagepipe.errors import EXIT_CHECKS_FAILED, LintFailed, PipelineError, ToolFailed, UsageError
 from imagepipe.verify import Verifier, VerifyOptions, VerifyResult
 
@@ -228,6 +228,10 @@ def do_build(ctx: Context) -> str:
                                 f"name or version in {ctx.args.context / 'requirements.txt'}", stage="build",
                                 detail=e.output) from None
         raise
+    if "-dirty-" not in tag and not tag.startswith("nogit-"):
+        # A commit's build gets a content-only config, so two clean builds of it share one digest. Dirty
+        # trees skip this (1-2 s): their digest names no commit anyway, and edit-build loops want speed.
+        reproducible.rewrite(image, work_dir=ctx.state_dir)
     ctx.local_image = image
     print(f"    built {image}")
     return image
