@@ -264,8 +264,8 @@ class Bench:
             Metric("reproducible build (2 clean builds)", "", "same digest",
                    "yes" if o["reproducible"] else ("layers only" if o["same_layers"] else "no"), "-",
                    bool(o["reproducible"]),
-                   "--timestamp = commit time and hash-based .pyc give identical layers; the random container "
-                   "id and hostname buildah writes into the config are blanked; kaniko: not measured"),
+                   "--timestamp = commit time and hash-based .pyc give identical layers; the build ids buildah "
+                   "writes into the config are removed; kaniko: not measured"),
             Metric("verify stage", "s", "<= 30", round(o["verify_s"], 1), "-", o["verify_s"] <= 30),
             Metric("kaniko build time vs buildah", "x", "<= 2", "n/a", "-", None,
                    "kaniko executor not obtainable here (Go module proxy refuses the module)"),

@@ -1,8 +1,8 @@
 """Make a built image's digest depend on its content only.
 
-buildah 1.28 writes a random `container` id and `Hostname` into the docker-format config, so two clean
-builds of one commit have identical layers (fixed `--timestamp`, hash-based .pyc) but different digests.
-This rewrites the config without them: copy the image to a `dir:` layout, edit the config blob, copy back.
+buildah 1.28 writes a random `container` id and `Hostname`, and the ids of its cache images, into the
+docker-format config, so two clean builds of one commit have identical layers (fixed `--timestamp`,
+hash-based .pyc) but different digests. This rewrites the config without them: copy the image to a `dir:` layout, edit the config blob, copy back.
 The layers are untouched, so the copy back stores nothing new.
 """
 
@@ -17,16 +17,23 @@ from typing import Any
 
 from imagepipe import runner
 
-VOLATILE_KEYS = ("container",)
+# Per-build values buildah records: the build container's id and hostname, and the ids of its cache images
+# (`parent`, and history comments "FROM <id>"). None of them describes the image's content.
+VOLATILE_KEYS = ("container", "parent")
 VOLATILE_CONFIG_KEYS = ("Hostname",)
 
 
 def normalise_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The config with the per-build random fields blanked (pure; unit-tested)."""
+    """The config with the per-build random fields removed (pure; unit-tested)."""
     out = {k: v for k, v in config.items() if k not in VOLATILE_KEYS}
     for section in ("config", "container_config"):
         if isinstance(out.get(section), dict):
             out[section] = {k: ("" if k in VOLATILE_CONFIG_KEYS else v) for k, v in out[section].items()}
+    if isinstance(out.get("history"), list):
+        out["history"] = [
+            {k: v for k, v in entry.items() if not (k == "comment" and str(v).startswith("FROM "))}
+            for entry in out["history"]
+        ]
     return out
 
 
