@@ -1,0 +1,216 @@
+"""The pipeline's stages (provision, base, lint, build, push, verify, promote) on a shared Context."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from imagepipe import base, commands, hostenv, lint, registry, reproducible, runner, wheels
+from imagepipe.errors import LintFailed, PipelineError, ToolFailed, UsageError
+from imagepipe.verify import Verifier, VerifyOptions, VerifyResult
+
+log = logging.getLogger("imagepipe")
+
+ROOT = Path(__file__).resolve().parents[2]
+CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+@dataclass
+class Context:
+    args: argparse.Namespace
+    profile: hostenv.HostProfile
+    state_dir: Path
+    timings: dict[str, float] = field(default_factory=dict)
+    local_image: str | None = None
+    pushed: str | None = None  # registry/repo@sha256:...
+    verify_result: VerifyResult | None = None
+
+
+
+def check_context(args: argparse.Namespace) -> None:
+    ctx, cf = args.context, args.containerfile
+    if not cf.is_file():
+        raise UsageError(f"Containerfile not found: {cf} (pass --containerfile PATH)")
+    if not ctx.is_dir():
+        raise UsageError(f"build context not found: {ctx} (pass --context DIR, normally backend/)")
+    missing = [d for d in ("app", "agents", "mcp") if not (ctx / d).is_dir()]
+    if missing:
+        raise UsageError(f"build context {ctx} lacks {', '.join(d + '/' for d in missing)}: the image must "
+                         "contain app/, agents/ and mcp/ (contract FR-009)")
+    if not (ctx / "requirements.txt").is_file():
+        raise UsageError(f"{ctx}/requirements.txt is missing: the builder installs dependencies from it")
+
+
+def do_provision(ctx: Context) -> None:
+    from imagepipe.provision import provision
+
+    result = provision(verbose=ctx.args.verbose)
+    if result.changed:
+        print(f"    changed: {', '.join(result.changed)}")
+    else:
+        print("    no changes: the host was already prepared")
+
+
+def do_base(ctx: Context) -> None:
+    hostenv.ensure_mount_namespace(ctx.profile)
+    print(f"    {base.ensure_base(ctx.profile, state_dir=ctx.state_dir, override=ctx.args.base_image, rebuild=ctx.args.rebuild_base)}")
+
+
+def do_lint(ctx: Context) -> None:
+    violations = lint.lint(ctx.args.containerfile, hadolint_config=ROOT / "build/hadolint.yaml")
+    for v in violations:
+        print(f"    {v.render(ctx.args.containerfile)}")
+    if violations:
+        first = violations[0]
+        raise LintFailed(f"{len(violations)} Containerfile violation(s), first: line {first.line} "
+                              f"{first.rule}: {first.message}", stage="lint")
+    print("    contract rules FR-001..FR-010, NFR-002 and hadolint: clean")
+
+
+def content_hash(args: argparse.Namespace) -> str:
+    """Hash of the Containerfile and the context's files (what the build reads), for tags of dirty trees."""
+    h = hashlib.sha256(args.containerfile.read_bytes())
+    for path in sorted(args.context.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and not path.name.endswith(".pyc"):
+            h.update(str(path.relative_to(args.context)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:10]
+
+
+def commit_time() -> int | None:
+    """SOURCE_DATE_EPOCH, else the commit's time: fixed image and file timestamps make builds reproducible."""
+    if os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():
+        return int(os.environ["SOURCE_DATE_EPOCH"])
+    try:
+        return int(runner.run(["git", "-C", str(ROOT), "log", "-1", "--format=%ct"]).stdout.strip())
+    except (PipelineError, ValueError):
+        return None
+
+
+def git_tag(args: argparse.Namespace) -> str:
+    """The git short SHA; a tree that differs from the commit (or lives outside it) adds a content hash, so
+    a tag never names two different images."""
+    try:
+        sha = runner.run(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"]).stdout.strip()
+    except (ToolFailed, PipelineError):
+        return f"nogit-{content_hash(args)}"
+    inside = args.context.resolve().is_relative_to(ROOT) and args.containerfile.resolve().is_relative_to(ROOT)
+    dirty = runner.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", str(args.context.resolve()),
+                        str(args.containerfile.resolve())]).stdout.strip() if inside else "outside"
+    return f"{sha}-dirty-{content_hash(args)}" if dirty else sha
+
+
+def do_build(ctx: Context) -> str:
+    check_context(ctx.args)
+    hostenv.ensure_mount_namespace(ctx.profile)
+    tag = git_tag(ctx.args)
+    image = f"localhost/{ctx.args.repo}:{tag}"
+    house = wheels.wheelhouse(ctx.args.context / "requirements.txt", ctx.state_dir) if ctx.args.offline else None
+    argv = commands.buildah_bud(
+        ctx.profile, containerfile=ctx.args.containerfile, context=ctx.args.context, tags=[image],
+        # Offline builds get no CA bundle: pip could not reach PyPI even if it tried, which proves the
+        # wheelhouse alone served the Python packages.
+        ca_bundle=CA_BUNDLE if CA_BUNDLE.exists() and house is None else None,
+        wheelhouse=house,
+        build_args={"WHEELHOUSE": house.name} if house else None,
+        timestamp=commit_time(),
+    )
+    try:
+        runner.run(argv, stage="build", timeout=3600, what="buildah bud")
+    except ToolFailed as e:
+        unresolved = re.search(r"No matching distribution found for (\S+)", e.output)
+        if unresolved:
+            raise PipelineError(f"requirements.txt names {unresolved.group(1)}, which pip cannot find: fix the "
+                                f"name or version in {ctx.args.context / 'requirements.txt'}", stage="build",
+                                detail=e.output) from None
+        raise
+    if "-dirty-" not in tag and not tag.startswith("nogit-"):
+        # A commit's build gets a content-only config, so two clean builds of it share one digest. Dirty
+        # trees skip this (1-2 s): their digest names no commit anyway, and edit-build loops want speed.
+        reproducible.rewrite(image, work_dir=ctx.state_dir)
+    ctx.local_image = image
+    print(f"    built {image}")
+    return image
+
+
+def do_push(ctx: Context) -> str:
+    if ctx.local_image is None:
+        ctx.local_image = f"localhost/{ctx.args.repo}:{git_tag(ctx.args)}"
+        if not base.image_exists(ctx.profile, ctx.local_image):
+            raise UsageError(f"no local image {ctx.local_image}: run the build stage first "
+                             "(python build/pipeline.py build)")
+    ensure_registry(ctx)
+    tag = ctx.local_image.rsplit(":", 1)[1]
+    dest = f"{ctx.args.registry}/{ctx.args.repo}:{tag}"
+    digestfile = ctx.state_dir / "push.digest"
+    digestfile.unlink(missing_ok=True)
+    argv = commands.buildah_push(ctx.local_image, dest, digestfile=digestfile, creds=ctx.args.creds,
+                                 authfile=ctx.args.authfile)
+    for attempt in range(1, 4):
+        try:
+            runner.run(argv, stage="push", timeout=1800, what="buildah push")
+            break
+        except ToolFailed as e:
+            if re.search(r"unauthorized|authentication required|denied", e.output, re.I):
+                raise PipelineError(f"the registry {ctx.args.registry} refused the credentials: pass "
+                                    "--creds USER:PASSWORD or log in with `podman login` (auth file)",
+                                    stage="push", detail=e.output) from None
+            if attempt == 3:
+                raise PipelineError(f"push to {ctx.args.registry} failed 3 times: {e.message} (is the registry "
+                                    "up? `python build/pipeline.py registry status`)", stage="push",
+                                    detail=e.output) from None
+            log.warning("push attempt %d failed (%s); retrying", attempt, e.message)
+            time.sleep(2 * attempt)
+    digest = digestfile.read_text().strip()
+    ctx.pushed = f"{ctx.args.registry}/{ctx.args.repo}@{digest}"
+    (ctx.state_dir / "last-push.json").write_text(json.dumps({"tag": dest, "image": ctx.pushed}) + "\n")
+    print(f"    pushed {dest}\n    digest {digest}")
+    return ctx.pushed
+
+
+def ensure_registry(ctx: Context) -> None:
+    """A loopback registry that does not answer is started as the embedded one (own data directory)."""
+    if commands.registry_is_local(ctx.args.registry):
+        state = registry.EmbeddedRegistry(ctx.state_dir, ctx.args.registry).ensure_running()
+        if state == "started":
+            print(f"    embedded registry started on {ctx.args.registry} (stop: python build/pipeline.py registry stop)")
+    elif registry.probe(ctx.args.registry) == "down":
+        raise PipelineError(f"registry {ctx.args.registry} is unreachable: start it or fix --registry",
+                            stage="push")
+
+
+def do_verify(ctx: Context, image: str | None = None) -> VerifyResult:
+    image = image or ctx.pushed
+    if image is None:
+        raise UsageError("nothing to verify: give an image (python build/pipeline.py verify REGISTRY/REPO@DIGEST)")
+    hostenv.ensure_mount_namespace(ctx.profile)
+    options = VerifyOptions(max_size_mb=ctx.args.max_size, database_url=ctx.args.database_url,
+                            state_dir=ctx.state_dir, keep=ctx.args.keep)
+    result = Verifier(ctx.profile, image, options).run()
+    ctx.verify_result = result
+    return result
+
+
+def do_promote(ctx: Context) -> list[str]:
+    assert ctx.pushed is not None and ctx.verify_result is not None
+    if not ctx.verify_result.passed:  # never reached from main(); a guard against future callers
+        raise PipelineError("refusing to promote an image that failed verification", stage="promote")
+    digest = ctx.pushed.rsplit("@", 1)[1]
+    promoted = []
+    for tag in ["latest", *ctx.args.tag]:
+        dest = f"{ctx.args.registry}/{ctx.args.repo}:{tag}"
+        runner.run(commands.skopeo_copy(ctx.pushed, dest, creds=ctx.args.creds), stage="promote", timeout=600,
+                   what=f"tagging {tag}")
+        got = json.loads(runner.run(commands.skopeo_inspect(dest, creds=ctx.args.creds), stage="promote").stdout)
+        if got.get("Digest") != digest:
+            raise PipelineError(f"{dest} points at {got.get('Digest')} after promotion, expected {digest}",
+                                stage="promote")
+        promoted.append(dest)
+        print(f"    {dest} -> {digest}")
+    return promoted
