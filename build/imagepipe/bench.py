@@ -22,10 +22,9 @@ from imagepipe import commands, reproducible, runner, wheels
 from imagepipe.hostenv import HostProfile
 from imagepipe.postgres import TempPostgres, free_port
 from imagepipe.registry import EmbeddedRegistry
+from imagepipe.stages import ROOT, build_argv
 from imagepipe.verify import CONTAINER_HOST, Verifier, VerifyOptions, mint_hs256
 
-ROOT = Path(__file__).resolve().parents[2]
-CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 SECRET = "bench-secret-" + "b" * 32
 
 
@@ -60,19 +59,13 @@ class Bench:
         self.state_dir = state_dir
         self.runs, self.load_seconds = runs, load_seconds
         self.registry_addr = f"127.0.0.1:{free_port()}"
-        self.timestamp = int(runner.run(["git", "-C", str(ROOT), "log", "-1", "--format=%ct"]).stdout.strip() or 0)
 
     # --- helpers -------------------------------------------------------------------------------------
 
     def build(self, variant: Variant, context: Path, tag: str, *, cold: bool, wheelhouse: Path | None,
               commit_build: bool = False) -> float:
-        argv = commands.buildah_bud(
-            self.profile, containerfile=variant.containerfile, context=context, tags=[tag],
-            ca_bundle=CA_BUNDLE if CA_BUNDLE.exists() else None, wheelhouse=wheelhouse, timestamp=self.timestamp,
-            build_args={"WHEELHOUSE": wheelhouse.name} if wheelhouse else None,
-        )
-        if cold:
-            argv.insert(2, "--no-cache")
+        argv = build_argv(self.profile, containerfile=variant.containerfile, context=context, image=tag,
+                          wheelhouse=wheelhouse, no_cache=cold)
         t0 = time.monotonic()
         runner.run(argv, stage="bench", timeout=3600, what=f"building {tag}")
         if commit_build:  # as the pipeline's build stage does for a clean commit

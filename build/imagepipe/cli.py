@@ -28,7 +28,7 @@ from imagepipe.stages import (
     do_provision,
     do_push,
     do_verify,
-    git_tag,
+    local_image,
 )
 from imagepipe.verify import VerifyResult
 
@@ -214,7 +214,7 @@ def run_load(ctx: Context) -> int:
     from imagepipe import bench
 
     hostenv.ensure_mount_namespace(ctx.profile)
-    image = ctx.args.target[0] if ctx.args.target else f"localhost/{ctx.args.repo}:{git_tag(ctx.args)}"
+    image = ctx.args.target[0] if ctx.args.target else local_image(ctx.args)
     if not base.image_exists(ctx.profile, image):
         raise UsageError(f"no image {image}: build it first (python build/pipeline.py build) or name one")
     result = stage(ctx, "load", f"{image}: wrk 60 s at concurrency 32 on the tasks API",

@@ -33,8 +33,11 @@ def buildah_bud(
     build_args: dict[str, str] | None = None,
     target: str | None = None,
     pull: str = "never",
+    no_cache: bool = False,
 ) -> list[str]:
     argv = ["buildah", "bud", "--format", "docker"]  # docker format: OCI has no HEALTHCHECK field
+    if no_cache:
+        argv.append("--no-cache")
     if profile.hybrid_cgroups:
         argv += ["--isolation", "chroot"]  # OCI isolation needs crun, which refuses hybrid cgroups
     argv += [f"--layers={'true' if layers else 'false'}", f"--pull={pull}"]

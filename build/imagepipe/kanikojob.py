@@ -7,7 +7,8 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from imagepipe.stages import ROOT
+
 MANIFEST = ROOT / "ci/kaniko.yaml"
 
 

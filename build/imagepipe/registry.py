@@ -37,9 +37,10 @@ class EmbeddedRegistry:
 
     def ensure_running(self) -> str:
         """Start it unless it already answers; returns 'running' or 'started'."""
-        if probe(self.addr) == "registry":
+        state = probe(self.addr)
+        if state == "registry":
             return "running"
-        if probe(self.addr) == "other":
+        if state == "other":
             raise PipelineError(
                 f"port {self.addr} is taken by something that is not a registry: free it, or pass "
                 "--registry HOST:PORT to use another registry", stage="registry")

@@ -106,21 +106,34 @@ def git_tag(args: argparse.Namespace) -> str:
     return f"{sha}-dirty-{content_hash(args)}" if dirty else sha
 
 
+def local_image(args: argparse.Namespace) -> str:
+    """The local name the build stage gives this tree's image."""
+    return f"localhost/{args.repo}:{git_tag(args)}"
+
+
+def build_argv(profile: hostenv.HostProfile, *, containerfile: Path, context: Path, image: str,
+               wheelhouse: Path | None, no_cache: bool = False) -> list[str]:
+    """How this project runs buildah (the build stage and the benchmark alike)."""
+    return commands.buildah_bud(
+        profile, containerfile=containerfile, context=context, tags=[image],
+        # Offline builds get no CA bundle: pip could not reach PyPI even if it tried, which proves the
+        # wheelhouse alone served the Python packages.
+        ca_bundle=CA_BUNDLE if CA_BUNDLE.exists() and wheelhouse is None else None,
+        wheelhouse=wheelhouse,
+        build_args={"WHEELHOUSE": wheelhouse.name} if wheelhouse else None,
+        timestamp=commit_time(),
+        no_cache=no_cache,
+    )
+
+
 def do_build(ctx: Context) -> str:
     check_context(ctx.args)
     hostenv.ensure_mount_namespace(ctx.profile)
-    tag = git_tag(ctx.args)
-    image = f"localhost/{ctx.args.repo}:{tag}"
+    image = local_image(ctx.args)
+    tag = image.rsplit(":", 1)[1]
     house = wheels.wheelhouse(ctx.args.context / "requirements.txt", ctx.state_dir) if ctx.args.offline else None
-    argv = commands.buildah_bud(
-        ctx.profile, containerfile=ctx.args.containerfile, context=ctx.args.context, tags=[image],
-        # Offline builds get no CA bundle: pip could not reach PyPI even if it tried, which proves the
-        # wheelhouse alone served the Python packages.
-        ca_bundle=CA_BUNDLE if CA_BUNDLE.exists() and house is None else None,
-        wheelhouse=house,
-        build_args={"WHEELHOUSE": house.name} if house else None,
-        timestamp=commit_time(),
-    )
+    argv = build_argv(ctx.profile, containerfile=ctx.args.containerfile, context=ctx.args.context, image=image,
+                      wheelhouse=house)
     try:
         runner.run(argv, stage="build", timeout=3600, what="buildah bud")
     except ToolFailed as e:
@@ -141,7 +154,7 @@ def do_build(ctx: Context) -> str:
 
 def do_push(ctx: Context) -> str:
     if ctx.local_image is None:
-        ctx.local_image = f"localhost/{ctx.args.repo}:{git_tag(ctx.args)}"
+        ctx.local_image = local_image(ctx.args)
         if not base.image_exists(ctx.profile, ctx.local_image):
             raise UsageError(f"no local image {ctx.local_image}: run the build stage first "
                              "(python build/pipeline.py build)")
