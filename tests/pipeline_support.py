@@ -15,7 +15,9 @@ class Pipeline:
         self.state, self.registry = state, registry
 
     def argv(self, *args: str) -> list[str]:
-        registry = [] if any(a.startswith("--registry") for a in args) else ["--registry", self.registry]
+        # The embedded registry on this session's port, unless the test names a registry or port itself.
+        named = any(a.startswith(("--registry", "--embedded-port")) for a in args)
+        registry = [] if named else ["--embedded-port", self.registry.rsplit(":", 1)[1]]
         state = [] if "--state-dir" in args else ["--state-dir", str(self.state)]
         return [sys.executable, str(ROOT / "build/pipeline.py"), *args, *state, *registry]
 

@@ -16,13 +16,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from imagepipe import base, hostenv, registry, report, runner
+from imagepipe import base, commands, hostenv, registry, report, runner
 from imagepipe.errors import EXIT_CHECKS_FAILED, PipelineError, UsageError
 from imagepipe.stages import (
     ROOT,
     Context,
     do_base,
     do_build,
+    do_cluster_build,
+    do_kaniko_build,
     do_lint,
     do_promote,
     do_provision,
@@ -36,6 +38,7 @@ log = logging.getLogger("imagepipe")
 T = TypeVar("T")
 
 STAGES = ("provision", "base", "lint", "build", "push", "verify", "promote")
+EMBEDDED = "embedded"
 REF_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
@@ -47,13 +50,23 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description="Build the backend image with buildah, push it, verify it with podman, promote it.",
     )
     p.add_argument("stage", nargs="?", default="all",
-                   choices=["all", *STAGES, "registry", "test", "bench", "load"],
+                   choices=["all", *STAGES, "registry", "test", "bench", "load", "parity"],
                    help="run one stage (default: all in order); `registry` manages the embedded registry; "
                         "`test` provisions the host and runs the test suite")
     p.add_argument("target", nargs="*", help="verify: the image to verify; registry: start|stop|status; "
                                              "test: arguments passed to pytest")
-    p.add_argument("--registry", default=registry.DEFAULT_ADDR,
-                   help="registry HOST[:PORT] to push to (default: the embedded one on %(default)s)")
+    p.add_argument("--registry", default=EMBEDDED,
+                   help="registry HOST[:PORT] to push to, used as given; `embedded` (the default) starts "
+                        "Debian's docker-registry on 127.0.0.1:--embedded-port")
+    p.add_argument("--embedded-port", type=int, default=registry.DEFAULT_PORT,
+                   help="port of the embedded registry on loopback (default: %(default)s)")
+    p.add_argument("--builder", choices=("buildah", "kaniko"), default="buildah",
+                   help="buildah (local image, then push) or kaniko (the executor image in podman, or the "
+                        "Job of ci/kaniko.yaml with --kube-context); default: %(default)s")
+    p.add_argument("--kaniko-image", help="the kaniko executor image (default: the one pinned in ci/kaniko.yaml)")
+    p.add_argument("--kube-context", help="build with kaniko as the Job of ci/kaniko.yaml in this cluster "
+                                          "context (kubeconfig), then verify and promote here")
+    p.add_argument("--kube-namespace", default="default", help="namespace of the Job (default: %(default)s)")
     p.add_argument("--repo", default="todo-backend", help="repository name in the registry (default: %(default)s)")
     p.add_argument("--tag", action="append", default=[], help="extra tag to promote besides latest (repeatable)")
     p.add_argument("--creds", help="USER:PASSWORD for the registry (default: the usual auth file)")
@@ -85,8 +98,16 @@ def validate(args: argparse.Namespace) -> None:
     for tag in args.tag:
         if not TAG_RE.match(tag):
             raise UsageError(f"invalid tag {tag!r}: up to 128 of A-Z a-z 0-9 _ . - , not starting with . or -")
-    if not re.match(r"^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9a-fA-F:]+\](:\d{1,5})?$", args.registry):
-        raise UsageError(f"invalid registry {args.registry!r}: give HOST or HOST:PORT (e.g. 127.0.0.1:5000)")
+    args.embedded = args.registry == EMBEDDED
+    if args.embedded:
+        if not 0 < args.embedded_port < 65536:
+            raise UsageError(f"invalid --embedded-port {args.embedded_port}: give a TCP port (1-65535)")
+        args.registry = f"{registry.LOOPBACK}:{args.embedded_port}"
+    elif not re.match(r"^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9a-fA-F:]+\](:\d{1,5})?$", args.registry):
+        raise UsageError(f"invalid registry {args.registry!r}: give HOST or HOST:PORT (e.g. 127.0.0.1:5000), "
+                         "or `embedded`")
+    if args.kube_context:
+        args.builder = "kaniko"
     if args.max_size <= 0:
         raise UsageError("--max-size must be a positive number of MB")
     if args.creds is not None and ":" not in args.creds:
@@ -135,11 +156,27 @@ def stage(ctx: Context, name: str, what: str, fn: Callable[[], T]) -> T:
 def finish_report(ctx: Context, result: VerifyResult) -> None:
     print()
     print(report.table(result))
+    builder = ctx.args.builder
     extra: dict[str, Any] = {"timings": {k: round(v, 2) for k, v in ctx.timings.items()}}
+    if "build" in ctx.timings:
+        extra["build_seconds"] = round(ctx.timings["build"], 2)
     if ctx.args.report:
-        report.write_json(ctx.args.report, report.as_dict(result, builder="buildah", extra=extra))
+        report.write_json(ctx.args.report, report.as_dict(result, builder=builder, extra=extra))
     if ctx.args.junit:
-        report.write_junit(ctx.args.junit, result, builder="buildah")
+        report.write_junit(ctx.args.junit, result, builder=builder)
+
+
+def build_and_push(ctx: Context) -> None:
+    """buildah: build a local image, then push it. kaniko: one step that pushes itself (locally in podman,
+    or as the Job in a cluster with --kube-context)."""
+    a = ctx.args
+    if a.builder == "buildah":
+        stage(ctx, "build", "buildah bud", lambda: do_build(ctx))
+        stage(ctx, "push", f"to {a.registry}", lambda: do_push(ctx))
+    elif a.kube_context:
+        stage(ctx, "build", f"kaniko Job in {a.kube_context}", lambda: do_cluster_build(ctx))
+    else:
+        stage(ctx, "build", "kaniko executor (podman), pushing to " + a.registry, lambda: do_kaniko_build(ctx))
 
 
 def run_all(ctx: Context) -> int:
@@ -149,8 +186,7 @@ def run_all(ctx: Context) -> int:
     stage(ctx, "base", "python:3.11-slim", lambda: do_base(ctx))
     stage(ctx, "lint", str(a.containerfile.relative_to(ROOT) if a.containerfile.is_relative_to(ROOT)
                            else a.containerfile), lambda: do_lint(ctx))
-    stage(ctx, "build", "buildah bud", lambda: do_build(ctx))
-    stage(ctx, "push", f"to {a.registry}", lambda: do_push(ctx))
+    build_and_push(ctx)
     result = stage(ctx, "verify", f"{ctx.pushed}", lambda: do_verify(ctx))
     if not result.passed:
         finish_report(ctx, result)
@@ -172,8 +208,12 @@ def run_one(ctx: Context) -> int:
         stage(ctx, "base", "python:3.11-slim", lambda: do_base(ctx))
     elif name == "lint":
         stage(ctx, "lint", str(a.containerfile), lambda: do_lint(ctx))
+    elif name == "build" and a.builder == "kaniko":
+        build_and_push(ctx)
     elif name == "build":
         stage(ctx, "build", "buildah bud", lambda: do_build(ctx))
+    elif name == "push" and a.builder == "kaniko":
+        raise UsageError("kaniko pushes as it builds: run `python build/pipeline.py build --builder kaniko`")
     elif name == "push":
         stage(ctx, "push", f"to {a.registry}", lambda: do_push(ctx))
     elif name == "verify":
@@ -186,6 +226,8 @@ def run_one(ctx: Context) -> int:
         return run_bench(ctx)
     elif name == "load":
         return run_load(ctx)
+    elif name == "parity":
+        return run_parity(ctx)
     elif name == "promote":
         raise UsageError("promote runs only after a passing verify: run the whole pipeline")
     return 0
@@ -206,6 +248,33 @@ def run_bench(ctx: Context) -> int:
     (ctx.state_dir / "bench-last.json").write_text(bench.as_json(metrics, machine=machine) + "\n")
     print(text)
     return 0
+
+
+def run_parity(ctx: Context) -> int:
+    """Build the tree with both builders, compare configs, file trees and layers; exit 1 on any difference
+    no rule explains."""
+    from imagepipe import parity
+
+    a = ctx.args
+    stage(ctx, "base", "python:3.11-slim", lambda: do_base(ctx))
+    stage(ctx, "lint", str(a.containerfile), lambda: do_lint(ctx))
+    stage(ctx, "build", "buildah bud", lambda: do_build(ctx))
+    stage(ctx, "push", f"to {a.registry}", lambda: do_push(ctx))
+    buildah_ref = ctx.pushed
+    assert buildah_ref is not None
+    seconds = {"buildah": ctx.timings["build"]}
+    stage(ctx, "kaniko", "kaniko executor (podman)", lambda: do_kaniko_build(ctx))
+    seconds["kaniko"] = ctx.timings["kaniko"]
+    kaniko_ref = ctx.pushed
+    assert kaniko_ref is not None
+    for ref in (buildah_ref, kaniko_ref):
+        runner.run(commands.podman_pull(ctx.profile, ref), stage="parity", timeout=600, what=f"pulling {ref}")
+    result = stage(ctx, "parity", "configs, file trees, layers", lambda: parity.compare(buildah_ref, kaniko_ref))
+    result.seconds = seconds
+    print(parity.render(result))
+    if a.report:
+        report.write_json(a.report, result.as_dict())
+    return 0 if result.passed else EXIT_CHECKS_FAILED
 
 
 def run_load(ctx: Context) -> int:
@@ -229,13 +298,17 @@ def run_load(ctx: Context) -> int:
 def registry_command(ctx: Context) -> int:
     action = (ctx.args.target or ["status"])[0]
     reg = registry.EmbeddedRegistry(ctx.state_dir, ctx.args.registry)
+    if action in ("start", "stop") and not ctx.args.embedded:
+        raise UsageError(f"`registry {action}` manages the embedded registry only: drop --registry "
+                         f"{ctx.args.registry} (use --embedded-port to choose its port)")
     if action == "start":
         print(f"registry {reg.ensure_running()} on {reg.addr} (data: {reg.dir / 'data'})")
     elif action == "stop":
         print("registry stopped" if reg.stop() else "registry was not running (from this state directory)")
     elif action == "status":
         state = registry.probe(reg.addr)
-        print(f"{reg.addr}: {state}" + (f" (pid {reg.pid()}, data {reg.dir / 'data'})" if reg.pid() else ""))
+        where = " (embedded, bound to loopback only)" if ctx.args.embedded else ""
+        print(f"{reg.addr}: {state}{where}" + (f" (pid {reg.pid()}, data {reg.dir / 'data'})" if reg.pid() else ""))
     else:
         raise UsageError(f"unknown registry action {action!r}: use start, stop or status")
     return 0

@@ -89,6 +89,11 @@ def podman_run(
     read_only: bool = False,
     tmpfs: Sequence[str] = (),
     cap_drop_all: bool = False,
+    cap_add: Sequence[str] = (),
+    no_new_privileges: bool = False,
+    privileged: bool = False,
+    volumes: Sequence[str] = (),
+    labels: dict[str, str] | None = None,
     add_hosts: Sequence[str] = (),
     command: Sequence[str] = (),
 ) -> list[str]:
@@ -124,6 +129,16 @@ def podman_run(
         args += ["--tmpfs", mount]
     if cap_drop_all:
         args += ["--cap-drop", "ALL"]
+    for cap in cap_add:
+        args += ["--cap-add", cap]
+    if no_new_privileges:
+        args += ["--security-opt", "no-new-privileges"]
+    if privileged:
+        args.append("--privileged")
+    for volume in volumes:
+        args += ["-v", volume]
+    for key, value in (labels or {}).items():
+        args += ["--label", f"{key}={value}"]
     return podman(profile, *args, image, *command)
 
 
@@ -159,3 +174,9 @@ def registry_config(*, addr: str, root: Path) -> str:
         f"storage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\n"
         f"http:\n  addr: {addr}\n"
     )
+
+
+def skopeo_copy_from_storage(image: str, dest: str) -> list[str]:
+    """A local image (containers-storage) into a registry, e.g. the base for kaniko's registry mirror."""
+    return ["skopeo", "copy", "-q", *tls_flag(dest, name="--dest-tls-verify"), f"containers-storage:{image}",
+            f"docker://{dest}"]

@@ -1,15 +1,22 @@
-"""ci/kaniko.yaml: the one source of kaniko's flags (a local kaniko run and the cluster Job share them)."""
+"""ci/kaniko.yaml: the one source of kaniko's flags, image and security context. A local kaniko run and the
+cluster Job share them; what a local run may change is named here and nowhere else."""
 
 from __future__ import annotations
 
+import copy
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from imagepipe.stages import ROOT
+from imagepipe.paths import ROOT
 
 MANIFEST = ROOT / "ci/kaniko.yaml"
+
+# The only flags a run may rewrite (a local podman run or a Job submitted by --kube-context): where the
+# build reads from and where it pushes to. Every other flag is the manifest's.
+REWRITABLE = ("--context", "--dockerfile", "--destination", "--cache-repo")
 
 
 def load(path: Path = MANIFEST) -> dict[str, Any]:
@@ -17,19 +24,80 @@ def load(path: Path = MANIFEST) -> dict[str, Any]:
         return dict(yaml.safe_load(f))
 
 
+def kaniko_container(job: dict[str, Any]) -> dict[str, Any]:
+    containers = job["spec"]["template"]["spec"]["containers"]
+    return dict(next(c for c in containers if c["name"] == "kaniko"))
+
+
 def executor_args(job: dict[str, Any]) -> list[str]:
     """The kaniko container's args, as the Job runs them."""
-    containers = job["spec"]["template"]["spec"]["containers"]
-    kaniko = next(c for c in containers if c["name"] == "kaniko")
-    return [str(a) for a in kaniko["args"]]
+    return [str(a) for a in kaniko_container(job)["args"]]
 
 
-def local_args(job: dict[str, Any], *, context: str, dockerfile: str, destination: str, cache_repo: str) -> list[str]:
-    """The Job's args with only what differs locally rewritten: context, Containerfile, destination, cache."""
-    rewrite = {"--context": f"dir://{context}", "--dockerfile": dockerfile, "--destination": destination,
-               "--cache-repo": cache_repo}
+def executor_image(job: dict[str, Any]) -> str:
+    return str(kaniko_container(job)["image"])
+
+
+def rewrite(args: list[str], values: dict[str, str]) -> list[str]:
+    """args with the REWRITABLE flags set to `values`; asking for any other flag is a programming error."""
+    unknown = set(values) - set(REWRITABLE)
+    if unknown:
+        raise ValueError(f"not rewritable: {sorted(unknown)} (only {', '.join(REWRITABLE)})")
     out = []
-    for arg in executor_args(job):
+    for arg in args:
         key = arg.split("=", 1)[0]
-        out.append(f"{key}={rewrite[key]}" if key in rewrite else arg)
+        out.append(f"{key}={values[key]}" if key in values else arg)
+    return out
+
+
+def loopback_registry_flags(registry: str) -> list[str]:
+    """Local-only flags for a plain-HTTP registry on loopback: the base image comes from it as a mirror of
+    docker.io (no internet registry is reachable), and pushes and pulls speak HTTP."""
+    return [f"--registry-mirror={registry}", "--insecure", "--insecure-pull", "--skip-tls-verify-pull"]
+
+
+def local_args(job: dict[str, Any], *, context: str, dockerfile: str, destination: str, cache_repo: str,
+               loopback_registry: str | None = None) -> list[str]:
+    """The Job's args for a local run: the rewritable flags set, loopback flags appended when the registry
+    is a local plain-HTTP one."""
+    args = rewrite(executor_args(job), {"--context": f"dir://{context}", "--dockerfile": dockerfile,
+                                        "--destination": destination, "--cache-repo": cache_repo})
+    return args + (loopback_registry_flags(loopback_registry) if loopback_registry else [])
+
+
+@dataclass(frozen=True)
+class Security:
+    """The kaniko container's securityContext, as podman can express it."""
+    user: str | None
+    cap_add: tuple[str, ...]
+    drop_all: bool
+    no_new_privileges: bool
+    privileged: bool
+
+
+def security(job: dict[str, Any]) -> Security:
+    ctx = dict(kaniko_container(job).get("securityContext") or {})
+    caps = dict(ctx.get("capabilities") or {})
+    user = ctx.get("runAsUser")
+    return Security(user=None if user is None else str(user), cap_add=tuple(caps.get("add") or ()),
+                    drop_all="ALL" in (caps.get("drop") or ()),
+                    no_new_privileges=ctx.get("allowPrivilegeEscalation") is False,
+                    privileged=bool(ctx.get("privileged")))
+
+
+def job_for(job: dict[str, Any], *, name: str, args: list[str], git_url: str, git_ref: str,
+            labels: dict[str, str]) -> dict[str, Any]:
+    """The manifest as submitted to a cluster: a unique name, the run's labels, the rewritten args and the
+    repository to clone. Nothing else changes."""
+    out = copy.deepcopy(job)
+    out["metadata"]["name"] = name
+    out["metadata"].setdefault("labels", {}).update(labels)
+    pod = out["spec"]["template"]["spec"]
+    next(c for c in pod["containers"] if c["name"] == "kaniko")["args"] = args
+    for init in pod.get("initContainers") or []:
+        for env in init.get("env") or []:
+            if env["name"] == "GIT_URL":
+                env["value"] = git_url
+            elif env["name"] == "GIT_REF":
+                env["value"] = git_ref
     return out

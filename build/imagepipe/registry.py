@@ -16,7 +16,9 @@ from imagepipe.errors import PipelineError
 
 log = logging.getLogger("imagepipe.registry")
 
-DEFAULT_ADDR = "127.0.0.1:5000"
+LOOPBACK = "127.0.0.1"  # the embedded registry binds here only: nothing off this machine reaches it
+DEFAULT_PORT = 5000
+DEFAULT_ADDR = f"{LOOPBACK}:{DEFAULT_PORT}"
 
 
 class EmbeddedRegistry:

@@ -8,17 +8,18 @@ import json
 import logging
 import os
 import re
+import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imagepipe import base, commands, hostenv, lint, registry, reproducible, runner, wheels
+from imagepipe import base, commands, hostenv, kaniko, lint, registry, reproducible, runner, wheels
 from imagepipe.errors import LintFailed, PipelineError, ToolFailed, UsageError
+from imagepipe.paths import ROOT
 from imagepipe.verify import Verifier, VerifyOptions, VerifyResult
 
 log = logging.getLogger("imagepipe")
 
-ROOT = Path(__file__).resolve().parents[2]
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
@@ -31,6 +32,12 @@ class Context:
     local_image: str | None = None
     pushed: str | None = None  # registry/repo@sha256:...
     verify_result: VerifyResult | None = None
+    run_id: str = field(default_factory=lambda: secrets.token_hex(6))
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """Put on every container this run starts, so a later run can tell its leftovers from others'."""
+        return {"io.imagepipe.run": self.run_id}
 
 
 
@@ -188,14 +195,74 @@ def do_push(ctx: Context) -> str:
 
 
 def ensure_registry(ctx: Context) -> None:
-    """A loopback registry that does not answer is started as the embedded one (own data directory)."""
-    if commands.registry_is_local(ctx.args.registry):
+    """The embedded registry is started only when it was asked for (the default, or `--registry embedded`);
+    an address the user names is used as it is, never replaced by one we start."""
+    if ctx.args.embedded:
         state = registry.EmbeddedRegistry(ctx.state_dir, ctx.args.registry).ensure_running()
         if state == "started":
             print(f"    embedded registry started on {ctx.args.registry} (stop: python build/pipeline.py registry stop)")
-    elif registry.probe(ctx.args.registry) == "down":
-        raise PipelineError(f"registry {ctx.args.registry} is unreachable: start it or fix --registry",
-                            stage="push")
+    elif registry.probe(ctx.args.registry) != "registry":
+        raise PipelineError(f"registry {ctx.args.registry} is unreachable (nothing answers there as a registry): "
+                            "start it or fix --registry (omit it to use the embedded one)", stage="push")
+
+
+def do_kaniko_build(ctx: Context) -> str:
+    """kaniko builds and pushes in one go (it has no local image store); the digest comes from its
+    termination log, as in the cluster."""
+    check_context(ctx.args)
+    hostenv.ensure_mount_namespace(ctx.profile)
+    a = ctx.args
+    try:
+        ensure_registry(ctx)
+    except PipelineError as e:
+        e.stage = "build"
+        raise
+    executor = kaniko.executor_image(ctx.profile, a.kaniko_image)
+    if commands.registry_is_local(a.registry):
+        kaniko.seed_mirror(ctx.profile, a.registry)
+    tag = f"{git_tag(a)}-kaniko"
+    house = wheels.wheelhouse(a.context / "requirements.txt", ctx.state_dir) if a.offline else None
+    build = kaniko.build_local(
+        ctx.profile, executor=executor, context=a.context, containerfile=a.containerfile,
+        destination=f"{a.registry}/{a.repo}:{tag}", cache_repo=f"{a.registry}/{a.repo}/cache",
+        registry=a.registry, work_dir=ctx.state_dir / "kaniko", labels=ctx.labels, creds=a.creds,
+        authfile=a.authfile, wheelhouse=house, run_id=ctx.run_id)
+    ctx.pushed = f"{a.registry}/{a.repo}@{build.digest}"
+    (ctx.state_dir / "last-push.json").write_text(json.dumps({"tag": build.destination, "image": ctx.pushed,
+                                                              "builder": "kaniko"}) + "\n")
+    print(f"    kaniko ({executor}) pushed {build.destination}\n    digest {build.digest}")
+    return ctx.pushed
+
+
+def git_source() -> tuple[str, str]:
+    """The repository and branch the cluster's Job clones (it builds what was pushed, not this tree)."""
+    try:
+        url = runner.run(["git", "-C", str(ROOT), "remote", "get-url", "origin"]).stdout.strip()
+        ref = runner.run(["git", "-C", str(ROOT), "rev-parse", "--abbrev-ref", "HEAD"]).stdout.strip()
+    except PipelineError:
+        raise UsageError("--kube-context builds from git: give this repository a remote `origin` the cluster "
+                         "can clone, and push the branch") from None
+    return url, ref
+
+
+def do_cluster_build(ctx: Context) -> str:
+    from imagepipe import kanikojob, kubejob
+
+    a = ctx.args
+    if commands.registry_is_local(a.registry):
+        raise UsageError(f"--kube-context pushes from the cluster: give a --registry it can reach ({a.registry} "
+                         "is this machine's loopback)")
+    url, ref = git_source()
+    tag = f"{git_tag(a)}-kaniko"
+    job = kanikojob.load()
+    args = kanikojob.rewrite(kanikojob.executor_args(job), {
+        "--destination": f"{a.registry}/{a.repo}:{tag}", "--cache-repo": f"{a.registry}/{a.repo}/cache"})
+    body = kanikojob.job_for(job, name=f"todo-backend-kaniko-{ctx.run_id}", args=args, git_url=url, git_ref=ref,
+                             labels=ctx.labels)
+    digest = kubejob.run_job(a.kube_context, a.kube_namespace, body, on_log=lambda line: print(f"    | {line}"))
+    ctx.pushed = f"{a.registry}/{a.repo}@{digest}"
+    print(f"    the Job pushed {a.registry}/{a.repo}:{tag}\n    digest {digest}")
+    return ctx.pushed
 
 
 def do_verify(ctx: Context, image: str | None = None) -> VerifyResult:

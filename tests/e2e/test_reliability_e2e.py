@@ -78,9 +78,19 @@ def test_registry_port_taken_by_something_else(pipeline, green):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
-        proc = pipeline.run("push", "--registry", f"127.0.0.1:{sock.getsockname()[1]}")
+        proc = pipeline.run("push", "--embedded-port", str(sock.getsockname()[1]))
     assert proc.returncode == 17
     one_line_error(proc, "not a registry")
+
+
+def test_a_named_registry_is_never_replaced_by_an_embedded_one(pipeline, green):
+    """A loopback address where nothing listens: exit 14 and one line, and no registry started there."""
+    port = free_port()
+    proc = pipeline.run("push", "--registry", f"127.0.0.1:{port}")
+    assert proc.returncode == 14
+    one_line_error(proc, "unreachable")
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", port)) != 0, "nothing may listen there afterwards"
 
 
 @pytest.fixture
@@ -193,8 +203,8 @@ def test_push_survives_a_registry_restart(pipeline, green, tmp_path):
 
 
 @pytest.mark.parametrize(("old", "new", "rule"), [
-    ("RUN python -m venv /opt/venv", "RUNN python -m venv /opt/venv", "SYNTAX"),
-    ("COPY --from=builder /opt/venv /opt/venv", "COPY --from=nosuchstage /opt/venv /opt/venv", "SYNTAX"),
+    ("ARG WHEELHOUSE=none", "ARGG WHEELHOUSE=none", "SYNTAX"),
+    ("COPY --from=builder /rootfs/ /", "COPY --from=nosuchstage /rootfs/ /", "SYNTAX"),
 ])
 def test_malformed_containerfile_stops_at_lint(pipeline, tmp_path, old, new, rule):
     bad = tmp_path / "Containerfile"
@@ -210,11 +220,11 @@ def test_full_disk_under_the_state_directory(pipeline, green, tmp_path):
     state = tmp_path / "tiny-state"
     state.mkdir()
     runner.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(state)])
-    registry = f"127.0.0.1:{free_port()}"
+    port = str(free_port())
     try:
-        proc = pipeline.run("push", "--state-dir", str(state), "--registry", registry, timeout=900)
+        proc = pipeline.run("push", "--state-dir", str(state), "--embedded-port", port, timeout=900)
         assert proc.returncode in (2, 14), proc.stderr
         assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
     finally:
-        pipeline.run("registry", "stop", "--state-dir", str(state), "--registry", registry)
+        pipeline.run("registry", "stop", "--state-dir", str(state), "--embedded-port", port)
         runner.run(["umount", "-l", str(state)], ok_codes=(0, 1, 32))

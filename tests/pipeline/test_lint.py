@@ -40,8 +40,8 @@ def test_hadolint_is_clean_with_our_config():
      "FR-010"),
     ("COPY requirements.txt /tmp/requirements.txt", "COPY . /src\nCOPY requirements.txt /tmp/requirements.txt",
      "NFR-002"),
-    ("COPY --from=builder /opt/venv /opt/venv", "COPY --from=bulider /opt/venv /opt/venv", "SYNTAX"),
-    ("RUN python -m venv /opt/venv", "RUNN python -m venv /opt/venv", "SYNTAX"),
+    ("COPY --from=builder /rootfs/ /", "COPY --from=bulider /rootfs/ /", "SYNTAX"),
+    ("ARG WHEELHOUSE=none", "ARGG WHEELHOUSE=none", "SYNTAX"),
 ])
 def test_broken_variants_fail_with_rule_and_line(old, new, rule):
     assert old in GOOD, old

@@ -1,0 +1,59 @@
+"""An image's file tree as data: one entry per path with what a consumer can observe of it.
+
+The parity command compares two builders' trees with it; the fields are the ones that change behaviour
+(type, size, permission and special bits, owner, link target, content), not times, which each builder
+sets by its own reproducibility rule.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+TYPES = {stat.S_IFREG: "file", stat.S_IFDIR: "dir", stat.S_IFLNK: "link", stat.S_IFCHR: "char",
+         stat.S_IFBLK: "block", stat.S_IFIFO: "fifo", stat.S_IFSOCK: "socket"}
+
+
+@dataclass(frozen=True)
+class Entry:
+    type: str
+    mode: str  # octal permission and special bits (setuid, setgid, sticky), e.g. "2775"
+    uid: int
+    gid: int
+    size: int | None = None  # regular files
+    sha256: str | None = None  # regular files
+    link: str | None = None  # symlinks
+
+    def as_dict(self) -> dict[str, object]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def entry(path: Path) -> Entry:
+    st = os.lstat(path)
+    kind = TYPES.get(stat.S_IFMT(st.st_mode), "other")
+    size = digest = link = None
+    if kind == "file":
+        size = st.st_size
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        digest = h.hexdigest()
+    elif kind == "link":
+        link = os.readlink(path)
+    return Entry(kind, format(stat.S_IMODE(st.st_mode), "04o"), st.st_uid, st.st_gid, size, digest, link)
+
+
+def tree(root: Path) -> dict[str, Entry]:
+    """Every path below root (the mounted image), as "/path" -> Entry. The root directory itself is left
+    out: it is the mount point, not part of the image."""
+    out: dict[str, Entry] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in (*dirnames, *sorted(filenames)):
+            full = Path(dirpath, name)
+            out["/" + str(full.relative_to(root))] = entry(full)
+    return out
