@@ -128,9 +128,15 @@ JUNK_NAMES = {".git", "tests", "test", "__pycache__", ".pytest_cache", ".mypy_ca
               "node_modules", ".coverage"}
 
 
+# Where the build mounts the host's CA bundle and the wheelhouse: a RUN step in the final stage would leave
+# their mount points behind in its layer (buildah does), so their presence means a build-time trace.
+BUILD_MOUNTS = ("/run/host-ca.crt", "/run/wheels")
+
+
 def context_junk(root: Path, app_dir: str = "/app") -> list[str]:
-    """Things a build context should not ship: VCS data, tests, caches, env files."""
-    found = []
+    """Things a build context should not ship: VCS data, tests, caches, env files; and the mount points
+    of build-time mounts."""
+    found = [m for m in BUILD_MOUNTS if (root / m.lstrip("/")).exists() or (root / m.lstrip("/")).is_symlink()]
     for path, _st in walk(root):
         if not (path == app_dir or path.startswith(app_dir + "/")):
             continue

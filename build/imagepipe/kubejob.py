@@ -4,6 +4,7 @@ read the pushed digest from the kaniko container's termination message (its --di
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +21,8 @@ def _api(context: str) -> Any:
     from kubernetes.config.config_exception import ConfigException
 
     try:
-        return config.new_client_from_config(context=context)
+        # KUBECONFIG read now, not when the client was imported (it may list several files)
+        return config.new_client_from_config(config_file=os.environ.get("KUBECONFIG"), context=context)
     except (ConfigException, OSError) as e:
         raise PipelineError(f"cannot use Kubernetes context {context!r}: {e} (check `kubectl config "
                             "get-contexts` or KUBECONFIG)", stage="build") from None

@@ -8,6 +8,7 @@ any other fails the command.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import tarfile
 import tempfile
@@ -54,6 +55,14 @@ def _same_members(d: Difference) -> bool:
             and d.buildah["fingerprint"] == d.kaniko["fingerprint"])
 
 
+def _same_members_same_links(d: Difference) -> bool:
+    return _same_members(d) and d.buildah["hardlinks"] == d.kaniko["hardlinks"]
+
+
+def _hardlinks_copied(d: Difference) -> bool:
+    return _same_members(d) and d.kaniko["hardlinks"] < d.buildah["hardlinks"]
+
+
 def _empty_metadata_layer(d: Difference) -> bool:
     return d.kind == "layer" and (d.buildah is None or d.buildah.get("members") == 0) and \
         d.kaniko is not None and d.kaniko.get("members") == 0
@@ -62,11 +71,15 @@ def _empty_metadata_layer(d: Difference) -> bool:
 RULES = (
     Rule("builder-version-label", "buildah stamps its own version as the label io.buildah.version; kaniko "
          "adds no label", _label_only_builder_stamp),
+    Rule("hardlinks-as-copies", "the same members, but kaniko writes a hard link as a second copy of the "
+         "file (buildah keeps the link): the same tree, the file's bytes twice in the layer",
+         _hardlinks_copied),
     Rule("tar-encoding", "the same members (name, type, size, mode, owner, link) in the same layer, written "
          "with each builder's own tar headers and file times, so the uncompressed bytes differ",
-         _same_members),
-    Rule("empty-layer", "kaniko records an empty layer for WORKDIR on a directory that already exists; "
-         "buildah records none (it changes no file)", _empty_metadata_layer),
+         _same_members_same_links),
+    Rule("empty-layer", "kaniko (with --cache) records an empty layer for each instruction that changes no "
+         "file (ENV, WORKDIR on an existing directory, USER, EXPOSE, HEALTHCHECK, CMD); buildah records none",
+         _empty_metadata_layer),
 )
 
 
@@ -114,19 +127,29 @@ def compare_layers(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> list[Dif
 
 
 def layer_summary(blob: Path) -> dict[str, Any]:
-    """Uncompressed bytes of a layer and a fingerprint of its members (what it adds, deletes or replaces)."""
+    """Uncompressed bytes of a layer, its hard links, and a fingerprint of its members (what it adds,
+    deletes or replaces). A hard link counts as the file it links to, so a builder that writes a copy
+    instead has the same fingerprint (and the hardlinks count tells them apart)."""
     with gzip.open(blob) as raw:
         size = 0
         while chunk := raw.read(1 << 20):
             size += len(chunk)
-    members = []
     with tarfile.open(blob, "r:*") as tar:
-        for m in tar.getmembers():
-            members.append((m.name.strip("./").rstrip("/"), int(m.type) if m.type.isdigit() else m.type.decode(),
-                            m.size if m.isfile() else 0, m.mode & 0o7777, m.uid, m.gid, m.linkname))
+        entries = tar.getmembers()
+    by_name = {m.name: m for m in entries}
+    members, hardlinks = [], 0
+    for m in entries:
+        kind, length = m.type.decode(), (m.size if m.isfile() else 0)
+        if m.islnk():
+            hardlinks += 1
+            target = by_name.get(m.linkname)
+            kind, length = tarfile.REGTYPE.decode(), (target.size if target is not None else -1)
+        link = m.linkname if m.issym() else ""
+        members.append((m.name.strip("./").rstrip("/"), "0" if kind in ("0", "\x00") else kind, length,
+                        m.mode & 0o7777, m.uid, m.gid, link))
     members.sort()
-    return {"bytes": size, "members": len(members),
-            "fingerprint": imagetree.hashlib.sha256(json.dumps(members).encode()).hexdigest()[:16]}
+    return {"bytes": size, "members": len(members), "hardlinks": hardlinks,
+            "fingerprint": hashlib.sha256(json.dumps(members).encode()).hexdigest()[:16]}
 
 
 def read_layers(ref: str) -> list[dict[str, Any]]:

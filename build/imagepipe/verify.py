@@ -356,7 +356,7 @@ class Verifier:
     def check_junk(self, root: Path) -> Check:
         found = imagefs.context_junk(root)
         return Check("no-junk", not found, found[:10], [],
-                     "no .git, tests, caches or .env under /app" if not found else f"found: {', '.join(found[:5])}")
+                     "no .git, tests, caches or .env under /app; no build-time mount point" if not found else f"found: {', '.join(found[:5])}")
 
     def check_build_tools(self, root: Path) -> Check:
         found = imagefs.find_build_tools(root)
