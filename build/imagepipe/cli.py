@@ -16,11 +16,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from imagepipe import base, commands, hostenv, registry, report, runner
+from imagepipe import base, cancel, commands, hostenv, registry, report, runner
 from imagepipe.errors import EXIT_CHECKS_FAILED, PipelineError, UsageError
 from imagepipe.stages import (
     ROOT,
     Context,
+    clean_leftovers,
     do_base,
     do_build,
     do_cluster_build,
@@ -31,6 +32,7 @@ from imagepipe.stages import (
     do_push,
     do_verify,
     local_image,
+    remove_run_containers,
 )
 from imagepipe.verify import VerifyResult
 
@@ -134,8 +136,13 @@ def state_lock(state_dir: Path) -> Iterator[None]:
         handle.close()
 
 
+CURRENT_STAGE = ["start-up"]  # named in the one line a cancelled run prints
+
+
 def stage(ctx: Context, name: str, what: str, fn: Callable[[], T]) -> T:
     print(f"==> {name}: {what}", flush=True)
+    CURRENT_STAGE[0] = name
+    cancel.stage_delay(name)
     t0 = time.monotonic()
     try:
         result = fn()
@@ -243,7 +250,8 @@ def run_bench(ctx: Context) -> int:
     machine = (f"{time.strftime('%Y-%m-%d')} · {platform.node()} · {os.cpu_count()} cores · "
                f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB · {platform.platform()}")
     metrics = stage(ctx, "bench", "ours vs the naive baseline",
-                    lambda: bench.Bench(ctx.profile, ctx.state_dir, runs=ctx.args.bench_runs).run())
+                    lambda: bench.Bench(ctx.profile, ctx.state_dir, runs=ctx.args.bench_runs,
+                                       kaniko_image=ctx.args.kaniko_image, labels=ctx.labels).run())
     text = bench.as_json(metrics, machine=machine) if ctx.args.json else bench.render(metrics, machine=machine)
     (ctx.state_dir / "bench-last.json").write_text(bench.as_json(metrics, machine=machine) + "\n")
     print(text)
@@ -287,7 +295,7 @@ def run_load(ctx: Context) -> int:
     if not base.image_exists(ctx.profile, image):
         raise UsageError(f"no image {image}: build it first (python build/pipeline.py build) or name one")
     result = stage(ctx, "load", f"{image}: wrk 60 s at concurrency 32 on the tasks API",
-                   lambda: bench.load_test(ctx.profile, ctx.state_dir, image))
+                   lambda: bench.load_test(ctx.profile, ctx.state_dir, image, labels=ctx.labels))
     print(json.dumps(result, indent=2))
     (ctx.state_dir / "load-last.json").write_text(json.dumps(result, indent=2) + "\n")
     ok = result["errors"] == 0 and result["rss_growth_mb"] < 20 and result["connection_growth"] <= 0
@@ -322,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("urllib3", "sh", "pyinfra"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     runner.VERBOSE = args.verbose
+    cancel.install()
     try:
         validate(args)
         if args.stage == "test":
@@ -329,8 +338,17 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_tests(args)
         ctx = Context(args=args, profile=hostenv.detect(), state_dir=args.state_dir.resolve())
-        with state_lock(ctx.state_dir):
+        # The lock is taken first and released last: the run's cleanup (containers, databases, marker) runs
+        # while no other run can start on this state directory.
+        with state_lock(ctx.state_dir), cancel.running(cancel.Run(ctx.state_dir)) as run:
+            ctx.run_id = run.id
+            run.callback(lambda: remove_run_containers(ctx.profile, run.id))
+            clean_leftovers(ctx, run)
             return run_all(ctx) if args.stage == "all" else run_one(ctx)
+    except cancel.Interrupted as e:
+        print(f"interrupted by {e.name} during the {CURRENT_STAGE[0]} stage: its tools were stopped and what it "
+              "started was removed; no tag was moved", file=sys.stderr)
+        return e.exit_code
     except PipelineError as e:
         where = f"[{e.stage}] " if e.stage else ""
         print(f"error: {where}{e.message}", file=sys.stderr)
@@ -339,9 +357,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             traceback.print_exc()
         return e.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
     except Exception as e:  # the outer edge: one line, the traceback only on request
         print(f"internal error: {type(e).__name__}: {e} (re-run with --verbose for the traceback)", file=sys.stderr)
         if args.verbose:

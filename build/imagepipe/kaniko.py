@@ -74,6 +74,8 @@ def local_argv(profile: HostProfile, *, executor: str, job: dict[str, Any], cont
     loopback = registry if commands.registry_is_local(registry) else None
     args = kanikojob.local_args(job, context=CONTEXT_MOUNT, dockerfile=CONTAINERFILE_MOUNT,
                                 destination=destination, cache_repo=cache_repo, loopback_registry=loopback)
+    if wheelhouse is not None:  # local-only, as for buildah: the wheelhouse keys the layer cache
+        args.append(f"--build-arg=WHEELHOUSE={wheelhouse.name}")
     volumes = [f"{context.resolve()}:{CONTEXT_MOUNT}:ro", f"{containerfile.resolve()}:{CONTAINERFILE_MOUNT}:ro",
                f"{termination_log}:/dev/termination-log"]
     if wheelhouse is not None:

@@ -11,7 +11,7 @@ import socket
 import tempfile
 from pathlib import Path
 
-from imagepipe import runner
+from imagepipe import cancel, runner
 from imagepipe.errors import PipelineError
 
 log = logging.getLogger("imagepipe.postgres")
@@ -38,9 +38,12 @@ class TempPostgres:
     """Runs as the `postgres` system user when we are root (initdb refuses root)."""
 
     def __init__(self, *, port: int | None = None, listen: str = "127.0.0.1", user: str = "todo",
-                 password: str | None = None, database: str = "todo") -> None:
+                 password: str | None = None, database: str = "todo", allow: tuple[str, ...] = ()) -> None:
+        """listen: PostgreSQL's listen_addresses (comma-separated); allow: networks (CIDR) besides loopback
+        that pg_hba lets in with a password (a container network). Nothing else is listened on or let in."""
         self.port = port or free_port()
         self.listen = listen
+        self.allow = allow
         self.user, self.database = user, database
         self.password = password or secrets.token_urlsafe(18)
         self.dir = Path(tempfile.mkdtemp(prefix="imagepipe-pg-"))
@@ -69,8 +72,12 @@ class TempPostgres:
         runner.run(self._argv(str(self.bindir / "initdb"), "-D", str(self.data), "-U", superuser, "-A",
                               "scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8", "--no-sync"),
                    what="initdb", timeout=120)
+        # initdb's pg_hba lets in the local socket and loopback only; add exactly the networks asked for.
         with open(self.data / "pg_hba.conf", "a") as hba:
-            hba.write("host all all 0.0.0.0/0 scram-sha-256\nhost all all ::/0 scram-sha-256\n")
+            hba.writelines(f"host all all {net} scram-sha-256\n" for net in self.allow)
+        run = cancel.current()
+        if run is not None:  # a SIGKILLed run's database is found and removed by the next run
+            run.record("postgres", str(self.data))
         self._pg_ctl_start()
         env = {"PGPASSWORD": self.password}
         psql = [str(self.bindir / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", superuser,
@@ -90,6 +97,9 @@ class TempPostgres:
                        ok_codes=(0, 1, 3), timeout=60)
         if remove:
             shutil.rmtree(self.dir, ignore_errors=True)
+            run = cancel.current()
+            if run is not None:
+                run.forget("postgres", str(self.data))
 
     def restart(self) -> None:
         """Start again after stop(remove=False) (tests of outages)."""
@@ -100,3 +110,9 @@ class TempPostgres:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def for_containers(gateway: str, subnet: str) -> TempPostgres:
+    """A throw-away PostgreSQL a bridged container reaches at the network's gateway: it listens on loopback
+    and that one address, and lets in loopback and that network only."""
+    return TempPostgres(listen=f"127.0.0.1,{gateway}", allow=(subnet,))

@@ -7,10 +7,12 @@ code and the tail of the output.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -92,8 +94,11 @@ def run(
             sys.stderr.write(line)
         kwargs["_out"] = echo
         kwargs["_err"] = echo
+    # Its own session: the tool gets no terminal signal directly; a cancelled run stops it itself (below).
+    kwargs["_bg"], kwargs["_bg_exc"], kwargs["_new_session"] = True, False, True
+    cmd = sh.Command(exe)(*argv[1:], **kwargs)
     try:
-        cmd = sh.Command(exe)(*argv[1:], **kwargs)
+        cmd.wait()
     except sh.ErrorReturnCode as e:
         output = "".join(out) or (_text(e.stdout) + _text(e.stderr))
         raise ToolFailed(
@@ -105,9 +110,25 @@ def run(
             f"{what or argv[0]} did not finish within {timeout:g} s: {shlex.join(argv)}",
             argv=argv, code=-1, output=tail("".join(out)), stage=stage,
         ) from None
+    except BaseException:  # cancelled (cancel.Interrupted) or crashed: the tool must not outlive the run
+        stop(cmd)
+        raise
     stdout = "".join(out) if stream else _text(cmd.stdout)
     stderr = "" if stream else _text(cmd.stderr)
     return Result(argv=argv, code=cmd.exit_code or 0, stdout=stdout, stderr=stderr)
+
+
+def stop(cmd: sh.RunningCommand, grace: float = 5.0) -> None:
+    """SIGTERM to the tool's process group, SIGKILL after `grace` seconds."""
+    with contextlib.suppress(OSError, sh.SignalException, sh.ErrorReturnCode):
+        cmd.process.signal_group(signal.SIGTERM)
+    try:
+        cmd.wait(timeout=grace)
+    except sh.TimeoutException:
+        with contextlib.suppress(OSError):
+            cmd.process.signal_group(signal.SIGKILL)
+    except (sh.ErrorReturnCode, sh.SignalException):
+        pass
 
 
 def spawn(argv: list[str], *, log_path: Path, env: dict[str, str] | None = None) -> int:

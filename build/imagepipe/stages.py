@@ -8,12 +8,12 @@ import json
 import logging
 import os
 import re
-import secrets
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imagepipe import base, commands, hostenv, kaniko, lint, registry, reproducible, runner, wheels
+from imagepipe import base, cancel, commands, hostenv, kaniko, lint, registry, reproducible, runner, wheels
 from imagepipe.errors import LintFailed, PipelineError, ToolFailed, UsageError
 from imagepipe.paths import ROOT
 from imagepipe.verify import Verifier, VerifyOptions, VerifyResult
@@ -32,13 +32,20 @@ class Context:
     local_image: str | None = None
     pushed: str | None = None  # registry/repo@sha256:...
     verify_result: VerifyResult | None = None
-    run_id: str = field(default_factory=lambda: secrets.token_hex(6))
+    run_id: str = "norun"
 
     @property
     def labels(self) -> dict[str, str]:
         """Put on every container this run starts, so a later run can tell its leftovers from others'."""
-        return {"io.imagepipe.run": self.run_id}
+        return {cancel.LABEL: self.run_id}
 
+
+
+def write_state(path: Path, data: dict[str, object]) -> None:
+    """State files are replaced whole (a cancelled run leaves the old one, never half a new one)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data) + "\n")
+    tmp.replace(path)
 
 
 def check_context(args: argparse.Namespace) -> None:
@@ -189,7 +196,7 @@ def do_push(ctx: Context) -> str:
             time.sleep(2 * attempt)
     digest = digestfile.read_text().strip()
     ctx.pushed = f"{ctx.args.registry}/{ctx.args.repo}@{digest}"
-    (ctx.state_dir / "last-push.json").write_text(json.dumps({"tag": dest, "image": ctx.pushed}) + "\n")
+    write_state(ctx.state_dir / "last-push.json", {"tag": dest, "image": ctx.pushed})
     print(f"    pushed {dest}\n    digest {digest}")
     return ctx.pushed
 
@@ -228,8 +235,7 @@ def do_kaniko_build(ctx: Context) -> str:
         registry=a.registry, work_dir=ctx.state_dir / "kaniko", labels=ctx.labels, creds=a.creds,
         authfile=a.authfile, wheelhouse=house, run_id=ctx.run_id)
     ctx.pushed = f"{a.registry}/{a.repo}@{build.digest}"
-    (ctx.state_dir / "last-push.json").write_text(json.dumps({"tag": build.destination, "image": ctx.pushed,
-                                                              "builder": "kaniko"}) + "\n")
+    write_state(ctx.state_dir / "last-push.json", {"tag": build.destination, "image": ctx.pushed, "builder": "kaniko"})
     print(f"    kaniko ({executor}) pushed {build.destination}\n    digest {build.digest}")
     return ctx.pushed
 
@@ -271,7 +277,7 @@ def do_verify(ctx: Context, image: str | None = None) -> VerifyResult:
         raise UsageError("nothing to verify: give an image (python build/pipeline.py verify REGISTRY/REPO@DIGEST)")
     hostenv.ensure_mount_namespace(ctx.profile)
     options = VerifyOptions(max_size_mb=ctx.args.max_size, database_url=ctx.args.database_url,
-                            state_dir=ctx.state_dir, keep=ctx.args.keep)
+                            state_dir=ctx.state_dir, keep=ctx.args.keep, labels=ctx.labels)
     result = Verifier(ctx.profile, image, options).run()
     ctx.verify_result = result
     return result
@@ -282,15 +288,53 @@ def do_promote(ctx: Context) -> list[str]:
     if not ctx.verify_result.passed:  # never reached from main(); a guard against future callers
         raise PipelineError("refusing to promote an image that failed verification", stage="promote")
     digest = ctx.pushed.rsplit("@", 1)[1]
-    promoted = []
-    for tag in ["latest", *ctx.args.tag]:
-        dest = f"{ctx.args.registry}/{ctx.args.repo}:{tag}"
-        runner.run(commands.skopeo_copy(ctx.pushed, dest, creds=ctx.args.creds), stage="promote", timeout=600,
-                   what=f"tagging {tag}")
-        got = json.loads(runner.run(commands.skopeo_inspect(dest, creds=ctx.args.creds), stage="promote").stdout)
-        if got.get("Digest") != digest:
-            raise PipelineError(f"{dest} points at {got.get('Digest')} after promotion, expected {digest}",
-                                stage="promote")
-        promoted.append(dest)
-        print(f"    {dest} -> {digest}")
-    return promoted
+    promoted: list[tuple[str, str | None]] = []  # (tag ref, the digest it named before)
+    try:
+        for tag in ["latest", *ctx.args.tag]:
+            dest = f"{ctx.args.registry}/{ctx.args.repo}:{tag}"
+            before = tag_digest(dest, ctx.args.creds)
+            promoted.append((dest, before))
+            runner.run(commands.skopeo_copy(ctx.pushed, dest, creds=ctx.args.creds), stage="promote", timeout=600,
+                       what=f"tagging {tag}")
+            got = tag_digest(dest, ctx.args.creds)
+            if got != digest:
+                raise PipelineError(f"{dest} points at {got} after promotion, expected {digest}", stage="promote")
+            print(f"    {dest} -> {digest}")
+    except cancel.Interrupted:
+        # A cancelled promotion moves no tag: each one already moved goes back to what it named.
+        for dest, before in promoted:
+            if before is not None and tag_digest(dest, ctx.args.creds) != before:
+                repo_ref = dest.rsplit(":", 1)[0]
+                runner.run(commands.skopeo_copy(f"{repo_ref}@{before}", dest, creds=ctx.args.creds), timeout=120,
+                           ok_codes=(0, 1))
+        raise
+    return [dest for dest, _ in promoted]
+
+
+def tag_digest(ref: str, creds: str | None) -> str | None:
+    result = runner.run(commands.skopeo_inspect(ref, creds=creds), stage="promote", ok_codes=(0, 1, 2))
+    return json.loads(result.stdout).get("Digest") if result.code == 0 else None
+
+
+def remove_run_containers(profile: hostenv.HostProfile, run_id: str) -> int:
+    """Every container labelled with this run's id (verify, bench, kaniko), whatever state it is in."""
+    if shutil.which("podman") is None:
+        return 0
+    hostenv.ensure_mount_namespace(profile)
+    ids = runner.run(commands.podman(profile, "ps", "-a", "-q", "--filter", f"label={cancel.LABEL}={run_id}"),
+                     ok_codes=(0, 125)).stdout.split()
+    if ids:
+        runner.run(commands.podman(profile, "rm", "-f", "-t", "0", *ids), ok_codes=(0, 1, 125), timeout=60)
+    return len(ids)
+
+
+def clean_leftovers(ctx: Context, run: cancel.Run) -> None:
+    """What a killed run on this state directory left behind (its marker names it): removed before we start."""
+    for marker in cancel.leftovers(ctx.state_dir, own=run.id):
+        containers = remove_run_containers(ctx.profile, marker["id"])
+        databases = sum(cancel.kill_postgres(Path(d)) for d in marker.get("postgres", []))
+        for leftover in (ctx.state_dir / "kaniko").glob(f"kaniko-{marker['id']}.*"):
+            leftover.unlink(missing_ok=True)  # its termination log, or a docker config holding credentials
+        Path(marker["_marker"]).unlink(missing_ok=True)
+        print(f"    cleaned up after interrupted run {marker['id']}: {containers} container(s), "
+              f"{databases} throw-away PostgreSQL")

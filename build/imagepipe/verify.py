@@ -21,10 +21,10 @@ from typing import Any
 
 import requests
 
-from imagepipe import commands, debsec, imagefs, runner
+from imagepipe import commands, containernet, debsec, imagefs, postgres, runner
 from imagepipe.errors import PipelineError, ToolFailed
 from imagepipe.hostenv import HostProfile
-from imagepipe.postgres import TempPostgres, free_port
+from imagepipe.postgres import free_port
 
 log = logging.getLogger("imagepipe.verify")
 
@@ -55,6 +55,7 @@ class VerifyOptions:
     database_url: str | None = None  # as seen from the container; None: a throw-away PostgreSQL
     state_dir: Path = Path(".state")
     keep: bool = False  # leave containers behind for debugging
+    labels: dict[str, str] = field(default_factory=dict)  # on every container verify starts (the run's)
 
 
 @dataclass
@@ -157,7 +158,9 @@ class Verifier:
             if self.opt.database_url:
                 self.dsn = self.opt.database_url
             else:
-                pg = TempPostgres(listen="*").start()
+                gateway, subnet = containernet.bridge(self.profile, self.image, labels=self.opt.labels)
+                pg = postgres.for_containers(gateway, subnet)
+                pg.start()
                 self.dsn = pg.dsn(host=CONTAINER_HOST)
             self.check_running_service()
         finally:
@@ -181,6 +184,7 @@ class Verifier:
         try:
             # Hardened as production should run it: read-only root, a tmpfs /tmp, no capabilities.
             self.sh(commands.podman_run(self.profile, self.image, name=self.name, detach=True, env=env,
+                                        labels=self.opt.labels,
                                         publish=[f"127.0.0.1:{self.port}:8000"], read_only=True,
                                         tmpfs=["/tmp"], cap_drop_all=True))  # noqa: S108 - a tmpfs in the container
             self.startup = self.wait_for_health(t0)
@@ -227,7 +231,7 @@ class Verifier:
                      f"{mb:.1f} MB uncompressed (limit {self.opt.max_size_mb:g} MB)")
 
     def check_user(self) -> Check:
-        out = self.sh(commands.podman_run(self.profile, self.image, remove=True,
+        out = self.sh(commands.podman_run(self.profile, self.image, remove=True, labels=self.opt.labels,
                                           command=["sh", "-c", "whoami; id -u"])).stdout.split()
         configured = self.config.get("User", "")
         ok = out[:2] == ["appuser", "1001"] and configured not in ("", "root", "0")
@@ -324,7 +328,7 @@ class Verifier:
         healthy = run.code == 0 and status == "healthy"
         # ... and on a container where nothing listens, `retries` failures after the start period must
         # give unhealthy (runs back to back: the interval only spaces real-life checks).
-        self.sh(commands.podman_run(self.profile, self.image, name=self.idle_name, detach=True,
+        self.sh(commands.podman_run(self.profile, self.image, name=self.idle_name, detach=True, labels=self.opt.labels,
                                     command=["python", "-c", "import time; time.sleep(600)"]))
         time.sleep(start_period + 0.5)
         for _ in range(retries):

@@ -1,0 +1,161 @@
+"""Cancellation, one mechanism for every stage.
+
+SIGTERM, SIGINT and SIGHUP raise `Interrupted` in the main thread, so a cancelled run unwinds like a failed
+one: the tool being run is stopped (runner.run), every `with`/`finally` of the stages runs (the throw-away
+PostgreSQL, mounted images, temporary files), and the run's own cleanup stack removes whatever carries its
+label (verify, bench and kaniko containers). The CLI then prints one line and exits 128 + the signal.
+
+SIGKILL cannot be caught: each run keeps a marker in the state directory (its id and the PostgreSQL data
+directories it started); the next run on that state directory, holding its lock and so knowing the
+marker's run is dead, removes what the marker names before it starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("imagepipe.cancel")
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+LABEL = "io.imagepipe.run"  # on every container a run starts
+
+
+class Interrupted(BaseException):  # noqa: N818 - a BaseException, so `except Exception` never swallows it
+    """The run was cancelled by a signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+def _raise(signum: int, _frame: Any) -> None:
+    # Cleanup must run to the end: a second signal while unwinding is ignored (SIGKILL still works).
+    for sig in SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+def install() -> None:
+    for sig in SIGNALS:
+        signal.signal(sig, _raise)
+
+
+class Run:
+    """This run's identity, its label, its marker file and its cleanup stack."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.id = secrets.token_hex(6)
+        self.dir = state_dir / "runs"
+        self.marker = self.dir / f"{self.id}.json"
+        self.data: dict[str, Any] = {"id": self.id, "pid": os.getpid(), "started": time.time(), "postgres": []}
+        self.stack = contextlib.ExitStack()
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {LABEL: self.id}
+
+    def record(self, key: str, value: str) -> None:
+        """Note a resource in the marker (written at once: a SIGKILL may come next)."""
+        self.data.setdefault(key, []).append(value)
+        self._write()
+
+    def forget(self, key: str, value: str) -> None:
+        if value in self.data.get(key, []):
+            self.data[key].remove(value)
+            self._write()
+
+    def _write(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.marker.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data))
+        tmp.replace(self.marker)  # never a half-written marker
+
+    def callback(self, fn: Callable[[], object]) -> None:
+        self.stack.callback(fn)
+
+    def __enter__(self) -> Run:
+        self._write()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.stack.close()
+        finally:
+            self.marker.unlink(missing_ok=True)
+
+
+_current: Run | None = None
+
+
+@contextlib.contextmanager
+def running(run: Run) -> Iterator[Run]:
+    """Make `run` the current one (resources started anywhere in the run record themselves in it)."""
+    global _current
+    _current = run
+    try:
+        with run:
+            yield run
+    finally:
+        _current = None
+
+
+def current() -> Run | None:
+    return _current
+
+
+def leftovers(state_dir: Path, *, own: str) -> list[dict[str, Any]]:
+    """Markers of earlier runs on this state directory. Called under its lock, so their runs are dead."""
+    found = []
+    for path in sorted((state_dir / "runs").glob("*.json")):
+        if path.stem == own:
+            continue
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            data = {"id": path.stem, "postgres": []}
+        data["_marker"] = str(path)
+        found.append(data)
+    return found
+
+
+def kill_postgres(data_dir: Path) -> bool:
+    """Stop the postmaster of a dead run's data directory and remove the directory's parent (ours)."""
+    stopped = False
+    pidfile = data_dir / "postmaster.pid"
+    with contextlib.suppress(OSError, ValueError):
+        pid = int(pidfile.read_text().splitlines()[0])
+        os.kill(pid, signal.SIGQUIT)  # immediate shutdown; the data is throw-away
+        for _ in range(50):
+            os.kill(pid, 0)
+            time.sleep(0.1)
+    with contextlib.suppress(OSError, ValueError):
+        pid = int(pidfile.read_text().splitlines()[0])
+        os.kill(pid, signal.SIGKILL)
+    if data_dir.parent.name.startswith("imagepipe-pg-"):
+        shutil.rmtree(data_dir.parent, ignore_errors=True)
+        stopped = True
+    return stopped
+
+
+# Test hook for the cancellation tests: IMAGEPIPE_STAGE_DELAY="promote=5" waits 5 s as that stage starts, so
+# a signal can be delivered inside a stage that otherwise lasts a fraction of a second.
+def stage_delay(stage: str) -> None:
+    for item in os.environ.get("IMAGEPIPE_STAGE_DELAY", "").split(","):
+        name, _, seconds = item.partition("=")
+        if name == stage and seconds:
+            time.sleep(float(seconds))

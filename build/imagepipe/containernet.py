@@ -1,0 +1,31 @@
+"""Where a bridged container reaches this host: podman's default network's gateway (the address
+`host.containers.internal` resolves to). Services started for containers (the throw-away PostgreSQL) listen
+on loopback and that address only."""
+
+from __future__ import annotations
+
+import socket
+
+from imagepipe import commands, runner
+from imagepipe.hostenv import HostProfile
+
+
+def _assigned(address: str) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((address, 0))
+        except OSError:
+            return False
+    return True
+
+
+def bridge(profile: HostProfile, image: str, *, labels: dict[str, str] | None = None) -> tuple[str, str]:
+    """(gateway, subnet) of podman's default network, with its bridge up: the bridge exists only once a
+    container has used it, so a no-op container of `image` brings it up when needed."""
+    out = runner.run(commands.podman(profile, "network", "inspect", "podman", "--format",
+                                     "{{range .Subnets}}{{.Gateway}} {{.Subnet}} {{end}}"), stage="verify")
+    gateway, subnet = out.stdout.split()[:2]
+    if not _assigned(gateway):
+        runner.run(commands.podman_run(profile, image, remove=True, labels=labels, entrypoint="",
+                                       command=["true"]), stage="verify", timeout=120)
+    return gateway, subnet

@@ -1,0 +1,182 @@
+"""Cancellation with real processes: SIGTERM in each stage stops the run within 10 s, exit 143, with its
+tools stopped, its containers and throw-away PostgreSQL gone, the lock free and `latest` unmoved; a SIGKILLed
+run's leftovers are removed by the next run; the throw-away database listens on loopback and the container
+gateway only."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from pipeline_support import ROOT
+
+from imagepipe import commands, hostenv, runner
+
+pytestmark = pytest.mark.e2e
+PROFILE = hostenv.detect()
+
+
+def podman(*args: str) -> str:
+    return runner.run(commands.podman(PROFILE, *args), ok_codes=(0, 125)).stdout
+
+
+def run_containers() -> list[str]:
+    """Containers of any pipeline run (they all carry the run label)."""
+    return podman("ps", "-a", "-q", "--filter", "label=io.imagepipe.run").split()
+
+
+def postgres_dirs() -> set[str]:
+    """Data directories of the throw-away PostgreSQL servers running now."""
+    found = set()
+    for proc in Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if cmd and cmd[0].endswith(b"postgres") and b"-D" in cmd:
+            found.add(cmd[cmd.index(b"-D") + 1].decode())
+    return found
+
+
+def lock_is_free(state: Path) -> bool:
+    with open(state / "pipeline.lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return True
+
+
+class Started:
+    def __init__(self, pipeline, *args: str, env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(pipeline.argv(*args), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env={**os.environ, **(env or {})})
+        self.out: list[str] = []
+
+    def wait_for_line(self, needle: str, timeout: float = 900) -> None:
+        deadline = time.monotonic() + timeout
+        assert self.proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise AssertionError(f"the run ended before {needle!r}:\n{''.join(self.out)}\n{self.proc.stderr.read()}")
+            self.out.append(line)
+            if needle in line:
+                return
+        raise AssertionError(f"no {needle!r} within {timeout} s")
+
+    def signal(self, sig: int) -> tuple[int, float, str]:
+        t0 = time.monotonic()
+        self.proc.send_signal(sig)
+        _, err = self.proc.communicate(timeout=30)
+        return self.proc.returncode, time.monotonic() - t0, err
+
+
+def wait_until(predicate, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def assert_clean(pipeline, before_pg: set[str], latest: str | None) -> None:
+    assert run_containers() == [], "no container of the run is left"
+    assert postgres_dirs() <= before_pg, "no throw-away PostgreSQL of the run is alive"
+    assert lock_is_free(pipeline.state)
+    assert list((pipeline.state / "runs").glob("*.json")) == [], "the run's marker is gone"
+    assert pipeline.digest("latest") == latest, "latest is unmoved"
+
+
+def one_interrupted_line(err: str, stage: str) -> None:
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert lines[-1].startswith(f"interrupted by SIGTERM during the {stage} stage"), err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("stage", ["build", "push", "verify", "promote"])
+def test_sigterm_in_a_stage(pipeline, green, tmp_path, stage):
+    latest, before_pg = pipeline.digest("latest"), postgres_dirs()
+    args, env = ["--no-provision"], {}
+    if stage == "build":
+        # a build step that runs for a while, so SIGTERM reaches buildah mid-step
+        variant = tmp_path / "Containerfile"
+        variant.write_text((ROOT / "build/Containerfile").read_text().replace(
+            "ARG WHEELHOUSE=none", "RUN sleep 120\nARG WHEELHOUSE=none", 1))
+        args += ["--containerfile", str(variant)]
+    elif stage in ("push", "promote"):  # both last about a second: the signal lands as the stage starts
+        env["IMAGEPIPE_STAGE_DELAY"] = f"{stage}=30"
+    run = Started(pipeline, *args, env=env)
+    run.wait_for_line(f"==> {stage}:")
+    if stage == "build":
+        wait_until(lambda: "sleep 120" in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout)
+    elif stage == "verify":
+        wait_until(lambda: len(run_containers()) > 0 and len(postgres_dirs() - before_pg) > 0)
+    else:
+        time.sleep(1)
+    code, seconds, err = run.signal(signal.SIGTERM)
+    assert code == 143, err
+    assert seconds < 10, f"stopped in {seconds:.1f} s"
+    one_interrupted_line(err, stage)
+    assert_clean(pipeline, before_pg, latest)
+    if stage == "build":
+        ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        assert "sleep 120" not in ps and "buildah bud" not in ps, "buildah and its step were stopped"
+
+
+def test_sigkill_leftovers_are_removed_by_the_next_run(pipeline, green, tmp_path):
+    before_pg = pipeline.digest("latest"), postgres_dirs()
+    run = Started(pipeline, "--no-provision")
+    run.wait_for_line("==> verify:")
+    wait_until(lambda: len(run_containers()) > 0 and len(postgres_dirs() - before_pg[1]) > 0)
+    run.proc.kill()
+    run.proc.communicate(timeout=30)
+    assert run_containers(), "a SIGKILLed run leaves its containers (nothing can catch SIGKILL)"
+    proc = pipeline.run("--no-provision")
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"cleaned up after interrupted run \w+: \d+ container\(s\), 1 throw-away PostgreSQL", proc.stdout)
+    assert run_containers() == [] and postgres_dirs() <= before_pg[1]
+
+
+def test_throwaway_database_listens_on_loopback_and_the_gateway_only(pipeline, green):
+    before_pg = postgres_dirs()
+    run = Started(pipeline, "verify", pipeline.last_pushed())
+    run.wait_for_line("==> verify:")
+    wait_until(lambda: len(postgres_dirs() - before_pg) > 0)
+    new = postgres_dirs() - before_pg
+    gateway = podman("network", "inspect", "podman", "--format", "{{range .Subnets}}{{.Gateway}}{{end}}").strip()
+    ss = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
+    pids = {pid for pid in os.listdir("/proc") if pid.isdigit() and _data_dir(pid) in new}
+    listening = [line.split()[3] for line in ss.splitlines() if any(f"pid={p}," in line for p in pids)]
+    hba = [ln.split() for ln in (Path(next(iter(new))) / "pg_hba.conf").read_text().splitlines()
+           if ln.startswith("host")]
+    run.signal(signal.SIGTERM)
+    assert listening, ss
+    hosts = {addr.rsplit(":", 1)[0] for addr in listening}
+    assert hosts <= {"127.0.0.1", gateway}, hosts
+    subnet = podman("network", "inspect", "podman", "--format", "{{range .Subnets}}{{.Subnet}}{{end}}").strip()
+    assert {line[3] for line in hba} <= {"127.0.0.1/32", "::1/128", subnet}, hba
+
+
+def _data_dir(pid: str) -> str:
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return ""
+    return cmd[cmd.index(b"-D") + 1].decode() if b"-D" in cmd else ""
+
+
+def test_sigterm_in_a_load_run_leaves_nothing(pipeline, green):
+    before_pg = postgres_dirs()
+    run = Started(pipeline, "load")
+    run.wait_for_line("==> load:")
+    wait_until(lambda: len(run_containers()) > 0)
+    code, seconds, err = run.signal(signal.SIGTERM)
+    assert code == 143 and seconds < 10, err
+    assert run_containers() == [] and postgres_dirs() <= before_pg and lock_is_free(pipeline.state)
