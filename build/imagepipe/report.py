@@ -16,8 +16,8 @@ def as_dict(result: VerifyResult, *, builder: str, extra: dict[str, Any] | None 
         "image": result.image,
         "builder": builder,
         "verify_seconds": round(result.seconds, 2),
-        "checks": [{"id": c.id, "passed": c.passed, "value": c.value, "limit": c.limit, "detail": c.detail}
-                   for c in result.checks],
+        "checks": [{"id": c.id, "passed": c.passed, "value": c.value, "limit": c.limit, "detail": c.detail,
+                    "seconds": c.seconds} for c in result.checks],
         **(extra or {}),
     }
 
@@ -48,7 +48,7 @@ def junit(result: VerifyResult, *, builder: str) -> str:
                        failures=str(failures), errors="0", time=f"{result.seconds:.2f}")
     ET.SubElement(ET.SubElement(suite, "properties"), "property", name="image", value=result.image)
     for c in result.checks:
-        case = ET.SubElement(suite, "testcase", classname=f"contract.{builder}", name=c.id)
+        case = ET.SubElement(suite, "testcase", classname=f"contract.{builder}", name=c.id, time=f"{c.seconds:.2f}")
         if not c.passed:
             failure = ET.SubElement(case, "failure", message=c.detail[:500])
             failure.text = f"value={_short(c.value, 2000)} limit={_short(c.limit, 2000)}\n{c.detail}"

@@ -5,23 +5,22 @@ Each check is a named result with its measured value and limit (see README "What
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import logging
 import secrets
 import shutil
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jwt
 import requests
 
-from imagepipe import commands, containernet, debsec, imagefs, postgres, runner
+from imagepipe import commands, containernet, debsec, imagefs, postgres, prodchecks, runner, standins, tlscerts
 from imagepipe.errors import PipelineError, ToolFailed
 from imagepipe.hostenv import HostProfile
 from imagepipe.postgres import free_port
@@ -29,10 +28,11 @@ from imagepipe.postgres import free_port
 log = logging.getLogger("imagepipe.verify")
 
 CHECK_IDS = ("size", "user", "port", "health-endpoint", "health-status", "docs", "env", "database",
+             "database-tls", "auth-jwks", "chat", "mcp",
              "startup-time", "health-latency", "hardened", "no-build-tools", "no-secrets", "file-ownership",
              "no-setuid", "no-junk", "vulnerabilities")
 RUNTIME_CHECKS = ("startup-time", "port", "health-endpoint", "docs", "database", "env", "health-latency",
-                  "hardened", "health-status")
+                  "hardened", "health-status", "database-tls", "auth-jwks", "chat", "mcp")
 CONTAINER_HOST = "host.containers.internal"  # podman's name for the host, seen from a bridged container
 FRONTEND = "http://frontend.verify.invalid"
 
@@ -44,6 +44,7 @@ class Check:
     value: Any = None
     limit: Any = None
     detail: str = ""
+    seconds: float = 0.0
 
 
 @dataclass
@@ -70,14 +71,9 @@ class VerifyResult:
 
 
 def mint_hs256(secret: str, sub: str, ttl: int = 600) -> str:
-    """A Better-Auth-style HS256 token (the pipeline needs no JWT library for this)."""
-    def b64(data: bytes) -> str:
-        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    """A Better-Auth-style HS256 token (the shared-secret path)."""
     now = int(time.time())
-    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    body = b64(json.dumps({"sub": sub, "iat": now, "exp": now + ttl}).encode())
-    sig = hmac.new(secret.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
-    return f"{head}.{body}.{b64(sig)}"
+    return jwt.encode({"sub": sub, "iat": now, "exp": now + ttl}, secret, algorithm="HS256")
 
 
 class Verifier:
@@ -95,6 +91,22 @@ class Verifier:
         self.config: dict[str, Any] = {}
         self.base = f"http://127.0.0.1:{self.port}"
         self.http = requests.Session()
+        self.dsn = ""
+        self.tls: tlscerts.ServerTLS | None = None  # the throw-away database's CA and certificate
+        self.openai: standins.FakeOpenAI | None = None  # served on the container gateway during the run
+        self.jwks: standins.Jwks | None = None
+        self.jwks_user = "usr_verify_jwks"
+        self.jwks_first: tuple[int, float] = (0, 0.0)
+
+    def token(self, user: str) -> str:
+        return mint_hs256(self.secrets["BETTER_AUTH_SECRET"], user)
+
+    def dsn_with(self, **params: str) -> str:
+        """The database URL with these query parameters set (others kept)."""
+        base, _, query = self.dsn.partition("?")
+        pairs = dict(p.split("=", 1) for p in query.split("&") if "=" in p)
+        pairs.update(params)
+        return base + "?" + "&".join(f"{k}={v}" for k, v in pairs.items())
 
     # --- helpers -----------------------------------------------------------------------------------
 
@@ -112,11 +124,13 @@ class Verifier:
 
     def guarded(self, check_id: str, fn: Callable[[], Check]) -> None:
         """A check that raises is a failed check with the reason, not a crashed stage."""
+        t0 = time.monotonic()
         try:
             check = fn()
-        except (PipelineError, requests.RequestException, OSError, ValueError) as e:
+        except (PipelineError, requests.RequestException, OSError, ValueError, KeyError) as e:
             message = e.message if isinstance(e, PipelineError) else f"{type(e).__name__}: {e}"
             check = Check(check_id, False, detail=message)
+        check.seconds = round(time.monotonic() - t0, 2)
         if not check.passed and check_id in RUNTIME_CHECKS:
             check.detail += self.death_note()
         self.add(check)
@@ -155,17 +169,28 @@ class Verifier:
         self.guarded("user", self.check_user)
         pg = None
         try:
+            gateway, subnet = containernet.bridge(self.profile, self.image, labels=self.opt.labels)
+            # The stand-ins listen on the gateway: the container reaches them as host.containers.internal.
+            self.openai, self.jwks = standins.FakeOpenAI(host=gateway), standins.Jwks(host=gateway)
+            self.jwks.add("k1")
             if self.opt.database_url:
                 self.dsn = self.opt.database_url
             else:
-                gateway, subnet = containernet.bridge(self.profile, self.image, labels=self.opt.labels)
-                pg = postgres.for_containers(gateway, subnet)
+                self.tls = tlscerts.make(Path(tempfile.mkdtemp(prefix="imagepipe-tls-")),
+                                         hosts=[CONTAINER_HOST, "localhost"], ips=["127.0.0.1", gateway])
+                pg = postgres.for_containers(gateway, subnet, tls=self.tls)
                 pg.start()
-                self.dsn = pg.dsn(host=CONTAINER_HOST)
+                # As Neon hands it out: TLS required, SCRAM with channel binding.
+                self.dsn = pg.dsn(host=CONTAINER_HOST, sslmode="require", channel_binding="require")
             self.check_running_service()
         finally:
             if pg is not None:
                 pg.stop()
+            for server in (self.openai, self.jwks):
+                if server is not None:
+                    server.stop()
+            if self.tls is not None:
+                shutil.rmtree(self.tls.ca.parent, ignore_errors=True)
         with imagefs.mounted(self.image) as root:
             self.guarded("no-build-tools", lambda: self.check_build_tools(root))
             self.guarded("no-secrets", lambda: self.check_secrets(root))
@@ -179,7 +204,10 @@ class Verifier:
         return self.result
 
     def check_running_service(self) -> None:
-        env = {"DATABASE_URL": self.dsn, "FRONTEND_URL": FRONTEND, **self.secrets}
+        assert self.openai is not None and self.jwks is not None
+        env = {"DATABASE_URL": self.dsn, "FRONTEND_URL": FRONTEND, **self.secrets,
+               "OPENAI_BASE_URL": f"http://{CONTAINER_HOST}:{self.openai.port}/v1",
+               "BETTER_AUTH_JWKS_URL": f"http://{CONTAINER_HOST}:{self.jwks.port}/api/auth/jwks"}
         t0 = time.monotonic()
         try:
             # Hardened as production should run it: read-only root, a tmpfs /tmp, no capabilities.
@@ -187,7 +215,11 @@ class Verifier:
                                         labels=self.opt.labels,
                                         publish=[f"127.0.0.1:{self.port}:8000"], read_only=True,
                                         tmpfs=["/tmp"], cap_drop_all=True))  # noqa: S108 - a tmpfs in the container
-            self.startup = self.wait_for_health(t0)
+            self.wait_for_health(t0)
+            try:
+                self.jwks_first = prodchecks.jwks_warm_up(self)
+            except requests.RequestException:
+                self.jwks_first = (0, time.monotonic())  # auth-jwks reports it
             self.guarded("port", self.check_port)
             self.guarded("health-endpoint", self.check_health_endpoint)
             self.guarded("docs", self.check_docs)
@@ -196,6 +228,10 @@ class Verifier:
             self.guarded("health-latency", self.check_latency)
             self.guarded("hardened", self.check_hardened)
             self.guarded("health-status", self.check_health_status)
+            self.guarded("database-tls", lambda: prodchecks.check_database_tls(self))
+            self.guarded("auth-jwks", lambda: prodchecks.check_auth_jwks(self))
+            self.guarded("chat", lambda: prodchecks.check_chat(self))
+            self.guarded("mcp", lambda: prodchecks.check_mcp(self))
         except PipelineError as e:
             note = self.death_note() or f"; log tail:\n{runner.tail(self.logs(), 15)}"
             for cid in RUNTIME_CHECKS:
@@ -272,7 +308,7 @@ class Verifier:
         psql = self.podman("exec", self.name, "psql", self.dsn, "-tAc", "SELECT 1", ok=(0, 1, 2))
         psql_ok = psql.code == 0 and psql.stdout.strip() == "1"
         # One write and read through the API proves the pool, the schema and the auth path together.
-        token = mint_hs256(self.secrets["BETTER_AUTH_SECRET"], "usr_verify")
+        token = self.token("usr_verify")
         headers = {"Authorization": f"Bearer {token}"}
         created = self.http.post(f"{self.base}/api/usr_verify/tasks", json={"title": "verify"}, headers=headers,
                                  timeout=5)

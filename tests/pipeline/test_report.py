@@ -24,7 +24,7 @@ def test_json_shape(tmp_path):
     assert loaded["passed"] is False and loaded["builder"] == "buildah"
     assert loaded["image"] == "127.0.0.1:5000/r@sha256:ab"
     assert [c["id"] for c in loaded["checks"]] == ["size", "user"]
-    assert set(loaded["checks"][0]) == {"id", "passed", "value", "limit", "detail"}
+    assert set(loaded["checks"][0]) == {"id", "passed", "value", "limit", "detail", "seconds"}
 
 
 def test_junit_has_one_case_per_check_and_failures(tmp_path):
