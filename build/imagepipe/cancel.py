@@ -12,6 +12,7 @@ marker's run is dead, removes what the marker names before it starts.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import json
 import logging
@@ -19,6 +20,8 @@ import os
 import secrets
 import shutil
 import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -43,14 +46,39 @@ class Interrupted(BaseException):  # noqa: N818 - a BaseException, so `except Ex
         return 128 + self.signum
 
 
+_state: dict[str, Any] = {"signum": None, "unwinding": False}
+RETRY_SECONDS = 0.5
+
+
 def _raise(signum: int, _frame: Any) -> None:
-    # Cleanup must run to the end: a second signal while unwinding is ignored (SIGKILL still works).
-    for sig in SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
+    if _state["unwinding"]:
+        return  # cleanup is under way and must run to the end (SIGKILL still works)
+    _state["signum"] = signum
+    # Python drops an exception raised while a __del__ or similar callback runs ("Exception ignored in"):
+    # until the unwinding is seen under way, the signal is delivered again.
+    threading.Timer(RETRY_SECONDS, _retry).start()
     raise Interrupted(signum)
 
 
+def _retry() -> None:
+    if not _state["unwinding"] and _state["signum"] is not None:
+        _thread.interrupt_main(_state["signum"])
+
+
+def unwinding() -> bool:
+    """True once a cancellation is being unwound; called by cleanup code (runner.run, finally blocks), which
+    sees the Interrupted in flight and so confirms the raise was not lost."""
+    if not _state["unwinding"] and isinstance(sys.exc_info()[1], Interrupted):
+        _state["unwinding"] = True
+    return bool(_state["unwinding"])
+
+
+def acknowledge() -> None:
+    _state["unwinding"] = True
+
+
 def install() -> None:
+    _state.update(signum=None, unwinding=False)
     for sig in SIGNALS:
         signal.signal(sig, _raise)
 
@@ -93,6 +121,8 @@ class Run:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if isinstance(exc[1], Interrupted):
+            acknowledge()
         try:
             self.stack.close()
         finally:

@@ -346,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
             clean_leftovers(ctx, run)
             return run_all(ctx) if args.stage == "all" else run_one(ctx)
     except cancel.Interrupted as e:
+        cancel.acknowledge()
         print(f"interrupted by {e.name} during the {CURRENT_STAGE[0]} stage: its tools were stopped and what it "
               "started was removed; no tag was moved", file=sys.stderr)
         return e.exit_code

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import sh
 
+from imagepipe import cancel
 from imagepipe.errors import ToolFailed, ToolMissing
 
 log = logging.getLogger("imagepipe.run")
@@ -73,6 +74,7 @@ def run(
     what: str | None = None,
 ) -> Result:
     """Run argv; raise ToolFailed unless its exit code is in ok_codes."""
+    cancel.unwinding()  # a tool run from cleanup code confirms a cancellation is being unwound
     exe = which(argv[0])
     log.debug("$ %s", shlex.join(argv))
     stream = VERBOSE if stream is None else stream
@@ -111,6 +113,7 @@ def run(
             argv=argv, code=-1, output=tail("".join(out)), stage=stage,
         ) from None
     except BaseException:  # cancelled (cancel.Interrupted) or crashed: the tool must not outlive the run
+        cancel.unwinding()
         stop(cmd)
         raise
     stdout = "".join(out) if stream else _text(cmd.stdout)

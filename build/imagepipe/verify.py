@@ -20,7 +20,7 @@ from typing import Any
 import jwt
 import requests
 
-from imagepipe import commands, containernet, debsec, imagefs, postgres, prodchecks, runner, standins, tlscerts
+from imagepipe import cancel, commands, containernet, debsec, imagefs, postgres, prodchecks, runner, standins, tlscerts
 from imagepipe.errors import PipelineError, ToolFailed
 from imagepipe.hostenv import HostProfile
 from imagepipe.postgres import free_port
@@ -184,6 +184,7 @@ class Verifier:
                 self.dsn = pg.dsn(host=CONTAINER_HOST, sslmode="require", channel_binding="require")
             self.check_running_service()
         finally:
+            cancel.unwinding()
             if pg is not None:
                 pg.stop()
             for server in (self.openai, self.jwks):
