@@ -167,6 +167,8 @@ def finish_report(ctx: Context, result: VerifyResult) -> None:
     extra: dict[str, Any] = {"timings": {k: round(v, 2) for k, v in ctx.timings.items()}}
     if "build" in ctx.timings:
         extra["build_seconds"] = round(ctx.timings["build"], 2)
+    if ctx.build_steps:
+        extra["build_steps"] = [s.as_dict() for s in ctx.build_steps]
     if ctx.args.report:
         report.write_json(ctx.args.report, report.as_dict(result, builder=builder, extra=extra))
     if ctx.args.junit:

@@ -7,6 +7,7 @@ import re
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from imagepipe import runner
@@ -50,6 +51,63 @@ def walk(root: Path) -> Iterator[tuple[str, os.stat_result]]:
                     yield "/" + os.path.relpath(full, root), os.lstat(full)
 
 
+@dataclass
+class Scan:
+    """What one pass over an image's tree finds (verify's static checks read it)."""
+    entries: int = 0
+    not_owned: list[str] = field(default_factory=list)  # under /app, not owned by the service user
+    writable: list[str] = field(default_factory=list)  # world-writable, not a sticky directory
+    setuid: list[str] = field(default_factory=list)
+    junk: list[str] = field(default_factory=list)
+    secrets: list[str] = field(default_factory=list)
+
+
+def scan(root: Path, secret_values: list[str], *, app_dir: str = "/app", uid: int = 1001) -> Scan:
+    """One walk for ownership, permissions, setuid bits, context junk and secrets (files read once)."""
+    needles = [v.encode() for v in secret_values if len(v) >= 8]
+    out = Scan(junk=[m for m in BUILD_MOUNTS if os.path.lexists(root / m.lstrip("/"))])
+    for path, st in walk(root):
+        out.entries += 1
+        mode = st.st_mode
+        in_app = path == app_dir or path.startswith(app_dir + "/")
+        name = path.rsplit("/", 1)[-1]
+        if in_app and (name in JUNK_NAMES or name.startswith(".env") or name.endswith(".pyc")):
+            out.junk.append(path)
+        if stat.S_ISLNK(mode):
+            continue
+        if in_app and st.st_uid != uid:
+            out.not_owned.append(path)
+        if mode & stat.S_IWOTH and not (stat.S_ISDIR(mode) and mode & stat.S_ISVTX):
+            out.writable.append(path)
+        if not stat.S_ISREG(mode):
+            continue
+        if mode & (stat.S_ISUID | stat.S_ISGID):
+            out.setuid.append(path)
+        hit = _secret_in(root, path, name, st.st_size, needles)
+        if hit:
+            out.secrets.append(hit)
+    return out
+
+
+def _secret_in(root: Path, path: str, name: str, size: int, needles: list[bytes]) -> str | None:
+    if name == ".env" or name.startswith(".env."):
+        return f"{path} (.env file)"
+    if size > MAX_SCAN_BYTES or size == 0:
+        return None
+    try:
+        data = (root / path.lstrip("/")).read_bytes()
+    except OSError:
+        return None
+    if any(n in data for n in needles):
+        return f"{path} (a run-time secret value)"
+    if data[:4] == b"\x7fELF":
+        return None  # compiled code embeds self-test keys (gnutls' FIPS tests); patterns target config and code
+    for label, pattern in SECRET_PATTERNS.items():
+        if pattern.search(data):
+            return f"{path} ({label})"
+    return None
+
+
 def find_build_tools(root: Path) -> list[str]:
     found = []
     for d in ("usr/bin", "usr/local/bin", "bin", "opt/venv/bin"):
@@ -59,50 +117,6 @@ def find_build_tools(root: Path) -> list[str]:
     if (root / "usr/lib/gcc").exists() and any((root / "usr/lib/gcc").rglob("cc1")):
         found.append("/usr/lib/gcc/**/cc1")
     return sorted(set(found))
-
-
-def ownership_problems(root: Path, *, app_dir: str = "/app", uid: int = 1001) -> tuple[list[str], list[str]]:
-    """(paths under app_dir not owned by uid, world-writable files/dirs without the sticky bit)."""
-    not_owned, writable = [], []
-    for path, st in walk(root):
-        if stat.S_ISLNK(st.st_mode):
-            continue
-        if (path == app_dir or path.startswith(app_dir + "/")) and st.st_uid != uid:
-            not_owned.append(path)
-        if st.st_mode & stat.S_IWOTH and not (stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX):
-            writable.append(path)
-    return not_owned, writable
-
-
-def setuid_files(root: Path) -> list[str]:
-    return [p for p, st in walk(root) if stat.S_ISREG(st.st_mode) and st.st_mode & (stat.S_ISUID | stat.S_ISGID)]
-
-
-def scan_secrets(root: Path, values: list[str]) -> list[str]:
-    """Files that contain one of `values` or a common key pattern; .env files by name."""
-    needles = [v.encode() for v in values if len(v) >= 8]
-    hits = []
-    for path, st in walk(root):
-        name = path.rsplit("/", 1)[-1]
-        if stat.S_ISREG(st.st_mode) and (name == ".env" or name.startswith(".env.")):
-            hits.append(f"{path} (.env file)")
-            continue
-        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_SCAN_BYTES or st.st_size == 0:
-            continue
-        try:
-            data = (root / path.lstrip("/")).read_bytes()
-        except OSError:
-            continue
-        if any(n in data for n in needles):
-            hits.append(f"{path} (a run-time secret value)")
-            continue
-        if data[:4] == b"\x7fELF":
-            continue  # compiled code embeds self-test keys (gnutls' FIPS tests); patterns target config and code
-        for label, pattern in SECRET_PATTERNS.items():
-            if pattern.search(data):
-                hits.append(f"{path} ({label})")
-                break
-    return hits
 
 
 def dpkg_packages(root: Path) -> dict[str, str]:
@@ -133,14 +147,3 @@ JUNK_NAMES = {".git", "tests", "test", "__pycache__", ".pytest_cache", ".mypy_ca
 BUILD_MOUNTS = ("/run/host-ca.crt", "/run/wheels")
 
 
-def context_junk(root: Path, app_dir: str = "/app") -> list[str]:
-    """Things a build context should not ship: VCS data, tests, caches, env files; and the mount points
-    of build-time mounts."""
-    found = [m for m in BUILD_MOUNTS if (root / m.lstrip("/")).exists() or (root / m.lstrip("/")).is_symlink()]
-    for path, _st in walk(root):
-        if not (path == app_dir or path.startswith(app_dir + "/")):
-            continue
-        name = path.rsplit("/", 1)[-1]
-        if name in JUNK_NAMES or name.startswith(".env") or name.endswith(".pyc"):
-            found.append(path)
-    return found

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imagepipe import base, commands, kanikojob, runner
+from imagepipe import base, buildsteps, commands, kanikojob, runner
 from imagepipe.errors import PipelineError, ToolFailed
 from imagepipe.hostenv import HostProfile
 
@@ -41,6 +41,7 @@ class KanikoBuild:
     destination: str
     seconds: float
     log: str
+    steps: list[buildsteps.Step]
 
 
 def executor_image(profile: HostProfile, override: str | None) -> str:
@@ -112,8 +113,9 @@ def build_local(profile: HostProfile, *, executor: str, context: Path, container
                       termination_log=termination_log, name=f"imagepipe-kaniko-{run_id}", labels=labels,
                       docker_config_file=config_file, wheelhouse=wheelhouse)
     t0 = time.monotonic()
+    timer = buildsteps.StepTimer("kaniko")
     try:
-        result = runner.run(argv, stage="build", timeout=3600, what="kaniko executor")
+        result = runner.run(argv, stage="build", timeout=3600, what="kaniko executor", on_line=timer.line)
         digest = termination_log.read_text().strip()
     except ToolFailed as e:
         raise explain_failure(e, registry=registry, context=context) from None
@@ -124,7 +126,7 @@ def build_local(profile: HostProfile, *, executor: str, context: Path, container
     if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
         raise PipelineError(f"kaniko finished but wrote no digest to its termination log (got {digest[:80]!r})",
                             stage="build", detail=result.stdout + result.stderr)
-    return KanikoBuild(digest, destination, time.monotonic() - t0, result.stdout + result.stderr)
+    return KanikoBuild(digest, destination, time.monotonic() - t0, result.stdout + result.stderr, timer.finish())
 
 
 def explain_failure(e: ToolFailed, *, registry: str, context: Path) -> PipelineError:

@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import requests
 
-from imagepipe import commands
+from imagepipe import commands, runner
+from imagepipe.verifytypes import Check
 
 if TYPE_CHECKING:
-    from imagepipe.verify import Check, Verifier
+    from imagepipe.verify import Verifier
 
 JWKS_COOLDOWN_S = 5.0  # the backend refetches a JWKS at most this often (app.core.security's default)
 MCP_TOOLS = {"add_task", "list_tasks", "complete_task", "delete_task", "update_task"}
@@ -40,21 +43,27 @@ def _first_error(text: str) -> str:
 
 def _tls_failure(text: str) -> str:
     """Name what broke, e.g. a library the image lost."""
-    line = _first_error(text)
-    if "error while loading shared libraries" in line:
-        return f"TLS handshake failed: {line.split(':', 1)[-1].strip()} in the image"
-    return f"TLS connection failed: {line[:200]}"
+    missing = re.search(r"error while loading shared libraries: ([^:\s]+)", text)
+    if missing:
+        return f"TLS handshake failed: {missing.group(1)} missing in the image"
+    return f"TLS connection failed: {_first_error(text)[:200]}"
+
+
+def _psql(v: Verifier, dsn: str, *sql: str, ca: Path | None = None) -> runner.Result:
+    """psql of the image in a fresh container (so it answers even when the service container is gone)."""
+    args = [a for q in sql for a in ("-c", q)]
+    volumes = [f"{ca}:{CA_IN_CONTAINER}:ro"] if ca is not None else []
+    return v.sh(commands.podman_run(v.profile, v.image, remove=True, labels=v.opt.labels, volumes=volumes,
+                                    entrypoint="", command=["psql", dsn, "-tA", "-F|", *args]), ok=(0, 1, 2, 127))
 
 
 def check_database_tls(v: Verifier) -> Check:
-    from imagepipe.verify import Check
-
     parts, ok = [], True
-    # The service's own pool: every one of its sessions encrypted, seen from the server.
-    psql = v.podman("exec", v.name, "psql", v.dsn, "-tAF|", "-c", SESSIONS_SQL, "-c", OWN_SQL, ok=(0, 1, 2))
+    # The service's own pool (every one of its sessions encrypted, as the server sees it) and psql's session.
+    psql = _psql(v, v.dsn, SESSIONS_SQL, OWN_SQL)
     rows = [r.split("|") for r in psql.stdout.split()]
     if psql.code != 0 or len(rows) < 2:
-        return Check("database-tls", False, None, "all sessions TLS", _tls_failure(psql.stderr or psql.stdout))
+        return Check("database-tls", False, None, "all sessions TLS", _tls_failure(psql.stderr + psql.stdout))
     (encrypted, total, version), (own_ssl, own_version) = rows[0], rows[1]
     service_ok = int(total) > 0 and encrypted == total
     ok &= service_ok and own_ssl == "t"
@@ -64,7 +73,7 @@ def check_database_tls(v: Verifier) -> Check:
                              "psql_tls": own_ssl == "t"}
     if v.tls is not None:
         # The server takes no plain-text TCP at all, as Neon.
-        plain = v.podman("exec", v.name, "psql", v.dsn_with(sslmode="disable"), "-tAc", "SELECT 1", ok=(0, 1, 2))
+        plain = _psql(v, v.dsn_with(sslmode="disable"), "SELECT 1")
         refused = plain.code != 0 and "no encryption" in plain.stderr
         ok &= refused
         parts.append("plain text refused" if refused else "plain text ACCEPTED")
@@ -74,7 +83,7 @@ def check_database_tls(v: Verifier) -> Check:
                  "\"import os, psycopg; psycopg.connect(os.environ['DSN']).execute('SELECT 1'); print('verified')\"")
         full = v.sh(commands.podman_run(v.profile, v.image, remove=True, labels=v.opt.labels, env={"DSN": dsn},
                                         volumes=[f"{v.tls.ca}:{CA_IN_CONTAINER}:ro"], entrypoint="",
-                                        command=["sh", "-c", probe]), ok=(0, 1, 2))
+                                        command=["sh", "-c", probe]), ok=(0, 1, 2, 127))
         verified = full.code == 0 and "verified" in full.stdout
         ok &= verified
         parts.append("verify-full with the run's CA: ok" if verified else _tls_failure(full.stderr + full.stdout))
@@ -94,8 +103,6 @@ def jwks_warm_up(v: Verifier) -> tuple[int, float]:
 
 def check_auth_jwks(v: Verifier) -> Check:
     from imagepipe.standins import Ed25519PrivateKey
-    from imagepipe.verify import Check
-
     def status(token: str) -> int:
         return v.get(f"/api/{v.jwks_user}/tasks", headers={"Authorization": f"Bearer {token}"}).status_code
 
@@ -112,8 +119,6 @@ def check_auth_jwks(v: Verifier) -> Check:
 
 
 def check_chat(v: Verifier) -> Check:
-    from imagepipe.verify import Check
-
     user, title = "usr_verify_chat", "verify: buy milk"
     headers = {"Authorization": f"Bearer {v.token(user)}"}
     v.openai.reset()
@@ -142,8 +147,6 @@ def check_chat(v: Verifier) -> Check:
 
 
 def check_mcp(v: Verifier) -> Check:
-    from imagepipe.verify import Check
-
     user = "usr_verify_mcp"
     try:
         names, listed = asyncio.run(_mcp_session(f"{v.base}/mcp/", v.token(user)))

@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +73,7 @@ def run(
     ok_codes: tuple[int, ...] = (0,),
     stream: bool | None = None,
     what: str | None = None,
+    on_line: Callable[[str], None] | None = None,
 ) -> Result:
     """Run argv; raise ToolFailed unless its exit code is in ok_codes."""
     cancel.unwinding()  # a tool run from cleanup code confirms a cancellation is being unwound
@@ -90,12 +92,20 @@ def run(
         kwargs["_in"] = input
     if timeout is not None:
         kwargs["_timeout"] = timeout
-    if stream:
+    if stream or on_line is not None:
+        # Line by line as the tool writes them: echoed with --verbose, handed to on_line (e.g. build steps
+        # timed as they pass), and kept for the result.
+        echo_lines = bool(stream)
+
         def echo(line: str) -> None:
             out.append(line)
-            sys.stderr.write(line)
+            if on_line is not None:
+                on_line(line)
+            if echo_lines:
+                sys.stderr.write(line)
         kwargs["_out"] = echo
         kwargs["_err"] = echo
+        stream = True
     # Its own session: the tool gets no terminal signal directly; a cancelled run stops it itself (below).
     kwargs["_bg"], kwargs["_bg_exc"], kwargs["_new_session"] = True, False, True
     cmd = sh.Command(exe)(*argv[1:], **kwargs)

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imagepipe import base, cancel, commands, hostenv, kaniko, lint, registry, reproducible, runner, wheels
+from imagepipe import base, buildsteps, cancel, commands, hostenv, kaniko, lint, registry, reproducible, runner, wheels
 from imagepipe.errors import LintFailed, PipelineError, ToolFailed, UsageError
 from imagepipe.paths import ROOT
 from imagepipe.verify import Verifier, VerifyOptions, VerifyResult
@@ -32,6 +32,7 @@ class Context:
     local_image: str | None = None
     pushed: str | None = None  # registry/repo@sha256:...
     verify_result: VerifyResult | None = None
+    build_steps: list[buildsteps.Step] = field(default_factory=list)
     run_id: str = "norun"
 
     @property
@@ -148,8 +149,9 @@ def do_build(ctx: Context) -> str:
     house = wheels.wheelhouse(ctx.args.context / "requirements.txt", ctx.state_dir) if ctx.args.offline else None
     argv = build_argv(ctx.profile, containerfile=ctx.args.containerfile, context=ctx.args.context, image=image,
                       wheelhouse=house)
+    timer = buildsteps.StepTimer("buildah")
     try:
-        runner.run(argv, stage="build", timeout=3600, what="buildah bud")
+        runner.run(argv, stage="build", timeout=3600, what="buildah bud", on_line=timer.line)
     except ToolFailed as e:
         unresolved = re.search(r"No matching distribution found for (\S+)", e.output)
         if unresolved:
@@ -162,6 +164,8 @@ def do_build(ctx: Context) -> str:
         # trees skip this (1-2 s): their digest names no commit anyway, and edit-build loops want speed.
         reproducible.rewrite(image, work_dir=ctx.state_dir)
     ctx.local_image = image
+    ctx.build_steps = timer.finish()
+    print(buildsteps.render(ctx.build_steps))
     print(f"    built {image}")
     return image
 
@@ -235,6 +239,8 @@ def do_kaniko_build(ctx: Context) -> str:
         registry=a.registry, work_dir=ctx.state_dir / "kaniko", labels=ctx.labels, creds=a.creds,
         authfile=a.authfile, wheelhouse=house, run_id=ctx.run_id)
     ctx.pushed = f"{a.registry}/{a.repo}@{build.digest}"
+    ctx.build_steps = build.steps
+    print(buildsteps.render(build.steps))
     write_state(ctx.state_dir / "last-push.json", {"tag": build.destination, "image": ctx.pushed, "builder": "kaniko"})
     print(f"    kaniko ({executor}) pushed {build.destination}\n    digest {build.digest}")
     return ctx.pushed

@@ -1,0 +1,60 @@
+"""The values verify works with: a check's result, the options, the whole result, and the check ids in
+report order (static and runtime families)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+CHECK_IDS = ("size", "user", "port", "health-endpoint", "health-status", "docs", "env", "database",
+             "database-tls", "auth-jwks", "chat", "mcp",
+             "startup-time", "health-latency", "hardened", "no-build-tools", "no-secrets", "file-ownership",
+             "no-setuid", "no-junk", "vulnerabilities")
+# Checks that need the service running: when it dies, their failures carry its state and log tail.
+RUNTIME_CHECKS = ("startup-time", "port", "health-endpoint", "docs", "database", "env", "health-latency",
+                  "hardened", "health-status", "database-tls", "auth-jwks", "chat", "mcp")
+CONTAINER_HOST = "host.containers.internal"  # podman's name for the host, seen from a bridged container
+FRONTEND = "http://frontend.verify.invalid"
+
+
+@dataclass
+class Check:
+    id: str
+    passed: bool
+    value: Any = None
+    limit: Any = None
+    detail: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class VerifyOptions:
+    max_size_mb: float = 150.0
+    startup_limit_s: float = 30.0
+    latency_limit_s: float = 1.0
+    latency_requests: int = 500
+    database_url: str | None = None  # as seen from the container; None: a throw-away PostgreSQL
+    state_dir: Path = Path(".state")
+    keep: bool = False  # leave containers behind for debugging
+    labels: dict[str, str] = field(default_factory=dict)  # on every container verify starts (the run's)
+
+
+@dataclass
+class VerifyResult:
+    image: str
+    checks: list[Check] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(c.passed for c in self.checks)
+
+
+def mint_hs256(secret: str, sub: str, ttl: int = 600) -> str:
+    """A Better-Auth-style HS256 token (the shared-secret path)."""
+    now = int(time.time())
+    return jwt.encode({"sub": sub, "iat": now, "exp": now + ttl}, secret, algorithm="HS256")
