@@ -28,7 +28,7 @@ def create_app(settings: Settings) -> FastAPI:
     db = Database(settings.DATABASE_URL, min_size=settings.DB_POOL_MIN, max_size=settings.DB_POOL_MAX,
                   timeout=settings.DB_POOL_TIMEOUT_SECONDS)
     verifier = TokenVerifier(settings.BETTER_AUTH_SECRET, jwks_url=settings.BETTER_AUTH_JWKS_URL,
-                             audience=settings.JWT_AUDIENCE)
+                             audience=settings.JWT_AUDIENCE, jwks_cooldown=settings.BETTER_AUTH_JWKS_COOLDOWN_SECONDS)
     import mcp.todo_server  # the contract's mcp/ folder, merged with the MCP SDK (see mcp/__init__.py)
 
     mcp_server, mcp_app = mcp.todo_server.build_app(verifier=verifier, db=db)

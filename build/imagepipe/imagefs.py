@@ -21,6 +21,9 @@ SECRET_PATTERNS = {
     "AWS access key": re.compile(rb"\bAKIA[0-9A-Z]{16}\b"),
     "GitHub token": re.compile(rb"\bgh[pousr]_[A-Za-z0-9]{36}\b"),
 }
+# A literal each pattern's match must contain: a fast C substring test decides whether the regex runs at all.
+SECRET_HINTS = {"OpenAI-style key": (b"sk-",), "private key": (b"PRIVATE KEY-----",), "AWS access key": (b"AKIA",),
+                "GitHub token": (b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_")}
 SKIP_TOP = {"proc", "sys", "dev"}
 MAX_SCAN_BYTES = 8 * 1024 * 1024
 
@@ -103,7 +106,7 @@ def _secret_in(root: Path, path: str, name: str, size: int, needles: list[bytes]
     if data[:4] == b"\x7fELF":
         return None  # compiled code embeds self-test keys (gnutls' FIPS tests); patterns target config and code
     for label, pattern in SECRET_PATTERNS.items():
-        if pattern.search(data):
+        if any(hint in data for hint in SECRET_HINTS[label]) and pattern.search(data):
             return f"{path} ({label})"
     return None
 

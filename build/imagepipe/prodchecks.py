@@ -26,7 +26,9 @@ from imagepipe.verifytypes import Check
 if TYPE_CHECKING:
     from imagepipe.verify import Verifier
 
-JWKS_COOLDOWN_S = 5.0  # the backend refetches a JWKS at most this often (app.core.security's default)
+# verify sets the service's JWKS refetch cooldown (BETTER_AUTH_JWKS_COOLDOWN_SECONDS, 5 s by default) to this,
+# so that the rotation step fits in verify's time budget; the code path is the production one.
+JWKS_COOLDOWN_S = 1.0
 MCP_TOOLS = {"add_task", "list_tasks", "complete_task", "delete_task", "update_task"}
 CA_IN_CONTAINER = "/run/verify-db-ca.crt"
 
@@ -95,10 +97,15 @@ def check_database_tls(v: Verifier) -> Check:
 
 def jwks_warm_up(v: Verifier) -> tuple[int, float]:
     """The first EdDSA request, early in verify: the backend fetches the JWKS now, so the rotation step at
-    the end waits out less of its refetch cooldown."""
+    the end waits out less of its refetch cooldown. API calls answer 503 until the database pool is up."""
+    assert v.jwks is not None
     token = v.jwks.sign("k1", v.jwks_user)
-    status = v.get(f"/api/{v.jwks_user}/tasks", headers={"Authorization": f"Bearer {token}"}).status_code
-    return status, time.monotonic()
+    deadline = time.monotonic() + 30
+    while True:
+        status = v.get(f"/api/{v.jwks_user}/tasks", headers={"Authorization": f"Bearer {token}"}).status_code
+        if status != 503 or time.monotonic() > deadline:
+            return status, time.monotonic()
+        time.sleep(0.1)
 
 
 def check_auth_jwks(v: Verifier) -> Check:

@@ -80,7 +80,8 @@ def run(
     exe = which(argv[0])
     log.debug("$ %s", shlex.join(argv))
     stream = VERBOSE if stream is None else stream
-    out: list[str] = []
+    out: list[str] = []  # both streams in arrival order (a failure's tail)
+    streams: dict[str, list[str]] = {"stdout": [], "stderr": []}
     kwargs: dict[str, object] = {
         "_return_cmd": True,
         "_ok_code": list(ok_codes),
@@ -97,14 +98,17 @@ def run(
         # timed as they pass), and kept for the result.
         echo_lines = bool(stream)
 
-        def echo(line: str) -> None:
-            out.append(line)
-            if on_line is not None:
-                on_line(line)
-            if echo_lines:
-                sys.stderr.write(line)
-        kwargs["_out"] = echo
-        kwargs["_err"] = echo
+        def echo(kind: str) -> Callable[[str], None]:
+            def handle(line: str) -> None:
+                out.append(line)
+                streams[kind].append(line)
+                if on_line is not None:
+                    on_line(line)
+                if echo_lines:
+                    sys.stderr.write(line)
+            return handle
+        kwargs["_out"] = echo("stdout")
+        kwargs["_err"] = echo("stderr")
         stream = True
     # Its own session: the tool gets no terminal signal directly; a cancelled run stops it itself (below).
     kwargs["_bg"], kwargs["_bg_exc"], kwargs["_new_session"] = True, False, True
@@ -126,8 +130,8 @@ def run(
         cancel.unwinding()
         stop(cmd)
         raise
-    stdout = "".join(out) if stream else _text(cmd.stdout)
-    stderr = "" if stream else _text(cmd.stderr)
+    stdout = "".join(streams["stdout"]) if stream else _text(cmd.stdout)
+    stderr = "".join(streams["stderr"]) if stream else _text(cmd.stderr)
     return Result(argv=argv, code=cmd.exit_code or 0, stdout=stdout, stderr=stderr)
 
 

@@ -21,7 +21,8 @@ class _Server:
     def __init__(self, handler: type[BaseHTTPRequestHandler], host: str) -> None:
         self.server = ThreadingHTTPServer((host, 0), handler)
         self.port = int(self.server.server_address[1])
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        # a short poll interval: stop() returns within 0.1 s
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
 
     def stop(self) -> None:
         self.server.shutdown()

@@ -9,6 +9,7 @@ check proves".
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import secrets
@@ -75,7 +76,9 @@ class Verifier:
         self.jwks_user = "usr_verify_jwks"
         self.jwks_first: tuple[int, float] = (0, 0.0)
         self.idle_started: Future[float] = Future()
-        self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="verify")
+        self.database: Future[postgres.TempPostgres] | None = None  # the throw-away one, starting
+        self.pool = ThreadPoolExecutor(max_workers=6, thread_name_prefix="verify")
+        self.t0 = time.monotonic()
 
     # --- helpers -----------------------------------------------------------------------------------
 
@@ -101,6 +104,10 @@ class Verifier:
     def logs(self, name: str | None = None) -> str:
         out = self.podman("logs", name or self.name, ok=(0, 125))
         return out.stdout + out.stderr
+
+    def mark(self, what: str) -> None:
+        """Where the time goes (--verbose): the run's phases with their offsets."""
+        log.debug("verify at +%.2f s: %s", time.monotonic() - self.t0, what)
 
     def add(self, check: Check) -> Check:
         self.result.checks.append(check)
@@ -139,7 +146,7 @@ class Verifier:
     # --- the run -----------------------------------------------------------------------------------
 
     def run(self) -> VerifyResult:
-        started = time.monotonic()
+        started = self.t0 = time.monotonic()
         try:
             self.podman("pull", "-q", *commands.tls_flag(self.image), self.image, timeout=600)
         except ToolFailed as e:
@@ -150,6 +157,7 @@ class Verifier:
         self.config.setdefault("Healthcheck", inspect.get("Healthcheck") or inspect.get("HealthCheck"))
         self.size = int(inspect.get("Size") or 0)
         interrupted = False
+        self.mark("pulled and inspected")
         try:
             static = self.pool.submit(staticchecks.run, self.profile, self.image, config=self.config,
                                       secrets=self.secrets, state_dir=self.opt.state_dir)
@@ -157,9 +165,11 @@ class Verifier:
             user = self.background("user", lambda: runtimechecks.user(self))
             self.guarded("size", lambda: runtimechecks.size(self))
             self.with_services()
+            self.mark("service checks done, its container and database removed")
             self.add(user.result())
             for check in self.static_results(static):
                 self.add(check)
+            self.mark("static checks collected")
         except cancel.Interrupted:
             interrupted = True
             raise
@@ -183,6 +193,7 @@ class Verifier:
     def with_services(self) -> None:
         """The throw-away database and the stand-ins around the service's run, stopped whatever happens."""
         pg = None
+        database: Future[postgres.TempPostgres] | None = None
         try:
             gateway, subnet = containernet.bridge(self.profile, self.image, labels=self.opt.labels)
             # The stand-ins listen on the gateway: the container reaches them as host.containers.internal.
@@ -194,14 +205,20 @@ class Verifier:
                 self.tls = tlscerts.make(Path(tempfile.mkdtemp(prefix="imagepipe-tls-")),
                                          hosts=[CONTAINER_HOST, "localhost"], ips=["127.0.0.1", gateway])
                 pg = postgres.for_containers(gateway, subnet, tls=self.tls)
-                pg.start()
+                # Its address and password are known before it runs: the database starts beside the service,
+                # which retries until it can connect (as it would with a slow Neon wake-up).
+                database = self.database = self.pool.submit(pg.start)
                 # As Neon hands it out: TLS required, SCRAM with channel binding.
                 self.dsn = pg.dsn(host=CONTAINER_HOST, sslmode="require", channel_binding="require")
+            self.mark("bridge up, stand-ins and certificates ready")
             self.serve_and_check()
         finally:
             cancel.unwinding()
             if not self.opt.keep:
-                self.podman("rm", "-f", "-t", "2", self.name, ok=(0, 1, 125))
+                self.podman("rm", "-f", "-t", "0", self.name, ok=(0, 1, 125))
+            if database is not None:
+                with contextlib.suppress(Exception):
+                    database.result()  # a start still under way finishes before the stop
             if pg is not None:
                 pg.stop()
             for server in (self.openai, self.jwks):
@@ -214,7 +231,8 @@ class Verifier:
         assert self.openai is not None and self.jwks is not None
         env = {"DATABASE_URL": self.dsn, "FRONTEND_URL": FRONTEND, **self.secrets,
                "OPENAI_BASE_URL": f"http://{CONTAINER_HOST}:{self.openai.port}/v1",
-               "BETTER_AUTH_JWKS_URL": f"http://{CONTAINER_HOST}:{self.jwks.port}/api/auth/jwks"}
+               "BETTER_AUTH_JWKS_URL": f"http://{CONTAINER_HOST}:{self.jwks.port}/api/auth/jwks",
+               "BETTER_AUTH_JWKS_COOLDOWN_SECONDS": str(prodchecks.JWKS_COOLDOWN_S)}
         t0 = time.monotonic()
         side: list[Future[Check]] = []
         try:
@@ -223,6 +241,9 @@ class Verifier:
                                         labels=self.opt.labels, publish=[f"127.0.0.1:{self.port}:8000"],
                                         read_only=True, tmpfs=["/tmp"], cap_drop_all=True))  # noqa: S108
             self.wait_for_health(t0)
+            self.mark("service answers /health")
+            if self.database is not None:
+                self.database.result()  # a database that could not start fails the runtime checks, saying why
             try:
                 self.jwks_first = prodchecks.jwks_warm_up(self)
             except requests.RequestException:
@@ -237,8 +258,10 @@ class Verifier:
                                  ("chat", prodchecks.check_chat), ("health-status", runtimechecks.health_status),
                                  ("auth-jwks", prodchecks.check_auth_jwks)):
                 self.guarded(check_id, lambda fn=fn: fn(self))
+            self.mark("main-thread checks done")
             for future in side:
                 self.add(future.result())
+            self.mark("side checks done")
         except PipelineError as e:
             for future in side:  # what the workers found stands
                 self.add(future.result())

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     FRONTEND_URL: str | None = None
     # Optional: verify Better Auth JWT-plugin tokens (EdDSA by default) against this JWKS.
     BETTER_AUTH_JWKS_URL: str | None = None
+    # How often an unknown `kid` may make the service refetch the JWKS (key rotation vs. forged kids).
+    BETTER_AUTH_JWKS_COOLDOWN_SECONDS: float = Field(default=5.0, ge=0)
     # Optional: when set, tokens must carry this audience (Better Auth uses BETTER_AUTH_URL).
     JWT_AUDIENCE: str | None = None
     AGENT_MAX_ROUNDS: int = Field(default=5, ge=1, le=20)
