@@ -188,13 +188,14 @@ def contract_rules(text: str) -> list[Violation]:
         v.append(Violation("FR-006", final.line, "the final stage has no HEALTHCHECK"))
 
     # FR-007: a virtual environment built in the builder and on the runner's PATH.
-    if builder is not None and not any(re.search(r"-m\s+venv\s+/opt/venv", i.args) for i in builder.find("RUN")):
+    if builder is not None and not any(re.search(r"-m\s+venv\s+(?:--[\w-]+\s+)*/opt/venv", i.args) for i in builder.find("RUN")):
         v.append(Violation("FR-007", builder.line, "the builder does not create /opt/venv with `python -m venv`"))
     if not any("/opt/venv/bin" in i.args for i in final.find("ENV")):
         v.append(Violation("FR-007", final.line, "the final stage does not put /opt/venv/bin on PATH"))
 
-    # FR-008: the PostgreSQL client is installed somewhere and reaches the runner (verify runs psql).
-    if not re.search(r"apt-get install[^\n]*postgresql-client", text):
+    # FR-008: the PostgreSQL client is installed (or unpacked from its package) somewhere and reaches the
+    # runner (verify runs psql).
+    if not re.search(r"apt-get (?:install|download)[^\n]*postgresql-client", text):
         v.append(Violation("FR-008", all_stages[0].line, "no stage installs postgresql-client"))
 
     # FR-009: app/, agents/, mcp/ copied into the final stage with ownership.
