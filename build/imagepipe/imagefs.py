@@ -150,3 +150,14 @@ JUNK_NAMES = {".git", "tests", "test", "__pycache__", ".pytest_cache", ".mypy_ca
 BUILD_MOUNTS = ("/run/host-ca.crt", "/run/wheels")
 
 
+
+
+def size_by_top(root: Path, depth: int = 2) -> dict[str, int]:
+    """Bytes of regular files under each directory `depth` levels down (/usr/lib, /opt/venv, ...), largest
+    first: where an image's size goes."""
+    sizes: dict[str, int] = {}
+    for path, st in walk(root):
+        if stat.S_ISREG(st.st_mode):
+            key = "/" + "/".join(path.strip("/").split("/")[:depth])
+            sizes[key] = sizes.get(key, 0) + st.st_size
+    return dict(sorted(sizes.items(), key=lambda kv: -kv[1]))
