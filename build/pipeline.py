@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Entry point: `python build/pipeline.py [STAGE] [options]` (see --help and README.md).
 
-On first use it creates .venv next to the repository root and installs the pipeline's own dependencies
-(pyproject.toml [project].dependencies) into it, then re-executes itself there; later runs reuse it.
+On first use it creates .venv next to the repository root and installs the pipeline's own dependencies into
+it from build/requirements.lock (pyproject.toml's [project].dependencies with every transitive dependency
+pinned and hashed by pip-compile; installed with --require-hashes), then re-executes itself there; later
+runs reuse it.
 """
 
 from __future__ import annotations
@@ -11,24 +13,21 @@ import hashlib
 import os
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
 PYTHON = VENV / "bin" / "python"
-
-
-def _dependencies() -> list[str]:
-    with open(ROOT / "pyproject.toml", "rb") as f:
-        return list(tomllib.load(f)["project"]["dependencies"])
+LOCK = ROOT / "build" / "requirements.lock"
+# Regenerate after changing pyproject's dependencies (the lock test fails until then):
+#   pip-compile --generate-hashes --allow-unsafe --strip-extras --no-emit-find-links \
+#     -c backend/requirements.txt -o build/requirements.lock pyproject.toml
 
 
 def bootstrap() -> None:
-    """Create/refresh .venv when pyproject's dependencies changed, then re-exec inside it."""
-    deps = _dependencies()
+    """Create/refresh .venv when the lock changed, then re-exec inside it."""
     stamp = VENV / ".pipeline-deps"
-    want = hashlib.sha256("\n".join(deps).encode()).hexdigest()
+    want = hashlib.sha256(LOCK.read_bytes()).hexdigest()
     if not PYTHON.exists():
         print(f"==> bootstrap: creating {VENV}", flush=True)
         try:
@@ -38,7 +37,8 @@ def bootstrap() -> None:
                      "(apt-get install python3-venv) and run again")
     if not stamp.exists() or stamp.read_text().strip() != want:
         print("==> bootstrap: installing the pipeline's dependencies", flush=True)
-        result = subprocess.run([str(PYTHON), "-m", "pip", "install", "-q", "--disable-pip-version-check", *deps])
+        result = subprocess.run([str(PYTHON), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                                 "--require-hashes", "-r", str(LOCK)])
         if result.returncode:
             sys.exit("error: installing the pipeline's dependencies failed (see pip's output above); "
                      "check network access to PyPI")

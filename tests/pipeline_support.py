@@ -11,15 +11,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 class Pipeline:
-    def __init__(self, state: Path, registry: str) -> None:
+    def __init__(self, state: Path, registry: str, sigserver_port: int | None = None) -> None:
         self.state, self.registry = state, registry
+        self.sigserver_port = sigserver_port
 
     def argv(self, *args: str) -> list[str]:
         # The embedded registry on this session's port, unless the test names a registry or port itself.
         named = any(a.startswith(("--registry", "--embedded-port")) for a in args)
         registry = [] if named else ["--embedded-port", self.registry.rsplit(":", 1)[1]]
         state = [] if "--state-dir" in args else ["--state-dir", str(self.state)]
-        return [sys.executable, str(ROOT / "build/pipeline.py"), *args, *state, *registry]
+        sig = ["--sigserver-port", str(self.sigserver_port)] if self.sigserver_port else []
+        return [sys.executable, str(ROOT / "build/pipeline.py"), *args, *state, *registry, *sig]
 
     def run(self, *args: str, timeout: float = 2400, env: dict[str, str] | None = None
             ) -> subprocess.CompletedProcess[str]:

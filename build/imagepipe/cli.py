@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 
 from imagepipe import base, cancel, commands, hostenv, registry, report, runner
 from imagepipe.errors import EXIT_CHECKS_FAILED, PipelineError, UsageError
+from imagepipe.promote import do_promote
+from imagepipe.sigserver import SignatureServer
 from imagepipe.stages import (
     ROOT,
     Context,
@@ -27,7 +29,6 @@ from imagepipe.stages import (
     do_cluster_build,
     do_kaniko_build,
     do_lint,
-    do_promote,
     do_provision,
     do_push,
     do_verify,
@@ -52,7 +53,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description="Build the backend image with buildah, push it, verify it with podman, promote it.",
     )
     p.add_argument("stage", nargs="?", default="all",
-                   choices=["all", *STAGES, "registry", "test", "bench", "load", "parity"],
+                   choices=["all", *STAGES, "registry", "test", "bench", "load", "parity", "trust", "attest"],
                    help="run one stage (default: all in order); `registry` manages the embedded registry; "
                         "`test` provisions the host and runs the test suite")
     p.add_argument("target", nargs="*", help="verify: the image to verify; registry: start|stop|status; "
@@ -69,6 +70,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--kube-context", help="build with kaniko as the Job of ci/kaniko.yaml in this cluster "
                                           "context (kubeconfig), then verify and promote here")
     p.add_argument("--kube-namespace", default="default", help="namespace of the Job (default: %(default)s)")
+    p.add_argument("--signing-key", help="GPG fingerprint in your keyring to sign with (default: the pipeline's "
+                                         "own key, generated once into the state directory)")
+    p.add_argument("--lookaside", help="URL where consumers read signatures (default: the signature server on "
+                                       "127.0.0.1:--sigserver-port, serving <state>/sigstore/lookaside)")
+    p.add_argument("--sigserver-port", type=int, default=5080, help="port of the signature server (loopback)")
+    p.add_argument("--public-key", type=Path, help="attest verify / trust: the signer's public key (default: the "
+                                                   "pipeline key's, <state>/signing/pipeline-key.pub)")
+    p.add_argument("--install", action="store_true", help="trust: install the policy system-wide")
     p.add_argument("--repo", default="todo-backend", help="repository name in the registry (default: %(default)s)")
     p.add_argument("--tag", action="append", default=[], help="extra tag to promote besides latest (repeatable)")
     p.add_argument("--creds", help="USER:PASSWORD for the registry (default: the usual auth file)")
@@ -169,6 +178,7 @@ def finish_report(ctx: Context, result: VerifyResult) -> None:
         extra["build_seconds"] = round(ctx.timings["build"], 2)
     if ctx.build_steps:
         extra["build_steps"] = [s.as_dict() for s in ctx.build_steps]
+    extra.update(ctx.published)
     if ctx.args.report:
         report.write_json(ctx.args.report, report.as_dict(result, builder=builder, extra=extra))
     if ctx.args.junit:
@@ -237,6 +247,10 @@ def run_one(ctx: Context) -> int:
         return run_load(ctx)
     elif name == "parity":
         return run_parity(ctx)
+    elif name == "trust":
+        return run_trust(ctx)
+    elif name == "attest":
+        return run_attest(ctx)
     elif name == "promote":
         raise UsageError("promote runs only after a passing verify: run the whole pipeline")
     return 0
@@ -288,6 +302,47 @@ def run_parity(ctx: Context) -> int:
     return 0 if result.passed else EXIT_CHECKS_FAILED
 
 
+def public_key(ctx: Context) -> Path:
+    key = ctx.args.public_key or ctx.state_dir / "signing" / "pipeline-key.pub"
+    if not key.is_file():
+        raise UsageError(f"no public key at {key}: run the pipeline once (it creates the signing key) or pass "
+                         "--public-key PATH")
+    return Path(key)
+
+
+def lookaside_url(ctx: Context) -> str:
+    return ctx.args.lookaside.rstrip("/") if ctx.args.lookaside else f"http://127.0.0.1:{ctx.args.sigserver_port}"
+
+
+def run_trust(ctx: Context) -> int:
+    from imagepipe import trust
+
+    a = ctx.args
+    files = trust.write(f"{a.registry}/{a.repo}", public_key=public_key(ctx), lookaside=lookaside_url(ctx),
+                        state_dir=ctx.state_dir, install=a.install)
+    print(f"policy: {files.policy} (images of {a.registry}/{a.repo} must be signed by {files.public_key})")
+    print(f"signatures read from {lookaside_url(ctx)} ({files.registries_d})")
+    if not a.install:
+        print(f"use: podman pull --signature-policy {files.policy} … (lookaside: copy {files.registries_d}/* to "
+              "/etc/containers/registries.d/, or rerun with --install)")
+    return 0
+
+
+def run_attest(ctx: Context) -> int:
+    from imagepipe import attest
+
+    a = ctx.args
+    if len(a.target) != 2 or a.target[0] != "verify":
+        raise UsageError("usage: python build/pipeline.py attest verify REGISTRY/REPO@sha256:…")
+    problems = attest.verify(a.target[1], public_key=public_key(ctx), lookaside=lookaside_url(ctx), creds=a.creds)
+    for problem in problems:
+        print(f"attest: {problem}", file=sys.stderr)
+    if problems:
+        return EXIT_CHECKS_FAILED
+    print(f"{a.target[1]}: signed, SBOM and provenance attached, signed and naming this digest")
+    return 0
+
+
 def run_load(ctx: Context) -> int:
     """A bounded load test of an image (default: this commit's local build): 0 errors, flat memory and
     database connections after the run, or exit 1."""
@@ -309,6 +364,7 @@ def run_load(ctx: Context) -> int:
 def registry_command(ctx: Context) -> int:
     action = (ctx.args.target or ["status"])[0]
     reg = registry.EmbeddedRegistry(ctx.state_dir, ctx.args.registry)
+    sigs = SignatureServer(ctx.state_dir, f"127.0.0.1:{ctx.args.sigserver_port}")
     if action in ("start", "stop") and not ctx.args.embedded:
         raise UsageError(f"`registry {action}` manages the embedded registry only: drop --registry "
                          f"{ctx.args.registry} (use --embedded-port to choose its port)")
@@ -316,10 +372,14 @@ def registry_command(ctx: Context) -> int:
         print(f"registry {reg.ensure_running()} on {reg.addr} (data: {reg.dir / 'data'})")
     elif action == "stop":
         print("registry stopped" if reg.stop() else "registry was not running (from this state directory)")
+        if sigs.stop():
+            print("signature server stopped")
     elif action == "status":
         state = registry.probe(reg.addr)
         where = " (embedded, bound to loopback only)" if ctx.args.embedded else ""
         print(f"{reg.addr}: {state}{where}" + (f" (pid {reg.pid()}, data {reg.dir / 'data'})" if reg.pid() else ""))
+        print(f"signatures {sigs.url}: {'serving' if sigs.pid() and sigs.answers() else 'not running'} (lighttpd, "
+              f"bound to loopback only, {sigs.store})")
     else:
         raise UsageError(f"unknown registry action {action!r}: use start, stop or status")
     return 0

@@ -157,10 +157,17 @@ def skopeo_inspect(ref: str, *, raw: bool = False, config: bool = False, creds: 
     return [*argv, f"docker://{ref}"]
 
 
-def skopeo_copy(src: str, dest: str, *, creds: str | None = None) -> list[str]:
-    """Registry-side retag: copies the manifest by digest, blobs are already there."""
-    argv = ["skopeo", "copy", "--preserve-digests", *tls_flag(src, name="--src-tls-verify"),
-            *tls_flag(dest, name="--dest-tls-verify")]
+def skopeo_copy(src: str, dest: str, *, creds: str | None = None, sign_by: str | None = None,
+                registries_d: Path | None = None) -> list[str]:
+    """Registry-side retag: copies the manifest by digest, blobs are already there; with `sign_by`, a simple
+    signing signature of the destination is written to the lookaside store that `registries_d` names."""
+    argv = ["skopeo"]
+    if registries_d is not None:
+        argv += ["--registries.d", str(registries_d)]
+    argv += ["copy", "--preserve-digests", *tls_flag(src, name="--src-tls-verify"),
+             *tls_flag(dest, name="--dest-tls-verify")]
+    if sign_by:
+        argv += ["--sign-by", sign_by]
     if creds:
         argv += ["--src-creds", creds, "--dest-creds", creds]
     return [*argv, f"docker://{src}", f"docker://{dest}"]
@@ -180,3 +187,17 @@ def skopeo_copy_from_storage(image: str, dest: str) -> list[str]:
     """A local image (containers-storage) into a registry, e.g. the base for kaniko's registry mirror."""
     return ["skopeo", "copy", "-q", *tls_flag(dest, name="--dest-tls-verify"), f"containers-storage:{image}",
             f"docker://{dest}"]
+
+
+def lighttpd_config(*, addr: str, root: Path, pidfile: Path) -> str:
+    """Debian's lighttpd serving the signature lookaside store read-only (static files, no listing)."""
+    host, _, port = addr.rpartition(":")
+    return (
+        f'server.document-root = "{root}"\n'
+        f'server.bind = "{host}"\n'
+        f"server.port = {port}\n"
+        f'server.pid-file = "{pidfile}"\n'
+        'server.modules = ( "mod_staticfile" )\n'
+        'mimetype.assign = ( "" => "application/octet-stream" )\n'
+        'dir-listing.activate = "disable"\n'
+    )

@@ -122,25 +122,6 @@ def find_build_tools(root: Path) -> list[str]:
     return sorted(set(found))
 
 
-def dpkg_packages(root: Path) -> dict[str, str]:
-    """Installed packages and versions: /var/lib/dpkg/status plus status.d/* (distroless-style entries for
-    files copied without dpkg, which scanners such as trivy and grype also read)."""
-    texts = []
-    status = root / "var/lib/dpkg/status"
-    if status.exists():
-        texts.append(status.read_text(errors="replace"))
-    status_d = root / "var/lib/dpkg/status.d"
-    if status_d.is_dir():
-        texts += [p.read_text(errors="replace") for p in sorted(status_d.iterdir()) if p.is_file()]
-    packages = {}
-    for text in texts:
-        for stanza in text.split("\n\n"):
-            fields = dict(re.findall(r"^([A-Za-z-]+): (.*)$", stanza, flags=re.M))
-            if "Package" in fields and "Version" in fields and "installed" in fields.get("Status", "installed"):
-                packages[fields["Package"]] = fields["Version"]
-    return packages
-
-
 JUNK_NAMES = {".git", "tests", "test", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".venv",
               "node_modules", ".coverage"}
 

@@ -21,6 +21,7 @@ PACKAGES = [
     "postgresql", "libpq-dev",  # throw-away databases for verify/tests; libpq headers for psycopg's C build
     "util-linux", "git", "ca-certificates", "xz-utils", "gcc",
     "wrk",  # load generator of the benchmark
+    "gnupg", "lighttpd",  # image signatures (simple signing) and the server that publishes them
 ]
 
 # Loopback registries speak plain HTTP; declaring them insecure lets every containers tool talk to them.

@@ -33,6 +33,9 @@ class Context:
     pushed: str | None = None  # registry/repo@sha256:...
     verify_result: VerifyResult | None = None
     build_steps: list[buildsteps.Step] = field(default_factory=list)
+    build_window: tuple[float, float] = (0.0, 0.0)  # wall-clock start and finish of the build (provenance)
+    builder_version: str = ""
+    published: dict[str, object] = field(default_factory=dict)  # signature, sbom, provenance (report)
     run_id: str = "norun"
 
     @property
@@ -150,9 +153,15 @@ def do_build(ctx: Context) -> str:
     argv = build_argv(ctx.profile, containerfile=ctx.args.containerfile, context=ctx.args.context, image=image,
                       wheelhouse=house)
     timer = buildsteps.StepTimer("buildah")
+    ctx.build_window = (time.time(), 0.0)
+    ctx.builder_version = runner.run(["buildah", "--version"]).stdout.split()[2]
     try:
         runner.run(argv, stage="build", timeout=3600, what="buildah bud", on_line=timer.line)
     except ToolFailed as e:
+        if re.search(r"Hashes are required in --require-hashes mode|DO NOT MATCH THE HASHES", e.output):
+            raise PipelineError(f"{ctx.args.context / 'requirements.txt'} has a requirement without a hash or a "
+                                "download that does not match its hash: regenerate it with pip-compile "
+                                "--generate-hashes from requirements.in", stage="build", detail=e.output) from None
         unresolved = re.search(r"No matching distribution found for (\S+)", e.output)
         if unresolved:
             raise PipelineError(f"requirements.txt names {unresolved.group(1)}, which pip cannot find: fix the "
@@ -164,6 +173,7 @@ def do_build(ctx: Context) -> str:
         # trees skip this (1-2 s): their digest names no commit anyway, and edit-build loops want speed.
         reproducible.rewrite(image, work_dir=ctx.state_dir)
     ctx.local_image = image
+    ctx.build_window = (ctx.build_window[0], time.time())
     ctx.build_steps = timer.finish()
     print(buildsteps.render(ctx.build_steps))
     print(f"    built {image}")
@@ -233,12 +243,15 @@ def do_kaniko_build(ctx: Context) -> str:
         kaniko.seed_mirror(ctx.profile, a.registry)
     tag = f"{git_tag(a)}-kaniko"
     house = wheels.wheelhouse(a.context / "requirements.txt", ctx.state_dir) if a.offline else None
+    ctx.build_window = (time.time(), 0.0)
+    ctx.builder_version = executor.rsplit(":", 1)[-1]
     build = kaniko.build_local(
         ctx.profile, executor=executor, context=a.context, containerfile=a.containerfile,
         destination=f"{a.registry}/{a.repo}:{tag}", cache_repo=f"{a.registry}/{a.repo}/cache",
         registry=a.registry, work_dir=ctx.state_dir / "kaniko", labels=ctx.labels, creds=a.creds,
         authfile=a.authfile, wheelhouse=house, run_id=ctx.run_id)
     ctx.pushed = f"{a.registry}/{a.repo}@{build.digest}"
+    ctx.build_window = (ctx.build_window[0], time.time())
     ctx.build_steps = build.steps
     print(buildsteps.render(build.steps))
     write_state(ctx.state_dir / "last-push.json", {"tag": build.destination, "image": ctx.pushed, "builder": "kaniko"})
@@ -255,6 +268,16 @@ def git_source() -> tuple[str, str]:
         raise UsageError("--kube-context builds from git: give this repository a remote `origin` the cluster "
                          "can clone, and push the branch") from None
     return url, ref
+
+
+def git_source_or_path() -> tuple[str, str]:
+    """(where the source lives, the commit) for provenance; a tree without git is named by its path."""
+    try:
+        commit = runner.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"]).stdout.strip()
+    except PipelineError:
+        return f"file://{ROOT}", "none"
+    remote = runner.run(["git", "-C", str(ROOT), "remote", "get-url", "origin"], ok_codes=(0, 2, 128)).stdout.strip()
+    return (f"git+{remote}" if remote else f"git+file://{ROOT}"), commit
 
 
 def do_cluster_build(ctx: Context) -> str:
@@ -287,39 +310,6 @@ def do_verify(ctx: Context, image: str | None = None) -> VerifyResult:
     result = Verifier(ctx.profile, image, options).run()
     ctx.verify_result = result
     return result
-
-
-def do_promote(ctx: Context) -> list[str]:
-    assert ctx.pushed is not None and ctx.verify_result is not None
-    if not ctx.verify_result.passed:  # never reached from main(); a guard against future callers
-        raise PipelineError("refusing to promote an image that failed verification", stage="promote")
-    digest = ctx.pushed.rsplit("@", 1)[1]
-    promoted: list[tuple[str, str | None]] = []  # (tag ref, the digest it named before)
-    try:
-        for tag in ["latest", *ctx.args.tag]:
-            dest = f"{ctx.args.registry}/{ctx.args.repo}:{tag}"
-            before = tag_digest(dest, ctx.args.creds)
-            promoted.append((dest, before))
-            runner.run(commands.skopeo_copy(ctx.pushed, dest, creds=ctx.args.creds), stage="promote", timeout=600,
-                       what=f"tagging {tag}")
-            got = tag_digest(dest, ctx.args.creds)
-            if got != digest:
-                raise PipelineError(f"{dest} points at {got} after promotion, expected {digest}", stage="promote")
-            print(f"    {dest} -> {digest}")
-    except cancel.Interrupted:
-        # A cancelled promotion moves no tag: each one already moved goes back to what it named.
-        for dest, before in promoted:
-            if before is not None and tag_digest(dest, ctx.args.creds) != before:
-                repo_ref = dest.rsplit(":", 1)[0]
-                runner.run(commands.skopeo_copy(f"{repo_ref}@{before}", dest, creds=ctx.args.creds), timeout=120,
-                           ok_codes=(0, 1))
-        raise
-    return [dest for dest, _ in promoted]
-
-
-def tag_digest(ref: str, creds: str | None) -> str | None:
-    result = runner.run(commands.skopeo_inspect(ref, creds=creds), stage="promote", ok_codes=(0, 1, 2))
-    return json.loads(result.stdout).get("Digest") if result.code == 0 else None
 
 
 def remove_run_containers(profile: hostenv.HostProfile, run_id: str) -> int:

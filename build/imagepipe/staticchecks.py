@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from imagepipe import commands, debsec, imagefs, runner
+from imagepipe import commands, debsec, imagefs, inventory, runner
 from imagepipe.hostenv import HostProfile
 from imagepipe.verifytypes import Check
 
@@ -23,7 +23,7 @@ def run(profile: HostProfile, image: str, *, config: dict[str, Any], secrets: di
     with imagefs.mounted(image) as root:
         found = imagefs.scan(root, list(secrets.values()))
         tools = imagefs.find_build_tools(root)
-        installed = imagefs.dpkg_packages(root)
+        installed = {d.name: d.version for d in inventory.debian_packages(root)}  # the SBOM's inventory too
     history = runner.run(commands.podman(profile, "history", "--no-trunc", "--format", "{{.CreatedBy}}", image),
                          stage="verify").stdout
     walked = round(time.monotonic() - t0, 2)

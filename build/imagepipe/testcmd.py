@@ -13,7 +13,7 @@ import sys
 import tomllib
 
 from imagepipe import runner
-from imagepipe.cli import ROOT
+from imagepipe.paths import ROOT
 
 
 def run_tests(args: argparse.Namespace) -> int:
@@ -30,8 +30,11 @@ def run_tests(args: argparse.Namespace) -> int:
     want = hashlib.sha256(("\n".join(extras) + requirements.read_text()).encode()).hexdigest()
     if not stamp.exists() or stamp.read_text().strip() != want:
         print("==> test: installing test dependencies and backend/requirements.txt", flush=True)
+        # two installs: the backend's requirements are hashed (--require-hashes covers a whole command)
         if runner.passthrough([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                               *extras, "-r", str(requirements)]):
+                               "--require-hashes", "-r", str(requirements)]) or \
+                runner.passthrough([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                                    *extras]):
             print("error: installing the test dependencies failed (see pip's output above)", file=sys.stderr)
             return 3
         stamp.write_text(want + "\n")

@@ -15,7 +15,9 @@ def wheelhouse(requirements: Path, state_dir: Path) -> Path:
     target = state_dir / "wheelhouse" / key
     if not (target / ".complete").exists():
         target.mkdir(parents=True, exist_ok=True)
-        runner.run([sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "-r",
+        # every download checked against the file's hashes (the image's offline install trusts this directory)
+        hashed = ["--require-hashes"] if "--hash=" in requirements.read_text() else []
+        runner.run([sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", *hashed, "-r",
                     str(requirements), "-w", str(target)], stage="build", timeout=1800,
                    what="building the wheelhouse")
         (target / ".complete").touch()

@@ -13,7 +13,7 @@ from imagepipe.postgres import free_port
 
 @pytest.fixture(scope="session")
 def pipeline(tmp_path_factory):
-    p = Pipeline(tmp_path_factory.mktemp("state"), f"127.0.0.1:{free_port()}")
+    p = Pipeline(tmp_path_factory.mktemp("state"), f"127.0.0.1:{free_port()}", sigserver_port=free_port())
     yield p
     p.run("registry", "stop")
 

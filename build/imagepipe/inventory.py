@@ -1,0 +1,63 @@
+"""What an image contains, read from its tree: Debian packages (dpkg's status plus status.d, the distroless
+style entries for files copied without dpkg) and Python distributions (every .dist-info). One source of
+truth: the SBOM lists it, the `vulnerabilities` check compares it with Debian's security index."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from email.parser import HeaderParser
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class DebPackage:
+    name: str
+    version: str
+    arch: str
+    source: str  # "status" or "status.d/<file>"
+
+
+@dataclass(frozen=True)
+class PyDist:
+    name: str
+    version: str
+    path: str  # the .dist-info directory, inside the image
+
+
+def _stanzas(text: str) -> list[dict[str, str]]:
+    out = []
+    for stanza in text.split("\n\n"):
+        fields = dict(re.findall(r"^([A-Za-z-]+): (.*)$", stanza, flags=re.M))
+        if fields.get("Package"):
+            out.append(fields)
+    return out
+
+
+def debian_packages(root: Path) -> list[DebPackage]:
+    found = []
+    sources = [(root / "var/lib/dpkg/status", "status")]
+    status_d = root / "var/lib/dpkg/status.d"
+    if status_d.is_dir():
+        sources += [(p, f"status.d/{p.name}") for p in sorted(status_d.iterdir()) if p.is_file()]
+    for path, source in sources:
+        if not path.exists():
+            continue
+        for f in _stanzas(path.read_text(errors="replace")):
+            if "Version" in f and "installed" in f.get("Status", "install ok installed"):
+                found.append(DebPackage(f["Package"], f["Version"], f.get("Architecture", "all"), source))
+    return found
+
+
+def python_dists(root: Path) -> list[PyDist]:
+    found = []
+    for pattern in ("opt/venv/lib/python3*/site-packages/*.dist-info", "usr/lib/python3*/*-packages/*.dist-info",
+                    "usr/local/lib/python3*/*-packages/*.dist-info", "usr/lib/python3/dist-packages/*.dist-info"):
+        for dist in sorted(root.glob(pattern)):
+            meta = dist / "METADATA"
+            if not meta.is_file():
+                continue
+            headers = HeaderParser().parsestr(meta.read_text(errors="replace"))
+            if headers.get("Name") and headers.get("Version"):
+                found.append(PyDist(headers["Name"], headers["Version"], "/" + str(dist.relative_to(root))))
+    return found

@@ -1,0 +1,136 @@
+"""Signing with containers/image "simple signing" (GPG), the mechanism Debian's containers stack supports
+(its skopeo is built with sigstore signing disabled: `Debian-local change: sigstore disabled`).
+
+Keys: `--signing-key FINGERPRINT` from the user's own keyring (GNUPGHOME), or a pipeline key generated once
+into the state directory (ed25519, no passphrase, its GNUPGHOME 0700 and the private key file 0600; the
+key never enters an image, a log or a report, only its fingerprint and public half do).
+
+Signatures go to a lookaside store: written into a staging directory (`lookaside-staging`) and read back
+over HTTP (`lookaside`) from the signature server (sigserver.py) or the address the user gives.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from imagepipe import commands, runner
+from imagepipe.errors import PipelineError
+
+KEY_PARAMS = """\
+%no-protection
+Key-Type: eddsa
+Key-Curve: ed25519
+Key-Usage: sign
+Name-Real: imagepipe pipeline
+Name-Email: imagepipe@localhost
+Expire-Date: 0
+%commit
+"""
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    fingerprint: str
+    gnupghome: Path | None  # None: the user's own keyring
+    public_key: Path  # armored public key, for consumers' policy.json
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"GNUPGHOME": str(self.gnupghome)} if self.gnupghome else {}
+
+
+def _gpg(args: list[str], env: dict[str, str], **kw: object) -> runner.Result:
+    return runner.run(["gpg", "--batch", "--no-tty", *args], env=env, stage="promote", **kw)  # type: ignore[arg-type]
+
+
+def pipeline_key(state_dir: Path) -> SigningKey:
+    """The pipeline's own key: generated on first use, then reused."""
+    home = state_dir / "signing" / "gnupg"
+    public = state_dir / "signing" / "pipeline-key.pub"
+    env = {"GNUPGHOME": str(home)}
+    if not home.exists():
+        home.mkdir(parents=True)
+        os.chmod(home, 0o700)
+        _gpg(["--gen-key"], env, input=KEY_PARAMS, timeout=120, what="generating the pipeline's signing key")
+    fingerprint = _fingerprint(_gpg(["--with-colons", "--list-secret-keys"], env).stdout)
+    for key_file in (home / "private-keys-v1.d").glob("*.key"):
+        os.chmod(key_file, 0o600)
+    public.write_text(_gpg(["--armor", "--export", fingerprint], env).stdout)
+    return SigningKey(fingerprint, home, public)
+
+
+def user_key(fingerprint: str, state_dir: Path) -> SigningKey:
+    """A key from the user's keyring (their GNUPGHOME); its public half exported for consumers."""
+    env: dict[str, str] = {}
+    listed = _gpg(["--with-colons", "--list-secret-keys", fingerprint], env, ok_codes=(0, 2))
+    if listed.code != 0 or "fpr:" not in listed.stdout:
+        raise PipelineError(f"no secret key {fingerprint} in your GnuPG keyring: import it, or drop "
+                            "--signing-key to use the pipeline's own key", stage="promote")
+    full = _fingerprint(listed.stdout)
+    public = state_dir / "signing" / f"{full}.pub"
+    public.parent.mkdir(parents=True, exist_ok=True)
+    public.write_text(_gpg(["--armor", "--export", full], env).stdout)
+    return SigningKey(full, None, public)
+
+
+def _fingerprint(colons: str) -> str:
+    match = re.search(r"^fpr:+([0-9A-F]{40,64}):", colons, re.M)
+    if match is None:
+        raise PipelineError("gpg listed no key fingerprint", stage="promote")
+    return match.group(1)
+
+
+def registries_d(directory: Path, *, scope: str, staging: Path, lookaside: str) -> Path:
+    """A registries.d directory telling containers/image where signatures of `scope` are written and read."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "imagepipe.yaml").write_text(
+        f"docker:\n  {scope}:\n    lookaside: {lookaside}\n    lookaside-staging: file://{staging}\n")
+    return directory
+
+
+def sign_tag(src: str, dest: str, *, key: SigningKey, registries: Path, creds: str | None) -> None:
+    """Tag `dest` with `src`'s digest and sign it (simple signing, while copying)."""
+    argv = commands.skopeo_copy(src, dest, creds=creds, sign_by=key.fingerprint, registries_d=registries)
+    runner.run(argv, stage="promote", timeout=600, env=key.env, what=f"signing {dest}")
+
+
+def sign_manifest(manifest: bytes, reference: str, *, key: SigningKey, staging: Path, repo: str,
+                  digest: str) -> Path:
+    """A signature for any manifest (the SBOM and provenance artifacts), placed where the lookaside layout
+    expects it: <staging>/<repo>@<algo>=<hex>/signature-N."""
+    target = staging / f"{repo}@{digest.replace(':', '=')}"
+    target.mkdir(parents=True, exist_ok=True)
+    n = 1
+    while (target / f"signature-{n}").exists():
+        n += 1
+    manifest_file = target / ".manifest.tmp"
+    manifest_file.write_bytes(manifest)
+    try:
+        runner.run(["skopeo", "standalone-sign", str(manifest_file), reference, key.fingerprint, "-o",
+                    str(target / f"signature-{n}")], env=key.env, stage="promote", what="signing an attestation")
+    finally:
+        manifest_file.unlink(missing_ok=True)
+    return target / f"signature-{n}"
+
+
+def verify_signature(signature: bytes, public_key: Path, *, work: Path) -> tuple[str, dict[str, object]]:
+    """(signer fingerprint, signed payload) of a simple-signing signature, checked against `public_key`;
+    raises PipelineError when it does not verify."""
+    import json
+
+    home = work / "verify-gnupg"
+    home.mkdir(parents=True, exist_ok=True)
+    os.chmod(home, 0o700)
+    env = {**os.environ, "GNUPGHOME": str(home)}
+    subprocess.run(["gpg", "--batch", "--import", str(public_key)], env=env, capture_output=True, check=False)
+    proc = subprocess.run(["gpg", "--batch", "--status-fd", "2", "--decrypt"], input=signature, env=env,
+                          capture_output=True, check=False)
+    status = proc.stderr.decode(errors="replace")
+    valid = re.search(r"\[GNUPG:\] VALIDSIG ([0-9A-F]+)", status)
+    if proc.returncode != 0 or valid is None:
+        raise PipelineError("signature does not verify with the pipeline's public key", stage="attest")
+    return valid.group(1), json.loads(proc.stdout)

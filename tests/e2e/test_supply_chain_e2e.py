@@ -1,0 +1,192 @@
+"""Supply chain with the real tools (gpg, skopeo, podman, the registry, lighttpd): the promoted digest is
+signed and carries a signed SBOM and provenance; `attest verify` passes on it and fails on each tampered
+case; the trust policy makes podman refuse an unsigned image of the repository."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from imagepipe import imagefs, inventory, referrers, runner, trust
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def attested(pipeline, green, tmp_path_factory):
+    """A promoted image of its own repository (the tamper tests alter its attestations)."""
+    out = tmp_path_factory.mktemp("attest")
+    proc = pipeline.run("--no-provision", "--repo", "todo-backend-attest", "--report", str(out / "r.json"))
+    assert proc.returncode == 0, proc.stderr
+    return json.loads((out / "r.json").read_text()), proc
+
+
+def attest_verify(pipeline, ref: str) -> subprocess.CompletedProcess[str]:
+    return pipeline.run("attest", "verify", ref)
+
+
+def blob_file(pipeline, digest: str) -> Path:
+    hexd = digest.split(":", 1)[1]
+    return pipeline.state / f"registry/data/docker/registry/v2/blobs/sha256/{hexd[:2]}/{hexd}/data"
+
+
+def test_promoted_digest_is_signed_and_attested(pipeline, attested):
+    report, proc = attested
+    assert report["signature"]["signer"] and report["signature"]["tags"]
+    assert report["sbom"]["digest"].startswith("sha256:") and report["provenance"]["digest"].startswith("sha256:")
+    ok = attest_verify(pipeline, report["image"])
+    assert ok.returncode == 0, ok.stderr
+    assert "signed, SBOM and provenance attached" in ok.stdout
+
+
+def test_sbom_lists_every_package_and_distribution_in_the_image(pipeline, attested):
+    report, _ = attested
+    registry, rest = report["image"].split("/", 1)
+    repo, digest = rest.split("@")
+    reg = referrers.Registry(registry, repo)
+    sbom_blob = reg.get_blob(report["sbom"]["blob"])
+    components = {(c["name"], c["version"]) for c in json.loads(sbom_blob)["components"]}
+    purls = [c["purl"] for c in json.loads(sbom_blob)["components"]]
+    with imagefs.mounted(report["image"]) as root:
+        dist_infos = sorted(root.glob("opt/venv/lib/python3.11/site-packages/*.dist-info"))
+        status = (root / "var/lib/dpkg/status").read_text()
+        status_d = [p.read_text() for p in (root / "var/lib/dpkg/status.d").iterdir()]
+        debs = inventory.debian_packages(root)
+    # read independently of the inventory module: every stanza and every dist-info is a component
+    stanzas = [s for text in [status, *status_d] for s in text.split("\n\n") if s.startswith("Package:")]
+    assert len(stanzas) == len(debs) > 50
+    for s in stanzas:
+        fields = dict(line.split(": ", 1) for line in s.splitlines() if ": " in line and not line.startswith(" "))
+        assert (fields["Package"], fields["Version"]) in components, fields["Package"]
+    assert len(dist_infos) > 30
+    for d in dist_infos:
+        meta = dict(line.split(": ", 1) for line in (d / "METADATA").read_text().splitlines()[:10] if ": " in line)
+        assert (meta["Name"], meta["Version"]) in components, meta["Name"]
+    assert any(p.startswith("pkg:deb/debian/") for p in purls) and any(p.startswith("pkg:pypi/") for p in purls)
+    assert any(c[0].endswith("python:3.11-slim") for c in components), "the base image with its digest"
+
+
+def test_signing_key_stays_private(pipeline, attested):
+    report, proc = attested
+    home = pipeline.state / "signing/gnupg"
+    assert stat.S_IMODE(os.stat(home).st_mode) == 0o700
+    keys = list((home / "private-keys-v1.d").glob("*.key"))
+    assert keys and all(stat.S_IMODE(os.stat(k).st_mode) == 0o600 for k in keys)
+    secret = subprocess.run(["gpg", "--batch", "--armor", "--export-secret-keys"], env={**os.environ, "GNUPGHOME": str(home)},
+                            capture_output=True, text=True, check=True).stdout
+    body = [ln for ln in secret.splitlines() if ln and not ln.startswith("-----") and ":" not in ln][1]
+    assert body not in proc.stdout + proc.stderr and body not in json.dumps(report)
+    with imagefs.mounted(report["image"]) as root:
+        found = imagefs.scan(root, [body])
+    assert not [s for s in found.secrets if "run-time secret" in s], "the key is not in the image"
+
+
+def test_tampering_is_caught_and_named(pipeline, attested, tmp_path):
+    report, _ = attested
+    image = report["image"]
+    # one byte of the SBOM changed in the registry's storage
+    blob = blob_file(pipeline, report["sbom"]["blob"])
+    original = blob.read_bytes()
+    blob.write_bytes(original[:10] + bytes([original[10] ^ 1]) + original[11:])
+    try:
+        bad = attest_verify(pipeline, image)
+        assert bad.returncode == 1 and "SBOM: blob does not match its digest" in bad.stderr, bad.stderr
+    finally:
+        blob.write_bytes(original)
+    # a signature from another key in place of the pipeline's
+    registry, rest = image.split("/", 1)
+    repo, digest = rest.split("@")
+    sigdir = pipeline.state / "sigstore/lookaside" / f"{repo}@{digest.replace(':', '=')}"
+    saved = {p: p.read_bytes() for p in sigdir.glob("signature-*")}
+    other = tmp_path / "other-gnupg"
+    other.mkdir(mode=0o700)
+    env = {**os.environ, "GNUPGHOME": str(other)}
+    subprocess.run(["gpg", "--batch", "--passphrase", "", "--quick-gen-key", "intruder@localhost", "ed25519", "sign",
+                    "never"], env=env, check=True, capture_output=True)
+    fpr = subprocess.run(["gpg", "--batch", "--with-colons", "--list-secret-keys"], env=env, capture_output=True,
+                         text=True, check=True).stdout.split("fpr:::::::::")[1].split(":")[0]
+    manifest = tmp_path / "manifest.json"
+    manifest.write_bytes(referrers.Registry(registry, repo).get_manifest(digest)[0])
+    for p in saved:
+        p.unlink()
+    subprocess.run(["skopeo", "standalone-sign", str(manifest), f"{registry}/{repo}:latest", fpr, "-o",
+                    str(sigdir / "signature-1")], env=env, check=True, capture_output=True)
+    try:
+        bad = attest_verify(pipeline, image)
+        assert bad.returncode == 1 and f"image {digest}: signature does not verify" in bad.stderr, bad.stderr
+    finally:
+        for p, data in saved.items():
+            p.write_bytes(data)
+    # the attestations re-tagged onto another digest of the repository
+    other_image = pipeline.last_pushed()  # todo-backend's digest: another image
+    other_digest = other_image.split("@")[1]
+    reg = referrers.Registry(registry, repo)
+    index = referrers.referrers(reg, digest)
+    moved = f"{registry}/{repo}@{other_digest}"
+    runner.run(["skopeo", "copy", "--src-tls-verify=false", "--dest-tls-verify=false", f"docker://{other_image}",
+                f"docker://{registry}/{repo}:other"])
+    reg.put_manifest(referrers.tag_for(other_digest), json.dumps(index).encode(), referrers.OCI_INDEX)
+    bad = attest_verify(pipeline, moved)
+    assert bad.returncode == 1
+    assert f"SBOM: its subject is {digest}, not this image ({other_digest})" in bad.stderr, bad.stderr
+    assert attest_verify(pipeline, image).returncode == 0, "the original is intact again"
+
+
+def test_trust_policy_refuses_unsigned_and_accepts_signed(pipeline, attested, tmp_path):
+    report, _ = attested
+    registry, rest = report["image"].split("/", 1)
+    repo = rest.split("@")[0]
+    scope = f"{registry}/{repo}"
+    # an unsigned image in the same repository: the variant with a marker file, pushed without promote
+    unsigned = f"{registry}/{repo}:unsigned"
+    ctr = runner.run(["buildah", "from", "--pull=false", "--tls-verify=false", "--quiet", f"docker://{report['image']}"]).stdout.strip()
+    try:
+        root = runner.run(["buildah", "mount", ctr]).stdout.strip()
+        Path(root, "tmp/unsigned-marker").write_text("x")
+        runner.run(["buildah", "commit", "--quiet", "--format", "docker", ctr, "localhost/imagepipe-unsigned:1"])
+    finally:
+        runner.run(["buildah", "rm", ctr], ok_codes=(0, 1, 125))
+    runner.run(["buildah", "push", "--tls-verify=false", "localhost/imagepipe-unsigned:1", f"docker://{unsigned}"])
+
+    written = pipeline.run("trust", "--repo", repo)
+    assert written.returncode == 0, written.stderr
+    policy = pipeline.state / "trust/policy.json"
+    regd = pipeline.state / "trust/registries.d"
+    skopeo = ["skopeo", "--policy", str(policy), "--registries.d", str(regd), "copy", "--src-tls-verify=false"]
+    refused = subprocess.run([*skopeo, f"docker://{unsigned}", f"dir:{tmp_path / 'u'}"], capture_output=True, text=True)
+    assert refused.returncode != 0 and "signature" in refused.stderr.lower(), refused.stderr
+    accepted = subprocess.run([*skopeo, f"docker://{scope}:latest", f"dir:{tmp_path / 's'}"], capture_output=True,
+                              text=True)
+    assert accepted.returncode == 0, accepted.stderr
+
+    installed = pipeline.run("trust", "--repo", repo, "--install")
+    assert installed.returncode == 0, installed.stderr
+    try:
+        from imagepipe import commands, hostenv
+
+        profile = hostenv.detect()
+        pull = commands.podman(profile, "pull", "--tls-verify=false")
+        no = subprocess.run([*pull, unsigned], capture_output=True, text=True)
+        assert no.returncode != 0 and "signature" in no.stderr.lower(), no.stderr
+        yes = subprocess.run([*pull, f"{scope}:latest"], capture_output=True, text=True)
+        assert yes.returncode == 0, yes.stderr
+    finally:
+        trust.uninstall(scope)
+
+
+def test_failed_verify_signs_and_attests_nothing(pipeline, green, tmp_path):
+    proc = pipeline.run("--no-provision", "--repo", "todo-backend-unverified", "--max-size", "10", "--report",
+                        str(tmp_path / "r.json"))
+    assert proc.returncode == 1
+    report = json.loads((tmp_path / "r.json").read_text())
+    registry, rest = report["image"].split("/", 1)
+    repo, digest = rest.split("@")
+    assert not (pipeline.state / "sigstore/lookaside" / f"{repo}@{digest.replace(':', '=')}").exists()
+    assert referrers.referrers(referrers.Registry(registry, repo), digest)["manifests"] == []
+    assert pipeline.digest("latest", repo=repo) is None
+    assert "signature" not in report and "sbom" not in report
