@@ -200,4 +200,6 @@ def lighttpd_config(*, addr: str, root: Path, pidfile: Path) -> str:
         'server.modules = ( "mod_staticfile" )\n'
         'mimetype.assign = ( "" => "application/octet-stream" )\n'
         'dir-listing.activate = "disable"\n'
+        # no stat cache: a replaced signature file is served at once, never a stale copy
+        'server.stat-cache-engine = "disable"\n'
     )

@@ -8,6 +8,7 @@ import json
 import os
 import stat
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,21 @@ def attested(pipeline, green, tmp_path_factory):
     proc = pipeline.run("--no-provision", "--repo", "todo-backend-attest", "--report", str(out / "r.json"))
     assert proc.returncode == 0, proc.stderr
     return json.loads((out / "r.json").read_text()), proc
+
+
+def variant(source: str, dest: str, marker: str) -> str:
+    """`source` with one file added, pushed as `dest` (a different digest, never promoted); returns its digest."""
+    ctr = runner.run(["buildah", "from", "--pull=false", "--tls-verify=false", "--quiet", f"docker://{source}"]).stdout.strip()
+    try:
+        root = runner.run(["buildah", "mount", ctr]).stdout.strip()
+        Path(root, "tmp", marker).write_text(marker)
+        runner.run(["buildah", "commit", "--quiet", "--format", "docker", ctr, f"localhost/imagepipe-{marker}:1"])
+    finally:
+        runner.run(["buildah", "rm", ctr], ok_codes=(0, 1, 125))
+    digestfile = Path(tempfile.mkdtemp()) / "digest"
+    runner.run(["buildah", "push", "--tls-verify=false", "--digestfile", str(digestfile), f"localhost/imagepipe-{marker}:1",
+                f"docker://{dest}"])
+    return digestfile.read_text().strip()
 
 
 def attest_verify(pipeline, ref: str) -> subprocess.CompletedProcess[str]:
@@ -53,7 +69,7 @@ def test_sbom_lists_every_package_and_distribution_in_the_image(pipeline, attest
     components = {(c["name"], c["version"]) for c in json.loads(sbom_blob)["components"]}
     purls = [c["purl"] for c in json.loads(sbom_blob)["components"]]
     with imagefs.mounted(report["image"]) as root:
-        dist_infos = sorted(root.glob("opt/venv/lib/python3.11/site-packages/*.dist-info"))
+        metadata = [(d / "METADATA").read_text() for d in sorted(root.glob("opt/venv/lib/python3.11/site-packages/*.dist-info"))]
         status = (root / "var/lib/dpkg/status").read_text()
         status_d = [p.read_text() for p in (root / "var/lib/dpkg/status.d").iterdir()]
         debs = inventory.debian_packages(root)
@@ -63,9 +79,9 @@ def test_sbom_lists_every_package_and_distribution_in_the_image(pipeline, attest
     for s in stanzas:
         fields = dict(line.split(": ", 1) for line in s.splitlines() if ": " in line and not line.startswith(" "))
         assert (fields["Package"], fields["Version"]) in components, fields["Package"]
-    assert len(dist_infos) > 30
-    for d in dist_infos:
-        meta = dict(line.split(": ", 1) for line in (d / "METADATA").read_text().splitlines()[:10] if ": " in line)
+    assert len(metadata) > 30
+    for text in metadata:
+        meta = dict(line.split(": ", 1) for line in text.splitlines()[:10] if ": " in line)
         assert (meta["Name"], meta["Version"]) in components, meta["Name"]
     assert any(p.startswith("pkg:deb/debian/") for p in purls) and any(p.startswith("pkg:pypi/") for p in purls)
     assert any(c[0].endswith("python:3.11-slim") for c in components), "the base image with its digest"
@@ -123,13 +139,10 @@ def test_tampering_is_caught_and_named(pipeline, attested, tmp_path):
         for p, data in saved.items():
             p.write_bytes(data)
     # the attestations re-tagged onto another digest of the repository
-    other_image = pipeline.last_pushed()  # todo-backend's digest: another image
-    other_digest = other_image.split("@")[1]
+    other_digest = variant(image, f"{registry}/{repo}:other", "other-image")
     reg = referrers.Registry(registry, repo)
     index = referrers.referrers(reg, digest)
     moved = f"{registry}/{repo}@{other_digest}"
-    runner.run(["skopeo", "copy", "--src-tls-verify=false", "--dest-tls-verify=false", f"docker://{other_image}",
-                f"docker://{registry}/{repo}:other"])
     reg.put_manifest(referrers.tag_for(other_digest), json.dumps(index).encode(), referrers.OCI_INDEX)
     bad = attest_verify(pipeline, moved)
     assert bad.returncode == 1
@@ -144,14 +157,7 @@ def test_trust_policy_refuses_unsigned_and_accepts_signed(pipeline, attested, tm
     scope = f"{registry}/{repo}"
     # an unsigned image in the same repository: the variant with a marker file, pushed without promote
     unsigned = f"{registry}/{repo}:unsigned"
-    ctr = runner.run(["buildah", "from", "--pull=false", "--tls-verify=false", "--quiet", f"docker://{report['image']}"]).stdout.strip()
-    try:
-        root = runner.run(["buildah", "mount", ctr]).stdout.strip()
-        Path(root, "tmp/unsigned-marker").write_text("x")
-        runner.run(["buildah", "commit", "--quiet", "--format", "docker", ctr, "localhost/imagepipe-unsigned:1"])
-    finally:
-        runner.run(["buildah", "rm", ctr], ok_codes=(0, 1, 125))
-    runner.run(["buildah", "push", "--tls-verify=false", "localhost/imagepipe-unsigned:1", f"docker://{unsigned}"])
+    variant(report["image"], unsigned, "unsigned-marker")
 
     written = pipeline.run("trust", "--repo", repo)
     assert written.returncode == 0, written.stderr
