@@ -73,8 +73,23 @@ def unwinding() -> bool:
     return bool(_state["unwinding"])
 
 
+def check_worker() -> None:
+    """In a worker thread, once the run is cancelled: start nothing new (the main thread is cleaning up, and
+    a container started now would outlive that clean-up)."""
+    if _state["signum"] is not None and threading.current_thread() is not threading.main_thread():
+        raise Interrupted(int(_state["signum"]))
+
+
 def acknowledge() -> None:
     _state["unwinding"] = True
+
+
+def exit_now(code: int) -> None:
+    """End a cancelled run once its clean-up is done, without waiting for worker threads still finishing a
+    request (their containers are gone, so they can only fail)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def install() -> None:

@@ -412,7 +412,8 @@ def main(argv: list[str] | None = None) -> int:
         cancel.acknowledge()
         print(f"interrupted by {e.name} during the {CURRENT_STAGE[0]} stage: its tools were stopped and what it "
               "started was removed; no tag was moved", file=sys.stderr)
-        return e.exit_code
+        cancel.exit_now(e.exit_code)
+        return e.exit_code  # not reached
     except PipelineError as e:
         where = f"[{e.stage}] " if e.stage else ""
         print(f"error: {where}{e.message}", file=sys.stderr)

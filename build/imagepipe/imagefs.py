@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imagepipe import runner
+from imagepipe import cancel, runner
 
 BUILD_TOOLS = ("gcc", "cc", "c++", "g++", "cpp", "make", "ld", "as", "clang", "x86_64-linux-gnu-gcc-12")
 SECRET_PATTERNS = {
@@ -30,7 +31,10 @@ MAX_SCAN_BYTES = 8 * 1024 * 1024
 
 @contextmanager
 def mounted(image: str) -> Iterator[Path]:
-    ctr = runner.run(["buildah", "from", "--pull=false", "--quiet", image], stage="verify").stdout.strip()
+    run = cancel.current()
+    # named after the run, so a cancelled run's clean-up finds it (stages.remove_run_containers)
+    name = ["--name", f"imagepipe-{run.id}-{secrets.token_hex(3)}"] if run is not None else []
+    ctr = runner.run(["buildah", "from", "--pull=false", "--quiet", *name, image], stage="verify").stdout.strip()
     try:
         path = runner.run(["buildah", "mount", ctr], stage="verify").stdout.strip()
         yield Path(path)

@@ -77,6 +77,7 @@ def run(
 ) -> Result:
     """Run argv; raise ToolFailed unless its exit code is in ok_codes."""
     cancel.unwinding()  # a tool run from cleanup code confirms a cancellation is being unwound
+    cancel.check_worker()
     exe = which(argv[0])
     log.debug("$ %s", shlex.join(argv))
     stream = VERBOSE if stream is None else stream

@@ -313,15 +313,23 @@ def do_verify(ctx: Context, image: str | None = None) -> VerifyResult:
 
 
 def remove_run_containers(profile: hostenv.HostProfile, run_id: str) -> int:
-    """Every container labelled with this run's id (verify, bench, kaniko), whatever state it is in."""
+    """Every container of this run, whatever state it is in: podman's by their label (verify, bench, kaniko),
+    buildah's working containers (mounted images) by their name."""
+    removed = 0
+    if shutil.which("buildah") is not None:
+        names = runner.run(["buildah", "containers", "--format", "{{.ContainerName}}"], ok_codes=(0, 1, 125)).stdout
+        ours = [n for n in names.split() if n.startswith(f"imagepipe-{run_id}-")]
+        if ours:
+            runner.run(["buildah", "rm", *ours], ok_codes=(0, 1, 125), timeout=60)
+            removed += len(ours)
     if shutil.which("podman") is None:
-        return 0
+        return removed
     hostenv.ensure_mount_namespace(profile)
     ids = runner.run(commands.podman(profile, "ps", "-a", "-q", "--filter", f"label={cancel.LABEL}={run_id}"),
                      ok_codes=(0, 125)).stdout.split()
     if ids:
         runner.run(commands.podman(profile, "rm", "-f", "-t", "0", *ids), ok_codes=(0, 1, 125), timeout=60)
-    return len(ids)
+    return removed + len(ids)
 
 
 def clean_leftovers(ctx: Context, run: cancel.Run) -> None:

@@ -217,8 +217,10 @@ class Verifier:
             if not self.opt.keep:
                 self.podman("rm", "-f", "-t", "0", self.name, ok=(0, 1, 125))
             if database is not None:
-                with contextlib.suppress(Exception):
-                    database.result()  # a start still under way finishes before the stop
+                # a start still under way ends first (a cancel cuts it short at its next step); then stop()
+                # removes whatever it got to
+                with contextlib.suppress(BaseException):
+                    database.result(timeout=60)
             if pg is not None:
                 pg.stop()
             for server in (self.openai, self.jwks):

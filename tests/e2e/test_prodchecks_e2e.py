@@ -41,7 +41,7 @@ def broken_variant(pipeline, tmp_path, name: str, *paths: str) -> str:
     ("no-ed25519", ["/opt/venv/lib/python3.11/site-packages/cryptography/hazmat/primitives/asymmetric/ed25519.pyc"],
      "auth-jwks", "ed25519"),
     ("no-agents", ["/app/agents"], "chat", "agents"),
-    ("no-mcp-server", ["/app/mcp/todo_server.pyc"], "mcp", "todo_server"),
+    ("no-mcp-server", ["/app/mcp/todo_server.py"], "mcp", "todo_server"),
 ])
 def test_each_production_check_fails_on_an_image_made_to_break_it(pipeline, green, tmp_path, name, paths, check,
                                                                    says):
