@@ -245,6 +245,12 @@ class Bench:
             # The everyday state: the unchanged tree built once more with the cache (a --no-cache build does
             # not register its layers for cache lookups), then a code-only change rebuilt and pushed.
             self.build(variant, context, image, cold=False, wheelhouse=house if variant is ours else None)
+            if variant is ours:
+                reproducible.rewrite(image, work_dir=self.work)
+            # ... and pushed, as the previous commit's image is: the code change is pushed next to it. (A
+            # --no-cache build's layers come from another cache lineage, so they are not what a cached
+            # rebuild reuses.)
+            self.push(image, f"bench-{variant.name}:warm")
             main = context / "app/main.py"
             main.write_text(main.read_text() + "\n# benchmark: a code-only change\n")
             print(f"    {variant.name}: code-only rebuild and push", flush=True)

@@ -181,6 +181,9 @@ def test_trust_policy_refuses_unsigned_and_accepts_signed(pipeline, attested, tm
         assert no.returncode != 0 and "signature" in no.stderr.lower(), no.stderr
         yes = subprocess.run([*pull, f"{scope}:latest"], capture_output=True, text=True)
         assert yes.returncode == 0, yes.stderr
+        ran = runner.run(commands.podman_run(profile, f"{scope}:latest", remove=True, entrypoint="",
+                                             command=["python", "-c", "print('signed image runs')"]))
+        assert "signed image runs" in ran.stdout
     finally:
         trust.uninstall(scope)
 
