@@ -107,8 +107,9 @@ def test_sigterm_in_a_stage(pipeline, green, tmp_path, stage):
     if stage == "build":
         # a build step that runs for a while, so SIGTERM reaches buildah mid-step
         variant = tmp_path / "Containerfile"
+        # (a step of its own each time: a cached step would not run at all)
         variant.write_text((ROOT / "build/Containerfile").read_text().replace(
-            "ARG WHEELHOUSE=none", "RUN sleep 120\nARG WHEELHOUSE=none", 1))
+            "ARG WHEELHOUSE=none", f"ARG WHEELHOUSE=none\nRUN echo {os.urandom(8).hex()} && sleep 120", 1))
         args += ["--containerfile", str(variant)]
     elif stage in ("push", "promote"):  # both last about a second: the signal lands as the stage starts
         env["IMAGEPIPE_STAGE_DELAY"] = f"{stage}=30"
