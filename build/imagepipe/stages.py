@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
@@ -317,16 +318,19 @@ def remove_run_containers(profile: hostenv.HostProfile, run_id: str) -> int:
     buildah's working containers (mounted images) by their name."""
     removed = 0
     if shutil.which("buildah") is not None:
-        names = runner.run(["buildah", "containers", "--format", "{{.ContainerName}}"], ok_codes=(0, 1, 125)).stdout
-        ours = [n for n in names.split() if n.startswith(f"imagepipe-{run_id}-")]
-        if ours:
-            runner.run(["buildah", "rm", *ours], ok_codes=(0, 1, 125), timeout=60)
-            removed += len(ours)
+        # bounded: a build killed mid-step can hold buildah's storage lock for a moment; clean-up goes on
+        with contextlib.suppress(ToolFailed):
+            names = runner.run(["buildah", "containers", "--format", "{{.ContainerName}}"], ok_codes=(0, 1, 125),
+                               timeout=10).stdout
+            ours = [n for n in names.split() if n.startswith(f"imagepipe-{run_id}-")]
+            if ours:
+                runner.run(["buildah", "rm", *ours], ok_codes=(0, 1, 125), timeout=20)
+                removed += len(ours)
     if shutil.which("podman") is None:
         return removed
     hostenv.ensure_mount_namespace(profile)
     ids = runner.run(commands.podman(profile, "ps", "-a", "-q", "--filter", f"label={cancel.LABEL}={run_id}"),
-                     ok_codes=(0, 125)).stdout.split()
+                     ok_codes=(0, 125), timeout=30).stdout.split()
     if ids:
         runner.run(commands.podman(profile, "rm", "-f", "-t", "0", *ids), ok_codes=(0, 1, 125), timeout=60)
     return removed + len(ids)
