@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import socket
 import time
 from pathlib import Path
@@ -30,12 +28,7 @@ class EmbeddedRegistry:
         self.logfile = self.dir / "registry.log"
 
     def pid(self) -> int | None:
-        try:
-            pid = int(self.pidfile.read_text().strip())
-            os.kill(pid, 0)
-            return pid
-        except (OSError, ValueError):
-            return None
+        return runner.service_pid(self.pidfile)
 
     def ensure_running(self) -> str:
         """Start it unless it already answers; returns 'running' or 'started'."""
@@ -60,18 +53,7 @@ class EmbeddedRegistry:
                             stage="registry")
 
     def stop(self) -> bool:
-        pid = self.pid()
-        if pid is None:
-            return False
-        os.kill(pid, signal.SIGTERM)
-        for _ in range(50):
-            try:
-                os.kill(pid, 0)
-            except OSError:
-                break
-            time.sleep(0.1)
-        self.pidfile.unlink(missing_ok=True)
-        return True
+        return runner.stop_service(self.pidfile)
 
 
 def probe(addr: str, *, timeout: float = 2.0) -> str:

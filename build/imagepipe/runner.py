@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,6 +148,32 @@ def stop(cmd: sh.RunningCommand, grace: float = 5.0) -> None:
             cmd.process.signal_group(signal.SIGKILL)
     except (sh.ErrorReturnCode, sh.SignalException):
         pass
+
+
+def service_pid(pidfile: Path) -> int | None:
+    """The pid a long-lived service (registry, signature server) wrote, if that process is alive."""
+    try:
+        pid = int(pidfile.read_text().strip())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def stop_service(pidfile: Path) -> bool:
+    """SIGTERM to the service named by `pidfile`, wait up to 5 s for it to go; False if none was running."""
+    pid = service_pid(pidfile)
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    for _ in range(50):
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            break
+        time.sleep(0.1)
+    pidfile.unlink(missing_ok=True)
+    return True
 
 
 def spawn(argv: list[str], *, log_path: Path, env: dict[str, str] | None = None) -> int:

@@ -5,8 +5,6 @@ left running, like the registry."""
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import time
 from pathlib import Path
 
@@ -37,12 +35,7 @@ class SignatureServer:
             return False
 
     def pid(self) -> int | None:
-        try:
-            pid = int(self.pidfile.read_text().strip())
-            os.kill(pid, 0)
-            return pid
-        except (OSError, ValueError):
-            return None
+        return runner.service_pid(self.pidfile)
 
     def ensure_running(self) -> str:
         self.store.mkdir(parents=True, exist_ok=True)
@@ -60,15 +53,4 @@ class SignatureServer:
                             "--sigserver-port", stage="promote")
 
     def stop(self) -> bool:
-        pid = self.pid()
-        if pid is None:
-            return False
-        os.kill(pid, signal.SIGTERM)
-        for _ in range(50):
-            try:
-                os.kill(pid, 0)
-            except OSError:
-                break
-            time.sleep(0.1)
-        self.pidfile.unlink(missing_ok=True)
-        return True
+        return runner.stop_service(self.pidfile)
