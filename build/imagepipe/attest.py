@@ -27,12 +27,14 @@ class Published:
     signer: str
     lookaside: str
     signed_tags: list[str] = field(default_factory=list)
+    digest: str = ""  # the signed image's
+    signatures: dict[str, str] = field(default_factory=dict)  # lookaside file -> its sha256
     sbom: dict[str, str] = field(default_factory=dict)
     provenance: dict[str, str] = field(default_factory=dict)
 
     def report(self) -> dict[str, Any]:
         return {"signature": {"type": "simple-signing (GPG)", "signer": self.signer, "lookaside": self.lookaside,
-                              "tags": self.signed_tags},
+                              "tags": self.signed_tags, "digest": self.digest, "signatures": self.signatures},
                 "sbom": self.sbom, "provenance": self.provenance}
 
 

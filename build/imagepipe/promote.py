@@ -50,6 +50,10 @@ def do_promote(ctx: Context) -> list[str]:
                 raise PipelineError(f"{dest} points at {got} after promotion, expected {digest}", stage="promote")
             published.signed_tags.append(dest)
             print(f"    {dest} -> {digest} (signed by {key.fingerprint[-16:]})")
+        signed = staging / f"{ctx.args.repo}@{digest.replace(':', '=')}"
+        published.signatures = {f.name: "sha256:" + hashlib.sha256(f.read_bytes()).hexdigest()
+                                for f in sorted(signed.glob("signature-*"))}
+        published.digest = digest
         attach(ctx, digest, key, staging, published)
     except cancel.Interrupted:
         # A cancelled promotion moves no tag: each one already moved goes back to what it named.

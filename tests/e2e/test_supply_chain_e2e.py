@@ -54,6 +54,8 @@ def blob_file(pipeline, digest: str) -> Path:
 def test_promoted_digest_is_signed_and_attested(pipeline, attested):
     report, proc = attested
     assert report["signature"]["signer"] and report["signature"]["tags"]
+    assert report["signature"]["digest"] == report["image"].split("@")[1]
+    assert report["signature"]["signatures"] and all(v.startswith("sha256:") for v in report["signature"]["signatures"].values())
     assert report["sbom"]["digest"].startswith("sha256:") and report["provenance"]["digest"].startswith("sha256:")
     ok = attest_verify(pipeline, report["image"])
     assert ok.returncode == 0, ok.stderr
