@@ -35,7 +35,9 @@ def buildah_bud(
     pull: str = "never",
     no_cache: bool = False,
 ) -> list[str]:
-    argv = ["buildah", "bud", "--format", "docker"]  # docker format: OCI has no HEALTHCHECK field
+    # docker format: OCI has no HEALTHCHECK field; --force-rm: intermediate containers go even when the build
+    # fails or is cancelled
+    argv = ["buildah", "bud", "--format", "docker", "--force-rm"]
     if no_cache:
         argv.append("--no-cache")
     if profile.hybrid_cgroups:
