@@ -3,6 +3,9 @@ exit code of the stage it stopped."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 # Exit codes: 0 all green, 1 a verification check failed, 2 bad usage/input, 10+ a stage failed (which one).
 EXIT_CHECKS_FAILED = 1
 EXIT_USAGE = 2
@@ -57,3 +60,18 @@ class ToolFailed(PipelineError):
 
 class LintFailed(PipelineError):
     """The Containerfile breaks a contract rule or a hadolint rule."""
+
+
+def pip_failure(output: str, context: Path) -> PipelineError | None:
+    """What pip's output in a failed build means, for either builder: one line naming the problem and the
+    fix, or None when pip is not the cause."""
+    requirements = context / "requirements.txt"
+    if re.search(r"Hashes are required in --require-hashes mode|DO NOT MATCH THE HASHES", output):
+        return PipelineError(f"{requirements} has a requirement without a hash or a download that does not match "
+                             "its hash: regenerate it with pip-compile --generate-hashes from requirements.in",
+                             stage="build", detail=output)
+    unresolved = re.search(r"No matching distribution found for (\S+)", output)
+    if unresolved:
+        return PipelineError(f"requirements.txt names {unresolved.group(1)}, which pip cannot find: fix the name "
+                             f"or version in {requirements}", stage="build", detail=output)
+    return None

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from imagepipe import base, buildsteps, commands, kanikojob, runner
-from imagepipe.errors import PipelineError, ToolFailed
+from imagepipe.errors import PipelineError, ToolFailed, pip_failure
 from imagepipe.hostenv import HostProfile
 
 log = logging.getLogger("imagepipe.kaniko")
@@ -40,7 +40,6 @@ class KanikoBuild:
     digest: str
     destination: str
     seconds: float
-    log: str
     steps: list[buildsteps.Step]
 
 
@@ -126,16 +125,15 @@ def build_local(profile: HostProfile, *, executor: str, context: Path, container
     if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
         raise PipelineError(f"kaniko finished but wrote no digest to its termination log (got {digest[:80]!r})",
                             stage="build", detail=result.stdout + result.stderr)
-    return KanikoBuild(digest, destination, time.monotonic() - t0, result.stdout + result.stderr, timer.finish())
+    return KanikoBuild(digest, destination, time.monotonic() - t0, timer.finish())
 
 
 def explain_failure(e: ToolFailed, *, registry: str, context: Path) -> PipelineError:
     """kaniko's failures, as one line naming the problem and the fix."""
     out = e.output
-    unresolved = re.search(r"No matching distribution found for (\S+)", out)
-    if unresolved:
-        return PipelineError(f"requirements.txt names {unresolved.group(1)}, which pip cannot find: fix the name "
-                             f"or version in {context / 'requirements.txt'}", stage="build", detail=out)
+    explained = pip_failure(out, context)
+    if explained:
+        return explained
     if re.search(r"UNAUTHORIZED|authentication required|401 Unauthorized|denied", out, re.I):
         return PipelineError(f"the registry {registry} refused kaniko's credentials: pass --creds USER:PASSWORD "
                              "or --authfile", stage="build", detail=out)

@@ -38,17 +38,12 @@ SESSIONS_SQL = ("SELECT count(*) FILTER (WHERE s.ssl), count(*), coalesce(max(s.
 OWN_SQL = "SELECT ssl, coalesce(version, '-') FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
 
 
-def _first_error(text: str) -> str:
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    return next((ln for ln in lines if "error" in ln.lower() or "fatal" in ln.lower()), lines[-1] if lines else "")
-
-
 def _tls_failure(text: str) -> str:
     """Name what broke, e.g. a library the image lost."""
     missing = re.search(r"error while loading shared libraries: ([^:\s]+)", text)
     if missing:
         return f"TLS handshake failed: {missing.group(1)} missing in the image"
-    return f"TLS connection failed: {_first_error(text)[:200]}"
+    return f"TLS connection failed: {runner.first_error_line(text)[:200]}"
 
 
 def _psql(v: Verifier, dsn: str, *sql: str, ca: Path | None = None) -> runner.Result:

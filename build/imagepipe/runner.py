@@ -120,7 +120,7 @@ def run(
     except sh.ErrorReturnCode as e:
         output = "".join(out) or (_text(e.stdout) + _text(e.stderr))
         raise ToolFailed(
-            f"{what or argv[0]} failed (exit {e.exit_code}): {_first_error_line(output) or shlex.join(argv)}",
+            f"{what or argv[0]} failed (exit {e.exit_code}): {first_error_line(output) or shlex.join(argv)}",
             argv=argv, code=e.exit_code, output=tail(output), stage=stage,
         ) from None
     except sh.TimeoutException:
@@ -203,7 +203,7 @@ def _text(data: bytes | str | None) -> str:
     return data if isinstance(data, str) else data.decode("utf-8", "replace")
 
 
-def _first_error_line(output: str) -> str:
+def first_error_line(output: str) -> str:
     lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
     for line in reversed(lines):
         low = line.lower()

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imagepipe import base, buildsteps, cancel, commands, hostenv, kaniko, lint, registry, reproducible, runner, wheels
-from imagepipe.errors import LintFailed, PipelineError, ToolFailed, UsageError
+from imagepipe.errors import LintFailed, PipelineError, ToolFailed, UsageError, pip_failure
 from imagepipe.paths import ROOT
 from imagepipe.verify import Verifier, VerifyOptions, VerifyResult
 
@@ -159,15 +159,9 @@ def do_build(ctx: Context) -> str:
     try:
         runner.run(argv, stage="build", timeout=3600, what="buildah bud", on_line=timer.line)
     except ToolFailed as e:
-        if re.search(r"Hashes are required in --require-hashes mode|DO NOT MATCH THE HASHES", e.output):
-            raise PipelineError(f"{ctx.args.context / 'requirements.txt'} has a requirement without a hash or a "
-                                "download that does not match its hash: regenerate it with pip-compile "
-                                "--generate-hashes from requirements.in", stage="build", detail=e.output) from None
-        unresolved = re.search(r"No matching distribution found for (\S+)", e.output)
-        if unresolved:
-            raise PipelineError(f"requirements.txt names {unresolved.group(1)}, which pip cannot find: fix the "
-                                f"name or version in {ctx.args.context / 'requirements.txt'}", stage="build",
-                                detail=e.output) from None
+        explained = pip_failure(e.output, ctx.args.context)
+        if explained:
+            raise explained from None
         raise
     if "-dirty-" not in tag and not tag.startswith("nogit-"):
         # A commit's build gets a content-only config, so two clean builds of it share one digest. Dirty
