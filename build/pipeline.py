@@ -3,8 +3,8 @@
 
 On first use it creates .venv next to the repository root and installs the pipeline's own dependencies into
 it from build/requirements.lock (pyproject.toml's [project].dependencies with every transitive dependency
-pinned and hashed by pip-compile; installed with --require-hashes), then re-executes itself there; later
-runs reuse it.
+pinned and hashed by pip-compile; installed with --require-hashes), then the pipeline itself (src/imagepipe,
+editable, which also gives .venv/bin/imagepipe), then re-executes itself there; later runs reuse it.
 """
 
 from __future__ import annotations
@@ -37,8 +37,11 @@ def bootstrap() -> None:
                      "(apt-get install python3-venv) and run again")
     if not stamp.exists() or stamp.read_text().strip() != want:
         print("==> bootstrap: installing the pipeline's dependencies", flush=True)
-        result = subprocess.run([str(PYTHON), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                                 "--require-hashes", "-r", str(LOCK)])
+        pip = [str(PYTHON), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        result = subprocess.run([*pip, "--require-hashes", "-r", str(LOCK)])
+        if not result.returncode:
+            # this project itself (src/imagepipe, the `imagepipe` command), built by the locked setuptools
+            result = subprocess.run([*pip, "--no-deps", "--no-build-isolation", "-e", str(ROOT)])
         if result.returncode:
             sys.exit("error: installing the pipeline's dependencies failed (see pip's output above); "
                      "check network access to PyPI")
@@ -50,7 +53,7 @@ def bootstrap() -> None:
 if __name__ == "__main__":
     if Path(sys.prefix).resolve() != VENV.resolve():
         bootstrap()
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    sys.path.insert(0, str(ROOT / "src"))
     from imagepipe.cli import main
 
     sys.exit(main())

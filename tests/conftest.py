@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from support import Api, FakeOpenAI, ServedApp, make_settings, serve
 
-from imagepipe.postgres import TempPostgres
+from imagepipe.services.postgres import TempPostgres
 
 
 @pytest.fixture(scope="session")

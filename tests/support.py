@@ -9,8 +9,8 @@ from typing import Any
 
 import requests
 
-from imagepipe.postgres import free_port
-from imagepipe.standins import FakeOpenAI  # noqa: F401 - the tests' stand-in, shared with verify
+from imagepipe.services.postgres import free_port
+from imagepipe.services.standins import FakeOpenAI  # noqa: F401 - the tests' stand-in, shared with verify
 
 SECRET = "test-secret-" + "x" * 40  # >= 32 bytes: PyJWT warns on shorter HMAC keys
 

@@ -8,7 +8,7 @@ import time
 import requests
 from support import Api, make_settings, serve
 
-from imagepipe.postgres import TempPostgres
+from imagepipe.services.postgres import TempPostgres
 
 
 def wait_for(fn, timeout: float = 40) -> bool:

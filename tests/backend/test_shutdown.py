@@ -13,7 +13,7 @@ from pathlib import Path
 import requests
 from support import SECRET, Api, wait_ok
 
-from imagepipe.postgres import free_port
+from imagepipe.services.postgres import free_port
 
 BACKEND = Path(__file__).resolve().parents[2] / "backend"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import requests
 from support import SECRET, wait_ok
 
-from imagepipe.postgres import TempPostgres, free_port
+from imagepipe.services.postgres import TempPostgres, free_port
 
 BACKEND = Path(__file__).resolve().parents[2] / "backend"
 

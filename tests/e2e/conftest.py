@@ -8,7 +8,7 @@ import json
 import pytest
 from pipeline_support import Pipeline
 
-from imagepipe.postgres import free_port
+from imagepipe.services.postgres import free_port
 
 
 @pytest.fixture(scope="session")

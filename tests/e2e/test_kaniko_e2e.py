@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from imagepipe import base, commands, hostenv, kaniko, kanikojob, parity, runner
-from imagepipe.verify import CHECK_IDS
+from imagepipe import commands, hostenv, runner
+from imagepipe.builders import kaniko, kanikojob, parity
+from imagepipe.checks.verifier import CHECK_IDS
+from imagepipe.stages import base
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from imagepipe.verify import CHECK_IDS
+from imagepipe.checks.verifier import CHECK_IDS
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]

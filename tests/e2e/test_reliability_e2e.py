@@ -19,8 +19,8 @@ import pytest
 from pipeline_support import ROOT
 
 from imagepipe import runner
-from imagepipe.postgres import free_port
-from imagepipe.registry import EmbeddedRegistry
+from imagepipe.services.postgres import free_port
+from imagepipe.services.registry import EmbeddedRegistry
 
 pytestmark = pytest.mark.e2e
 

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from imagepipe import imagefs, inventory, referrers, runner, trust
+from imagepipe import runner
+from imagepipe.checks import imagefs
+from imagepipe.supplychain import inventory, referrers, trust
 
 pytestmark = pytest.mark.e2e
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from itertools import count
 
-from imagepipe.buildsteps import StepTimer
+from imagepipe.builders.buildsteps import StepTimer
 
 BUILDAH = """\
 [1/2] STEP 1/5: FROM python:3.11-slim AS builder

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from imagepipe import kaniko, kanikojob, kubejob
+from imagepipe.builders import kaniko, kanikojob, kubejob
 from imagepipe.errors import PipelineError
 from imagepipe.hostenv import HostProfile
 

@@ -7,7 +7,7 @@ import json
 
 from kubernetes.client import ApiClient
 
-from imagepipe import kanikojob
+from imagepipe.builders import kanikojob
 
 
 class _Response:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from imagepipe import lint
+from imagepipe.stages import lint
 
 CONTAINERFILE = Path(__file__).resolve().parents[2] / "build/Containerfile"
 GOOD = CONTAINERFILE.read_text()

@@ -6,7 +6,7 @@ import json
 import xml.etree.ElementTree as ET
 
 from imagepipe import report
-from imagepipe.verify import Check, VerifyResult
+from imagepipe.checks.verifier import Check, VerifyResult
 
 
 def sample() -> VerifyResult:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from imagepipe.reproducible import normalise_config
+from imagepipe.builders.reproducible import normalise_config
 
 
 def test_random_fields_are_blanked_and_the_rest_kept():

@@ -1,0 +1,1 @@
+"""The benchmark and the load test (`pipeline.py bench`, `pipeline.py load`)."""

@@ -1,0 +1,154 @@
+"""The kaniko half: the same Containerfile built by the kaniko executor, locally in podman or as the Job of
+ci/kaniko.yaml in a cluster. Both push the image themselves and hand back its digest; verify and promote
+then run exactly as for buildah.
+
+The executor is named only by image reference: `--kaniko-image REF`, else the image pinned in the manifest
+(which a machine with internet access pulls). This project never builds one.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from imagepipe import commands, runner
+from imagepipe.builders import buildsteps, kanikojob
+from imagepipe.errors import PipelineError, ToolFailed, pip_failure
+from imagepipe.hostenv import HostProfile
+from imagepipe.stages import base
+
+log = logging.getLogger("imagepipe.builders.kaniko")
+
+CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+# Where the local run mounts things inside the executor container.
+CONTEXT_MOUNT = "/workspace/context"
+CONTAINERFILE_MOUNT = "/workspace/Containerfile"
+CA_MOUNT = "/run/host-ca.crt"  # the Containerfile's RUN uses it for pip when present; kaniko skips mounts
+WHEELS_MOUNT = "/run/wheels"
+DOCKER_CONFIG_MOUNT = "/kaniko/.docker/config.json"
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # kaniko colours its log lines
+
+
+@dataclass(frozen=True)
+class KanikoBuild:
+    digest: str
+    destination: str
+    seconds: float
+    steps: list[buildsteps.Step]
+
+
+def executor_image(profile: HostProfile, override: str | None) -> str:
+    """The executor image to run: present locally, or pullable; otherwise one line on how to supply one."""
+    ref = override or kanikojob.executor_image(kanikojob.load())
+    if base.image_exists(profile, ref):
+        return ref
+    try:
+        runner.run(commands.podman_pull(profile, ref), stage="build", timeout=600, what="pulling the executor")
+        return ref
+    except ToolFailed:
+        raise PipelineError(
+            f"no kaniko executor image {ref} on this machine and it cannot be pulled: pass --kaniko-image REF "
+            "(an image with /kaniko/executor, e.g. one built from the osscontainertools/kaniko fork), or "
+            f"make {ref} pullable", stage="build") from None
+
+
+def docker_config(registry: str, creds: str) -> str:
+    """A docker config.json granting USER:PASS on registry (kaniko reads this format only)."""
+    token = base64.b64encode(creds.encode()).decode()
+    return json.dumps({"auths": {registry: {"auth": token}}})
+
+
+def local_argv(profile: HostProfile, *, executor: str, job: dict[str, Any], context: Path,
+               containerfile: Path, destination: str, cache_repo: str, registry: str, termination_log: Path,
+               name: str, labels: dict[str, str], docker_config_file: Path | None = None,
+               wheelhouse: Path | None = None) -> list[str]:
+    """podman running the executor as the Job would: the manifest's args (rewritable ones set), its
+    securityContext as podman expresses it, and the termination-log file kubelet would provide."""
+    sec = kanikojob.security(job)
+    loopback = registry if commands.registry_is_local(registry) else None
+    args = kanikojob.local_args(job, context=CONTEXT_MOUNT, dockerfile=CONTAINERFILE_MOUNT,
+                                destination=destination, cache_repo=cache_repo, loopback_registry=loopback)
+    if wheelhouse is not None:  # local-only, as for buildah: the wheelhouse keys the layer cache
+        args.append(f"--build-arg=WHEELHOUSE={wheelhouse.name}")
+    volumes = [f"{context.resolve()}:{CONTEXT_MOUNT}:ro", f"{containerfile.resolve()}:{CONTAINERFILE_MOUNT}:ro",
+               f"{termination_log}:/dev/termination-log"]
+    if wheelhouse is not None:
+        volumes.append(f"{wheelhouse}:{WHEELS_MOUNT}:ro")
+    elif CA_BUNDLE.exists():
+        volumes.append(f"{CA_BUNDLE}:{CA_MOUNT}:ro")
+    if docker_config_file is not None:
+        volumes.append(f"{docker_config_file}:{DOCKER_CONFIG_MOUNT}:ro")
+    return commands.podman_run(
+        profile, executor, name=name, remove=True, network="host" if loopback else None, user=sec.user,
+        cap_drop_all=sec.drop_all, cap_add=sec.cap_add, no_new_privileges=sec.no_new_privileges,
+        privileged=sec.privileged, volumes=volumes, labels=labels, command=args)
+
+
+def build_local(profile: HostProfile, *, executor: str, context: Path, containerfile: Path, destination: str,
+                cache_repo: str, registry: str, work_dir: Path, labels: dict[str, str],
+                creds: str | None = None, authfile: Path | None = None, wheelhouse: Path | None = None,
+                run_id: str | None = None) -> KanikoBuild:
+    job = kanikojob.load()
+    run_id = run_id or secrets.token_hex(4)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    termination_log = work_dir / f"kaniko-{run_id}.termination-log"
+    termination_log.write_text("")
+    config_file = None
+    if creds:
+        config_file = work_dir / f"kaniko-{run_id}.docker-config.json"
+        fd = os.open(config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(docker_config(registry, creds))
+    elif authfile:
+        config_file = authfile
+    argv = local_argv(profile, executor=executor, job=job, context=context, containerfile=containerfile,
+                      destination=destination, cache_repo=cache_repo, registry=registry,
+                      termination_log=termination_log, name=f"imagepipe-kaniko-{run_id}", labels=labels,
+                      docker_config_file=config_file, wheelhouse=wheelhouse)
+    t0 = time.monotonic()
+    timer = buildsteps.StepTimer("kaniko")
+    try:
+        result = runner.run(argv, stage="build", timeout=3600, what="kaniko executor", on_line=timer.line)
+        digest = termination_log.read_text().strip()
+    except ToolFailed as e:
+        raise explain_failure(e, registry=registry, context=context) from None
+    finally:
+        termination_log.unlink(missing_ok=True)
+        if creds and config_file is not None:
+            config_file.unlink(missing_ok=True)
+    if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+        raise PipelineError(f"kaniko finished but wrote no digest to its termination log (got {digest[:80]!r})",
+                            stage="build", detail=result.stdout + result.stderr)
+    return KanikoBuild(digest, destination, time.monotonic() - t0, timer.finish())
+
+
+def explain_failure(e: ToolFailed, *, registry: str, context: Path) -> PipelineError:
+    """kaniko's failures, as one line naming the problem and the fix."""
+    out = e.output
+    explained = pip_failure(out, context)
+    if explained:
+        return explained
+    if re.search(r"UNAUTHORIZED|authentication required|401 Unauthorized|denied", out, re.I):
+        return PipelineError(f"the registry {registry} refused kaniko's credentials: pass --creds USER:PASSWORD "
+                             "or --authfile", stage="build", detail=out)
+    line = next((ln for ln in reversed(out.splitlines()) if "error" in ln.lower()), e.message)
+    line = ANSI.sub("", line).strip()[:300]
+    return PipelineError(f"kaniko failed: {line}", stage="build", detail=out)
+
+
+def seed_mirror(profile: HostProfile, registry: str) -> str:
+    """kaniko pulls its base from a registry, never from local storage: the local python:3.11-slim (the
+    official image or the offline stand-in) goes to the loopback registry, which kaniko uses as its mirror
+    of docker.io."""
+    dest = f"{registry}/{base.BASE_REF.split('/', 1)[1]}"
+    runner.run(commands.skopeo_copy_from_storage(base.BASE_REF, dest), stage="build", timeout=600,
+               what="seeding the registry mirror with the base image")
+    return dest

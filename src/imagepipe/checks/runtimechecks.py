@@ -1,0 +1,153 @@
+"""verify's runtime checks: the image run as a container, the service asked over HTTP, podman asked about
+the container. Each takes the running Verifier (`v`)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from typing import TYPE_CHECKING
+
+import requests
+
+from imagepipe import commands
+from imagepipe.checks.types import FRONTEND, Check
+
+if TYPE_CHECKING:
+    from imagepipe.checks.verifier import Verifier
+
+
+def size(v: Verifier) -> Check:
+    mb = v.size / 1e6
+    return Check("size", mb < v.opt.max_size_mb, round(mb, 1), v.opt.max_size_mb,
+                 f"{mb:.1f} MB uncompressed (limit {v.opt.max_size_mb:g} MB)")
+
+def user(v: Verifier) -> Check:
+    out = v.sh(commands.podman_run(v.profile, v.image, remove=True, labels=v.opt.labels,
+                                      command=["sh", "-c", "whoami; id -u"])).stdout.split()
+    configured = v.config.get("User", "")
+    ok = out[:2] == ["appuser", "1001"] and configured not in ("", "root", "0")
+    return Check("user", ok, " ".join(out[:2]), "appuser 1001",
+                 f"whoami/id -u in the container: {' '.join(out[:2]) or '?'}; image USER {configured or '(unset)'}")
+
+def port(v: Verifier) -> Check:
+    exposed = sorted((v.config.get("ExposedPorts") or {}).keys())
+    answered = v.get("/health").status_code == 200
+    ok = "8000/tcp" in exposed and answered
+    return Check("port", ok, exposed, "8000/tcp",
+                 f"EXPOSE {', '.join(exposed) or 'nothing'}; published as 127.0.0.1:{v.port} -> 8000, "
+                 f"{'answers' if answered else 'does not answer'}")
+
+def health_endpoint(v: Verifier) -> Check:
+    response = v.get("/health")
+    body = response.text
+    ok = response.status_code == 200 and response.json() == {"status": "healthy"}
+    return Check("health-endpoint", ok, f"{response.status_code} {body}", '200 {"status":"healthy"}',
+                 f"GET /health -> {response.status_code} {body[:80]}")
+
+def docs(v: Verifier) -> Check:
+    docs, spec = v.get("/docs"), v.get("/openapi.json")
+    ok = docs.status_code == 200 and spec.status_code == 200 and "paths" in spec.json()
+    return Check("docs", ok, [docs.status_code, spec.status_code], [200, 200],
+                 f"GET /docs -> {docs.status_code}, GET /openapi.json -> {spec.status_code}")
+
+def database(v: Verifier) -> Check:
+    deadline = time.monotonic() + 30
+    logs = ""
+    while time.monotonic() < deadline:
+        logs = v.logs()
+        if "database connection OK" in logs:
+            break
+        time.sleep(0.2)
+    connected = "database connection OK" in logs
+    ready = v.get("/ready")
+    psql = v.podman("exec", v.name, "psql", v.dsn, "-tAc", "SELECT 1", ok=(0, 1, 2))
+    psql_ok = psql.code == 0 and psql.stdout.strip() == "1"
+    # One write and read through the API proves the pool, the schema and the auth path together.
+    token = v.token("usr_verify")
+    headers = {"Authorization": f"Bearer {token}"}
+    created = v.http.post(f"{v.base}/api/usr_verify/tasks", json={"title": "verify"}, headers=headers,
+                             timeout=5)
+    listed = v.get("/api/usr_verify/tasks", headers=headers)
+    api_ok = created.status_code == 201 and listed.status_code == 200 and len(listed.json()) >= 1
+    ok = connected and ready.status_code == 200 and psql_ok and api_ok
+    detail = (f"log 'database connection OK': {'yes' if connected else 'no'}; /ready {ready.status_code}; "
+              f"psql in image: {'ok' if psql_ok else (psql.stderr or psql.stdout).strip()[:120]}; "
+              f"API write/read: {created.status_code}/{listed.status_code}")
+    return Check("database", ok, {"ready": ready.status_code, "psql": psql_ok, "api": api_ok}, "all ok", detail)
+
+def env(v: Verifier) -> Check:
+    logs = v.logs()
+    line = next((ln for ln in logs.splitlines() if "settings loaded:" in ln), "")
+    expected = ["DATABASE_URL=<set>", "BETTER_AUTH_SECRET=<set>", "OPENAI_API_KEY=<set>",
+                "AGENT_MODEL=gpt-4o", f"FRONTEND_URL={FRONTEND}"]
+    missing = [e for e in expected if e not in line]
+    leaked = [k for k, v in v.secrets.items() if v in logs]
+    preflight = v.http.options(f"{v.base}/api/usr_verify/tasks", timeout=5, headers={
+        "Origin": FRONTEND, "Access-Control-Request-Method": "GET"})
+    cors_ok = preflight.headers.get("access-control-allow-origin") == FRONTEND
+    ok = not missing and not leaked and cors_ok
+    detail = ("settings as passed, AGENT_MODEL default applied, CORS allows FRONTEND_URL, no secret in logs"
+              if ok else f"missing in settings log: {missing}; secrets in logs: {leaked}; CORS ok: {cors_ok}")
+    return Check("env", ok, {"missing": missing, "leaked": leaked, "cors": cors_ok}, "none missing/leaked", detail)
+
+def latency(v: Verifier) -> Check:
+    samples = []
+    session = requests.Session()  # its own: it runs in a worker thread beside the other checks
+    for _ in range(v.opt.latency_requests):
+        t = time.perf_counter()
+        r = session.get(v.base + "/health", timeout=v.opt.latency_limit_s * 5)
+        samples.append(time.perf_counter() - t)
+        if r.status_code != 200:
+            return Check("health-latency", False, None, v.opt.latency_limit_s, f"/health answered {r.status_code}")
+    p99 = statistics.quantiles(samples, n=100)[98]
+    p50 = statistics.median(samples)
+    return Check("health-latency", p99 < v.opt.latency_limit_s, round(p99 * 1000, 2),
+                 v.opt.latency_limit_s * 1000,
+                 f"p99 {p99 * 1000:.1f} ms, p50 {p50 * 1000:.1f} ms over {len(samples)} requests (limit "
+                 f"{v.opt.latency_limit_s * 1000:g} ms)")
+
+def start_idle(v: Verifier) -> float:
+    """The not-serving container health-status needs, started as verify begins so that its start period
+    passes while the other checks run; returns when it started."""
+    v.sh(commands.podman_run(v.profile, v.image, name=v.idle_name, detach=True, labels=v.opt.labels,
+                             entrypoint="", command=["python", "-c", "import time; time.sleep(600)"]))
+    return time.monotonic()
+
+
+def health_status(v: Verifier) -> Check:
+    hc = v.config.get("Healthcheck") or {}
+    test = hc.get("Test") or []
+    if not test or test[0] == "NONE":
+        return Check("health-status", False, None, "healthy", "the image has no HEALTHCHECK")
+    retries = int(hc.get("Retries") or 3)
+    start_period = (hc.get("StartPeriod") or 0) / 1e9
+    # podman schedules checks with systemd timers; without systemd we drive them: one run on the
+    # serving container must give healthy ...
+    run = v.podman("healthcheck", "run", v.name, ok=(0, 1))
+    status = v.podman("inspect", "--format", "{{.State.Health.Status}}", v.name).stdout.strip()
+    healthy = run.code == 0 and status == "healthy"
+    # ... and on a container where nothing listens, `retries` failures after the start period must
+    # give unhealthy (runs back to back: the interval only spaces real-life checks).
+    idle_started = v.idle_started.result()
+    time.sleep(max(0.0, idle_started + start_period + 0.5 - time.monotonic()))
+    for _ in range(retries):
+        v.podman("healthcheck", "run", v.idle_name, ok=(0, 1))
+    idle_status = v.podman("inspect", "--format", "{{.State.Health.Status}}", v.idle_name).stdout.strip()
+    ok = healthy and idle_status == "unhealthy"
+    return Check("health-status", ok, {"serving": status, "not-serving": idle_status},
+                 {"serving": "healthy", "not-serving": "unhealthy"},
+                 f"serving container: {status}; nothing listening after {retries} runs: {idle_status} "
+                 f"(start period {start_period:g} s, retries {retries})")
+
+
+def hardened(v: Verifier) -> Check:
+    out = v.podman("inspect", "--format", "{{.HostConfig.ReadonlyRootfs}}|{{json .EffectiveCaps}}",
+                      v.name).stdout.strip()
+    read_only, _, caps = out.partition("|")
+    caps_list = json.loads(caps or "null") or []
+    serving = v.get("/health").status_code == 200
+    ok = read_only == "true" and not caps_list and serving
+    return Check("hardened", ok, {"read_only": read_only == "true", "caps": caps_list}, "read-only, no caps",
+                 f"served with a read-only root (tmpfs /tmp) and no capabilities: "
+                 f"{'yes' if ok else f'read-only {read_only}, caps {caps_list}, serving {serving}'}")

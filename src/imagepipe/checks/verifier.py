@@ -1,0 +1,284 @@
+"""Stage `verify`: pull the pushed image by digest, run it with podman and prove the contract, check by check.
+
+The checks live by family: staticchecks.py (the image's tree, config and history), runtimechecks.py (the
+running container), prodchecks.py (the production paths: TLS database, JWKS, chat, MCP). This module runs
+them: independent work goes to worker threads (the tree pass, the not-serving container, the user check,
+the TLS and MCP probes) while the service starts and answers in the main thread. See README "What each
+check proves".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from imagepipe import cancel, commands, runner
+from imagepipe.checks import prodchecks, runtimechecks, staticchecks
+from imagepipe.checks.types import (  # noqa: F401 - re-exported: the stage, report and tests import them here
+    CHECK_IDS,
+    CONTAINER_HOST,
+    FRONTEND,
+    RUNTIME_CHECKS,
+    Check,
+    VerifyOptions,
+    VerifyResult,
+    mint_hs256,
+)
+from imagepipe.errors import PipelineError, ToolFailed
+from imagepipe.hostenv import HostProfile
+from imagepipe.services import containernet, postgres, standins, tlscerts
+from imagepipe.services.postgres import free_port
+
+log = logging.getLogger("imagepipe.checks.verifier")
+CheckFn = Callable[[], Check]
+
+
+class Verifier:
+    def __init__(self, profile: HostProfile, image: str, options: VerifyOptions) -> None:
+        self.profile, self.image, self.opt = profile, image, options
+        tag = secrets.token_hex(4)
+        self.name = f"imagepipe-verify-{tag}"
+        self.idle_name = f"imagepipe-verify-idle-{tag}"
+        self.port = free_port()
+        self.secrets = {
+            "BETTER_AUTH_SECRET": secrets.token_urlsafe(32),
+            "OPENAI_API_KEY": "sk-verify-" + secrets.token_urlsafe(24),
+        }
+        self.result = VerifyResult(image=image)
+        self.config: dict[str, Any] = {}
+        self.size = 0
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.http = requests.Session()
+        self.dsn = ""
+        self.tls: tlscerts.ServerTLS | None = None  # the throw-away database's CA and certificate
+        self.openai: standins.FakeOpenAI | None = None  # served on the container gateway during the run
+        self.jwks: standins.Jwks | None = None
+        self.jwks_user = "usr_verify_jwks"
+        self.jwks_first: tuple[int, float] = (0, 0.0)
+        self.idle_started: Future[float] = Future()
+        self.database: Future[postgres.TempPostgres] | None = None  # the throw-away one, starting
+        self.pool = ThreadPoolExecutor(max_workers=6, thread_name_prefix="verify")
+        self.t0 = time.monotonic()
+
+    # --- helpers -----------------------------------------------------------------------------------
+
+    def token(self, user: str) -> str:
+        return mint_hs256(self.secrets["BETTER_AUTH_SECRET"], user)
+
+    def dsn_with(self, **params: str) -> str:
+        """The database URL with these query parameters set (others kept)."""
+        base, _, query = self.dsn.partition("?")
+        pairs = dict(p.split("=", 1) for p in query.split("&") if "=" in p)
+        pairs.update(params)
+        return base + "?" + "&".join(f"{k}={v}" for k, v in pairs.items())
+
+    def sh(self, argv: list[str], ok: tuple[int, ...] = (0,), timeout: float = 120) -> runner.Result:
+        return runner.run(argv, stage="verify", ok_codes=ok, timeout=timeout)
+
+    def podman(self, *args: str, ok: tuple[int, ...] = (0,), timeout: float = 120) -> runner.Result:
+        return self.sh(commands.podman(self.profile, *args), ok=ok, timeout=timeout)
+
+    def get(self, path: str, **kw: Any) -> requests.Response:
+        return self.http.get(self.base + path, timeout=kw.pop("timeout", 5), **kw)
+
+    def logs(self, name: str | None = None) -> str:
+        out = self.podman("logs", name or self.name, ok=(0, 125))
+        return out.stdout + out.stderr
+
+    def mark(self, what: str) -> None:
+        """Where the time goes (--verbose): the run's phases with their offsets."""
+        log.debug("verify at +%.2f s: %s", time.monotonic() - self.t0, what)
+
+    def add(self, check: Check) -> Check:
+        self.result.checks.append(check)
+        mark = "ok  " if check.passed else "FAIL"
+        log.info("  %s %-16s %s (%.1f s)", mark, check.id, check.detail, check.seconds)
+        return check
+
+    def guard(self, check_id: str, fn: CheckFn) -> Check:
+        """A check that raises is a failed check with the reason, not a crashed stage; timed."""
+        t0 = time.monotonic()
+        try:
+            check = fn()
+        except (PipelineError, requests.RequestException, OSError, ValueError, KeyError) as e:
+            message = e.message if isinstance(e, PipelineError) else f"{type(e).__name__}: {e}"
+            check = Check(check_id, False, detail=message)
+        check.seconds = check.seconds or round(time.monotonic() - t0, 2)
+        if not check.passed and check_id in RUNTIME_CHECKS:
+            check.detail += self.death_note()
+        return check
+
+    def guarded(self, check_id: str, fn: CheckFn) -> None:
+        self.add(self.guard(check_id, fn))
+
+    def background(self, check_id: str, fn: CheckFn) -> Future[Check]:
+        return self.pool.submit(self.guard, check_id, fn)
+
+    def death_note(self) -> str:
+        """When the service container is gone, say so and show the tail of its log."""
+        state = self.podman("inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", self.name,
+                            ok=(0, 125)).stdout.split()
+        if state and state[0] == "running":
+            return ""
+        status = " ".join(state) or "missing"
+        return f"; the container is not running ({status}); log tail:\n{runner.tail(self.logs(), 15)}"
+
+    # --- the run -----------------------------------------------------------------------------------
+
+    def run(self) -> VerifyResult:
+        started = self.t0 = time.monotonic()
+        try:
+            self.podman("pull", "-q", *commands.tls_flag(self.image), self.image, timeout=600)
+        except ToolFailed as e:
+            raise PipelineError(f"cannot pull {self.image}: {e.message}", stage="verify", detail=e.detail) from None
+        inspect = json.loads(self.podman("image", "inspect", self.image).stdout)[0]
+        self.config = dict(inspect.get("Config") or {})
+        # podman reports the health check next to Config, not inside it
+        self.config.setdefault("Healthcheck", inspect.get("Healthcheck") or inspect.get("HealthCheck"))
+        self.size = int(inspect.get("Size") or 0)
+        interrupted = False
+        self.mark("pulled and inspected")
+        try:
+            static = self.pool.submit(staticchecks.run, self.profile, self.image, config=self.config,
+                                      secrets=self.secrets, state_dir=self.opt.state_dir)
+            self.idle_started = self.pool.submit(runtimechecks.start_idle, self)
+            user = self.background("user", lambda: runtimechecks.user(self))
+            self.guarded("size", lambda: runtimechecks.size(self))
+            self.with_services()
+            self.mark("service checks done, its container and database removed")
+            self.add(user.result())
+            for check in self.static_results(static):
+                self.add(check)
+            self.mark("static checks collected")
+        except cancel.Interrupted:
+            interrupted = True
+            raise
+        finally:
+            # On a cancel, the workers are not waited for (the run's cleanup removes their containers).
+            self.pool.shutdown(wait=not interrupted, cancel_futures=True)
+            if not self.opt.keep:
+                self.podman("rm", "-f", "-t", "0", self.idle_name, ok=(0, 1, 125))
+        order = {cid: i for i, cid in enumerate(CHECK_IDS)}
+        self.result.checks.sort(key=lambda c: order.get(c.id, 99))
+        self.result.seconds = time.monotonic() - started
+        return self.result
+
+    def static_results(self, static: Future[list[Check]]) -> list[Check]:
+        try:
+            return static.result()
+        except (PipelineError, OSError, ValueError) as e:
+            message = e.message if isinstance(e, PipelineError) else f"{type(e).__name__}: {e}"
+            return [Check(cid, False, detail=f"reading the image failed: {message}") for cid in staticchecks.IDS]
+
+    def with_services(self) -> None:
+        """The throw-away database and the stand-ins around the service's run, stopped whatever happens."""
+        pg = None
+        database: Future[postgres.TempPostgres] | None = None
+        try:
+            gateway, subnet = containernet.bridge(self.profile, self.image, labels=self.opt.labels)
+            # The stand-ins listen on the gateway: the container reaches them as host.containers.internal.
+            self.openai, self.jwks = standins.FakeOpenAI(host=gateway), standins.Jwks(host=gateway)
+            self.jwks.add("k1")
+            if self.opt.database_url:
+                self.dsn = self.opt.database_url
+            else:
+                self.tls = tlscerts.make(Path(tempfile.mkdtemp(prefix="imagepipe-tls-")),
+                                         hosts=[CONTAINER_HOST, "localhost"], ips=["127.0.0.1", gateway])
+                pg = postgres.for_containers(gateway, subnet, tls=self.tls)
+                # Its address and password are known before it runs: the database starts beside the service,
+                # which retries until it can connect (as it would with a slow Neon wake-up).
+                database = self.database = self.pool.submit(pg.start)
+                # As Neon hands it out: TLS required, SCRAM with channel binding.
+                self.dsn = pg.dsn(host=CONTAINER_HOST, sslmode="require", channel_binding="require")
+            self.mark("bridge up, stand-ins and certificates ready")
+            self.serve_and_check()
+        finally:
+            cancel.unwinding()
+            if not self.opt.keep:
+                self.podman("rm", "-f", "-t", "0", self.name, ok=(0, 1, 125))
+            if database is not None:
+                # a start still under way ends first (a cancel cuts it short at its next step); then stop()
+                # removes whatever it got to
+                with contextlib.suppress(BaseException):
+                    database.result(timeout=60)
+            if pg is not None:
+                pg.stop()
+            for server in (self.openai, self.jwks):
+                if server is not None:
+                    server.stop()
+            if self.tls is not None:
+                shutil.rmtree(self.tls.ca.parent, ignore_errors=True)
+
+    def serve_and_check(self) -> None:
+        assert self.openai is not None and self.jwks is not None
+        env = {"DATABASE_URL": self.dsn, "FRONTEND_URL": FRONTEND, **self.secrets,
+               "OPENAI_BASE_URL": f"http://{CONTAINER_HOST}:{self.openai.port}/v1",
+               "BETTER_AUTH_JWKS_URL": f"http://{CONTAINER_HOST}:{self.jwks.port}/api/auth/jwks",
+               "BETTER_AUTH_JWKS_COOLDOWN_SECONDS": str(prodchecks.JWKS_COOLDOWN_S)}
+        t0 = time.monotonic()
+        side: list[Future[Check]] = []
+        try:
+            # Hardened as production should run it: read-only root, a tmpfs /tmp, no capabilities.
+            self.sh(commands.podman_run(self.profile, self.image, name=self.name, detach=True, env=env,
+                                        labels=self.opt.labels, publish=[f"127.0.0.1:{self.port}:8000"],
+                                        read_only=True, tmpfs=["/tmp"], cap_drop_all=True))  # noqa: S108
+            self.wait_for_health(t0)
+            self.mark("service answers /health")
+            if self.database is not None:
+                self.database.result()  # a database that could not start fails the runtime checks, saying why
+            try:
+                self.jwks_first = prodchecks.jwks_warm_up(self)
+            except requests.RequestException:
+                self.jwks_first = (0, time.monotonic())  # auth-jwks reports it
+            # Independent of the HTTP checks below: their own containers or connections.
+            side += [self.background("database-tls", lambda: prodchecks.check_database_tls(self)),
+                    self.background("mcp", lambda: prodchecks.check_mcp(self)),
+                    self.background("health-latency", lambda: runtimechecks.latency(self))]
+            for check_id, fn in (("port", runtimechecks.port), ("health-endpoint", runtimechecks.health_endpoint),
+                                 ("docs", runtimechecks.docs), ("database", runtimechecks.database),
+                                 ("env", runtimechecks.env), ("hardened", runtimechecks.hardened),
+                                 ("chat", prodchecks.check_chat), ("health-status", runtimechecks.health_status),
+                                 ("auth-jwks", prodchecks.check_auth_jwks)):
+                self.guarded(check_id, lambda fn=fn: fn(self))
+            self.mark("main-thread checks done")
+            for future in side:
+                self.add(future.result())
+            self.mark("side checks done")
+        except PipelineError as e:
+            for future in side:  # what the workers found stands
+                self.add(future.result())
+            note = self.death_note() or f"; log tail:\n{runner.tail(self.logs(), 15)}"
+            if not any(c.id == "database-tls" for c in self.result.checks):
+                # runs in fresh containers: names a broken TLS stack even when the service never came up
+                self.guarded("database-tls", lambda: prodchecks.check_database_tls(self))
+            for cid in RUNTIME_CHECKS:
+                if not any(c.id == cid for c in self.result.checks):
+                    self.add(Check(cid, False, detail=f"{e.message}{note}"))
+
+    def wait_for_health(self, t0: float) -> float:
+        deadline = t0 + self.opt.startup_limit_s
+        while time.monotonic() < deadline:
+            try:
+                if self.get("/health", timeout=1).status_code == 200:
+                    elapsed = time.monotonic() - t0
+                    self.add(Check("startup-time", True, round(elapsed, 2), self.opt.startup_limit_s,
+                                   f"first 200 on /health {elapsed:.2f} s after `podman run`", round(elapsed, 2)))
+                    return elapsed
+            except requests.RequestException:
+                pass
+            state = self.podman("inspect", "--format", "{{.State.Status}}", self.name, ok=(0, 125)).stdout.strip()
+            if state in ("exited", "stopped", "dead"):
+                raise PipelineError(f"the container exited during start-up (state {state})", stage="verify")
+            time.sleep(0.05)
+        raise PipelineError(f"no 200 from /health within {self.opt.startup_limit_s:g} s", stage="verify")

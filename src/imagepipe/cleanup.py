@@ -1,0 +1,45 @@
+"""Removing what a run started: its containers (by label), buildah's working containers (by name), and
+what a killed run on the same state directory left behind (its marker names it)."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from pathlib import Path
+
+from imagepipe import cancel, commands, hostenv, runner
+from imagepipe.errors import ToolFailed
+
+
+def remove_run_containers(profile: hostenv.HostProfile, run_id: str) -> int:
+    """Every container of this run, whatever state it is in: podman's by their label (verify, bench, kaniko),
+    buildah's working containers (mounted images) by their name."""
+    removed = 0
+    if shutil.which("buildah") is not None:
+        # bounded: a build killed mid-step can hold buildah's storage lock for a moment; clean-up goes on
+        with contextlib.suppress(ToolFailed):
+            names = runner.run(commands.buildah_containers(), ok_codes=(0, 1, 125), timeout=10).stdout
+            ours = [n for n in names.split() if n.startswith(f"imagepipe-{run_id}-")]
+            if ours:
+                runner.run(["buildah", "rm", *ours], ok_codes=(0, 1, 125), timeout=20)
+                removed += len(ours)
+    if shutil.which("podman") is None:
+        return removed
+    hostenv.ensure_mount_namespace(profile)
+    ids = runner.run(commands.podman(profile, "ps", "-a", "-q", "--filter", f"label={cancel.LABEL}={run_id}"),
+                     ok_codes=(0, 125), timeout=30).stdout.split()
+    if ids:
+        runner.run(commands.podman(profile, "rm", "-f", "-t", "0", *ids), ok_codes=(0, 1, 125), timeout=60)
+    return removed + len(ids)
+
+
+def clean_leftovers(profile: hostenv.HostProfile, state_dir: Path, run: cancel.Run) -> None:
+    """What a killed run on this state directory left behind (its marker names it): removed before we start."""
+    for marker in cancel.leftovers(state_dir, own=run.id):
+        containers = remove_run_containers(profile, marker["id"])
+        databases = sum(cancel.kill_postgres(Path(d)) for d in marker.get("postgres", []))
+        for leftover in (state_dir / "kaniko").glob(f"kaniko-{marker['id']}.*"):
+            leftover.unlink(missing_ok=True)  # its termination log, or a docker config holding credentials
+        Path(marker["_marker"]).unlink(missing_ok=True)
+        print(f"    cleaned up after interrupted run {marker['id']}: {containers} container(s), "
+              f"{databases} throw-away PostgreSQL")

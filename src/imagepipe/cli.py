@@ -1,0 +1,188 @@
+"""Command line: `python build/pipeline.py [STAGE] [options]`; without a stage, all of them in order."""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import importlib
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from imagepipe import cancel, cleanup, exitcodes, hostenv, refs, report, runner, stagetable
+from imagepipe.context import Context
+from imagepipe.errors import PipelineError, UsageError
+from imagepipe.paths import ROOT
+from imagepipe.services import registry
+from imagepipe.stages.verify import Verified
+
+log = logging.getLogger("imagepipe")
+
+EMBEDDED = "embedded"
+
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python build/pipeline.py",
+        description="Build the backend image with buildah, push it, verify it with podman, promote it.",
+    )
+    p.add_argument("stage", nargs="?", default="all",
+                   choices=stagetable.CHOICES,
+                   help="run one stage (default: all in order); `registry` manages the embedded registry; "
+                        "`test` provisions the host and runs the test suite")
+    p.add_argument("target", nargs="*", help="verify: the image to verify; registry: start|stop|status; "
+                                             "test: arguments passed to pytest")
+    p.add_argument("--registry", default=EMBEDDED,
+                   help="registry HOST[:PORT] to push to, used as given; `embedded` (the default) starts "
+                        "Debian's docker-registry on 127.0.0.1:--embedded-port")
+    p.add_argument("--embedded-port", type=int, default=registry.DEFAULT_PORT,
+                   help="port of the embedded registry on loopback (default: %(default)s)")
+    p.add_argument("--builder", choices=("buildah", "kaniko"), default="buildah",
+                   help="buildah (local image, then push) or kaniko (the executor image in podman, or the "
+                        "Job of ci/kaniko.yaml with --kube-context); default: %(default)s")
+    p.add_argument("--kaniko-image", help="the kaniko executor image (default: the one pinned in ci/kaniko.yaml)")
+    p.add_argument("--kube-context", help="build with kaniko as the Job of ci/kaniko.yaml in this cluster "
+                                          "context (kubeconfig), then verify and promote here")
+    p.add_argument("--kube-namespace", default="default", help="namespace of the Job (default: %(default)s)")
+    p.add_argument("--signing-key", help="GPG fingerprint in your keyring to sign with (default: the pipeline's "
+                                         "own key, generated once into the state directory)")
+    p.add_argument("--lookaside", help="URL where consumers read signatures (default: the signature server on "
+                                       "127.0.0.1:--sigserver-port, serving <state>/sigstore/lookaside)")
+    p.add_argument("--sigserver-port", type=int, default=5080, help="port of the signature server (loopback)")
+    p.add_argument("--public-key", type=Path, help="attest verify / trust: the signer's public key (default: the "
+                                                   "pipeline key's, <state>/signing/pipeline-key.pub)")
+    p.add_argument("--install", action="store_true", help="trust: install the policy system-wide")
+    p.add_argument("--repo", default="todo-backend", help="repository name in the registry (default: %(default)s)")
+    p.add_argument("--tag", action="append", default=[], help="extra tag to promote besides latest (repeatable)")
+    p.add_argument("--creds", help="USER:PASSWORD for the registry (default: the usual auth file)")
+    p.add_argument("--authfile", type=Path, help="registry auth file (default: containers' usual auth.json)")
+    p.add_argument("--containerfile", type=Path, default=ROOT / "build/Containerfile")
+    p.add_argument("--context", type=Path, default=ROOT / "backend", help="build context (default: backend/)")
+    p.add_argument("--base-image", help="use this image as python:3.11-slim (tagged locally under that name)")
+    p.add_argument("--rebuild-base", action="store_true", help="rebuild the offline base stand-in")
+    p.add_argument("--offline", action="store_true",
+                   help="install Python packages from a host-side wheelhouse (built once, then no network)")
+    p.add_argument("--max-size", type=float, default=150.0, help="size limit in MB (default: %(default)s)")
+    p.add_argument("--database-url", help="verify against this database (as the container sees it) instead of "
+                                          "a throw-away PostgreSQL")
+    p.add_argument("--no-provision", action="store_true", help="skip the provision stage")
+    p.add_argument("--report", type=Path, help="write the JSON report here")
+    p.add_argument("--junit", type=Path, help="write JUnit XML here")
+    p.add_argument("--keep", action="store_true", help="keep the verify containers for debugging")
+    p.add_argument("--state-dir", type=Path, default=Path(os.environ.get("IMAGEPIPE_STATE", ROOT / ".state")))
+    p.add_argument("--json", action="store_true", help="bench: print the figures as JSON")
+    p.add_argument("--bench-runs", type=int, default=3, help="bench: start-up runs to take the median of")
+    p.add_argument("-v", "--verbose", action="store_true", help="stream the tools' output; tracebacks on errors")
+    return p.parse_args(argv)
+
+
+def validate(args: argparse.Namespace) -> None:
+    if not refs.is_repository(args.repo):
+        raise UsageError(f"invalid repository name {args.repo!r}: use lowercase letters, digits and . _ - / "
+                         "(e.g. --repo todo-backend)")
+    for tag in args.tag:
+        if not refs.is_tag(tag):
+            raise UsageError(f"invalid tag {tag!r}: up to 128 of A-Z a-z 0-9 _ . - , not starting with . or -")
+    args.embedded = args.registry == EMBEDDED
+    if args.embedded:
+        if not 0 < args.embedded_port < 65536:
+            raise UsageError(f"invalid --embedded-port {args.embedded_port}: give a TCP port (1-65535)")
+        args.registry = f"{registry.LOOPBACK}:{args.embedded_port}"
+    elif not refs.is_registry(args.registry):
+        raise UsageError(f"invalid registry {args.registry!r}: give HOST or HOST:PORT (e.g. 127.0.0.1:5000), "
+                         "or `embedded`")
+    if args.kube_context:
+        args.builder = "kaniko"
+    if args.max_size <= 0:
+        raise UsageError("--max-size must be a positive number of MB")
+    if args.creds is not None and ":" not in args.creds:
+        raise UsageError("--creds must be USER:PASSWORD")
+
+
+@contextmanager
+def state_lock(state_dir: Path) -> Iterator[None]:
+    """One pipeline at a time per state directory (registry data, wheelhouse, reports)."""
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(state_dir / "pipeline.lock", "w")  # noqa: SIM115 - held for the whole run
+    except OSError as e:
+        raise UsageError(f"cannot use the state directory {state_dir}: {e.strerror} (fix its permissions or "
+                         "free disk space, or pass --state-dir)") from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another pipeline run to finish (lock {state_dir / 'pipeline.lock'})", file=sys.stderr)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        handle.close()
+
+
+def dispatch(ctx: Context) -> int:
+    """`all`, one stage, or a verb: the stage table decides."""
+    name = ctx.args.stage
+    if name in stagetable.BY_NAME:
+        value = stagetable.run_one(ctx, name)
+        if isinstance(value, Verified):
+            report.finish(ctx, value.result)
+            return exitcodes.OK if value.result.passed else exitcodes.CHECKS_FAILED
+        return exitcodes.OK
+    if name != "all":
+        verb = importlib.import_module(f"imagepipe.verbs.{stagetable.verb(name).module}")
+        return int(verb.run(ctx))
+    verified = stagetable.run_all(ctx)
+    report.finish(ctx, verified.result)
+    if not verified.result.passed:
+        print(f"verification failed: latest was not moved ({ctx.args.registry}/{ctx.args.repo}:latest is unchanged)")
+        return exitcodes.CHECKS_FAILED
+    return exitcodes.OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    # Progress (logging included) goes to stdout; stderr carries only the error line and its detail.
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="    %(message)s",
+                        stream=sys.stdout)
+    for noisy in ("urllib3", "sh", "pyinfra"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    runner.VERBOSE = args.verbose
+    cancel.install()
+    try:
+        validate(args)
+        if args.stage == "test":  # before any lock: the suite runs pipelines of its own
+            from imagepipe.verbs.test import run_tests
+
+            return run_tests(args)
+        ctx = Context(args=args, profile=hostenv.detect(), state_dir=args.state_dir.resolve())
+        # The lock is taken first and released last: the run's cleanup (containers, databases, marker) runs
+        # while no other run can start on this state directory.
+        with state_lock(ctx.state_dir), cancel.running(cancel.Run(ctx.state_dir)) as run:
+            ctx.run_id = run.id
+            run.callback(lambda: cleanup.remove_run_containers(ctx.profile, run.id))
+            cleanup.clean_leftovers(ctx.profile, ctx.state_dir, run)
+            return dispatch(ctx)
+    except cancel.Interrupted as e:
+        cancel.acknowledge()
+        print(f"interrupted by {e.name} during the {stagetable.CURRENT[0]} stage: its tools were stopped and what it "
+              "started was removed; no tag was moved", file=sys.stderr)
+        cancel.exit_now(e.exit_code)
+        return e.exit_code  # not reached
+    except PipelineError as e:
+        where = f"[{e.stage}] " if e.stage else ""
+        print(f"error: {where}{e.message}", file=sys.stderr)
+        if e.detail:
+            print("    " + "\n    ".join(e.detail.splitlines()[-runner.TAIL_LINES:]), file=sys.stderr)
+        if args.verbose:
+            traceback.print_exc()
+        return stagetable.exit_code(e)
+    except Exception as e:  # the outer edge: one line, the traceback only on request
+        print(f"internal error: {type(e).__name__}: {e} (re-run with --verbose for the traceback)", file=sys.stderr)
+        if args.verbose:
+            traceback.print_exc()
+        return exitcodes.INTERNAL

@@ -1,0 +1,216 @@
+"""Pure argv builders for buildah, podman, skopeo and friends: no I/O, unit-tested without binaries."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from imagepipe.hostenv import NS_FILE, HostProfile
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+
+
+def registry_is_local(ref_or_host: str) -> bool:
+    host = ref_or_host.split("/", 1)[0]
+    return host.rsplit(":", 1)[0] in LOOPBACK_HOSTS or host in LOOPBACK_HOSTS
+
+
+def tls_flag(ref: str, *, name: str = "--tls-verify") -> list[str]:
+    """Loopback registries speak plain HTTP; everything else keeps TLS verification on."""
+    return [f"{name}=false"] if registry_is_local(ref) else []
+
+
+def buildah_bud(
+    profile: HostProfile,
+    *,
+    containerfile: Path,
+    context: Path,
+    tags: Sequence[str],
+    layers: bool = True,
+    ca_bundle: Path | None = None,
+    wheelhouse: Path | None = None,
+    timestamp: int | None = None,
+    build_args: dict[str, str] | None = None,
+    target: str | None = None,
+    pull: str = "never",
+    no_cache: bool = False,
+) -> list[str]:
+    # docker format: OCI has no HEALTHCHECK field; --force-rm: intermediate containers go even when the build
+    # fails or is cancelled
+    argv = ["buildah", "bud", "--format", "docker", "--force-rm"]
+    if no_cache:
+        argv.append("--no-cache")
+    if profile.hybrid_cgroups:
+        argv += ["--isolation", "chroot"]  # OCI isolation needs crun, which refuses hybrid cgroups
+    argv += [f"--layers={'true' if layers else 'false'}", f"--pull={pull}"]
+    if ca_bundle is not None:
+        argv += ["-v", f"{ca_bundle}:/run/host-ca.crt:ro"]
+    if wheelhouse is not None:
+        argv += ["-v", f"{wheelhouse}:/run/wheels:ro"]
+    if timestamp is not None:
+        argv += ["--timestamp", str(timestamp)]
+    for key, value in (build_args or {}).items():
+        argv += ["--build-arg", f"{key}={value}"]
+    if target:
+        argv += ["--target", target]
+    for tag in tags:
+        argv += ["-t", tag]
+    argv += ["-f", str(containerfile), str(context)]
+    return argv
+
+
+def buildah_push(image: str, dest: str, *, digestfile: Path, creds: str | None = None,
+                 authfile: Path | None = None) -> list[str]:
+    argv = ["buildah", "push", *tls_flag(dest), "--digestfile", str(digestfile)]
+    if creds:
+        argv += ["--creds", creds]
+    if authfile:
+        argv += ["--authfile", str(authfile)]
+    return [*argv, image, f"docker://{dest}"]
+
+
+def podman(profile: HostProfile, *args: str) -> list[str]:
+    """podman, entering the prepared mount namespace on hybrid-cgroup hosts."""
+    if profile.needs_mount_namespace:
+        return ["nsenter", f"--mount={NS_FILE}", "--", "podman", *args]
+    return ["podman", *args]
+
+
+def podman_run(
+    profile: HostProfile,
+    image: str,
+    *,
+    name: str | None = None,
+    detach: bool = False,
+    remove: bool = False,
+    env: dict[str, str] | None = None,
+    publish: Sequence[str] = (),
+    network: str | None = None,
+    user: str | None = None,
+    entrypoint: str | None = None,
+    read_only: bool = False,
+    tmpfs: Sequence[str] = (),
+    cap_drop_all: bool = False,
+    cap_add: Sequence[str] = (),
+    no_new_privileges: bool = False,
+    privileged: bool = False,
+    volumes: Sequence[str] = (),
+    labels: dict[str, str] | None = None,
+    add_hosts: Sequence[str] = (),
+    command: Sequence[str] = (),
+) -> list[str]:
+    args = ["run"]
+    if detach:
+        args.append("-d")
+    if remove:
+        args.append("--rm")
+    if name:
+        args += ["--name", name]
+    if profile.hybrid_cgroups:
+        args.append("--cgroups=disabled")
+    # Explicit limits well below this process's hard limits (podman's defaults are higher). Capped at
+    # 16384: crun refused nproc 65536 on a host reporting a hard limit of 96365.
+    if profile.nofile_hard < 1048576 or profile.nproc_hard < 4194304:
+        nofile, nproc = min(profile.nofile_hard, 16384), min(profile.nproc_hard, 16384)
+        args += ["--ulimit", f"nofile={nofile}:{nofile}", "--ulimit", f"nproc={nproc}:{nproc}"]
+    for key, value in (env or {}).items():
+        args += ["-e", f"{key}={value}"]
+    for mapping in publish:
+        args += ["-p", mapping]
+    if network:
+        args += ["--network", network]
+    for host in add_hosts:
+        args += ["--add-host", host]
+    if user:
+        args += ["--user", user]
+    if entrypoint is not None:
+        args += ["--entrypoint", entrypoint]
+    if read_only:
+        args.append("--read-only")
+    for mount in tmpfs:
+        args += ["--tmpfs", mount]
+    if cap_drop_all:
+        args += ["--cap-drop", "ALL"]
+    for cap in cap_add:
+        args += ["--cap-add", cap]
+    if no_new_privileges:
+        args += ["--security-opt", "no-new-privileges"]
+    if privileged:
+        args.append("--privileged")
+    for volume in volumes:
+        args += ["-v", volume]
+    for key, value in (labels or {}).items():
+        args += ["--label", f"{key}={value}"]
+    return podman(profile, *args, image, *command)
+
+
+def podman_pull(profile: HostProfile, ref: str) -> list[str]:
+    return podman(profile, "pull", "-q", *tls_flag(ref), ref)
+
+
+def skopeo_inspect(ref: str, *, raw: bool = False, config: bool = False, creds: str | None = None) -> list[str]:
+    argv = ["skopeo", "inspect", *tls_flag(ref)]
+    if raw:
+        argv.append("--raw")
+    if config:
+        argv.append("--config")
+    if creds:
+        argv += ["--creds", creds]
+    return [*argv, f"docker://{ref}"]
+
+
+def skopeo_copy(src: str, dest: str, *, creds: str | None = None, sign_by: str | None = None,
+                registries_d: Path | None = None) -> list[str]:
+    """Registry-side retag: copies the manifest by digest, blobs are already there; with `sign_by`, a simple
+    signing signature of the destination is written to the lookaside store that `registries_d` names."""
+    argv = ["skopeo"]
+    if registries_d is not None:
+        argv += ["--registries.d", str(registries_d)]
+    argv += ["copy", "--preserve-digests", *tls_flag(src, name="--src-tls-verify"),
+             *tls_flag(dest, name="--dest-tls-verify")]
+    if sign_by:
+        argv += ["--sign-by", sign_by]
+    if creds:
+        argv += ["--src-creds", creds, "--dest-creds", creds]
+    return [*argv, f"docker://{src}", f"docker://{dest}"]
+
+
+def registry_config(*, addr: str, root: Path) -> str:
+    """Config of Debian's docker-registry (distribution 2.8) for the embedded registry."""
+    return (
+        "version: 0.1\n"
+        "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\n"
+        f"http:\n  addr: {addr}\n"
+    )
+
+
+def skopeo_copy_from_storage(image: str, dest: str) -> list[str]:
+    """A local image (containers-storage) into a registry, e.g. the base for kaniko's registry mirror."""
+    return ["skopeo", "copy", "-q", *tls_flag(dest, name="--dest-tls-verify"), f"containers-storage:{image}",
+            f"docker://{dest}"]
+
+
+def lighttpd_config(*, addr: str, root: Path, pidfile: Path) -> str:
+    """Debian's lighttpd serving the signature lookaside store read-only (static files, no listing)."""
+    host, _, port = addr.rpartition(":")
+    return (
+        f'server.document-root = "{root}"\n'
+        f'server.bind = "{host}"\n'
+        f"server.port = {port}\n"
+        f'server.pid-file = "{pidfile}"\n'
+        'server.modules = ( "mod_staticfile" )\n'
+        'mimetype.assign = ( "" => "application/octet-stream" )\n'
+        'dir-listing.activate = "disable"\n'
+        # no stat cache: a replaced signature file is served at once, never a stale copy
+        'server.stat-cache-engine = "disable"\n'
+    )
+
+
+def buildah_containers() -> list[str]:
+    """buildah's working containers, one name per line."""
+    return ["buildah", "containers", "--format", "{{.ContainerName}}"]
+
+
+def buildah_version() -> list[str]:
+    return ["buildah", "--version"]

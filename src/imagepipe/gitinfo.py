@@ -1,0 +1,80 @@
+"""What git says about the tree being built: the tag an image gets, the time builds are stamped with, and
+where the source lives (for the cluster's Job and for provenance)."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+
+from imagepipe import runner
+from imagepipe.errors import PipelineError, UsageError
+from imagepipe.paths import ROOT
+
+
+def _git(*args: str, ok_codes: tuple[int, ...] = (0,)) -> str:
+    return runner.run(["git", "-C", str(ROOT), *args], ok_codes=ok_codes).stdout.strip()
+
+
+def content_hash(args: argparse.Namespace) -> str:
+    """Hash of the Containerfile and the context's files (what the build reads), for tags of dirty trees."""
+    h = hashlib.sha256(args.containerfile.read_bytes())
+    for path in sorted(args.context.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and not path.name.endswith(".pyc"):
+            h.update(str(path.relative_to(args.context)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:10]
+
+
+def commit_time() -> int | None:
+    """SOURCE_DATE_EPOCH, else the commit's time: fixed image and file timestamps make builds reproducible."""
+    if os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():
+        return int(os.environ["SOURCE_DATE_EPOCH"])
+    try:
+        return int(_git("log", "-1", "--format=%ct"))
+    except (PipelineError, ValueError):
+        return None
+
+
+def git_tag(args: argparse.Namespace) -> str:
+    """The git short SHA; a tree that differs from the commit (or lives outside it) adds a content hash, so
+    a tag never names two different images."""
+    try:
+        sha = _git("rev-parse", "--short=12", "HEAD")
+    except PipelineError:
+        return f"nogit-{content_hash(args)}"
+    inside = args.context.resolve().is_relative_to(ROOT) and args.containerfile.resolve().is_relative_to(ROOT)
+    dirty = _git("status", "--porcelain", "--", str(args.context.resolve()),
+                 str(args.containerfile.resolve())) if inside else "outside"
+    return f"{sha}-dirty-{content_hash(args)}" if dirty else sha
+
+
+def is_commit_tag(tag: str) -> bool:
+    """A tag that names a commit exactly (not a dirty tree, not a tree without git)."""
+    return "-dirty-" not in tag and not tag.startswith("nogit-")
+
+
+def remote() -> str:
+    """origin's URL, or "" when there is none."""
+    return _git("remote", "get-url", "origin", ok_codes=(0, 2, 128))
+
+
+def job_source() -> tuple[str, str]:
+    """The repository and branch the cluster's Job clones (it builds what was pushed, not this tree)."""
+    try:
+        url, ref = remote(), _git("rev-parse", "--abbrev-ref", "HEAD")
+    except PipelineError:
+        url = ""
+    if not url:
+        raise UsageError("--kube-context builds from git: give this repository a remote `origin` the cluster "
+                         "can clone, and push the branch")
+    return url, ref
+
+
+def provenance_source() -> tuple[str, str]:
+    """(where the source lives, the commit) for provenance; a tree without git is named by its path."""
+    try:
+        commit = _git("rev-parse", "HEAD")
+    except PipelineError:
+        return f"file://{ROOT}", "none"
+    url = remote()
+    return (f"git+{url}" if url else f"git+file://{ROOT}"), commit

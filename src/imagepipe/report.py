@@ -1,0 +1,88 @@
+"""The report: a table on the terminal, JSON (--report) and JUnit XML (--junit)."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+from imagepipe.checks.types import VerifyResult
+from imagepipe.context import Context
+
+
+def as_dict(result: VerifyResult, *, builder: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "passed": result.passed,
+        "image": result.image,
+        "builder": builder,
+        "verify_seconds": round(result.seconds, 2),
+        "checks": [{"id": c.id, "passed": c.passed, "value": c.value, "limit": c.limit, "detail": c.detail,
+                    "seconds": c.seconds} for c in result.checks],
+        **(extra or {}),
+    }
+
+
+def table(result: VerifyResult) -> str:
+    rows = [("check", "result", "value", "limit")]
+    for c in result.checks:
+        rows.append((c.id, "pass" if c.passed else "FAIL", _short(c.value), _short(c.limit)))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    failed = [c for c in result.checks if not c.passed]
+    for c in failed:
+        lines.append(f"  {c.id}: {c.detail}")
+    verdict = "PASSED" if result.passed else f"FAILED ({len(failed)} of {len(result.checks)} checks)"
+    lines.append(f"{verdict}: {result.image} (verify {result.seconds:.1f} s)")
+    return "\n".join(lines)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def junit(result: VerifyResult, *, builder: str) -> str:
+    failures = sum(not c.passed for c in result.checks)
+    suite = ET.Element("testsuite", name=f"imagepipe.checks.verifier.{builder}", tests=str(len(result.checks)),
+                       failures=str(failures), errors="0", time=f"{result.seconds:.2f}")
+    ET.SubElement(ET.SubElement(suite, "properties"), "property", name="image", value=result.image)
+    for c in result.checks:
+        case = ET.SubElement(suite, "testcase", classname=f"contract.{builder}", name=c.id, time=f"{c.seconds:.2f}")
+        if not c.passed:
+            failure = ET.SubElement(case, "failure", message=c.detail[:500])
+            failure.text = f"value={_short(c.value, 2000)} limit={_short(c.limit, 2000)}\n{c.detail}"
+        else:
+            ET.SubElement(case, "system-out").text = c.detail
+    return ET.tostring(suite, encoding="unicode", xml_declaration=True)
+
+
+def write_junit(path: Path, result: VerifyResult, *, builder: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(junit(result, builder=builder) + "\n")
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    if value is None:
+        return "-"
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def finish(ctx: Context, result: VerifyResult) -> None:
+    """The table on the terminal; the JSON report and JUnit XML where asked for."""
+    print()
+    print(table(result))
+    builder = ctx.args.builder
+    extra: dict[str, Any] = {"timings": {k: round(v, 2) for k, v in ctx.timings.items()}}
+    if "build" in ctx.timings:
+        extra["build_seconds"] = round(ctx.timings["build"], 2)
+    if ctx.build_steps:
+        extra["build_steps"] = [s.as_dict() for s in ctx.build_steps]
+    extra.update(ctx.published)
+    if ctx.args.report:
+        write_json(ctx.args.report, as_dict(result, builder=builder, extra=extra))
+    if ctx.args.junit:
+        write_junit(ctx.args.junit, result, builder=builder)

@@ -1,0 +1,75 @@
+"""The embedded registry (Debian's docker-registry on loopback, own data directory) and registry probes."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from pathlib import Path
+
+import requests
+
+from imagepipe import commands, runner
+from imagepipe.errors import PipelineError
+
+log = logging.getLogger("imagepipe.services.registry")
+
+LOOPBACK = "127.0.0.1"  # the embedded registry binds here only: nothing off this machine reaches it
+DEFAULT_PORT = 5000
+DEFAULT_ADDR = f"{LOOPBACK}:{DEFAULT_PORT}"
+
+
+class EmbeddedRegistry:
+    def __init__(self, state_dir: Path, addr: str = DEFAULT_ADDR) -> None:
+        self.dir = state_dir / "registry"
+        self.addr = addr
+        self.config = self.dir / "config.yml"
+        self.pidfile = self.dir / "registry.pid"
+        self.logfile = self.dir / "registry.log"
+
+    def pid(self) -> int | None:
+        return runner.service_pid(self.pidfile)
+
+    def ensure_running(self) -> str:
+        """Start it unless it already answers; returns 'running' or 'started'."""
+        state = probe(self.addr)
+        if state == "registry":
+            return "running"
+        if state == "other":
+            raise PipelineError(
+                f"port {self.addr} is taken by something that is not a registry: free it, or pass "
+                "--registry HOST:PORT to use another registry", stage="registry")
+        (self.dir / "data").mkdir(parents=True, exist_ok=True)
+        self.config.write_text(commands.registry_config(addr=self.addr, root=self.dir / "data"))
+        pid = runner.spawn(["docker-registry", "serve", str(self.config)], log_path=self.logfile)
+        self.pidfile.write_text(f"{pid}\n")
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if probe(self.addr) == "registry":
+                log.info("embedded registry started on %s (data: %s, pid %d)", self.addr, self.dir / "data", pid)
+                return "started"
+            time.sleep(0.1)
+        raise PipelineError(f"the embedded registry did not start on {self.addr}: see {self.logfile}",
+                            stage="registry")
+
+    def stop(self) -> bool:
+        return runner.stop_service(self.pidfile)
+
+
+def probe(addr: str, *, timeout: float = 2.0) -> str:
+    """'registry' (answers the v2 API), 'other' (something listens), or 'down'."""
+    scheme = "http" if commands.registry_is_local(addr) else "https"
+    try:
+        response = requests.get(f"{scheme}://{addr}/v2/", timeout=timeout)
+    except requests.ConnectionError:
+        host, _, port = addr.rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+                return "other"
+        except (OSError, ValueError):
+            return "down"
+    except requests.RequestException:
+        return "other"
+    if "Docker-Distribution-API-Version" in response.headers or response.status_code in (200, 401):
+        return "registry"
+    return "other"

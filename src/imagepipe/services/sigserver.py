@@ -1,0 +1,56 @@
+"""The signature server: Debian's lighttpd serving the lookaside store over HTTP next to the embedded
+registry, so any consumer of the registry can fetch signatures. Loopback only; started on first use and
+left running, like the registry."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import requests
+
+from imagepipe import commands, runner
+from imagepipe.errors import PipelineError
+
+log = logging.getLogger("imagepipe.services.sigserver")
+
+
+class SignatureServer:
+    def __init__(self, state_dir: Path, addr: str) -> None:
+        self.dir = state_dir / "sigstore"
+        self.store = self.dir / "lookaside"
+        self.addr = addr
+        self.config = self.dir / "lighttpd.conf"
+        self.pidfile = self.dir / "lighttpd.pid"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.addr}"
+
+    def answers(self) -> bool:
+        try:
+            return requests.get(self.url + "/", timeout=2).status_code in (200, 403, 404)
+        except requests.RequestException:
+            return False
+
+    def pid(self) -> int | None:
+        return runner.service_pid(self.pidfile)
+
+    def ensure_running(self) -> str:
+        self.store.mkdir(parents=True, exist_ok=True)
+        if self.pid() and self.answers():
+            return "running"
+        self.config.write_text(commands.lighttpd_config(addr=self.addr, root=self.store, pidfile=self.pidfile))
+        runner.run(["lighttpd", "-f", str(self.config)], stage="promote", what="starting the signature server")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.answers():
+                log.info("signature server on %s (lighttpd, serving %s)", self.url, self.store)
+                return "started"
+            time.sleep(0.1)
+        raise PipelineError(f"the signature server did not start on {self.addr}: free the port or pass "
+                            "--sigserver-port", stage="promote")
+
+    def stop(self) -> bool:
+        return runner.stop_service(self.pidfile)

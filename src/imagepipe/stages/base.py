@@ -1,0 +1,181 @@
+"""Stage `base`: make sure `python:3.11-slim` (the Containerfile's literal FROM) resolves locally.
+
+Order: an image already present; `--base-image REF` (pulled if needed, then tagged under that name); a pull
+from docker.io; and when no registry is reachable (as on machines without internet registries) a faithful
+stand-in built offline from the Debian archive: bookworm + its security suite, Debian's python3.11 and
+venv, the C headers the official image ships, slim-style path excludes. Labelled so nobody mistakes it
+for the official image.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from imagepipe import commands, hostenv, runner
+from imagepipe.context import Context
+from imagepipe.errors import PipelineError, ToolFailed
+from imagepipe.hostenv import HostProfile
+
+log = logging.getLogger("imagepipe.stages.base")
+
+BASE_REF = "docker.io/library/python:3.11-slim"
+STANDIN_LABEL = "io.imagepipe.standin"
+# Bumped whenever the recipe changes: an older stand-in found locally is rebuilt.
+STANDIN_VERSION = "2"
+MIRROR = os.environ.get("IMAGEPIPE_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+SECURITY_MIRROR = os.environ.get("IMAGEPIPE_DEBIAN_SECURITY_MIRROR", "http://deb.debian.org/debian-security")
+
+DPKG_EXCLUDES = """\
+# As Debian's slim images: no docs (but copyrights), man pages or translations.
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/groff/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+path-exclude /usr/share/lintian/*
+path-exclude /usr/share/linda/*
+"""
+SOURCES = f"""\
+Types: deb
+URIs: {MIRROR}
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: {SECURITY_MIRROR}
+Suites: bookworm-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+"""
+RUNTIME_PACKAGES = ["python3.11", "python3.11-venv", "python3-pip", "ca-certificates", "netbase", "tzdata"]
+
+
+def image_exists(profile: HostProfile, ref: str) -> bool:
+    return runner.run(commands.podman(profile, "image", "exists", ref), ok_codes=(0, 1)).code == 0
+
+
+def standin_version(profile: HostProfile, ref: str = BASE_REF) -> str | None:
+    """The stand-in recipe version of a local image, or None when it is not our stand-in."""
+    out = runner.run(commands.podman(profile, "image", "inspect", "--format",
+                                     f'{{{{index .Labels "{STANDIN_LABEL}"}}}}', ref), ok_codes=(0, 125))
+    value = out.stdout.strip()
+    return None if value in ("", "<no value>") else value
+
+
+def ensure_base(profile: HostProfile, *, state_dir: Path, override: str | None = None, rebuild: bool = False) -> str:
+    """Returns a one-line description of what python:3.11-slim now is."""
+    if override:
+        if not image_exists(profile, override):
+            try:
+                runner.run(commands.podman_pull(profile, override), stage="base", what=f"pulling {override}")
+            except ToolFailed as e:
+                raise PipelineError(f"base image {override} cannot be pulled: {e.message} "
+                                    "(check the reference, or omit --base-image to use the stand-in)",
+                                    stage="base") from None
+        runner.run(commands.podman(profile, "tag", override, BASE_REF), stage="base")
+        return f"{override} tagged as {BASE_REF}"
+    if image_exists(profile, BASE_REF) and not rebuild:
+        version = standin_version(profile)
+        if version is None:
+            return f"{BASE_REF} present"
+        if version == STANDIN_VERSION:
+            return f"{BASE_REF} present (offline stand-in v{version})"
+        log.info("the local stand-in is recipe v%s, current is v%s: rebuilding", version, STANDIN_VERSION)
+        rebuild = True
+    if not rebuild:
+        try:
+            runner.run(commands.podman_pull(profile, BASE_REF), stage="base", timeout=300, what="pulling the base")
+            return f"{BASE_REF} pulled"
+        except ToolFailed as e:
+            log.info("cannot pull %s (%s); building the offline stand-in", BASE_REF, e.message)
+    build_standin(profile, state_dir=state_dir)
+    return f"{BASE_REF} built as an offline stand-in from Debian bookworm"
+
+
+def build_standin(profile: HostProfile, *, state_dir: Path) -> None:
+    work = Path(tempfile.mkdtemp(prefix="standin-", dir=state_dir))
+    root = work / "rootfs"
+    try:
+        runner.run(["debootstrap", "--variant=minbase", "bookworm", str(root), MIRROR], stage="base",
+                   timeout=1200, what="debootstrap")
+        (root / "etc/dpkg/dpkg.cfg.d/slim-excludes").write_text(DPKG_EXCLUDES)
+        (root / "etc/apt/sources.list").unlink(missing_ok=True)
+        (root / "etc/apt/sources.list.d/debian.sources").write_text(SOURCES)
+        chroot = ["chroot", str(root)]
+        env = {"DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C"}
+        runner.run([*chroot, "apt-get", "update"], stage="base", env=env, timeout=600, what="apt-get update")
+        runner.run([*chroot, "apt-get", "-y", "upgrade"], stage="base", env=env, timeout=900,
+                   what="apt-get upgrade (security suite)")
+        runner.run([*chroot, "apt-get", "install", "-y", "--no-install-recommends", *RUNTIME_PACKAGES],
+                   stage="base", env=env, timeout=900, what="installing python3.11")
+        _add_headers(root, env)
+        # As the official image: `pip` on PATH and no PEP 668 marker, so `pip install` works as root
+        # (Debian's pip then installs into /usr/local, like the official image's).
+        (root / "usr/lib/python3.11/EXTERNALLY-MANAGED").unlink(missing_ok=True)
+        for link in ("python", "python3"):
+            target = root / "usr/bin" / link
+            target.unlink(missing_ok=True)
+            target.symlink_to("python3.11")
+        runner.run([*chroot, "apt-get", "clean"], stage="base", env=env)
+        for sub in ("var/lib/apt/lists", "var/cache/apt", "var/log", "tmp", "usr/share/man", "usr/share/info",
+                    "usr/share/locale"):
+            _empty_dir(root / sub)
+        for path in (root / "usr/share/doc").rglob("*"):
+            if path.is_file() and path.name != "copyright":
+                path.unlink()
+        tarball = work / "rootfs.tar"
+        runner.run(["tar", "--numeric-owner", "-C", str(root), "-cf", str(tarball), "."], stage="base")
+        changes = [
+            "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "ENV LANG=C.UTF-8",
+            'CMD ["python3"]',
+            f'LABEL {STANDIN_LABEL}="{STANDIN_VERSION}"',
+            'LABEL org.opencontainers.image.description="STAND-IN for python:3.11-slim, built offline from '
+            'Debian bookworm with Debian python3.11; not the official image"',
+        ]
+        argv = ["import"]
+        for change in changes:
+            argv += ["--change", change]
+        runner.run(commands.podman(profile, *argv, str(tarball), BASE_REF), stage="base", timeout=600,
+                   what="importing the stand-in")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _add_headers(root: Path, env: dict[str, str]) -> None:
+    """Python's C headers, as the official image has them, without the 60 MB static library of -dev."""
+    debs = root / "tmp/debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    runner.run(["chroot", str(root), "sh", "-c", "cd /tmp/debs && apt-get download libpython3.11-dev"],
+               stage="base", env=env, what="downloading Python headers")
+    deb = next(debs.glob("libpython3.11-dev_*.deb"))
+    extract = root / "tmp/hdr"
+    runner.run(["dpkg-deb", "-x", str(deb), str(extract)], stage="base")
+    for sub in ("usr/include/python3.11", "usr/include/x86_64-linux-gnu/python3.11"):
+        dest = root / sub
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(extract / sub, dest, dirs_exist_ok=True)
+    shutil.rmtree(debs)
+    shutil.rmtree(extract)
+
+
+def _empty_dir(path: Path) -> None:
+    if path.is_dir():
+        for child in path.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+
+
+def run(ctx: Context, _: None = None) -> None:
+    """The stage: the base image resolves locally (present, --base-image, pulled, or the stand-in)."""
+    hostenv.ensure_mount_namespace(ctx.profile)
+    a = ctx.args
+    print(f"    {ensure_base(ctx.profile, state_dir=ctx.state_dir, override=a.base_image, rebuild=a.rebuild_base)}")

@@ -1,0 +1,154 @@
+"""Stage `build`: the image built from the Containerfile, by buildah (a local image, pushed next), or by
+kaniko (which pushes as it builds: in podman here, or as ci/kaniko.yaml's Job in a cluster)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from imagepipe import commands, gitinfo, hostenv, runner
+from imagepipe.builders import buildsteps, kaniko, kanikojob, kubejob, reproducible, wheels
+from imagepipe.context import Context, write_state
+from imagepipe.errors import PipelineError, ToolFailed, UsageError, pip_failure
+from imagepipe.refs import BuildFacts, BuiltImage, ImageRef, PushedImage
+from imagepipe.stages.push import ensure_registry
+
+CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def check_context(args: argparse.Namespace) -> None:
+    ctx, cf = args.context, args.containerfile
+    if not cf.is_file():
+        raise UsageError(f"Containerfile not found: {cf} (pass --containerfile PATH)")
+    if not ctx.is_dir():
+        raise UsageError(f"build context not found: {ctx} (pass --context DIR, normally backend/)")
+    missing = [d for d in ("app", "agents", "mcp") if not (ctx / d).is_dir()]
+    if missing:
+        raise UsageError(f"build context {ctx} lacks {', '.join(d + '/' for d in missing)}: the image must "
+                         "contain app/, agents/ and mcp/ (contract FR-009)")
+    if not (ctx / "requirements.txt").is_file():
+        raise UsageError(f"{ctx}/requirements.txt is missing: the builder installs dependencies from it")
+
+
+def local_image(args: argparse.Namespace) -> ImageRef:
+    """The local name the build stage gives this tree's image."""
+    return ImageRef("localhost", args.repo, gitinfo.git_tag(args))
+
+
+def build_argv(profile: hostenv.HostProfile, *, containerfile: Path, context: Path, image: str,
+               wheelhouse: Path | None, no_cache: bool = False) -> list[str]:
+    """How this project runs buildah (the build stage and the benchmark alike)."""
+    return commands.buildah_bud(
+        profile, containerfile=containerfile, context=context, tags=[image],
+        # Offline builds get no CA bundle: pip could not reach PyPI even if it tried, which proves the
+        # wheelhouse alone served the Python packages.
+        ca_bundle=CA_BUNDLE if CA_BUNDLE.exists() and wheelhouse is None else None,
+        wheelhouse=wheelhouse,
+        build_args={"WHEELHOUSE": wheelhouse.name} if wheelhouse else None,
+        timestamp=gitinfo.commit_time(),
+        no_cache=no_cache,
+    )
+
+
+def run(ctx: Context, _: None = None) -> BuiltImage | PushedImage:
+    """The stage, for the chosen builder."""
+    if ctx.args.builder == "buildah":
+        return buildah(ctx)
+    if ctx.args.kube_context:
+        return cluster(ctx)
+    return kaniko_local(ctx)
+
+
+def describe(ctx: Context) -> str:
+    a = ctx.args
+    if a.builder == "buildah":
+        return "buildah bud"
+    return f"kaniko Job in {a.kube_context}" if a.kube_context else f"kaniko executor (podman), pushing to {a.registry}"
+
+
+def buildah(ctx: Context) -> BuiltImage:
+    check_context(ctx.args)
+    hostenv.ensure_mount_namespace(ctx.profile)
+    image = local_image(ctx.args)
+    house = wheels.wheelhouse(ctx.args.context / "requirements.txt", ctx.state_dir) if ctx.args.offline else None
+    argv = build_argv(ctx.profile, containerfile=ctx.args.containerfile, context=ctx.args.context, image=str(image),
+                      wheelhouse=house)
+    timer = buildsteps.StepTimer("buildah")
+    started = time.time()
+    version = runner.run(commands.buildah_version()).stdout.split()[2]
+    try:
+        runner.run(argv, stage="build", timeout=3600, what="buildah bud", on_line=timer.line)
+    except ToolFailed as e:
+        explained = pip_failure(e.output, ctx.args.context)
+        if explained:
+            raise explained from None
+        raise
+    if gitinfo.is_commit_tag(image.tag or ""):
+        # A commit's build gets a content-only config, so two clean builds of it share one digest. Dirty
+        # trees skip this (1-2 s): their digest names no commit anyway, and edit-build loops want speed.
+        reproducible.rewrite(str(image), work_dir=ctx.state_dir)
+    facts = BuildFacts("buildah", version, tuple(timer.finish()), started, time.time())
+    ctx.build_steps = facts.steps
+    print(buildsteps.render(list(facts.steps)))
+    print(f"    built {image}")
+    return BuiltImage(image, facts)
+
+
+def kaniko_local(ctx: Context) -> PushedImage:
+    """kaniko builds and pushes in one go (it has no local image store); the digest comes from its
+    termination log, as in the cluster."""
+    check_context(ctx.args)
+    hostenv.ensure_mount_namespace(ctx.profile)
+    a = ctx.args
+    try:
+        ensure_registry(ctx)
+    except PipelineError as e:
+        e.stage = "build"
+        raise
+    executor = kaniko.executor_image(ctx.profile, a.kaniko_image)
+    if commands.registry_is_local(a.registry):
+        kaniko.seed_mirror(ctx.profile, a.registry)
+    tag = f"{gitinfo.git_tag(a)}-kaniko"
+    house = wheels.wheelhouse(a.context / "requirements.txt", ctx.state_dir) if a.offline else None
+    started = time.time()
+    build = kaniko.build_local(
+        ctx.profile, executor=executor, context=a.context, containerfile=a.containerfile,
+        destination=f"{a.registry}/{a.repo}:{tag}", cache_repo=f"{a.registry}/{a.repo}/cache",
+        registry=a.registry, work_dir=ctx.state_dir / "kaniko", labels=ctx.labels, creds=a.creds,
+        authfile=a.authfile, wheelhouse=house, run_id=ctx.run_id)
+    facts = BuildFacts("kaniko", version_of(executor), tuple(build.steps), started, time.time())
+    pushed = PushedImage(ImageRef(a.registry, a.repo, digest=build.digest), tag, facts)
+    ctx.build_steps = facts.steps
+    print(buildsteps.render(build.steps))
+    write_state(ctx.state_dir / "last-push.json", {"tag": build.destination, "image": str(pushed), "builder": "kaniko"})
+    print(f"    kaniko ({executor}) pushed {build.destination}\n    digest {build.digest}")
+    return pushed
+
+
+def cluster(ctx: Context) -> PushedImage:
+    """ci/kaniko.yaml's Job in the --kube-context cluster; it clones the pushed branch and pushes the image."""
+    a = ctx.args
+    if commands.registry_is_local(a.registry):
+        raise UsageError(f"--kube-context pushes from the cluster: give a --registry it can reach ({a.registry} "
+                         "is this machine's loopback)")
+    url, ref = gitinfo.job_source()
+    tag = f"{gitinfo.git_tag(a)}-kaniko"
+    job = kanikojob.load()
+    args = kanikojob.rewrite(kanikojob.executor_args(job), {
+        "--destination": f"{a.registry}/{a.repo}:{tag}", "--cache-repo": f"{a.registry}/{a.repo}/cache"})
+    body = kanikojob.job_for(job, name=f"todo-backend-kaniko-{ctx.run_id}", args=args, git_url=url, git_ref=ref,
+                             labels=ctx.labels)
+    started = time.time()
+    digest = kubejob.run_job(a.kube_context, a.kube_namespace, body, on_log=lambda line: print(f"    | {line}"))
+    facts = BuildFacts("kaniko", version_of(kanikojob.executor_image(job)), (), started, time.time())
+    print(f"    the Job pushed {a.registry}/{a.repo}:{tag}\n    digest {digest}")
+    return PushedImage(ImageRef(a.registry, a.repo, digest=digest), tag, facts)
+
+
+def version_of(executor: str) -> str:
+    """The executor's version, as its image's tag says."""
+    try:
+        return ImageRef.parse(executor).tag or "unknown"
+    except UsageError:
+        return "unknown"

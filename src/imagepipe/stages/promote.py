@@ -1,0 +1,112 @@
+"""Stage `promote`: only after verify passed. Every tag it writes points at the verified digest and is
+signed; the SBOM and provenance are attached to the digest and signed. A cancel puts moved tags back."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from imagepipe import cancel, commands, gitinfo, runner
+from imagepipe.checks import imagefs
+from imagepipe.context import Context
+from imagepipe.errors import PipelineError
+from imagepipe.paths import ROOT
+from imagepipe.refs import BuildFacts, PushedImage
+from imagepipe.services.sigserver import SignatureServer
+from imagepipe.stages import base
+from imagepipe.stages.verify import Verified
+from imagepipe.supplychain import attest, inventory, provenance, referrers, sbom, signing
+
+
+def signing_setup(ctx: Context) -> tuple[signing.SigningKey, Path, str, Path]:
+    """(key, lookaside staging directory, lookaside URL consumers read, registries.d for skopeo)."""
+    a = ctx.args
+    key = signing.user_key(a.signing_key, ctx.state_dir) if a.signing_key else signing.pipeline_key(ctx.state_dir)
+    server = SignatureServer(ctx.state_dir, f"127.0.0.1:{a.sigserver_port}")
+    if a.lookaside:
+        server.store.mkdir(parents=True, exist_ok=True)
+        lookaside = a.lookaside.rstrip("/")  # the user publishes the staging directory there
+    else:
+        server.ensure_running()
+        lookaside = server.url
+    scope = f"{a.registry}/{a.repo}"
+    regd = signing.registries_d(ctx.state_dir / "sigstore" / "registries.d", scope=scope, staging=server.store,
+                                lookaside=lookaside)
+    return key, server.store, lookaside, regd
+
+
+def run(ctx: Context, verified: Verified) -> list[str]:
+    """The stage: every tag moved to the verified digest and signed; SBOM and provenance attached."""
+    if not verified.result.passed:  # never reached from main(); a guard against future callers
+        raise PipelineError("refusing to promote an image that failed verification", stage="promote")
+    image = verified.image
+    digest = image.digest
+    key, staging, lookaside, regd = signing_setup(ctx)
+    published = attest.Published(signer=key.fingerprint, lookaside=lookaside)
+    promoted: list[tuple[str, str | None]] = []  # (tag ref, the digest it named before)
+    try:
+        for tag in ["latest", *ctx.args.tag]:
+            dest = str(image.ref.with_tag(tag))
+            before = tag_digest(dest, ctx.args.creds)
+            promoted.append((dest, before))
+            signing.sign_tag(str(image), dest, key=key, registries=regd, creds=ctx.args.creds)
+            got = tag_digest(dest, ctx.args.creds)
+            if got != digest:
+                raise PipelineError(f"{dest} points at {got} after promotion, expected {digest}", stage="promote")
+            published.signed_tags.append(dest)
+            print(f"    {dest} -> {digest} (signed by {key.fingerprint[-16:]})")
+        signed = staging / f"{ctx.args.repo}@{digest.replace(':', '=')}"
+        published.signatures = {f.name: "sha256:" + hashlib.sha256(f.read_bytes()).hexdigest()
+                                for f in sorted(signed.glob("signature-*"))}
+        published.digest = digest
+        attach(ctx, image, key, staging, published)
+    except cancel.Interrupted:
+        # A cancelled promotion moves no tag: each one already moved goes back to what it named.
+        for dest, before in promoted:
+            if before is not None and tag_digest(dest, ctx.args.creds) != before:
+                runner.run(commands.skopeo_copy(str(image.ref.with_digest(before)), dest, creds=ctx.args.creds), timeout=120,
+                           ok_codes=(0, 1))
+        raise
+    ctx.published = published.report()
+    return [dest for dest, _ in promoted]
+
+
+def attach(ctx: Context, image: PushedImage, key: signing.SigningKey, staging: Path,
+           published: attest.Published) -> None:
+    """SBOM and provenance as signed OCI artifacts whose subject is the digest."""
+    a = ctx.args
+    repo_ref, digest = image.ref.name, image.digest
+    facts = image.facts or BuildFacts(a.builder)
+    with imagefs.mounted(str(image)) as root:
+        debs, dists = inventory.debian_packages(root), inventory.python_dists(root)
+    base_digest = base_image_digest(ctx)
+    bom = sbom.build(image=repo_ref, digest=digest, base_ref=base.BASE_REF, base_digest=base_digest,
+                     debs=debs, dists=dists)
+    source, commit = gitinfo.provenance_source()
+    requirements = {str(p.relative_to(ROOT) if p.is_relative_to(ROOT) else p): hashlib.sha256(p.read_bytes()).hexdigest()
+                    for p in (a.context / "requirements.txt", a.context / "requirements.in") if p.is_file()}
+    described = provenance.BuildFacts(
+        image=repo_ref, digest=digest, containerfile=str(a.containerfile), context=str(a.context),
+        source_uri=source, commit=commit, builder=facts.builder, builder_version=facts.builder_version,
+        base_ref=base.BASE_REF, base_digest=base_digest, requirements=requirements, invocation=ctx.run_id,
+        started=facts.started, finished=facts.finished)
+    reg = referrers.Registry(a.registry, a.repo, a.creds)
+    published.sbom = attest.publish_attestation(reg, repo_ref=repo_ref, digest=digest, artifact_type=sbom.MEDIA_TYPE,
+                                                payload=bom.encode(), key=key, staging=staging, repo=a.repo)
+    published.provenance = attest.publish_attestation(
+        reg, repo_ref=repo_ref, digest=digest, artifact_type=provenance.MEDIA_TYPE,
+        payload=provenance.statement(described).encode(), key=key, staging=staging, repo=a.repo)
+    print(f"    SBOM ({len(debs)} Debian packages, {len(dists)} Python distributions) {published.sbom['digest']}")
+    print(f"    provenance (SLSA v1) {published.provenance['digest']}")
+
+
+def base_image_digest(ctx: Context) -> str:
+    out = runner.run(commands.podman(ctx.profile, "image", "inspect", base.BASE_REF, "--format", "{{.Digest}}"),
+                     stage="promote", ok_codes=(0, 125)).stdout.strip()
+    return out or "sha256:" + "0" * 64
+
+
+def tag_digest(ref: str, creds: str | None) -> str | None:
+    result = runner.run(commands.skopeo_inspect(ref, creds=creds), stage="promote", ok_codes=(0, 1, 2))
+    return json.loads(result.stdout).get("Digest") if result.code == 0 else None

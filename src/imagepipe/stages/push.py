@@ -1,0 +1,72 @@
+"""Stage `push`: the local image to the registry (buildah push, retried on transient failures); the digest
+the registry stored is what every later stage names."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from imagepipe import commands, runner
+from imagepipe.context import Context, write_state
+from imagepipe.errors import PipelineError, ToolFailed, UsageError
+from imagepipe.refs import BuildFacts, BuiltImage, ImageRef, PushedImage
+from imagepipe.retry import retry
+from imagepipe.services import registry
+from imagepipe.stages import base
+
+log = logging.getLogger("imagepipe")
+
+
+def ensure_registry(ctx: Context) -> None:
+    """The embedded registry is started only when it was asked for (the default, or `--registry embedded`);
+    an address the user names is used as it is, never replaced by one we start."""
+    if ctx.args.embedded:
+        state = registry.EmbeddedRegistry(ctx.state_dir, ctx.args.registry).ensure_running()
+        if state == "started":
+            print(f"    embedded registry started on {ctx.args.registry} (stop: python build/pipeline.py registry stop)")
+    elif registry.probe(ctx.args.registry) != "registry":
+        raise PipelineError(f"registry {ctx.args.registry} is unreachable (nothing answers there as a registry): "
+                            "start it or fix --registry (omit it to use the embedded one)", stage="push")
+
+
+def alone(ctx: Context) -> BuiltImage:
+    """`push` on its own: this tree's local image, which the build stage made earlier."""
+    from imagepipe.stages.build import local_image
+
+    if ctx.args.builder == "kaniko":
+        raise UsageError("kaniko pushes as it builds: run `python build/pipeline.py build --builder kaniko`")
+    image = local_image(ctx.args)
+    if not base.image_exists(ctx.profile, str(image)):
+        raise UsageError(f"no local image {image}: run the build stage first (python build/pipeline.py build)")
+    return BuiltImage(image, BuildFacts("buildah"))  # its build ran earlier, in another invocation
+
+
+def run(ctx: Context, built: BuiltImage | PushedImage) -> PushedImage:
+    if isinstance(built, PushedImage):
+        return built  # kaniko pushed as it built
+    ensure_registry(ctx)
+    a = ctx.args
+    tag = built.ref.tag or "latest"
+    dest = ImageRef(a.registry, a.repo, tag)
+    digestfile = ctx.state_dir / "push.digest"
+    digestfile.unlink(missing_ok=True)
+    argv = commands.buildah_push(str(built.ref), str(dest), digestfile=digestfile, creds=a.creds,
+                                 authfile=a.authfile)
+
+    def refused(e: BaseException) -> bool:
+        return isinstance(e, ToolFailed) and bool(
+            re.search(r"unauthorized|authentication required|denied", e.output, re.I))
+
+    try:
+        retry(lambda: runner.run(argv, stage="push", timeout=1800, what="buildah push"), attempts=3,
+              on=ToolFailed, unless=refused, backoff=2.0, what="push")
+    except ToolFailed as e:
+        if refused(e):
+            raise PipelineError(f"the registry {a.registry} refused the credentials: pass --creds USER:PASSWORD "
+                                "or log in with `podman login` (auth file)", stage="push", detail=e.output) from None
+        raise PipelineError(f"push to {a.registry} failed 3 times: {e.message} (is the registry up? "
+                            "`python build/pipeline.py registry status`)", stage="push", detail=e.output) from None
+    pushed = PushedImage(dest.with_digest(digestfile.read_text().strip()), tag, built.facts)
+    write_state(ctx.state_dir / "last-push.json", {"tag": str(dest), "image": str(pushed)})
+    print(f"    pushed {dest}\n    digest {pushed.digest}")
+    return pushed

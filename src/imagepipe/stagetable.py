@@ -1,0 +1,133 @@
+"""The stage table: every stage and verb with its exit code, its description and the function that runs
+it. It drives `all` (the stages in order, each handed the previous one's value), the single-stage verbs,
+the CLI's choices and the exit codes of failed stages."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from imagepipe import cancel, exitcodes
+from imagepipe.context import Context
+from imagepipe.errors import PipelineError, UsageError
+from imagepipe.stages import base, build, lint, promote, provision, push, verify
+
+T = TypeVar("T")
+
+
+def _none(_ctx: Context) -> None:
+    return None
+
+
+def _not_alone(message: str) -> Callable[[Context], Any]:
+    def refuse(_ctx: Context) -> Any:
+        raise UsageError(message)
+    return refuse
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    exit_code: int  # when the stage fails
+    description: str  # --help, and the progress line unless `describe` says more
+    run: Callable[[Context, Any], Any]  # (ctx, the previous stage's value) -> this stage's value
+    alone: Callable[[Context], Any] = _none  # the input when the stage runs on its own (or a UsageError)
+    describe: Callable[[Context], str] | None = None
+    applies: Callable[[Context], bool] = lambda _ctx: True  # skipped in `all` when False
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("provision", 10, "preparing the build host (pyinfra)", provision.run,
+          applies=lambda ctx: not ctx.args.no_provision),
+    Stage("base", 11, "python:3.11-slim", base.run),
+    Stage("lint", 12, "the Containerfile against the contract and hadolint", lint.run,
+          describe=lambda ctx: lint.display_path(ctx.args.containerfile)),
+    Stage("build", 13, "buildah bud (or kaniko with --builder kaniko)", build.run, describe=build.describe),
+    Stage("push", 14, "the local image to the registry", push.run, alone=push.alone,
+          describe=lambda ctx: f"to {ctx.args.registry}", applies=lambda ctx: ctx.args.builder == "buildah"),
+    Stage("verify", 15, "run the image and prove the contract", verify.run, alone=verify.alone),
+    Stage("promote", 16, "sign and tag the verified digest", promote.run,
+          alone=_not_alone("promote runs only after a passing verify: run the whole pipeline"),
+          describe=lambda _ctx: "tag the verified digest"),
+)
+
+
+@dataclass(frozen=True)
+class Verb:
+    name: str
+    exit_code: int | None  # its own code for failures not tagged with a stage; None: the stage's
+    description: str
+    module: str  # imagepipe.verbs.<module>.run(ctx) -> exit code; imported when used
+
+
+VERBS: tuple[Verb, ...] = (
+    Verb("registry", 17, "manage the embedded registry: start | stop | status", "registry"),
+    Verb("parity", 18, "build with buildah and kaniko and compare configs, trees and layers", "parity"),
+    Verb("bench", None, "measure ours against the naive baseline (and kaniko)", "bench"),
+    Verb("load", None, "a bounded load test of an image", "load"),
+    Verb("trust", None, "write (or --install) the signature policy for this repository", "trust"),
+    Verb("attest", None, "attest verify REF@sha256:…: signatures, SBOM and provenance", "attest"),
+    Verb("test", None, "provision the host and run the test suite", "test"),
+)
+
+BY_NAME: dict[str, Stage] = {s.name: s for s in STAGES}
+EXIT_CODES: dict[str, int] = {s.name: s.exit_code for s in STAGES} | {
+    v.name: v.exit_code for v in VERBS if v.exit_code is not None}
+CHOICES = ("all", *BY_NAME, *(v.name for v in VERBS))
+
+
+def exit_code(error: PipelineError) -> int:
+    """The exit code of an error: the code of the stage it stopped, or usage."""
+    if isinstance(error, UsageError):
+        return exitcodes.USAGE
+    return EXIT_CODES.get(error.stage or "", exitcodes.USAGE)
+
+
+CURRENT = ["start-up"]  # the stage under way, named in the one line a cancelled run prints
+
+
+def timed(ctx: Context, name: str, what: str, fn: Callable[[], T]) -> T:
+    """One step of progress: its line, its timing in the report, its name on any error it raises."""
+    print(f"==> {name}: {what}", flush=True)
+    CURRENT[0] = name
+    cancel.stage_delay(name)
+    t0 = time.monotonic()
+    try:
+        result = fn()
+    except PipelineError as e:
+        e.stage = e.stage or name
+        raise
+    ctx.timings[name] = time.monotonic() - t0
+    print(f"    {name} done in {ctx.timings[name]:.1f} s", flush=True)
+    return result
+
+
+def run_stage(ctx: Context, stage: Stage, value: Any = None) -> Any:
+    what = stage.describe(ctx) if stage.describe else stage.description
+    return timed(ctx, stage.name, what, lambda: stage.run(ctx, value))
+
+
+def run_all(ctx: Context, *, until: str | None = None) -> Any:
+    """The stages in order, each given the value of the one before; stops after `until`, and before promote
+    when verify failed (the caller reports it)."""
+    value: Any = None
+    for stage in STAGES:
+        if not stage.applies(ctx):
+            continue
+        value = run_stage(ctx, stage, value)
+        if stage.name == until or (isinstance(value, verify.Verified) and not value.result.passed):
+            break
+    return value
+
+
+def run_one(ctx: Context, name: str) -> Any:
+    stage = BY_NAME[name]
+    if name == "build":  # kaniko builds and pushes in one step
+        return run_stage(ctx, stage)
+    return run_stage(ctx, stage, stage.alone(ctx))
+
+
+def verb(name: str) -> Verb:
+    return next(v for v in VERBS if v.name == name)

@@ -1,0 +1,130 @@
+"""A verified image made trusted (promote), and checked again downstream (`pipeline.py attest verify`).
+
+publish(): every tag promote writes is signed (simple signing, lookaside); an SBOM (CycloneDX) and SLSA
+provenance (in-toto) are pushed as OCI artifacts whose subject is the image digest, their manifests signed
+the same way. verify(): the image signature, both artifacts, their signatures and subjects, the SBOM's
+shape; each problem is one line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from imagepipe.errors import PipelineError
+from imagepipe.supplychain import referrers, sbom, signing
+from imagepipe.supplychain.provenance import MEDIA_TYPE as PROVENANCE_TYPE
+
+
+@dataclass
+class Published:
+    signer: str
+    lookaside: str
+    signed_tags: list[str] = field(default_factory=list)
+    digest: str = ""  # the signed image's
+    signatures: dict[str, str] = field(default_factory=dict)  # lookaside file -> its sha256
+    sbom: dict[str, str] = field(default_factory=dict)
+    provenance: dict[str, str] = field(default_factory=dict)
+
+    def report(self) -> dict[str, Any]:
+        return {"signature": {"type": "simple-signing (GPG)", "signer": self.signer, "lookaside": self.lookaside,
+                              "tags": self.signed_tags, "digest": self.digest, "signatures": self.signatures},
+                "sbom": self.sbom, "provenance": self.provenance}
+
+
+def publish_attestation(reg: referrers.Registry, *, repo_ref: str, digest: str, artifact_type: str, payload: bytes,
+                        key: signing.SigningKey, staging: Path, repo: str) -> dict[str, str]:
+    pushed = referrers.attach(reg, subject_digest=digest, artifact_type=artifact_type, payload=payload,
+                              annotations={"org.opencontainers.image.title": artifact_type})
+    signing.sign_manifest(pushed.manifest, f"{repo_ref}@{pushed.digest}", key=key, staging=staging, repo=repo,
+                          digest=pushed.digest)
+    return {"digest": pushed.digest, "blob": pushed.blob_digest, "artifactType": artifact_type}
+
+
+def fetch_signatures(lookaside: str, repo: str, digest: str) -> list[bytes]:
+    out = []
+    for n in range(1, 20):
+        r = requests.get(f"{lookaside}/{repo}@{digest.replace(':', '=')}/signature-{n}", timeout=10)
+        if r.status_code != 200:
+            break
+        out.append(r.content)
+    return out
+
+
+def signed_by_key(signatures: list[bytes], digest: str, public_key: Path, work: Path) -> tuple[bool, str]:
+    """(ok, why not): one signature verifies with the key and names this manifest digest."""
+    if not signatures:
+        return False, "no signature"
+    reasons = []
+    for sig in signatures:
+        try:
+            _, payload = signing.verify_signature(sig, public_key, work=work)
+        except PipelineError as e:
+            reasons.append(e.message)
+            continue
+        critical = payload.get("critical") or {}
+        signed = (critical.get("image") or {}).get("docker-manifest-digest")  # type: ignore[union-attr]
+        if signed == digest:
+            return True, ""
+        reasons.append(f"a signature names {signed}, not {digest}")
+    return False, "; ".join(dict.fromkeys(reasons))
+
+
+def verify(ref: str, *, public_key: Path, lookaside: str, creds: str | None = None) -> list[str]:
+    """Problems with REGISTRY/REPO@sha256:… (empty: signed, attested, consistent)."""
+    if "@sha256:" not in ref:
+        raise PipelineError(f"attest verify takes a digest reference, REGISTRY/REPO@sha256:… (got {ref})",
+                            stage="attest")
+    repo_ref, digest = ref.split("@", 1)
+    registry, repo = repo_ref.split("/", 1)
+    reg = referrers.Registry(registry, repo, creds)
+    problems: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="imagepipe-attest-") as tmp:
+        work = Path(tmp)
+        ok, why = signed_by_key(fetch_signatures(lookaside, repo, digest), digest, public_key, work)
+        if not ok:
+            problems.append(f"image {digest}: {why}")
+        index = referrers.referrers(reg, digest)
+        for kind, media in (("SBOM", sbom.MEDIA_TYPE), ("provenance", PROVENANCE_TYPE)):
+            found = [d for d in index.get("manifests", []) if d.get("artifactType") == media]
+            if not found:
+                problems.append(f"{kind}: no {media} artifact refers to {digest}")
+                continue
+            problems += _check_artifact(reg, kind, found[-1], digest, repo, lookaside, public_key, work)
+    return problems
+
+
+def _check_artifact(reg: referrers.Registry, kind: str, desc: dict[str, Any], digest: str, repo: str,
+                    lookaside: str, public_key: Path, work: Path) -> list[str]:
+    fetched = reg.get_manifest(desc["digest"])
+    if fetched is None:
+        return [f"{kind}: artifact manifest {desc['digest']} is missing"]
+    manifest = json.loads(fetched[0])
+    problems = []
+    subject = (manifest.get("subject") or {}).get("digest")
+    if subject != digest:
+        problems.append(f"{kind}: its subject is {subject}, not this image ({digest})")
+    ok, why = signed_by_key(fetch_signatures(lookaside, repo, desc["digest"]), desc["digest"], public_key, work)
+    if not ok:
+        problems.append(f"{kind}: artifact {desc['digest']}: {why}")
+    layer = (manifest.get("layers") or [{}])[0]
+    blob = reg.get_blob(layer["digest"])
+    if "sha256:" + hashlib.sha256(blob).hexdigest() != layer["digest"]:
+        return [*problems, f"{kind}: blob does not match its digest {layer['digest']} (altered in the registry)"]
+    try:
+        doc = json.loads(blob)
+    except ValueError:
+        return [*problems, f"{kind}: not JSON"]
+    if kind == "SBOM" and (doc.get("bomFormat") != "CycloneDX" or not doc.get("components")):
+        problems.append("SBOM: not a CycloneDX document with components")
+    if kind == "provenance":
+        subjects = [s.get("digest", {}).get("sha256") for s in doc.get("subject", [])]
+        if digest.split(":", 1)[1] not in subjects:
+            problems.append(f"provenance: its statement's subject is not {digest}")
+    return problems

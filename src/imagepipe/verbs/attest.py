@@ -1,0 +1,24 @@
+"""`pipeline.py attest verify REF@sha256:…`: signatures, SBOM and provenance checked downstream."""
+
+from __future__ import annotations
+
+import sys
+
+from imagepipe import exitcodes
+from imagepipe.context import Context
+from imagepipe.errors import UsageError
+from imagepipe.supplychain import attest
+from imagepipe.verbs.signer import lookaside_url, public_key
+
+
+def run(ctx: Context) -> int:
+    a = ctx.args
+    if len(a.target) != 2 or a.target[0] != "verify":
+        raise UsageError("usage: python build/pipeline.py attest verify REGISTRY/REPO@sha256:…")
+    problems = attest.verify(a.target[1], public_key=public_key(ctx), lookaside=lookaside_url(ctx), creds=a.creds)
+    for problem in problems:
+        print(f"attest: {problem}", file=sys.stderr)
+    if problems:
+        return exitcodes.CHECKS_FAILED
+    print(f"{a.target[1]}: signed, SBOM and provenance attached, signed and naming this digest")
+    return exitcodes.OK

@@ -1,0 +1,33 @@
+"""`pipeline.py bench [--json] [--bench-runs N]`: the benchmark (imagepipe.benchmark), printed and kept in
+<state>/bench-last.json."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+
+from imagepipe import exitcodes, hostenv
+from imagepipe.benchmark import bench
+from imagepipe.context import Context
+from imagepipe.stagetable import BY_NAME, run_stage, timed
+
+
+def machine() -> str:
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (f"{time.strftime('%Y-%m-%d')} · {platform.node()} · {os.cpu_count()} cores · {memory:.0f} GiB · "
+            f"{platform.platform()}")
+
+
+def run(ctx: Context) -> int:
+    a = ctx.args
+    hostenv.ensure_mount_namespace(ctx.profile)
+    run_stage(ctx, BY_NAME["base"])
+    runner_ = bench.Bench(ctx.profile, ctx.state_dir, runs=a.bench_runs, kaniko_image=a.kaniko_image,
+                          labels=ctx.labels)
+    metrics = timed(ctx, "bench", "ours vs the naive baseline, and kaniko", runner_.run)
+    as_json = bench.as_json(metrics, machine=machine(), details=runner_.details)
+    text = as_json if a.json else bench.render(metrics, machine=machine()) + bench.render_details(runner_.details)
+    (ctx.state_dir / "bench-last.json").write_text(as_json + "\n")
+    print(text)
+    return exitcodes.OK

@@ -1,0 +1,28 @@
+"""`pipeline.py load [IMAGE]`: a bounded load test of an image (default: this commit's local build): no
+errors, flat memory and database connections after the run, or exit 1."""
+
+from __future__ import annotations
+
+import json
+
+from imagepipe import exitcodes, hostenv
+from imagepipe.benchmark import bench
+from imagepipe.context import Context
+from imagepipe.errors import UsageError
+from imagepipe.stages import base
+from imagepipe.stages.build import local_image
+from imagepipe.stagetable import timed
+
+
+def run(ctx: Context) -> int:
+    hostenv.ensure_mount_namespace(ctx.profile)
+    image = ctx.args.target[0] if ctx.args.target else str(local_image(ctx.args))
+    if not base.image_exists(ctx.profile, image):
+        raise UsageError(f"no image {image}: build it first (python build/pipeline.py build) or name one")
+    result = timed(ctx, "load", f"{image}: wrk 60 s at concurrency 32 on the tasks API",
+                   lambda: bench.load_test(ctx.profile, ctx.state_dir, image, labels=ctx.labels))
+    print(json.dumps(result, indent=2))
+    (ctx.state_dir / "load-last.json").write_text(json.dumps(result, indent=2) + "\n")
+    ok = result["errors"] == 0 and result["rss_growth_mb"] < 20 and result["connection_growth"] <= 0
+    print("load test passed: no errors, memory and connections flat" if ok else "load test FAILED")
+    return exitcodes.OK if ok else exitcodes.CHECKS_FAILED

@@ -1,0 +1,31 @@
+"""`pipeline.py parity`: build the tree with both builders, compare configs, file trees and layers; exit 1 on
+any difference no rule explains."""
+
+from __future__ import annotations
+
+from imagepipe import commands, exitcodes, report, runner
+from imagepipe.builders import parity
+from imagepipe.context import Context
+from imagepipe.refs import PushedImage
+from imagepipe.stages import build
+from imagepipe.stagetable import BY_NAME, run_stage, timed
+
+
+def run(ctx: Context) -> int:
+    a = ctx.args
+    for name in ("base", "lint"):
+        run_stage(ctx, BY_NAME[name])
+    buildah_image = run_stage(ctx, BY_NAME["push"], run_stage(ctx, BY_NAME["build"]))
+    seconds = {"buildah": ctx.timings["build"]}
+    kaniko_image: PushedImage = timed(ctx, "kaniko", "kaniko executor (podman)", lambda: build.kaniko_local(ctx))
+    seconds["kaniko"] = ctx.timings["kaniko"]
+    for image in (buildah_image, kaniko_image):
+        runner.run(commands.podman_pull(ctx.profile, str(image)), stage="parity", timeout=600,
+                   what=f"pulling {image}")
+    result = timed(ctx, "parity", "configs, file trees, layers",
+                   lambda: parity.compare(str(buildah_image), str(kaniko_image)))
+    result.seconds = seconds
+    print(parity.render(result))
+    if a.report:
+        report.write_json(a.report, result.as_dict())
+    return exitcodes.OK if result.passed else exitcodes.CHECKS_FAILED

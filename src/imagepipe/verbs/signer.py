@@ -1,0 +1,21 @@
+"""Where `trust` and `attest verify` find the signer's public key and the lookaside URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from imagepipe.context import Context
+from imagepipe.errors import UsageError
+
+
+def public_key(ctx: Context) -> Path:
+    key = ctx.args.public_key or ctx.state_dir / "signing" / "pipeline-key.pub"
+    if not key.is_file():
+        raise UsageError(f"no public key at {key}: run the pipeline once (it creates the signing key) or pass "
+                         "--public-key PATH")
+    return Path(key)
+
+
+def lookaside_url(ctx: Context) -> str:
+    a = ctx.args
+    return str(a.lookaside).rstrip("/") if a.lookaside else f"http://127.0.0.1:{a.sigserver_port}"

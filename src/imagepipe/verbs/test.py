@@ -1,0 +1,45 @@
+"""`pipeline.py test`: prepare the host and the venv for the test suite, then run pytest.
+
+One command on a fresh machine: provision (apt packages incl. PostgreSQL, buildah, podman, registry), install
+the test extras and the backend's pinned requirements, run pytest. pytest's own exit code is returned, so
+"no tests collected" (5) fails too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+import tomllib
+
+from imagepipe import runner
+from imagepipe.paths import ROOT
+
+
+def run_tests(args: argparse.Namespace) -> int:
+    if not args.no_provision:
+        from imagepipe.stages.provision import provision
+
+        print("==> test: provisioning the host", flush=True)
+        result = provision(verbose=args.verbose)
+        print(f"    {'changed: ' + ', '.join(result.changed) if result.changed else 'no changes'}", flush=True)
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        extras = tomllib.load(f)["project"]["optional-dependencies"]["test"]
+    requirements = ROOT / "backend/requirements.txt"
+    stamp = ROOT / ".venv/.test-deps"
+    want = hashlib.sha256(("\n".join(extras) + requirements.read_text()).encode()).hexdigest()
+    if not stamp.exists() or stamp.read_text().strip() != want:
+        print("==> test: installing test dependencies and backend/requirements.txt", flush=True)
+        # two installs: the backend's requirements are hashed (--require-hashes covers a whole command)
+        if runner.passthrough([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                               "--require-hashes", "-r", str(requirements)]) or \
+                runner.passthrough([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                                    *extras]):
+            print("error: installing the test dependencies failed (see pip's output above)", file=sys.stderr)
+            return 3
+        stamp.write_text(want + "\n")
+    print("==> test: pytest " + " ".join(args.target), flush=True)
+    code = runner.passthrough([sys.executable, "-m", "pytest", *args.target], cwd=ROOT)
+    if code == 5:
+        print("error: pytest collected no tests", file=sys.stderr)
+    return code
