@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from app import crud
 from app.core.db import Database
 from app.core.errors import AppError
-from app.models import Description, Priority, Tags, Task, TaskStatus, Title, UtcDatetime
+from app.models import MAX_ID, Description, Priority, Tags, Task, TaskStatus, Title, UtcDatetime
 
 
 class _Args(BaseModel):
@@ -35,11 +35,11 @@ class ListTasksArgs(_Args):
 
 
 class TaskIdArgs(_Args):
-    task_id: int = Field(ge=1, le=2**63 - 1)
+    task_id: int = Field(ge=1, le=MAX_ID)
 
 
 class UpdateTaskArgs(_Args):
-    task_id: int = Field(ge=1, le=2**63 - 1)
+    task_id: int = Field(ge=1, le=MAX_ID)
     title: Title | None = None
     description: Description | None = None
     priority: Priority | None = None

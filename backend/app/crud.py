@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from psycopg import AsyncConnection, sql
+from psycopg import AsyncConnection, AsyncCursor, sql
 from psycopg.types.json import Jsonb
 
 from app.core.errors import NotFound
@@ -24,6 +24,15 @@ SORT_EXPRESSIONS = {
     "title": "lower(title)",
 }
 UPDATABLE = frozenset({"title", "description", "completed", "priority", "tags", "due_date"})
+
+
+async def _found(cur: AsyncCursor[Row], what: str) -> Row:
+    """The one row a statement returned, or NotFound naming what was asked for (another user's rows look the
+    same as missing ones)."""
+    row = await cur.fetchone()
+    if row is None:
+        raise NotFound(f"{what} not found")
+    return row
 
 
 def _like_pattern(text: str) -> str:
@@ -94,10 +103,7 @@ async def list_tasks(
 
 async def get_task(conn: AsyncConnection[Row], *, user_id: str, task_id: int) -> Row:
     cur = await conn.execute(f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = %s AND user_id = %s", (task_id, user_id))
-    row = await cur.fetchone()
-    if row is None:
-        raise NotFound(f"task {task_id} not found")
-    return row
+    return await _found(cur, f"task {task_id}")
 
 
 async def update_task(conn: AsyncConnection[Row], *, user_id: str, task_id: int, changes: dict[str, Any]) -> Row:
@@ -112,10 +118,7 @@ async def update_task(conn: AsyncConnection[Row], *, user_id: str, task_id: int,
     query = sql.SQL("UPDATE tasks SET {assign}, updated_at = now() WHERE id = %s AND user_id = %s"
                     " RETURNING {cols}").format(assign=assignments, cols=sql.SQL(TASK_COLUMNS))
     cur = await conn.execute(query, [*changes.values(), task_id, user_id])
-    row = await cur.fetchone()
-    if row is None:
-        raise NotFound(f"task {task_id} not found")
-    return row
+    return await _found(cur, f"task {task_id}")
 
 
 async def toggle_task(conn: AsyncConnection[Row], *, user_id: str, task_id: int) -> Row:
@@ -124,10 +127,7 @@ async def toggle_task(conn: AsyncConnection[Row], *, user_id: str, task_id: int)
         f" RETURNING {TASK_COLUMNS}",
         (task_id, user_id),
     )
-    row = await cur.fetchone()
-    if row is None:
-        raise NotFound(f"task {task_id} not found")
-    return row
+    return await _found(cur, f"task {task_id}")
 
 
 async def set_completed(conn: AsyncConnection[Row], *, user_id: str, task_id: int, completed: bool = True) -> Row:
@@ -138,10 +138,7 @@ async def delete_task(conn: AsyncConnection[Row], *, user_id: str, task_id: int)
     cur = await conn.execute(
         f"DELETE FROM tasks WHERE id = %s AND user_id = %s RETURNING {TASK_COLUMNS}", (task_id, user_id)
     )
-    row = await cur.fetchone()
-    if row is None:
-        raise NotFound(f"task {task_id} not found")
-    return row
+    return await _found(cur, f"task {task_id}")
 
 
 # --- conversations -------------------------------------------------------------------------------
@@ -164,10 +161,7 @@ async def get_conversation(conn: AsyncConnection[Row], *, user_id: str, conversa
         "SELECT id, user_id, created_at, updated_at FROM conversations WHERE id = %s AND user_id = %s",
         (conversation_id, user_id),
     )
-    row = await cur.fetchone()
-    if row is None:
-        raise NotFound(f"conversation {conversation_id} not found")
-    return row
+    return await _found(cur, f"conversation {conversation_id}")
 
 
 async def list_conversations(conn: AsyncConnection[Row], *, user_id: str, limit: int = 50, offset: int = 0) -> list[Row]:

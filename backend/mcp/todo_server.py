@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import json
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 
+from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agents import tools
@@ -31,41 +34,31 @@ async def _run(name: str, ctx: Context, arguments: dict[str, Any]) -> dict[str, 
     return await tools.execute(name, {k: v for k, v in arguments.items() if v is not None}, user_id=user_id, db=db)
 
 
+def _tool_function(name: str, model: type[BaseModel]) -> Callable[..., Awaitable[dict[str, Any]]]:
+    """An MCP tool function for one of agents.tools' argument models: its parameters are the model's fields
+    (types, constraints, defaults, descriptions), so the MCP input schema and the OpenAI tool schema come
+    from one definition (tests/backend/test_mcp.py compares them)."""
+
+    async def call(ctx: Context, **arguments: Any) -> dict[str, Any]:
+        return await _run(name, ctx, arguments)
+
+    params = []
+    for field, info in model.model_fields.items():
+        extras = [*info.metadata] + ([Field(description=info.description)] if info.description else [])
+        annotation = Annotated[(info.annotation, *extras)] if extras else info.annotation
+        default = inspect.Parameter.empty if info.is_required() else info.get_default(call_default_factory=True)
+        params.append(inspect.Parameter(field, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default))
+    params.append(inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context))
+    call.__signature__ = inspect.Signature(params, return_annotation=dict[str, Any])  # type: ignore[attr-defined]
+    call.__annotations__ = {p.name: p.annotation for p in params} | {"return": dict[str, Any]}
+    call.__name__ = call.__qualname__ = name
+    return call
+
+
 def build_server() -> MCPServer:
     server = MCPServer(name="todo", instructions="Manage the signed-in user's todo tasks.")
-
-    @server.tool(description=tools.TOOLS["add_task"][1])
-    async def add_task(
-        title: str, ctx: Context, description: str | None = None, priority: str = "medium",
-        tags: list[str] | None = None, due_date: str | None = None,
-    ) -> dict[str, Any]:
-        return await _run("add_task", ctx, {"title": title, "description": description, "priority": priority,
-                                            "tags": tags, "due_date": due_date})
-
-    @server.tool(description=tools.TOOLS["list_tasks"][1])
-    async def list_tasks(
-        ctx: Context, status: str = "all", priority: str | None = None, tag: str | None = None,
-        q: str | None = None, limit: int = 20,
-    ) -> dict[str, Any]:
-        return await _run("list_tasks", ctx, {"status": status, "priority": priority, "tag": tag, "q": q,
-                                              "limit": limit})
-
-    @server.tool(description=tools.TOOLS["complete_task"][1])
-    async def complete_task(task_id: int, ctx: Context) -> dict[str, Any]:
-        return await _run("complete_task", ctx, {"task_id": task_id})
-
-    @server.tool(description=tools.TOOLS["delete_task"][1])
-    async def delete_task(task_id: int, ctx: Context) -> dict[str, Any]:
-        return await _run("delete_task", ctx, {"task_id": task_id})
-
-    @server.tool(description=tools.TOOLS["update_task"][1])
-    async def update_task(
-        task_id: int, ctx: Context, title: str | None = None, description: str | None = None,
-        priority: str | None = None, tags: list[str] | None = None, due_date: str | None = None,
-    ) -> dict[str, Any]:
-        return await _run("update_task", ctx, {"task_id": task_id, "title": title, "description": description,
-                                               "priority": priority, "tags": tags, "due_date": due_date})
-
+    for name, (model, description) in tools.TOOLS.items():
+        server.add_tool(_tool_function(name, model), name=name, description=description)
     return server
 
 

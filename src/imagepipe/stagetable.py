@@ -109,17 +109,21 @@ def run_stage(ctx: Context, stage: Stage, value: Any = None) -> Any:
     return timed(ctx, stage.name, what, lambda: stage.run(ctx, value))
 
 
-def run_all(ctx: Context, *, until: str | None = None) -> Any:
-    """The stages in order, each given the value of the one before; stops after `until`, and before promote
-    when verify failed (the caller reports it)."""
+def run_all(ctx: Context) -> verify.Verified:
+    """The stages in order, each given the value of the one before; promote is not reached when verify
+    failed. Returns verify's result for the report."""
     value: Any = None
+    verified: verify.Verified | None = None
     for stage in STAGES:
         if not stage.applies(ctx):
             continue
         value = run_stage(ctx, stage, value)
-        if stage.name == until or (isinstance(value, verify.Verified) and not value.result.passed):
-            break
-    return value
+        if isinstance(value, verify.Verified):
+            verified = value
+            if not value.result.passed:
+                break
+    assert verified is not None, "verify always applies"
+    return verified
 
 
 def run_one(ctx: Context, name: str) -> Any:

@@ -80,3 +80,22 @@ def test_mcp_requires_a_token(api):
     r = requests.post(f"{api.base}/mcp/", json=body, timeout=5, headers={"Authorization": "Bearer nope"})
     assert r.status_code == 401
     assert os.environ.get("OPENAI_BASE_URL")  # the session fixture pointed the SDK at the local server
+
+
+def _shape(schema: dict) -> dict:
+    """A JSON schema without the model's own name, and without additionalProperties: the SDK builds its
+    argument model from the tool function and drops unknown keys, where the OpenAI path refuses them."""
+    return {k: v for k, v in schema.items() if k not in ("title", "additionalProperties")}
+
+
+def test_mcp_and_openai_tool_schemas_come_from_one_definition():
+    from agents import tools
+    from mcp.todo_server import build_server
+
+    listed = asyncio.run(build_server().list_tools())
+    mcp_schemas = {t.name: _shape(t.input_schema) for t in listed}
+    openai_schemas = {s["function"]["name"]: _shape(s["function"]["parameters"]) for s in tools.openai_tool_specs()}
+    assert mcp_schemas == openai_schemas
+    assert set(mcp_schemas) == set(tools.TOOLS)
+    assert mcp_schemas["add_task"]["properties"]["priority"]["$ref"].endswith("/Priority"), "priority is the enum"
+    assert mcp_schemas["complete_task"]["properties"]["task_id"]["maximum"] == 2**63 - 1

@@ -9,15 +9,13 @@ from fastapi import APIRouter, Path, Query, Request
 from agents import todo_agent
 from app import crud
 from app.api.deps import DbDep, OwnerDep, SettingsDep
-from app.core.errors import AppError
 from app.models import API_ERRORS, MAX_ID, ChatRequest, ChatResponse, Conversation, ConversationDetail, ErrorDetail
 
 router = APIRouter(prefix="/api/{user_id}", tags=["chat"], responses=API_ERRORS)
 
 
-@router.post("/chat", response_model=ChatResponse,
-             responses={502: {"model": ErrorDetail, "description": "the model provider failed or timed out"}})
-async def chat(user_id: OwnerDep, db: DbDep, settings: SettingsDep, body: ChatRequest, request: Request) -> dict:  # type: ignore[type-arg]
+@router.post("/chat", responses={502: {"model": ErrorDetail, "description": "the model provider failed or timed out"}})
+async def chat(user_id: OwnerDep, db: DbDep, settings: SettingsDep, body: ChatRequest, request: Request) -> ChatResponse:
     """One turn: store the user's message, run the agent, store and return its reply."""
     async with db.connection() as conn:
         conversation = await crud.get_or_create_conversation(
@@ -27,33 +25,34 @@ async def chat(user_id: OwnerDep, db: DbDep, settings: SettingsDep, body: ChatRe
                                content=body.message)
     # The user's message is committed above, before the model runs: a provider failure loses nothing.
     history = [{"role": r["role"], "content": r["content"]} for r in rows]
-    try:
-        result = await todo_agent.run_turn(
-            client=request.app.state.openai, model=settings.AGENT_MODEL, history=history, message=body.message,
-            user_id=user_id, db=db, max_rounds=settings.AGENT_MAX_ROUNDS, timeout=settings.AGENT_TIMEOUT_SECONDS,
-        )
-    except AppError:
-        raise
+    result = await todo_agent.run_turn(
+        client=request.app.state.openai, model=settings.AGENT_MODEL, history=history, message=body.message,
+        user_id=user_id, db=db, max_rounds=settings.AGENT_MAX_ROUNDS, timeout=settings.AGENT_TIMEOUT_SECONDS,
+    )
     async with db.connection() as conn:
         await crud.add_message(conn, user_id=user_id, conversation_id=conversation["id"], role="assistant",
                                content=result.response, tool_calls=result.tool_calls)
-    return {"conversation_id": conversation["id"], "response": result.response, "tool_calls": result.tool_calls}
+    return ChatResponse.model_validate({"conversation_id": conversation["id"], "response": result.response,
+                                        "tool_calls": result.tool_calls})
 
 
-@router.get("/conversations", response_model=list[Conversation])
+@router.get("/conversations")
 async def list_conversations(
     user_id: OwnerDep, db: DbDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50, offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-) -> list[dict]:  # type: ignore[type-arg]
+) -> list[Conversation]:
     """The caller's conversations, newest first."""
     async with db.connection() as conn:
-        return await crud.list_conversations(conn, user_id=user_id, limit=limit, offset=offset)
+        rows = await crud.list_conversations(conn, user_id=user_id, limit=limit, offset=offset)
+    return [Conversation.model_validate(row) for row in rows]
 
 
-@router.get("/conversations/{conversation_id}", response_model=ConversationDetail)
-async def get_conversation(user_id: OwnerDep, db: DbDep, conversation_id: Annotated[int, Path(ge=1, le=MAX_ID)]) -> dict:  # type: ignore[type-arg]
+@router.get("/conversations/{conversation_id}")
+async def get_conversation(
+    user_id: OwnerDep, db: DbDep, conversation_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+) -> ConversationDetail:
     """One conversation with its messages in order."""
     async with db.connection() as conn:
         conversation = await crud.get_conversation(conn, user_id=user_id, conversation_id=conversation_id)
         messages = await crud.list_messages(conn, user_id=user_id, conversation_id=conversation_id)
-    return {**conversation, "messages": messages}
+    return ConversationDetail.model_validate({**conversation, "messages": messages})

@@ -53,36 +53,37 @@ async def list_tasks(
     return Response(TASK_LIST.dump_json(TASK_LIST.validate_python(rows)), media_type="application/json")
 
 
-@router.post("", response_model=Task, status_code=status.HTTP_201_CREATED)
-async def create_task(user_id: OwnerDep, db: DbDep, body: TaskCreate) -> dict:  # type: ignore[type-arg]
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_task(user_id: OwnerDep, db: DbDep, body: TaskCreate) -> Task:
     """Create a task."""
     async with db.connection() as conn:
-        return await crud.create_task(conn, user_id=user_id, **body.model_dump(mode="python") | {
+        row = await crud.create_task(conn, user_id=user_id, **body.model_dump(mode="python") | {
             "priority": body.priority.value})
+    return Task.model_validate(row)
 
 
-@router.get("/{task_id}", response_model=Task)
-async def get_task(user_id: OwnerDep, db: DbDep, task_id: TaskId) -> dict:  # type: ignore[type-arg]
+@router.get("/{task_id}")
+async def get_task(user_id: OwnerDep, db: DbDep, task_id: TaskId) -> Task:
     """One task."""
     async with db.connection() as conn:
-        return await crud.get_task(conn, user_id=user_id, task_id=task_id)
+        return Task.model_validate(await crud.get_task(conn, user_id=user_id, task_id=task_id))
 
 
-@router.put("/{task_id}", response_model=Task)
-async def update_task(user_id: OwnerDep, db: DbDep, task_id: TaskId, body: TaskUpdate) -> dict:  # type: ignore[type-arg]
+@router.put("/{task_id}")
+async def update_task(user_id: OwnerDep, db: DbDep, task_id: TaskId, body: TaskUpdate) -> Task:
     """Update the fields sent (partial update allowed)."""
     changes = body.model_dump(exclude_unset=True)
     if "priority" in changes:
         changes["priority"] = body.priority.value
     async with db.connection() as conn:
-        return await crud.update_task(conn, user_id=user_id, task_id=task_id, changes=changes)
+        return Task.model_validate(await crud.update_task(conn, user_id=user_id, task_id=task_id, changes=changes))
 
 
-@router.patch("/{task_id}/complete", response_model=Task)
-async def toggle_complete(user_id: OwnerDep, db: DbDep, task_id: TaskId) -> dict:  # type: ignore[type-arg]
+@router.patch("/{task_id}/complete")
+async def toggle_complete(user_id: OwnerDep, db: DbDep, task_id: TaskId) -> Task:
     """Toggle completion."""
     async with db.connection() as conn:
-        return await crud.toggle_task(conn, user_id=user_id, task_id=task_id)
+        return Task.model_validate(await crud.toggle_task(conn, user_id=user_id, task_id=task_id))
 
 
 @router.delete("/{task_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
