@@ -1,7 +1,9 @@
-"""ruff is the style and bug-pattern gate: the suite fails when it finds anything."""
+"""The gates: ruff (style, bug patterns, 120-column lines) and mypy --strict (the pipeline package, then the
+backend on its own path); the suite fails when either finds anything."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +11,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def run(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", *argv], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
+
+
 def test_ruff_is_clean():
-    proc = subprocess.run([sys.executable, "-m", "ruff", "check", str(ROOT)], capture_output=True, text=True)
+    proc = run("ruff", "check", str(ROOT))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_mypy_strict_on_the_pipeline():
+    proc = run("mypy")  # pyproject's [tool.mypy]: src/imagepipe, strict
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_mypy_strict_on_the_backend():
+    # The backend's `mcp` folder would shadow the SDK the pipeline imports: a run of its own, on its own path.
+    proc = run("mypy", "backend/app", "backend/agents", "backend/mcp", "backend/imagebuild",
+               env={"MYPYPATH": "backend"})
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import openai
 from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletionMessageParam
 
 from agents import tools
 from app.core.db import Database
@@ -31,7 +32,8 @@ class TurnResult:
 
 
 def make_client(api_key: str, *, timeout: float) -> AsyncOpenAI:
-    # base_url comes from OPENAI_BASE_URL when set (the SDK reads it), so tests and proxies need no code path of their own.
+    # base_url comes from OPENAI_BASE_URL when set (the SDK reads it), so tests and proxies need no code path
+    # of their own.
     return AsyncOpenAI(api_key=api_key, timeout=timeout, max_retries=1)
 
 
@@ -46,8 +48,10 @@ async def run_turn(
     max_rounds: int = 5,
     timeout: float = 30.0,
 ) -> TurnResult:
-    messages: list[dict[str, Any]] = [{"role": "system", "content": SYSTEM_PROMPT}, *history,
-                                      {"role": "user", "content": message}]
+    # history holds the stored user/assistant turns: {"role", "content"} pairs, as the SDK takes them
+    messages: list[ChatCompletionMessageParam] = [
+        {"role": "system", "content": SYSTEM_PROMPT}, *(cast("ChatCompletionMessageParam", m) for m in history),
+        {"role": "user", "content": message}]
     calls: list[dict[str, Any]] = []
     specs = tools.openai_tool_specs()
     try:
@@ -57,7 +61,8 @@ async def run_turn(
                 reply = completion.choices[0].message
                 if not reply.tool_calls:
                     return TurnResult(reply.content or "", calls)
-                messages.append(reply.model_dump(exclude_none=True))
+                # the SDK's own message, serialised back for the next round
+                messages.append(cast("ChatCompletionMessageParam", reply.model_dump(exclude_none=True)))
                 for tc in reply.tool_calls:
                     fn = getattr(tc, "function", None)
                     if fn is None:

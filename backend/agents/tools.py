@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from openai.types.chat import ChatCompletionToolParam
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app import crud
@@ -56,7 +57,7 @@ TOOLS: dict[str, tuple[type[_Args], str]] = {
 }
 
 
-def openai_tool_specs() -> list[dict[str, Any]]:
+def openai_tool_specs() -> list[ChatCompletionToolParam]:
     return [
         {
             "type": "function",
@@ -79,7 +80,8 @@ async def execute(name: str, arguments: dict[str, Any], *, user_id: str, db: Dat
     try:
         args = model.model_validate(arguments)
     except ValidationError as e:
-        return {"error": "invalid arguments: " + "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())}
+        problems = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
+        return {"error": "invalid arguments: " + problems}
     try:
         async with db.connection() as conn:
             if isinstance(args, AddTaskArgs):

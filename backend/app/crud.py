@@ -164,7 +164,9 @@ async def get_conversation(conn: AsyncConnection[Row], *, user_id: str, conversa
     return await _found(cur, f"conversation {conversation_id}")
 
 
-async def list_conversations(conn: AsyncConnection[Row], *, user_id: str, limit: int = 50, offset: int = 0) -> list[Row]:
+async def list_conversations(
+    conn: AsyncConnection[Row], *, user_id: str, limit: int = 50, offset: int = 0,
+) -> list[Row]:
     cur = await conn.execute(
         "SELECT id, user_id, created_at, updated_at FROM conversations WHERE user_id = %s"
         " ORDER BY updated_at DESC, id DESC LIMIT %s OFFSET %s",

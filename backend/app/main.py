@@ -10,7 +10,7 @@ import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agents.todo_agent import make_client
@@ -54,7 +54,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(MaxBodySize, limit=settings.MAX_BODY_BYTES)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         # FastAPI answers 400 when a body cannot even be decoded (e.g. not UTF-8); for clients that is
         # malformed JSON like any other, so it gets the same 422 as a JSON syntax error.
         if exc.status_code == 400 and exc.detail == "There was an error parsing the body":

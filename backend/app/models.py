@@ -81,7 +81,7 @@ class TaskSort(StrEnum):
     updated = "updated"
     due = "due"
     priority = "priority"
-    title = "title"
+    title = "title"  # type: ignore[assignment]  # the API's value; the member shadows str.title, never called
 
 
 class SortOrder(StrEnum):

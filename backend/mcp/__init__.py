@@ -26,7 +26,8 @@ def _sdk_spec() -> importlib.machinery.ModuleSpec:
 
 
 _sdk = _sdk_spec()
-__path__ = [_here, *_sdk.submodule_search_locations]  # noqa: F821 - a package's own __path__
-SDK_DIR = list(_sdk.submodule_search_locations)[0]
+_locations = list(_sdk.submodule_search_locations or [])  # never empty: _sdk_spec checked it
+__path__ = [_here, *_locations]  # noqa: F821 - a package's own __path__
+SDK_DIR = _locations[0]
 # The SDK's loader, not open(): in the image the SDK is sourceless bytecode (__init__.pyc).
 exec(_sdk.loader.get_code("mcp"), globals())  # type: ignore[union-attr]  # noqa: S102 - the SDK's own __init__

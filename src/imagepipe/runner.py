@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sh
 
@@ -84,7 +85,7 @@ def run(
     stream = VERBOSE if stream is None else stream
     out: list[str] = []  # both streams in arrival order (a failure's tail)
     streams: dict[str, list[str]] = {"stdout": [], "stderr": []}
-    kwargs: dict[str, object] = {
+    kwargs: dict[str, Any] = {
         "_return_cmd": True,
         "_ok_code": list(ok_codes),
         "_decode_errors": "replace",

@@ -66,7 +66,8 @@ class Started:
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline()
             if not line:
-                raise AssertionError(f"the run ended before {needle!r}:\n{''.join(self.out)}\n{self.proc.stderr.read()}")
+                seen = "".join(self.out)
+                raise AssertionError(f"the run ended before {needle!r}:\n{seen}\n{self.proc.stderr.read()}")
             self.out.append(line)
             if needle in line:
                 return

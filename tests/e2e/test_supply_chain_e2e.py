@@ -39,7 +39,8 @@ def variant(source: str, dest: str, marker: str) -> str:
     finally:
         runner.run(["buildah", "rm", ctr], ok_codes=(0, 1, 125))
     digestfile = Path(tempfile.mkdtemp()) / "digest"
-    runner.run(["buildah", "push", "--tls-verify=false", "--digestfile", str(digestfile), f"localhost/imagepipe-{marker}:1",
+    runner.run(["buildah", "push", "--tls-verify=false", "--digestfile", str(digestfile),
+                f"localhost/imagepipe-{marker}:1",
                 f"docker://{dest}"])
     return digestfile.read_text().strip()
 
@@ -57,7 +58,8 @@ def test_promoted_digest_is_signed_and_attested(pipeline, attested):
     report, proc = attested
     assert report["signature"]["signer"] and report["signature"]["tags"]
     assert report["signature"]["digest"] == report["image"].split("@")[1]
-    assert report["signature"]["signatures"] and all(v.startswith("sha256:") for v in report["signature"]["signatures"].values())
+    signatures = report["signature"]["signatures"]
+    assert signatures and all(v.startswith("sha256:") for v in signatures.values())
     assert report["sbom"]["digest"].startswith("sha256:") and report["provenance"]["digest"].startswith("sha256:")
     ok = attest_verify(pipeline, report["image"])
     assert ok.returncode == 0, ok.stderr
@@ -73,7 +75,8 @@ def test_sbom_lists_every_package_and_distribution_in_the_image(pipeline, attest
     components = {(c["name"], c["version"]) for c in json.loads(sbom_blob)["components"]}
     purls = [c["purl"] for c in json.loads(sbom_blob)["components"]]
     with imagefs.mounted(report["image"]) as root:
-        metadata = [(d / "METADATA").read_text() for d in sorted(root.glob("opt/venv/lib/python3.11/site-packages/*.dist-info"))]
+        dists = sorted(root.glob("opt/venv/lib/python3.11/site-packages/*.dist-info"))
+        metadata = [(d / "METADATA").read_text() for d in dists]
         status = (root / "var/lib/dpkg/status").read_text()
         status_d = [p.read_text() for p in (root / "var/lib/dpkg/status.d").iterdir()]
         debs = inventory.debian_packages(root)
@@ -97,7 +100,8 @@ def test_signing_key_stays_private(pipeline, attested):
     assert stat.S_IMODE(os.stat(home).st_mode) == 0o700
     keys = list((home / "private-keys-v1.d").glob("*.key"))
     assert keys and all(stat.S_IMODE(os.stat(k).st_mode) == 0o600 for k in keys)
-    secret = subprocess.run(["gpg", "--batch", "--armor", "--export-secret-keys"], env={**os.environ, "GNUPGHOME": str(home)},
+    secret = subprocess.run(["gpg", "--batch", "--armor", "--export-secret-keys"],
+                            env={**os.environ, "GNUPGHOME": str(home)},
                             capture_output=True, text=True, check=True).stdout
     body = [ln for ln in secret.splitlines() if ln and not ln.startswith("-----") and ":" not in ln][1]
     assert body not in proc.stdout + proc.stderr and body not in json.dumps(report)

@@ -19,7 +19,8 @@ QUIRKY = HostProfile(hybrid_cgroups=True, nofile_hard=20000, nproc_hard=96365)
     (QUIRKY, {}, ["buildah", "bud", "--format", "docker", "--force-rm", "--isolation", "chroot", "--layers=true",
                   "--pull=never", "-t", "img:1", "-f", "Containerfile", "ctx"]),
     (PLAIN, {"ca_bundle": Path("/ca.crt"), "wheelhouse": Path("/w"), "timestamp": 0, "layers": False},
-     ["buildah", "bud", "--format", "docker", "--force-rm", "--layers=false", "--pull=never", "-v", "/ca.crt:/run/host-ca.crt:ro",
+     ["buildah", "bud", "--format", "docker", "--force-rm", "--layers=false", "--pull=never",
+      "-v", "/ca.crt:/run/host-ca.crt:ro",
       "-v", "/w:/run/wheels:ro", "--timestamp", "0", "-t", "img:1", "-f", "Containerfile", "ctx"]),
 ])
 def test_buildah_bud(profile, kw, expected):

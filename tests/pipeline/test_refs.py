@@ -59,7 +59,8 @@ def test_pushed_image_needs_registry_and_digest():
     (is_repository, "Bad Name", False), (is_repository, "UPPER", False), (is_repository, "a//b", False),
     (is_tag, "latest", True), (is_tag, "v1.2_3-rc", True), (is_tag, "bad:tag", False), (is_tag, ".hidden", False),
     (is_tag, "x" * 128, True), (is_tag, "x" * 129, False),
-    (is_registry, "127.0.0.1:5000", True), (is_registry, "registry.example.com", True), (is_registry, "[::1]:5000", True),
+    (is_registry, "127.0.0.1:5000", True), (is_registry, "registry.example.com", True),
+    (is_registry, "[::1]:5000", True),
     (is_registry, "[::1]", True), (is_registry, "host:0", False), (is_registry, "host:70000", False),
     (is_registry, "host:", False), (is_registry, "ho st", False), (is_registry, "-host", False),
 ])

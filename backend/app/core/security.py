@@ -7,6 +7,7 @@ from typing import Any
 
 import anyio
 import jwt
+from jwt.types import Options
 
 from app.core.errors import Unauthorized
 
@@ -27,7 +28,7 @@ class TokenVerifier:
         self.jwks = (jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=3600, timeout=5,
                                      cooldown_duration=jwks_cooldown) if jwks_url else None)
 
-    def _options(self) -> dict[str, Any]:
+    def _options(self) -> Options:
         return {"require": ["exp"], "verify_aud": self.audience is not None}
 
     async def user_id(self, token: str) -> str:

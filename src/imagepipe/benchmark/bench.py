@@ -22,7 +22,8 @@ import requests
 from imagepipe import commands, runner
 from imagepipe.builders import buildsteps, kaniko, kanikojob, reproducible, wheels
 from imagepipe.checks import imagefs
-from imagepipe.checks.verifier import CONTAINER_HOST, Verifier, VerifyOptions, mint_hs256
+from imagepipe.checks.types import CONTAINER_HOST, VerifyOptions, mint_hs256
+from imagepipe.checks.verifier import Verifier
 from imagepipe.hostenv import HostProfile
 from imagepipe.paths import ROOT
 from imagepipe.services import containernet, postgres
@@ -162,7 +163,7 @@ class Bench:
             f["kaniko"] = None
             return
         kaniko.seed_mirror(self.profile, self.registry_addr)
-        context, k = self.work / "ctx-ours", {}  # type: ignore[var-annotated]
+        context, k = self.work / "ctx-ours", dict[str, Any]()
 
         def build(tag: str, cache: str) -> tuple[float, str]:
             b = kaniko.build_local(self.profile, executor=executor, context=context,

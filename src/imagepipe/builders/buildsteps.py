@@ -87,5 +87,6 @@ class StepTimer:
 def render(steps: list[Step]) -> str:
     lines = []
     for s in steps:
-        lines.append(f"      {s.seconds:6.1f} s  {'cached' if s.cached else '      '}  [{s.stage}] {s.instruction[:90]}")
+        cached = "cached" if s.cached else "      "
+        lines.append(f"      {s.seconds:6.1f} s  {cached}  [{s.stage}] {s.instruction[:90]}")
     return "\n".join(lines)

@@ -2,7 +2,8 @@
 
 buildah 1.28 writes a random `container` id and `Hostname`, and the ids of its cache images, into the
 docker-format config, so two clean builds of one commit have identical layers (fixed `--timestamp`,
-hash-based .pyc) but different digests. This rewrites the config without them: copy the image to a `dir:` layout, edit the config blob, copy back.
+hash-based .pyc) but different digests. This rewrites the config without them: copy the image to a `dir:`
+layout, edit the config blob, copy back.
 The layers are untouched, so the copy back stores nothing new.
 """
 

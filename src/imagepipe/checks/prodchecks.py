@@ -93,8 +93,9 @@ def check_database_tls(v: Verifier) -> Check:
 def jwks_warm_up(v: Verifier) -> tuple[int, float]:
     """The first EdDSA request, early in verify: the backend fetches the JWKS now, so the rotation step at
     the end waits out less of its refetch cooldown. API calls answer 503 until the database pool is up."""
-    assert v.jwks is not None
-    token = v.jwks.sign("k1", v.jwks_user)
+    jwks = v.jwks
+    assert jwks is not None, "started by the verifier before the checks"
+    token = jwks.sign("k1", v.jwks_user)
     deadline = time.monotonic() + 30
     while True:
         status = v.get(f"/api/{v.jwks_user}/tasks", headers={"Authorization": f"Bearer {token}"}).status_code
@@ -104,28 +105,33 @@ def jwks_warm_up(v: Verifier) -> tuple[int, float]:
 
 
 def check_auth_jwks(v: Verifier) -> Check:
-    from imagepipe.services.standins import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    jwks = v.jwks
+    assert jwks is not None, "started by the verifier before the checks"
     def status(token: str) -> int:
         return v.get(f"/api/{v.jwks_user}/tasks", headers={"Authorization": f"Bearer {token}"}).status_code
 
     first, fetched_at = v.jwks_first
-    forged = status(v.jwks.sign("k1", v.jwks_user, key=Ed25519PrivateKey.generate()))
-    v.jwks.add("k2")  # rotation: Better Auth publishes a new key; tokens name it by kid
+    forged = status(jwks.sign("k1", v.jwks_user, key=Ed25519PrivateKey.generate()))
+    jwks.add("k2")  # rotation: Better Auth publishes a new key; tokens name it by kid
     time.sleep(max(0.0, fetched_at + JWKS_COOLDOWN_S + 0.2 - time.monotonic()))
-    rotated = status(v.jwks.sign("k2", v.jwks_user))
+    rotated = status(jwks.sign("k2", v.jwks_user))
     ok = first == 200 and forged == 401 and rotated == 200
     return Check("auth-jwks", ok, {"eddsa": first, "other_key": forged, "rotated_kid": rotated},
                  {"eddsa": 200, "other_key": 401, "rotated_kid": 200},
                  f"EdDSA token via JWKS -> {first}; signed by another key -> {forged}; new kid after rotation, "
-                 f"no restart -> {rotated} (JWKS fetched {v.jwks.fetches} times)")
+                 f"no restart -> {rotated} (JWKS fetched {jwks.fetches} times)")
 
 
 def check_chat(v: Verifier) -> Check:
     user, title = "usr_verify_chat", "verify: buy milk"
     headers = {"Authorization": f"Bearer {v.token(user)}"}
-    v.openai.reset()
-    v.openai.tool_call("add_task", {"title": title, "priority": "high"})
-    v.openai.reply("Added it.")
+    openai = v.openai
+    assert openai is not None, "started by the verifier before the checks"
+    openai.reset()
+    openai.tool_call("add_task", {"title": title, "priority": "high"})
+    openai.reply("Added it.")
     turn = v.http.post(f"{v.base}/api/{user}/chat", json={"message": "remind me to buy milk"}, headers=headers,
                        timeout=30)
     if turn.status_code != 200:
@@ -137,7 +143,7 @@ def check_chat(v: Verifier) -> Check:
     stored = [t["title"] for t in tasks if t.get("title") == title]
     history = v.get(f"/api/{user}/conversations/{body['conversation_id']}", headers=headers)
     roles = [m["role"] for m in history.json().get("messages", [])] if history.status_code == 200 else []
-    sdk = v.openai.requests[0] if v.openai.requests else {}
+    sdk = openai.requests[0] if openai.requests else {}
     via_sdk = sdk.get("path") == "/v1/chat/completions" and sdk.get("auth") == f"Bearer {v.secrets['OPENAI_API_KEY']}"
     ok = bool(stored) and roles == ["user", "assistant"] and via_sdk and not (calls and tool_status)
     return Check("chat", ok, {"tool": calls[0]["tool"] if calls else None, "task_stored": bool(stored),
@@ -168,6 +174,7 @@ async def _mcp_session(url: str, token: str) -> tuple[set[str], Any]:
 
     from mcp import Client
     from mcp.client.streamable_http import streamable_http_client
+    from mcp.types import TextContent
 
     async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=10) as http:
         async with Client(streamable_http_client(url, http_client=http)) as client:
@@ -175,5 +182,6 @@ async def _mcp_session(url: str, token: str) -> tuple[set[str], Any]:
             result = await client.call_tool("list_tasks", {})
     payload = result.structured_content
     if payload is None:
-        payload = json.loads(result.content[0].text) if result.content else None
+        first = result.content[0] if result.content else None
+        payload = json.loads(first.text) if isinstance(first, TextContent) else None
     return {t.name for t in tools.tools}, payload

@@ -10,6 +10,7 @@ check proves".
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import secrets
@@ -250,7 +251,7 @@ class Verifier:
                                  ("env", runtimechecks.env), ("hardened", runtimechecks.hardened),
                                  ("chat", prodchecks.check_chat), ("health-status", runtimechecks.health_status),
                                  ("auth-jwks", prodchecks.check_auth_jwks)):
-                self.guarded(check_id, lambda fn=fn: fn(self))
+                self.guarded(check_id, functools.partial(fn, self))
             self.mark("main-thread checks done")
             for future in side:
                 self.add(future.result())

@@ -191,7 +191,8 @@ def contract_rules(text: str) -> list[Violation]:
         v.append(Violation("FR-006", final.line, "the final stage has no HEALTHCHECK"))
 
     # FR-007: a virtual environment built in the builder and on the runner's PATH.
-    if builder is not None and not any(re.search(r"-m\s+venv\s+(?:--[\w-]+\s+)*/opt/venv", i.args) for i in builder.find("RUN")):
+    makes_venv = re.compile(r"-m\s+venv\s+(?:--[\w-]+\s+)*/opt/venv")
+    if builder is not None and not any(makes_venv.search(i.args) for i in builder.find("RUN")):
         v.append(Violation("FR-007", builder.line, "the builder does not create /opt/venv with `python -m venv`"))
     if not any("/opt/venv/bin" in i.args for i in final.find("ENV")):
         v.append(Violation("FR-007", final.line, "the final stage does not put /opt/venv/bin on PATH"))

@@ -65,7 +65,8 @@ def run(ctx: Context, verified: Verified) -> list[str]:
         # A cancelled promotion moves no tag: each one already moved goes back to what it named.
         for dest, before in promoted:
             if before is not None and tag_digest(dest, ctx.args.creds) != before:
-                runner.run(commands.skopeo_copy(str(image.ref.with_digest(before)), dest, creds=ctx.args.creds), timeout=120,
+                back = commands.skopeo_copy(str(image.ref.with_digest(before)), dest, creds=ctx.args.creds)
+                runner.run(back, timeout=120,
                            ok_codes=(0, 1))
         raise
     ctx.published = published.report()
@@ -84,7 +85,8 @@ def attach(ctx: Context, image: PushedImage, key: signing.SigningKey, staging: P
     bom = sbom.build(image=repo_ref, digest=digest, base_ref=base.BASE_REF, base_digest=base_digest,
                      debs=debs, dists=dists)
     source, commit = gitinfo.provenance_source()
-    requirements = {str(p.relative_to(ROOT) if p.is_relative_to(ROOT) else p): hashlib.sha256(p.read_bytes()).hexdigest()
+    requirements = {str(p.relative_to(ROOT) if p.is_relative_to(ROOT) else p):
+                    hashlib.sha256(p.read_bytes()).hexdigest()
                     for p in (a.context / "requirements.txt", a.context / "requirements.in") if p.is_file()}
     described = provenance.BuildFacts(
         image=repo_ref, digest=digest, containerfile=str(a.containerfile), context=str(a.context),

@@ -51,11 +51,13 @@ class ProvisionResult:
 
 
 def provision(*, verbose: bool = False) -> ProvisionResult:
-    from pyinfra.api import Config, Inventory, State
+    from pyinfra.api.config import Config
     from pyinfra.api.connect import connect_all
     from pyinfra.api.exceptions import PyinfraError
+    from pyinfra.api.inventory import Inventory
     from pyinfra.api.operation import add_op
     from pyinfra.api.operations import run_ops
+    from pyinfra.api.state import State
     from pyinfra.operations import apt, files
 
     if not verbose:

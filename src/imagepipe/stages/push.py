@@ -23,7 +23,8 @@ def ensure_registry(ctx: Context) -> None:
     if ctx.args.embedded:
         state = registry.EmbeddedRegistry(ctx.state_dir, ctx.args.registry).ensure_running()
         if state == "started":
-            print(f"    embedded registry started on {ctx.args.registry} (stop: python build/pipeline.py registry stop)")
+            print(f"    embedded registry started on {ctx.args.registry} "
+                  "(stop: python build/pipeline.py registry stop)")
     elif registry.probe(ctx.args.registry) != "registry":
         raise PipelineError(f"registry {ctx.args.registry} is unreachable (nothing answers there as a registry): "
                             "start it or fix --registry (omit it to use the embedded one)", stage="push")

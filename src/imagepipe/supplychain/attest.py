@@ -68,8 +68,9 @@ def signed_by_key(signatures: list[bytes], digest: str, public_key: Path, work: 
         except PipelineError as e:
             reasons.append(e.message)
             continue
-        critical = payload.get("critical") or {}
-        signed = (critical.get("image") or {}).get("docker-manifest-digest")  # type: ignore[union-attr]
+        critical = payload.get("critical")
+        image = critical.get("image") if isinstance(critical, dict) else None
+        signed = image.get("docker-manifest-digest") if isinstance(image, dict) else None
         if signed == digest:
             return True, ""
         reasons.append(f"a signature names {signed}, not {digest}")

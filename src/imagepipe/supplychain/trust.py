@@ -18,7 +18,7 @@ from typing import Any
 SYSTEM_POLICY = Path("/etc/containers/policy.json")
 SYSTEM_REGISTRIES_D = Path("/etc/containers/registries.d")
 SYSTEM_KEYS = Path("/etc/containers/imagepipe")
-DEFAULT_POLICY = {"default": [{"type": "insecureAcceptAnything"}]}
+DEFAULT_POLICY: dict[str, Any] = {"default": [{"type": "insecureAcceptAnything"}]}
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,9 @@ router = APIRouter(prefix="/api/{user_id}", tags=["chat"], responses=API_ERRORS)
 
 
 @router.post("/chat", responses={502: {"model": ErrorDetail, "description": "the model provider failed or timed out"}})
-async def chat(user_id: OwnerDep, db: DbDep, settings: SettingsDep, body: ChatRequest, request: Request) -> ChatResponse:
+async def chat(
+    user_id: OwnerDep, db: DbDep, settings: SettingsDep, body: ChatRequest, request: Request,
+) -> ChatResponse:
     """One turn: store the user's message, run the agent, store and return its reply."""
     async with db.connection() as conn:
         conversation = await crud.get_or_create_conversation(
