@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from imagepipe import tables
 from imagepipe.checks.types import VerifyResult
 from imagepipe.context import Context
 
@@ -24,12 +25,8 @@ def as_dict(result: VerifyResult, *, builder: str, extra: dict[str, Any] | None 
 
 
 def table(result: VerifyResult) -> str:
-    rows = [("check", "result", "value", "limit")]
-    for c in result.checks:
-        rows.append((c.id, "pass" if c.passed else "FAIL", _short(c.value), _short(c.limit)))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    rows = [(c.id, "pass" if c.passed else "FAIL", _short(c.value), _short(c.limit)) for c in result.checks]
+    lines = [tables.render(("check", "result", "value", "limit"), rows)]
     failed = [c for c in result.checks if not c.passed]
     for c in failed:
         lines.append(f"  {c.id}: {c.detail}")

@@ -19,7 +19,7 @@ from typing import Any
 
 import requests
 
-from imagepipe import commands, runner
+from imagepipe import commands, runner, tables
 from imagepipe.builders import buildsteps, kaniko, kanikojob, reproducible, wheels
 from imagepipe.checks import imagefs
 from imagepipe.checks.types import CONTAINER_HOST, VerifyOptions, mint_hs256
@@ -375,16 +375,13 @@ def _wrk_ms(text: str) -> float:
 
 
 def render(metrics: list[Metric], *, machine: str) -> str:
-    rows = [("metric", "ours", "baseline", "ratio", "target", "met", "note")]
+    rows = []
     for m in metrics:
         unit = f" {m.unit}" if m.unit else ""
         met = "-" if m.met is None else ("yes" if m.met else "NO")
         rows.append((m.name, f"{m.ours}{unit}", f"{m.baseline}{unit}" if m.baseline not in (None, "-") else "-",
                      m.ratio, m.target, met, m.note))
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    lines = [" | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    lines.insert(1, "-|-".join("-" * w for w in widths))
-    return f"{machine}\n" + "\n".join(lines)
+    return f"{machine}\n" + tables.render(("metric", "ours", "baseline", "ratio", "target", "met", "note"), rows)
 
 
 def render_details(details: dict[str, Any]) -> str:

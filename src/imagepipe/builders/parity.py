@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imagepipe import commands, runner
+from imagepipe import commands, runner, tables
 from imagepipe.builders import imagetree
 from imagepipe.checks import imagefs
 
@@ -211,15 +211,12 @@ def render(report: ParityReport) -> str:
              f"{report.counts.get('paths', 0)} paths and {report.counts.get('layers', 0)} layers compared "
              f"(kaniko: {report.counts.get('paths_kaniko', 0)} paths, {report.counts.get('layers_kaniko', 0)} "
              "layers)", ""]
-    rows = [("kind", "where", "buildah", "kaniko", "explained by")]
-    for d in report.differences:
-        rows.append((d.kind, d.where, _short(d.buildah), _short(d.kaniko), d.rule or "UNEXPLAINED"))
-    if len(rows) == 1:
+    rows = [(d.kind, d.where, _short(d.buildah), _short(d.kaniko), d.rule or "UNEXPLAINED")
+            for d in report.differences]
+    if not rows:
         lines.append("no differences: identical configs, file trees and layers")
     else:
-        widths = [min(48, max(len(r[i]) for r in rows)) for i in range(5)]
-        for r in rows:
-            lines.append("  ".join(c[:w].ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        lines.append(tables.render(("kind", "where", "buildah", "kaniko", "explained by"), rows, max_width=48))
     used = sorted({d.rule for d in report.differences if d.rule})
     for name in used:
         lines.append(f"  {name}: {next(r.why for r in RULES if r.name == name)}")

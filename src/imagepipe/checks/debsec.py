@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import lzma
 import os
-import re
 import time
 from pathlib import Path
 
 import requests
+from debian import deb822, debian_support
 
-from imagepipe import runner
 from imagepipe.errors import PipelineError
 
 INDEX_URL = os.environ.get(
@@ -33,18 +32,17 @@ def security_index(cache_dir: Path) -> dict[str, str]:
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_bytes(lzma.decompress(response.content))
     newest: dict[str, str] = {}
-    for stanza in cache.read_text(errors="replace").split("\n\n"):
-        pkg = re.search(r"^Package: (\S+)$", stanza, re.M)
-        ver = re.search(r"^Version: (\S+)$", stanza, re.M)
-        if pkg and ver:
-            name, version = pkg.group(1), ver.group(1)
-            if name not in newest or version_lt(newest[name], version):
+    with cache.open(encoding="utf-8", errors="replace") as f:
+        for stanza in deb822.Packages.iter_paragraphs(f, use_apt_pkg=False):
+            name, version = stanza.get("Package"), stanza.get("Version")
+            if name and version and (name not in newest or version_lt(newest[name], version)):
                 newest[name] = version
     return newest
 
 
 def version_lt(a: str, b: str) -> bool:
-    return runner.run(["dpkg", "--compare-versions", a, "lt", b], ok_codes=(0, 1)).code == 0
+    """Debian's version order (epochs, ~ before anything), compared in-process by python-debian."""
+    return debian_support.version_compare(a, b) < 0
 
 
 def pending_fixes(installed: dict[str, str], index: dict[str, str]) -> list[str]:

@@ -6,11 +6,11 @@ Each violation names its rule (FR-00x / NFR-002 / hadolint's DLxxxx) and its lin
 from __future__ import annotations
 
 import re
-import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from imagepipe import runner
+from imagepipe.containerfile import ParseError, parse, stage_by_ref, stages
 from imagepipe.context import Context
 from imagepipe.errors import LintFailed
 from imagepipe.paths import ROOT
@@ -21,40 +21,6 @@ SOURCE_DIRS = ("app", "agents", "mcp")
 
 
 @dataclass(frozen=True)
-class Instruction:
-    line: int
-    keyword: str
-    args: str
-
-    def flags_and_words(self) -> tuple[dict[str, str], list[str]]:
-        """`--chown=a:b --from=x src dest` -> ({'chown': 'a:b', 'from': 'x'}, ['src', 'dest'])."""
-        flags: dict[str, str] = {}
-        words: list[str] = []
-        body = self.args.strip()
-        if body.startswith("["):  # JSON form
-            return flags, re.findall(r'"((?:[^"\\]|\\.)*)"', body)
-        for word in shlex.split(body, posix=True):
-            if word.startswith("--") and not words:
-                key, _, value = word[2:].partition("=")
-                flags[key.lower()] = value
-            else:
-                words.append(word)
-        return flags, words
-
-
-@dataclass
-class Stage:
-    index: int
-    image: str
-    name: str | None
-    line: int
-    instructions: list[Instruction] = field(default_factory=list)
-
-    def find(self, keyword: str) -> list[Instruction]:
-        return [i for i in self.instructions if i.keyword == keyword]
-
-
-@dataclass(frozen=True)
 class Violation:
     rule: str
     line: int
@@ -62,69 +28,6 @@ class Violation:
 
     def render(self, path: Path) -> str:
         return f"{path}:{self.line}: {self.rule}: {self.message}"
-
-
-class ParseError(ValueError):
-    def __init__(self, line: int, message: str) -> None:
-        super().__init__(f"line {line}: {message}")
-        self.line = line
-
-
-KNOWN = {"FROM", "RUN", "CMD", "LABEL", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT", "VOLUME", "USER",
-         "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL", "MAINTAINER"}
-
-
-def parse(text: str) -> list[Instruction]:
-    out: list[Instruction] = []
-    buf, start = "", 0
-    for number, raw in enumerate(text.splitlines(), start=1):
-        stripped = raw.strip()
-        if not buf and (not stripped or stripped.startswith("#")):
-            continue
-        if buf and stripped.startswith("#"):
-            continue  # comment lines inside a continued instruction are dropped, as docker does
-        if not buf:
-            start = number
-        if stripped.endswith("\\"):
-            buf += stripped[:-1] + " "
-            continue
-        buf += stripped
-        keyword, _, args = buf.partition(" ")
-        if keyword.upper() not in KNOWN:
-            raise ParseError(start, f"unknown instruction {keyword!r}")
-        out.append(Instruction(start, keyword.upper(), args.strip()))
-        buf = ""
-    if buf:
-        raise ParseError(start, "the last instruction ends with a line continuation")
-    return out
-
-
-def stages(instructions: list[Instruction]) -> list[Stage]:
-    result: list[Stage] = []
-    for ins in instructions:
-        if ins.keyword == "FROM":
-            words = ins.args.split()
-            words = [w for w in words if not w.startswith("--")]
-            if not words:
-                raise ParseError(ins.line, "FROM without an image")
-            name = words[2] if len(words) >= 3 and words[1].lower() == "as" else None
-            result.append(Stage(len(result), words[0], name, ins.line))
-        elif ins.keyword in ("ARG",) and not result:
-            continue
-        elif not result:
-            raise ParseError(ins.line, f"{ins.keyword} before the first FROM")
-        else:
-            result[-1].instructions.append(ins)
-    if not result:
-        raise ParseError(1, "no FROM instruction")
-    return result
-
-
-def _stage_by_ref(all_stages: list[Stage], ref: str) -> Stage | None:
-    for st in all_stages:
-        if st.name == ref or str(st.index) == ref:
-            return st
-    return None
 
 
 def contract_rules(text: str) -> list[Violation]:
@@ -143,7 +46,7 @@ def contract_rules(text: str) -> list[Violation]:
             flags, _ = ins.flags_and_words()
             ref = flags.get("from")
             if ref is not None:
-                src = _stage_by_ref(all_stages, ref)
+                src = stage_by_ref(all_stages, ref)
                 if src is None or src.index >= st.index:
                     v.append(Violation("SYNTAX", ins.line, f"COPY --from={ref} names no earlier stage "
                                        f"(stages: {', '.join(sorted(names)) or 'unnamed'})"))

@@ -4,10 +4,11 @@ truth: the SBOM lists it, the `vulnerabilities` check compares it with Debian's 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from email.parser import HeaderParser
 from pathlib import Path
+
+from debian import deb822
 
 
 @dataclass(frozen=True)
@@ -25,13 +26,10 @@ class PyDist:
     path: str  # the .dist-info directory, inside the image
 
 
-def _stanzas(text: str) -> list[dict[str, str]]:
-    out = []
-    for stanza in text.split("\n\n"):
-        fields = dict(re.findall(r"^([A-Za-z-]+): (.*)$", stanza, flags=re.M))
-        if fields.get("Package"):
-            out.append(fields)
-    return out
+def _stanzas(path: Path) -> list[deb822.Deb822]:
+    """dpkg's status format (deb822), read by python-debian."""
+    with path.open(encoding="utf-8", errors="replace") as f:
+        return [s for s in deb822.Deb822.iter_paragraphs(f, use_apt_pkg=False) if s.get("Package")]
 
 
 def debian_packages(root: Path) -> list[DebPackage]:
@@ -43,7 +41,7 @@ def debian_packages(root: Path) -> list[DebPackage]:
     for path, source in sources:
         if not path.exists():
             continue
-        for f in _stanzas(path.read_text(errors="replace")):
+        for f in _stanzas(path):
             if "Version" in f and "installed" in f.get("Status", "install ok installed"):
                 found.append(DebPackage(f["Package"], f["Version"], f.get("Architecture", "all"), source))
     return found
