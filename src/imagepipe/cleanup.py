@@ -21,7 +21,7 @@ def remove_run_containers(profile: hostenv.HostProfile, run_id: str) -> int:
             names = runner.run(commands.buildah_containers(), ok_codes=(0, 1, 125), timeout=10).stdout
             ours = [n for n in names.split() if n.startswith(f"imagepipe-{run_id}-")]
             if ours:
-                runner.run(["buildah", "rm", *ours], ok_codes=(0, 1, 125), timeout=20)
+                runner.run(commands.buildah_rm(*ours), ok_codes=(0, 1, 125), timeout=20)
                 removed += len(ours)
     if shutil.which("podman") is None:
         return removed

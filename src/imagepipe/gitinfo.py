@@ -7,13 +7,13 @@ import argparse
 import hashlib
 import os
 
-from imagepipe import runner
+from imagepipe import commands, runner
 from imagepipe.errors import PipelineError, UsageError
 from imagepipe.paths import ROOT
 
 
 def _git(*args: str, ok_codes: tuple[int, ...] = (0,)) -> str:
-    return runner.run(["git", "-C", str(ROOT), *args], ok_codes=ok_codes).stdout.strip()
+    return runner.run(commands.git(ROOT, *args), ok_codes=ok_codes).stdout.strip()
 
 
 def content_hash(args: argparse.Namespace) -> str:

@@ -71,13 +71,15 @@ def ensure_mount_namespace(profile: HostProfile) -> None:
     """
     if not profile.needs_mount_namespace or namespace_alive():
         return
+    from imagepipe import commands  # commands imports this module (HostProfile)
+
     NS_DIR.mkdir(parents=True, exist_ok=True)
     if not any(point == str(NS_DIR) for point, _ in _mounts()):
-        runner.run(["mount", "--bind", str(NS_DIR), str(NS_DIR)], what="preparing the podman namespace")
-        runner.run(["mount", "--make-private", str(NS_DIR)], what="preparing the podman namespace")
+        runner.run(commands.mount_bind(NS_DIR), what="preparing the podman namespace")
+        runner.run(commands.mount_private(NS_DIR), what="preparing the podman namespace")
     NS_FILE.touch()
     script = ("mount --make-rprivate /sys/fs/cgroup && umount -R /sys/fs/cgroup && "
               "mount -t cgroup2 none /sys/fs/cgroup")
-    runner.run(["unshare", f"--mount={NS_FILE}", "--propagation", "unchanged", "sh", "-c", script],
+    runner.run(commands.unshare_mount(NS_FILE, script),
                what="creating the podman mount namespace (hybrid cgroups)")
     log.info("podman runs in a private mount namespace with a cgroup2-only /sys/fs/cgroup (%s)", NS_FILE)

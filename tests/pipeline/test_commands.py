@@ -73,3 +73,54 @@ def test_skopeo_copy_preserves_digests():
 def test_registry_config_has_its_own_root(tmp_path):
     text = commands.registry_config(addr="127.0.0.1:5001", root=tmp_path)
     assert f"rootdirectory: {tmp_path}" in text and "addr: 127.0.0.1:5001" in text
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (commands.git(Path("/r"), "rev-parse", "HEAD"), ["git", "-C", "/r", "rev-parse", "HEAD"]),
+    (commands.gpg("--import", "k.pub"), ["gpg", "--batch", "--no-tty", "--import", "k.pub"]),
+    (commands.hadolint(Path("Containerfile"), Path("h.yaml")),
+     ["hadolint", "--no-color", "--config", "h.yaml", "Containerfile"]),
+    (commands.initdb(Path("/pg/bin"), Path("/d"), superuser="su", pwfile=Path("/pw")),
+     ["/pg/bin/initdb", "-D", "/d", "-U", "su", "-A", "scram-sha-256", "--pwfile=/pw", "-E", "UTF8", "--no-sync"]),
+    (commands.pg_ctl_start(Path("/b"), Path("/d"), port=5433, socket_dir=Path("/s"), listen="127.0.0.1",
+                           log=Path("/l")),
+     ["/b/pg_ctl", "-D", "/d", "-o", "-p 5433 -k /s -c listen_addresses='127.0.0.1' -c fsync=off", "-l", "/l",
+      "-w", "-t", "60", "start"]),
+    (commands.pg_ctl_stop(Path("/b"), Path("/d")), ["/b/pg_ctl", "-D", "/d", "-m", "fast", "-w", "stop"]),
+    (commands.psql(Path("/b"), port=5433, user="su", sql="SELECT 1"),
+     ["/b/psql", "-h", "127.0.0.1", "-p", "5433", "-U", "su", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-q", "-tA",
+      "-c", "SELECT 1"]),
+    (commands.psql(Path("/b"), dsn="postgresql://x", sql="SELECT 1"),
+     ["/b/psql", "postgresql://x", "-v", "ON_ERROR_STOP=1", "-q", "-tA", "-c", "SELECT 1"]),
+    (commands.debootstrap(Path("/root"), "http://m"), ["debootstrap", "--variant=minbase", "bookworm", "/root",
+                                                      "http://m"]),
+    (commands.chroot(Path("/root"), "apt-get", "clean"), ["chroot", "/root", "apt-get", "clean"]),
+    (commands.tar_create(Path("/root"), Path("/t.tar")), ["tar", "--numeric-owner", "-C", "/root", "-cf", "/t.tar",
+                                                         "."]),
+    (commands.dpkg_deb_extract(Path("a.deb"), Path("/x")), ["dpkg-deb", "-x", "a.deb", "/x"]),
+    (commands.unshare_mount(Path("/ns"), "true"), ["unshare", "--mount=/ns", "--propagation", "unchanged", "sh", "-c",
+                                                   "true"]),
+    (commands.lighttpd(Path("/c.conf")), ["lighttpd", "-f", "/c.conf"]),
+    (commands.wrk("http://h/x", concurrency=16, seconds=10, headers={"Authorization": "Bearer t"}),
+     ["wrk", "-t2", "-c16", "-d10s", "--latency", "-H", "Authorization: Bearer t", "http://h/x"]),
+    (commands.buildah_from("img:1", name="imagepipe-r-1"),
+     ["buildah", "from", "--pull=false", "--quiet", "--name", "imagepipe-r-1", "img:1"]),
+    (commands.buildah_rmi(prune=True), ["buildah", "rmi", "--prune"]),
+    (commands.buildah_rmi("a", "b"), ["buildah", "rmi", "-f", "a", "b"]),
+    (commands.skopeo_to_dir("127.0.0.1:5000/r@sha256:x", Path("/l")),
+     ["skopeo", "copy", "-q", "--src-tls-verify=false", "docker://127.0.0.1:5000/r@sha256:x", "dir:/l"]),
+    (commands.skopeo_to_dir("containers-storage:img:1", Path("/l")),
+     ["skopeo", "copy", "-q", "containers-storage:img:1", "dir:/l"]),
+    (commands.skopeo_dir_to_storage(Path("/l"), "img:1"), ["skopeo", "copy", "-q", "dir:/l",
+                                                          "containers-storage:img:1"]),
+    (commands.podman_inspect(PLAIN, "image", "img:1"), ["podman", "image", "inspect", "img:1"]),
+])
+def test_host_and_storage_argv(argv, expected):
+    assert argv == expected
+
+
+def test_pip_wheel_requires_hashes_when_asked():
+    argv = commands.pip_wheel(Path("r.txt"), Path("/w"), require_hashes=True)
+    assert argv[1:] == ["-m", "pip", "wheel", "-q", "--disable-pip-version-check", "--require-hashes", "-r", "r.txt",
+                        "-w", "/w"]
+    assert "--require-hashes" not in commands.pip_wheel(Path("r.txt"), Path("/w"), require_hashes=False)

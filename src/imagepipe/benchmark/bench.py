@@ -19,11 +19,12 @@ from typing import Any
 
 import requests
 
-from imagepipe import commands, runner, tables
+from imagepipe import commands, podmanfacts, runner, tables
 from imagepipe.builders import buildsteps, kaniko, kanikojob, reproducible, wheels
 from imagepipe.checks import imagefs
 from imagepipe.checks.types import CONTAINER_HOST, VerifyOptions, mint_hs256
 from imagepipe.checks.verifier import Verifier
+from imagepipe.errors import PipelineError
 from imagepipe.hostenv import HostProfile
 from imagepipe.paths import ROOT
 from imagepipe.services import containernet, postgres
@@ -117,8 +118,14 @@ class Bench:
             time.sleep(0.02)
         raise RuntimeError(f"{image} did not answer /health within 60 s")
 
+    def image_facts(self, ref: str) -> podmanfacts.ImageFacts:
+        facts = podmanfacts.image(self.profile, ref, stage="bench")
+        if facts is None:
+            raise PipelineError(f"{ref} is not in local storage", stage="bench")
+        return facts
+
     def layers(self, image: str) -> list[str]:
-        return list(json.loads(self.podman("image", "inspect", image).stdout)[0]["RootFS"]["Layers"])
+        return list(self.image_facts(image).layers)
 
     def stop_container(self, name: str) -> None:
         self.podman("rm", "-f", "-t", "2", name, ok=(0, 1, 125))
@@ -143,8 +150,8 @@ class Bench:
         for i in range(50 - len(existing)):
             requests.post(f"{base}/api/{user}/tasks", headers=headers, timeout=10,
                           json={"title": f"task {i}", "tags": ["bench"], "priority": "medium"})
-        out = runner.run(["wrk", "-t2", f"-c{concurrency}", f"-d{self.load_seconds}s", "--latency", "-H",
-                          f"Authorization: {headers['Authorization']}", f"{base}/api/{user}/tasks"],
+        out = runner.run(commands.wrk(f"{base}/api/{user}/tasks", concurrency=concurrency,
+                                      seconds=self.load_seconds, headers=headers),
                          stage="bench", timeout=self.load_seconds + 60).stdout
         rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
         p99 = _wrk_ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1))  # type: ignore[union-attr]
@@ -179,7 +186,7 @@ class Bench:
         k["cold_build_s"], k["digest"] = build("1", "cache-a")
         ref = f"{self.registry_addr}/bench-kaniko@{k['digest']}"
         runner.run(commands.podman_pull(self.profile, ref), stage="bench", timeout=600)
-        k["size_mb"] = int(json.loads(self.podman("image", "inspect", ref).stdout)[0]["Size"]) / 1e6
+        k["size_mb"] = self.image_facts(ref).size / 1e6
         main = context / "app/main.py"
         original = main.read_text()
         main.write_text(original + "\n# benchmark: a code-only change\n")
@@ -214,11 +221,11 @@ class Bench:
         # Cold means cold: drop buildah's cache images, or a later cached rebuild could pick layers from an
         # older build (other timestamps) and the push figure would measure that, not a code change.
         # The previous run's tagged images are removed first: their layers would otherwise stay cache candidates.
-        old = runner.run(["buildah", "images", "--format", "{{.Name}}:{{.Tag}}"], stage="bench").stdout.split()
+        old = runner.run(commands.buildah_images(), stage="bench").stdout.split()
         old = [name for name in old if name.startswith("localhost/bench-")]
         if old:
-            runner.run(["buildah", "rmi", "-f", *old], stage="bench", ok_codes=(0, 1, 125), timeout=600)
-        runner.run(["buildah", "rmi", "--prune"], stage="bench", ok_codes=(0, 1, 125), timeout=600)
+            runner.run(commands.buildah_rmi(*old), stage="bench", ok_codes=(0, 1, 125), timeout=600)
+        runner.run(commands.buildah_rmi(prune=True), stage="bench", ok_codes=(0, 1, 125), timeout=600)
         ours = Variant("ours", ROOT / "build/Containerfile")
         naive = Variant("baseline", ROOT / "build/bench/Containerfile.naive")
         dsn = pg.dsn(host=CONTAINER_HOST)
@@ -231,7 +238,7 @@ class Bench:
             f["cold_build_s"] = self.build(variant, context, image, cold=True,
                                            wheelhouse=house if variant is ours else None,
                                            commit_build=variant is ours, steps_key="steps")
-            f["size_mb"] = int(json.loads(self.podman("image", "inspect", image).stdout)[0]["Size"]) / 1e6
+            f["size_mb"] = self.image_facts(image).size / 1e6
             with imagefs.mounted(image) as root:
                 f["size_by_dir_mb"] = {k: round(v / 1e6, 1) for k, v in list(imagefs.size_by_top(root).items())[:8]}
             f["cold_layers"] = self.layers(image)
@@ -413,15 +420,17 @@ def load_test(profile: HostProfile, state_dir: Path, image: str, *, seconds: int
         pg.start()
         name, base, _ = bench.start_container(image, pg.dsn(host=CONTAINER_HOST))
         try:
-            pid = int(bench.podman("inspect", "--format", "{{.State.Pid}}", name).stdout.strip())
+            facts = podmanfacts.container(profile, name, stage="bench")
+            assert facts is not None, "started above"
+            pid = facts.pid
 
             def rss_mb() -> float:
                 status = Path(f"/proc/{pid}/status").read_text()
                 return int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
 
             def db_connections() -> int:
-                out = runner.run([str(pg.bindir / "psql"), pg.superuser_dsn("todo"), "-tAc",
-                                  "SELECT count(*) FROM pg_stat_activity WHERE datname = 'todo'"]).stdout
+                sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = 'todo'"
+                out = runner.run(commands.psql(pg.bindir, dsn=pg.superuser_dsn("todo"), sql=sql)).stdout
                 return int(out.strip())
 
             # Warm up (pool filled, code paths imported), then measure the steady state around the run.

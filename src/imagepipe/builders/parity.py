@@ -156,8 +156,7 @@ def layer_summary(blob: Path) -> dict[str, Any]:
 
 def read_layers(ref: str) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="imagepipe-parity-") as tmp:
-        runner.run(["skopeo", "copy", "-q", *commands.tls_flag(ref, name="--src-tls-verify"), f"docker://{ref}",
-                    f"dir:{tmp}"], stage="parity", timeout=600, what="reading layers")
+        runner.run(commands.skopeo_to_dir(ref, Path(tmp)), stage="parity", timeout=600, what="reading layers")
         manifest = json.loads((Path(tmp) / "manifest.json").read_text())
         return [layer_summary(Path(tmp) / layer["digest"].split(":", 1)[1]) for layer in manifest["layers"]]
 

@@ -4,10 +4,9 @@ the file's hash, then mounted into builds so they need no network for Python pac
 from __future__ import annotations
 
 import hashlib
-import sys
 from pathlib import Path
 
-from imagepipe import runner
+from imagepipe import commands, runner
 
 
 def wheelhouse(requirements: Path, state_dir: Path) -> Path:
@@ -16,9 +15,8 @@ def wheelhouse(requirements: Path, state_dir: Path) -> Path:
     if not (target / ".complete").exists():
         target.mkdir(parents=True, exist_ok=True)
         # every download checked against the file's hashes (the image's offline install trusts this directory)
-        hashed = ["--require-hashes"] if "--hash=" in requirements.read_text() else []
-        runner.run([sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", *hashed, "-r",
-                    str(requirements), "-w", str(target)], stage="build", timeout=1800,
+        hashed = "--hash=" in requirements.read_text()
+        runner.run(commands.pip_wheel(requirements, target, require_hashes=hashed), stage="build", timeout=1800,
                    what="building the wheelhouse")
         (target / ".complete").touch()
     return target

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imagepipe import cancel, runner
+from imagepipe import cancel, commands, runner
 
 BUILD_TOOLS = ("gcc", "cc", "c++", "g++", "cpp", "make", "ld", "as", "clang", "x86_64-linux-gnu-gcc-12")
 SECRET_PATTERNS = {
@@ -33,14 +33,14 @@ MAX_SCAN_BYTES = 8 * 1024 * 1024
 def mounted(image: str) -> Iterator[Path]:
     run = cancel.current()
     # named after the run, so a cancelled run's clean-up finds it (stages.remove_run_containers)
-    name = ["--name", f"imagepipe-{run.id}-{secrets.token_hex(3)}"] if run is not None else []
-    ctr = runner.run(["buildah", "from", "--pull=false", "--quiet", *name, image], stage="verify").stdout.strip()
+    name = f"imagepipe-{run.id}-{secrets.token_hex(3)}" if run is not None else None
+    ctr = runner.run(commands.buildah_from(image, name=name), stage="verify").stdout.strip()
     try:
-        path = runner.run(["buildah", "mount", ctr], stage="verify").stdout.strip()
+        path = runner.run(commands.buildah_mount(ctr), stage="verify").stdout.strip()
         yield Path(path)
     finally:
-        runner.run(["buildah", "umount", ctr], ok_codes=(0, 1, 125))
-        runner.run(["buildah", "rm", ctr], ok_codes=(0, 1, 125))
+        runner.run(commands.buildah_umount(ctr), ok_codes=(0, 1, 125))
+        runner.run(commands.buildah_rm(ctr), ok_codes=(0, 1, 125))
 
 
 def walk(root: Path) -> Iterator[tuple[str, os.stat_result]]:

@@ -3,14 +3,13 @@ the container. Each takes the running Verifier (`v`)."""
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from typing import TYPE_CHECKING
 
 import requests
 
-from imagepipe import commands
+from imagepipe import commands, podmanfacts
 from imagepipe.checks.types import FRONTEND, Check
 
 if TYPE_CHECKING:
@@ -125,7 +124,7 @@ def health_status(v: Verifier) -> Check:
     # podman schedules checks with systemd timers; without systemd we drive them: one run on the
     # serving container must give healthy ...
     run = v.podman("healthcheck", "run", v.name, ok=(0, 1))
-    status = v.podman("inspect", "--format", "{{.State.Health.Status}}", v.name).stdout.strip()
+    status = _health(v, v.name)
     healthy = run.code == 0 and status == "healthy"
     # ... and on a container where nothing listens, `retries` failures after the start period must
     # give unhealthy (runs back to back: the interval only spaces real-life checks).
@@ -133,7 +132,7 @@ def health_status(v: Verifier) -> Check:
     time.sleep(max(0.0, idle_started + start_period + 0.5 - time.monotonic()))
     for _ in range(retries):
         v.podman("healthcheck", "run", v.idle_name, ok=(0, 1))
-    idle_status = v.podman("inspect", "--format", "{{.State.Health.Status}}", v.idle_name).stdout.strip()
+    idle_status = _health(v, v.idle_name)
     ok = healthy and idle_status == "unhealthy"
     return Check("health-status", ok, {"serving": status, "not-serving": idle_status},
                  {"serving": "healthy", "not-serving": "unhealthy"},
@@ -141,13 +140,16 @@ def health_status(v: Verifier) -> Check:
                  f"(start period {start_period:g} s, retries {retries})")
 
 
+def _health(v: Verifier, name: str) -> str:
+    facts = podmanfacts.container(v.profile, name, stage="verify")
+    return facts.health if facts else "missing"
+
+
 def hardened(v: Verifier) -> Check:
-    out = v.podman("inspect", "--format", "{{.HostConfig.ReadonlyRootfs}}|{{json .EffectiveCaps}}",
-                      v.name).stdout.strip()
-    read_only, _, caps = out.partition("|")
-    caps_list = json.loads(caps or "null") or []
+    facts = podmanfacts.container(v.profile, v.name, stage="verify")
+    read_only, caps_list = (facts.read_only, list(facts.caps)) if facts else (False, ["<container missing>"])
     serving = v.get("/health").status_code == 200
-    ok = read_only == "true" and not caps_list and serving
-    return Check("hardened", ok, {"read_only": read_only == "true", "caps": caps_list}, "read-only, no caps",
+    ok = read_only and not caps_list and serving
+    return Check("hardened", ok, {"read_only": read_only, "caps": caps_list}, "read-only, no caps",
                  f"served with a read-only root (tmpfs /tmp) and no capabilities: "
                  f"{'yes' if ok else f'read-only {read_only}, caps {caps_list}, serving {serving}'}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
 import secrets
 import shutil
@@ -24,7 +23,7 @@ from typing import Any
 
 import requests
 
-from imagepipe import cancel, commands, runner
+from imagepipe import cancel, commands, podmanfacts, runner
 from imagepipe.checks import prodchecks, runtimechecks, staticchecks
 from imagepipe.checks.types import (  # noqa: F401 - re-exported: the stage, report and tests import them here
     CHECK_IDS,
@@ -128,11 +127,10 @@ class Verifier:
 
     def death_note(self) -> str:
         """When the service container is gone, say so and show the tail of its log."""
-        state = self.podman("inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", self.name,
-                            ok=(0, 125)).stdout.split()
-        if state and state[0] == "running":
+        facts = podmanfacts.container(self.profile, self.name)
+        if facts and facts.status == "running":
             return ""
-        status = " ".join(state) or "missing"
+        status = f"{facts.status} {facts.exit_code}" if facts else "missing"
         return f"; the container is not running ({status}); log tail:\n{runner.tail(self.logs(), 15)}"
 
     # --- the run -----------------------------------------------------------------------------------
@@ -143,11 +141,10 @@ class Verifier:
             self.podman("pull", "-q", *commands.tls_flag(self.image), self.image, timeout=600)
         except ToolFailed as e:
             raise PipelineError(f"cannot pull {self.image}: {e.message}", stage="verify", detail=e.detail) from None
-        inspect = json.loads(self.podman("image", "inspect", self.image).stdout)[0]
-        self.config = dict(inspect.get("Config") or {})
-        # podman reports the health check next to Config, not inside it
-        self.config.setdefault("Healthcheck", inspect.get("Healthcheck") or inspect.get("HealthCheck"))
-        self.size = int(inspect.get("Size") or 0)
+        facts = podmanfacts.image(self.profile, self.image, stage="verify")
+        if facts is None:
+            raise PipelineError(f"{self.image} is not in local storage after the pull", stage="verify")
+        self.config, self.size = facts.config, facts.size
         interrupted = False
         self.mark("pulled and inspected")
         try:
@@ -278,8 +275,9 @@ class Verifier:
                     return elapsed
             except requests.RequestException:
                 pass
-            state = self.podman("inspect", "--format", "{{.State.Status}}", self.name, ok=(0, 125)).stdout.strip()
-            if state in ("exited", "stopped", "dead"):
+            facts = podmanfacts.container(self.profile, self.name)
+            state = facts.status if facts else "missing"
+            if state in ("exited", "stopped", "dead", "missing"):
                 raise PipelineError(f"the container exited during start-up (state {state})", stage="verify")
             time.sleep(0.05)
         raise PipelineError(f"no 200 from /health within {self.opt.startup_limit_s:g} s", stage="verify")

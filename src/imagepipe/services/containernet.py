@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import socket
 
-from imagepipe import commands, runner
+from imagepipe import commands, podmanfacts, runner
+from imagepipe.errors import PipelineError
 from imagepipe.hostenv import HostProfile
 
 
@@ -22,9 +23,11 @@ def _assigned(address: str) -> bool:
 def bridge(profile: HostProfile, image: str, *, labels: dict[str, str] | None = None) -> tuple[str, str]:
     """(gateway, subnet) of podman's default network, with its bridge up: the bridge exists only once a
     container has used it, so a no-op container of `image` brings it up when needed."""
-    out = runner.run(commands.podman(profile, "network", "inspect", "podman", "--format",
-                                     "{{range .Subnets}}{{.Gateway}} {{.Subnet}} {{end}}"), stage="verify")
-    gateway, subnet = out.stdout.split()[:2]
+    facts = podmanfacts.network(profile, "podman", stage="verify")
+    if facts is None or not facts.subnets:
+        raise PipelineError("podman's default network `podman` is missing: run `podman network ls`, or reinstall "
+                            "podman's network configuration (provision)", stage="verify")
+    gateway, subnet = facts.subnets[0]
     if not _assigned(gateway):
         runner.run(commands.podman_run(profile, image, remove=True, labels=labels, entrypoint="",
                                        command=["true"]), stage="verify", timeout=120)

@@ -11,7 +11,7 @@ import socket
 import tempfile
 from pathlib import Path
 
-from imagepipe import cancel, runner
+from imagepipe import cancel, commands, runner
 from imagepipe.errors import PipelineError
 from imagepipe.services import tlscerts
 
@@ -74,8 +74,7 @@ class TempPostgres:
         if self.as_root:
             shutil.chown(pwfile, user="postgres")
         superuser = self.superuser
-        runner.run(self._argv(str(self.bindir / "initdb"), "-D", str(self.data), "-U", superuser, "-A",
-                              "scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8", "--no-sync"),
+        runner.run(self._argv(*commands.initdb(self.bindir, self.data, superuser=superuser, pwfile=pwfile)),
                    what="initdb", timeout=120)
         if self.tls is not None:
             self._configure_tls(self.tls)
@@ -88,10 +87,9 @@ class TempPostgres:
             run.record("postgres", str(self.data))
         self._pg_ctl_start()
         env = {"PGPASSWORD": self.password}
-        psql = [str(self.bindir / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", superuser,
-                "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-q"]
-        runner.run([*psql, "-c", f"CREATE ROLE {self.user} LOGIN PASSWORD '{self.password}'"], env=env)
-        runner.run([*psql, "-c", f"CREATE DATABASE {self.database} OWNER {self.user}"], env=env)
+        for sql in (f"CREATE ROLE {self.user} LOGIN PASSWORD '{self.password}'",
+                    f"CREATE DATABASE {self.database} OWNER {self.user}"):
+            runner.run(commands.psql(self.bindir, port=self.port, user=superuser, sql=sql), env=env)
         return self
 
     def _configure_tls(self, tls: tlscerts.ServerTLS) -> None:
@@ -109,14 +107,13 @@ class TempPostgres:
         (self.data / "pg_hba.conf").write_text("# written by imagepipe: TLS only\n" + "\n".join(lines) + "\n")
 
     def _pg_ctl_start(self) -> None:
-        opts = f"-p {self.port} -k {self.dir} -c listen_addresses='{self.listen}' -c fsync=off"
-        runner.run(self._argv(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-o", opts, "-l",
-                              str(self.dir / "log"), "-w", "-t", "60", "start"), what="pg_ctl start", timeout=90)
+        argv = commands.pg_ctl_start(self.bindir, self.data, port=self.port, socket_dir=self.dir, listen=self.listen,
+                                     log=self.dir / "log")
+        runner.run(self._argv(*argv), what="pg_ctl start", timeout=90)
 
     def stop(self, *, remove: bool = True) -> None:
         if self.data.exists():
-            runner.run(self._argv(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"),
-                       ok_codes=(0, 1, 3), timeout=60)
+            runner.run(self._argv(*commands.pg_ctl_stop(self.bindir, self.data)), ok_codes=(0, 1, 3), timeout=60)
         if remove:
             shutil.rmtree(self.dir, ignore_errors=True)
             run = cancel.current()

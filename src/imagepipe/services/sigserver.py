@@ -42,7 +42,7 @@ class SignatureServer:
         if self.pid() and self.answers():
             return "running"
         self.config.write_text(commands.lighttpd_config(addr=self.addr, root=self.store, pidfile=self.pidfile))
-        runner.run(["lighttpd", "-f", str(self.config)], stage="promote", what="starting the signature server")
+        runner.run(commands.lighttpd(self.config), stage="promote", what="starting the signature server")
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.answers():

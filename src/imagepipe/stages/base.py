@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from imagepipe import commands, hostenv, runner
+from imagepipe import commands, hostenv, podmanfacts, runner
 from imagepipe.context import Context
 from imagepipe.errors import PipelineError, ToolFailed
 from imagepipe.hostenv import HostProfile
@@ -62,10 +62,8 @@ def image_exists(profile: HostProfile, ref: str) -> bool:
 
 def standin_version(profile: HostProfile, ref: str = BASE_REF) -> str | None:
     """The stand-in recipe version of a local image, or None when it is not our stand-in."""
-    out = runner.run(commands.podman(profile, "image", "inspect", "--format",
-                                     f'{{{{index .Labels "{STANDIN_LABEL}"}}}}', ref), ok_codes=(0, 125))
-    value = out.stdout.strip()
-    return None if value in ("", "<no value>") else value
+    facts = podmanfacts.image(profile, ref)
+    return facts.labels.get(STANDIN_LABEL) if facts else None
 
 
 def ensure_base(profile: HostProfile, *, state_dir: Path, override: str | None = None, rebuild: bool = False) -> str:
@@ -102,17 +100,17 @@ def build_standin(profile: HostProfile, *, state_dir: Path) -> None:
     work = Path(tempfile.mkdtemp(prefix="standin-", dir=state_dir))
     root = work / "rootfs"
     try:
-        runner.run(["debootstrap", "--variant=minbase", "bookworm", str(root), MIRROR], stage="base",
+        runner.run(commands.debootstrap(root, MIRROR), stage="base",
                    timeout=1200, what="debootstrap")
         (root / "etc/dpkg/dpkg.cfg.d/slim-excludes").write_text(DPKG_EXCLUDES)
         (root / "etc/apt/sources.list").unlink(missing_ok=True)
         (root / "etc/apt/sources.list.d/debian.sources").write_text(SOURCES)
-        chroot = ["chroot", str(root)]
         env = {"DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C"}
-        runner.run([*chroot, "apt-get", "update"], stage="base", env=env, timeout=600, what="apt-get update")
-        runner.run([*chroot, "apt-get", "-y", "upgrade"], stage="base", env=env, timeout=900,
+        runner.run(commands.chroot(root, "apt-get", "update"), stage="base", env=env, timeout=600,
+                   what="apt-get update")
+        runner.run(commands.chroot(root, "apt-get", "-y", "upgrade"), stage="base", env=env, timeout=900,
                    what="apt-get upgrade (security suite)")
-        runner.run([*chroot, "apt-get", "install", "-y", "--no-install-recommends", *RUNTIME_PACKAGES],
+        runner.run(commands.chroot(root, "apt-get", "install", "-y", "--no-install-recommends", *RUNTIME_PACKAGES),
                    stage="base", env=env, timeout=900, what="installing python3.11")
         _add_headers(root, env)
         # As the official image: `pip` on PATH and no PEP 668 marker, so `pip install` works as root
@@ -122,7 +120,7 @@ def build_standin(profile: HostProfile, *, state_dir: Path) -> None:
             target = root / "usr/bin" / link
             target.unlink(missing_ok=True)
             target.symlink_to("python3.11")
-        runner.run([*chroot, "apt-get", "clean"], stage="base", env=env)
+        runner.run(commands.chroot(root, "apt-get", "clean"), stage="base", env=env)
         for sub in ("var/lib/apt/lists", "var/cache/apt", "var/log", "tmp", "usr/share/man", "usr/share/info",
                     "usr/share/locale"):
             _empty_dir(root / sub)
@@ -130,7 +128,7 @@ def build_standin(profile: HostProfile, *, state_dir: Path) -> None:
             if path.is_file() and path.name != "copyright":
                 path.unlink()
         tarball = work / "rootfs.tar"
-        runner.run(["tar", "--numeric-owner", "-C", str(root), "-cf", str(tarball), "."], stage="base")
+        runner.run(commands.tar_create(root, tarball), stage="base")
         changes = [
             "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "ENV LANG=C.UTF-8",
@@ -152,11 +150,11 @@ def _add_headers(root: Path, env: dict[str, str]) -> None:
     """Python's C headers, as the official image has them, without the 60 MB static library of -dev."""
     debs = root / "tmp/debs"
     debs.mkdir(parents=True, exist_ok=True)
-    runner.run(["chroot", str(root), "sh", "-c", "cd /tmp/debs && apt-get download libpython3.11-dev"],
+    runner.run(commands.chroot(root, "sh", "-c", "cd /tmp/debs && apt-get download libpython3.11-dev"),
                stage="base", env=env, what="downloading Python headers")
     deb = next(debs.glob("libpython3.11-dev_*.deb"))
     extract = root / "tmp/hdr"
-    runner.run(["dpkg-deb", "-x", str(deb), str(extract)], stage="base")
+    runner.run(commands.dpkg_deb_extract(deb, extract), stage="base")
     for sub in ("usr/include/python3.11", "usr/include/x86_64-linux-gnu/python3.11"):
         dest = root / sub
         dest.parent.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagepipe import runner
+from imagepipe import commands, runner
 from imagepipe.containerfile import ParseError, parse, stage_by_ref, stages
 from imagepipe.context import Context
 from imagepipe.errors import LintFailed
@@ -152,7 +152,7 @@ def contract_rules(text: str) -> list[Violation]:
 
 
 def hadolint(containerfile: Path, config: Path) -> list[Violation]:
-    result = runner.run(["hadolint", "--no-color", "--config", str(config), str(containerfile)],
+    result = runner.run(commands.hadolint(containerfile, config),
                         ok_codes=(0, 1), stage="lint", what="hadolint")
     found = []
     for line in result.stdout.splitlines():

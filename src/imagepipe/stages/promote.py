@@ -7,7 +7,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from imagepipe import cancel, commands, gitinfo, runner
+from imagepipe import cancel, commands, gitinfo, podmanfacts, runner
 from imagepipe.checks import imagefs
 from imagepipe.context import Context
 from imagepipe.errors import PipelineError
@@ -104,9 +104,8 @@ def attach(ctx: Context, image: PushedImage, key: signing.SigningKey, staging: P
 
 
 def base_image_digest(ctx: Context) -> str:
-    out = runner.run(commands.podman(ctx.profile, "image", "inspect", base.BASE_REF, "--format", "{{.Digest}}"),
-                     stage="promote", ok_codes=(0, 125)).stdout.strip()
-    return out or "sha256:" + "0" * 64
+    facts = podmanfacts.image(ctx.profile, base.BASE_REF, stage="promote")
+    return facts.digest if facts and facts.digest else "sha256:" + "0" * 64
 
 
 def tag_digest(ref: str, creds: str | None) -> str | None:

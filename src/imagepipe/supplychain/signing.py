@@ -44,7 +44,7 @@ class SigningKey:
 
 
 def _gpg(args: list[str], env: dict[str, str], **kw: object) -> runner.Result:
-    return runner.run(["gpg", "--batch", "--no-tty", *args], env=env, stage="promote", **kw)  # type: ignore[arg-type]
+    return runner.run(commands.gpg(*args), env=env, stage="promote", **kw)  # type: ignore[arg-type]
 
 
 def pipeline_key(state_dir: Path) -> SigningKey:
@@ -110,8 +110,8 @@ def sign_manifest(manifest: bytes, reference: str, *, key: SigningKey, staging: 
     manifest_file = target / ".manifest.tmp"
     manifest_file.write_bytes(manifest)
     try:
-        runner.run(["skopeo", "standalone-sign", str(manifest_file), reference, key.fingerprint, "-o",
-                    str(target / f"signature-{n}")], env=key.env, stage="promote", what="signing an attestation")
+        argv = commands.skopeo_standalone_sign(manifest_file, reference, key.fingerprint, target / f"signature-{n}")
+        runner.run(argv, env=key.env, stage="promote", what="signing an attestation")
     finally:
         manifest_file.unlink(missing_ok=True)
     return target / f"signature-{n}"
@@ -126,8 +126,9 @@ def verify_signature(signature: bytes, public_key: Path, *, work: Path) -> tuple
     home.mkdir(parents=True, exist_ok=True)
     os.chmod(home, 0o700)
     env = {**os.environ, "GNUPGHOME": str(home)}
-    subprocess.run(["gpg", "--batch", "--import", str(public_key)], env=env, capture_output=True, check=False)
-    proc = subprocess.run(["gpg", "--batch", "--status-fd", "2", "--decrypt"], input=signature, env=env,
+    subprocess.run(commands.gpg("--import", str(public_key)), env=env, capture_output=True, check=False)
+    # subprocess, not runner: gpg's verdict is on the status fd (stderr) whatever its exit code
+    proc = subprocess.run(commands.gpg("--status-fd", "2", "--decrypt"), input=signature, env=env,
                           capture_output=True, check=False)
     status = proc.stderr.decode(errors="replace")
     valid = re.search(r"\[GNUPG:\] VALIDSIG ([0-9A-F]+)", status)

@@ -1,4 +1,4 @@
-"""Pure argv builders for buildah, podman, skopeo and friends: no I/O, unit-tested without binaries."""
+"""argv builders for buildah, podman and skopeo, and the configs of the registry and signature server."""
 
 from __future__ import annotations
 
@@ -6,6 +6,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from imagepipe.hostenv import NS_FILE, HostProfile
+
+__all__ = [
+    "LOOPBACK_HOSTS", "buildah_bud", "buildah_containers", "buildah_from", "buildah_images", "buildah_mount",
+    "buildah_push", "buildah_rm", "buildah_rmi", "buildah_umount", "buildah_version", "lighttpd_config",
+    "podman", "podman_inspect", "podman_pull", "podman_run", "registry_config", "registry_is_local",
+    "skopeo_copy", "skopeo_copy_from_storage", "skopeo_dir_to_storage", "skopeo_inspect",
+    "skopeo_standalone_sign", "skopeo_to_dir", "tls_flag"
+]
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
@@ -214,3 +222,49 @@ def buildah_containers() -> list[str]:
 
 def buildah_version() -> list[str]:
     return ["buildah", "--version"]
+
+
+def podman_inspect(profile: HostProfile, kind: str, name: str) -> list[str]:
+    """`podman <kind> inspect NAME` as JSON (kind: image, container, network); imagepipe.podmanfacts reads it."""
+    return podman(profile, kind, "inspect", name)
+
+
+def buildah_from(image: str, *, name: str | None = None) -> list[str]:
+    """A working container of a local image (to mount its tree without running it)."""
+    return ["buildah", "from", "--pull=false", "--quiet", *(["--name", name] if name else []), image]
+
+
+def buildah_mount(container: str) -> list[str]:
+    return ["buildah", "mount", container]
+
+
+def buildah_umount(container: str) -> list[str]:
+    return ["buildah", "umount", container]
+
+
+def buildah_rm(*containers: str) -> list[str]:
+    return ["buildah", "rm", *containers]
+
+
+def buildah_images() -> list[str]:
+    """Local images, one NAME:TAG per line."""
+    return ["buildah", "images", "--format", "{{.Name}}:{{.Tag}}"]
+
+
+def buildah_rmi(*images: str, prune: bool = False) -> list[str]:
+    return ["buildah", "rmi", "--prune"] if prune else ["buildah", "rmi", "-f", *images]
+
+
+def skopeo_to_dir(src: str, layout: Path) -> list[str]:
+    """An image (docker://REF, or containers-storage:NAME when given so) into a `dir:` layout."""
+    source = src if src.startswith("containers-storage:") else f"docker://{src}"
+    tls = [] if src.startswith("containers-storage:") else tls_flag(src, name="--src-tls-verify")
+    return ["skopeo", "copy", "-q", *tls, source, f"dir:{layout}"]
+
+
+def skopeo_dir_to_storage(layout: Path, image: str) -> list[str]:
+    return ["skopeo", "copy", "-q", f"dir:{layout}", f"containers-storage:{image}"]
+
+
+def skopeo_standalone_sign(manifest: Path, reference: str, fingerprint: str, output: Path) -> list[str]:
+    return ["skopeo", "standalone-sign", str(manifest), reference, fingerprint, "-o", str(output)]
