@@ -15,7 +15,6 @@ from imagepipe.checks.types import Check
 from imagepipe.hostenv import HostProfile
 from imagepipe.supplychain import inventory
 
-IDS = ("no-build-tools", "no-secrets", "file-ownership", "no-setuid", "no-junk", "vulnerabilities")
 BAKED = ("BETTER_AUTH_SECRET", "OPENAI_API_KEY", "DATABASE_URL")  # must never be an image ENV
 
 

@@ -1,5 +1,5 @@
-"""The values verify works with: a check's result, the options, the whole result, and the check ids in
-report order (static and runtime families)."""
+"""The values verify works with: a check's result, the options and the whole result (the check ids live in
+the registry, imagepipe.checks.catalog)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,6 @@ from typing import Any
 
 import jwt
 
-CHECK_IDS = ("size", "user", "port", "health-endpoint", "health-status", "docs", "env", "database",
-             "database-tls", "auth-jwks", "chat", "mcp",
-             "startup-time", "health-latency", "hardened", "no-build-tools", "no-secrets", "file-ownership",
-             "no-setuid", "no-junk", "vulnerabilities")
-# Checks that need the service running: when it dies, their failures carry its state and log tail.
-RUNTIME_CHECKS = ("startup-time", "port", "health-endpoint", "docs", "database", "env", "health-latency",
-                  "hardened", "health-status", "database-tls", "auth-jwks", "chat", "mcp")
 CONTAINER_HOST = "host.containers.internal"  # podman's name for the host, seen from a bridged container
 FRONTEND = "http://frontend.verify.invalid"
 

@@ -9,39 +9,32 @@ check proves".
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import secrets
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import requests
 
 from imagepipe import cancel, commands, podmanfacts, runner
-from imagepipe.checks import prodchecks, runtimechecks, staticchecks
-from imagepipe.checks.types import (  # noqa: F401 - re-exported: the stage, report and tests import them here
-    CHECK_IDS,
-    CONTAINER_HOST,
-    FRONTEND,
-    RUNTIME_CHECKS,
-    Check,
-    VerifyOptions,
-    VerifyResult,
-    mint_hs256,
-)
+from imagepipe.checks import prodchecks, runtimechecks, session, staticchecks
+from imagepipe.checks.catalog import CHECK_IDS, SERVICE_CHECKS, TREE_CHECKS, Spec, select
+from imagepipe.checks.types import Check, VerifyOptions, VerifyResult, mint_hs256
+
+__all__ = ["CHECK_IDS", "Verifier"]  # CHECK_IDS: the tests read the report order here
 from imagepipe.errors import PipelineError, ToolFailed
 from imagepipe.hostenv import HostProfile
-from imagepipe.services import containernet, postgres, standins, tlscerts
+from imagepipe.services import postgres, standins, tlscerts
 from imagepipe.services.postgres import free_port
 
 log = logging.getLogger("imagepipe.checks.verifier")
 CheckFn = Callable[[], Check]
+# The main thread's order: quick HTTP checks first; health-status waits out the idle container's start period,
+# auth-jwks the service's JWKS refetch cooldown, so they come late and their waits overlap the others.
+MAIN_ORDER = ("port", "health-endpoint", "docs", "database", "env", "hardened", "chat", "health-status", "auth-jwks")
 
 
 class Verifier:
@@ -115,23 +108,19 @@ class Verifier:
             message = e.message if isinstance(e, PipelineError) else f"{type(e).__name__}: {e}"
             check = Check(check_id, False, detail=message)
         check.seconds = check.seconds or round(time.monotonic() - t0, 2)
-        if not check.passed and check_id in RUNTIME_CHECKS:
-            check.detail += self.death_note()
+        if not check.passed and check_id in SERVICE_CHECKS:
+            check.detail += session.death_note(self)
         return check
+
+    def bind(self, spec: Spec) -> CheckFn:
+        assert spec.fn is not None
+        return functools.partial(spec.fn, self)
 
     def guarded(self, check_id: str, fn: CheckFn) -> None:
         self.add(self.guard(check_id, fn))
 
     def background(self, check_id: str, fn: CheckFn) -> Future[Check]:
         return self.pool.submit(self.guard, check_id, fn)
-
-    def death_note(self) -> str:
-        """When the service container is gone, say so and show the tail of its log."""
-        facts = podmanfacts.container(self.profile, self.name)
-        if facts and facts.status == "running":
-            return ""
-        status = f"{facts.status} {facts.exit_code}" if facts else "missing"
-        return f"; the container is not running ({status}); log tail:\n{runner.tail(self.logs(), 15)}"
 
     # --- the run -----------------------------------------------------------------------------------
 
@@ -151,11 +140,14 @@ class Verifier:
             static = self.pool.submit(staticchecks.run, self.profile, self.image, config=self.config,
                                       secrets=self.secrets, state_dir=self.opt.state_dir)
             self.idle_started = self.pool.submit(runtimechecks.start_idle, self)
-            user = self.background("user", lambda: runtimechecks.user(self))
-            self.guarded("size", lambda: runtimechecks.size(self))
-            self.with_services()
+            before = [self.background(s.id, self.bind(s)) for s in select("before", worker=True)]
+            for spec in select("before", worker=False):
+                self.guarded(spec.id, self.bind(spec))
+            with session.services(self):
+                self.serve_and_check()
             self.mark("service checks done, its container and database removed")
-            self.add(user.result())
+            for future in before:
+                self.add(future.result())
             for check in self.static_results(static):
                 self.add(check)
             self.mark("static checks collected")
@@ -177,61 +169,12 @@ class Verifier:
             return static.result()
         except (PipelineError, OSError, ValueError) as e:
             message = e.message if isinstance(e, PipelineError) else f"{type(e).__name__}: {e}"
-            return [Check(cid, False, detail=f"reading the image failed: {message}") for cid in staticchecks.IDS]
-
-    def with_services(self) -> None:
-        """The throw-away database and the stand-ins around the service's run, stopped whatever happens."""
-        pg = None
-        database: Future[postgres.TempPostgres] | None = None
-        try:
-            gateway, subnet = containernet.bridge(self.profile, self.image, labels=self.opt.labels)
-            # The stand-ins listen on the gateway: the container reaches them as host.containers.internal.
-            self.openai, self.jwks = standins.FakeOpenAI(host=gateway), standins.Jwks(host=gateway)
-            self.jwks.add("k1")
-            if self.opt.database_url:
-                self.dsn = self.opt.database_url
-            else:
-                self.tls = tlscerts.make(Path(tempfile.mkdtemp(prefix="imagepipe-tls-")),
-                                         hosts=[CONTAINER_HOST, "localhost"], ips=["127.0.0.1", gateway])
-                pg = postgres.for_containers(gateway, subnet, tls=self.tls)
-                # Its address and password are known before it runs: the database starts beside the service,
-                # which retries until it can connect (as it would with a slow Neon wake-up).
-                database = self.database = self.pool.submit(pg.start)
-                # As Neon hands it out: TLS required, SCRAM with channel binding.
-                self.dsn = pg.dsn(host=CONTAINER_HOST, sslmode="require", channel_binding="require")
-            self.mark("bridge up, stand-ins and certificates ready")
-            self.serve_and_check()
-        finally:
-            cancel.unwinding()
-            if not self.opt.keep:
-                self.podman("rm", "-f", "-t", "0", self.name, ok=(0, 1, 125))
-            if database is not None:
-                # a start still under way ends first (a cancel cuts it short at its next step); then stop()
-                # removes whatever it got to
-                with contextlib.suppress(BaseException):
-                    database.result(timeout=60)
-            if pg is not None:
-                pg.stop()
-            for server in (self.openai, self.jwks):
-                if server is not None:
-                    server.stop()
-            if self.tls is not None:
-                shutil.rmtree(self.tls.ca.parent, ignore_errors=True)
+            return [Check(cid, False, detail=f"reading the image failed: {message}") for cid in TREE_CHECKS]
 
     def serve_and_check(self) -> None:
-        assert self.openai is not None and self.jwks is not None
-        env = {"DATABASE_URL": self.dsn, "FRONTEND_URL": FRONTEND, **self.secrets,
-               "OPENAI_BASE_URL": f"http://{CONTAINER_HOST}:{self.openai.port}/v1",
-               "BETTER_AUTH_JWKS_URL": f"http://{CONTAINER_HOST}:{self.jwks.port}/api/auth/jwks",
-               "BETTER_AUTH_JWKS_COOLDOWN_SECONDS": str(prodchecks.JWKS_COOLDOWN_S)}
-        t0 = time.monotonic()
         side: list[Future[Check]] = []
         try:
-            # Hardened as production should run it: read-only root, a tmpfs /tmp, no capabilities.
-            self.sh(commands.podman_run(self.profile, self.image, name=self.name, detach=True, env=env,
-                                        labels=self.opt.labels, publish=[f"127.0.0.1:{self.port}:8000"],
-                                        read_only=True, tmpfs=["/tmp"], cap_drop_all=True))  # noqa: S108
-            self.wait_for_health(t0)
+            session.start_service(self)
             self.mark("service answers /health")
             if self.database is not None:
                 self.database.result()  # a database that could not start fails the runtime checks, saying why
@@ -240,15 +183,9 @@ class Verifier:
             except requests.RequestException:
                 self.jwks_first = (0, time.monotonic())  # auth-jwks reports it
             # Independent of the HTTP checks below: their own containers or connections.
-            side += [self.background("database-tls", lambda: prodchecks.check_database_tls(self)),
-                    self.background("mcp", lambda: prodchecks.check_mcp(self)),
-                    self.background("health-latency", lambda: runtimechecks.latency(self))]
-            for check_id, fn in (("port", runtimechecks.port), ("health-endpoint", runtimechecks.health_endpoint),
-                                 ("docs", runtimechecks.docs), ("database", runtimechecks.database),
-                                 ("env", runtimechecks.env), ("hardened", runtimechecks.hardened),
-                                 ("chat", prodchecks.check_chat), ("health-status", runtimechecks.health_status),
-                                 ("auth-jwks", prodchecks.check_auth_jwks)):
-                self.guarded(check_id, functools.partial(fn, self))
+            side += [self.background(s.id, self.bind(s)) for s in select("serving", worker=True)]
+            for spec in sorted(select("serving", worker=False), key=lambda s: MAIN_ORDER.index(s.id)):
+                self.guarded(spec.id, self.bind(spec))
             self.mark("main-thread checks done")
             for future in side:
                 self.add(future.result())
@@ -256,28 +193,10 @@ class Verifier:
         except PipelineError as e:
             for future in side:  # what the workers found stands
                 self.add(future.result())
-            note = self.death_note() or f"; log tail:\n{runner.tail(self.logs(), 15)}"
+            note = session.death_note(self) or f"; log tail:\n{runner.tail(self.logs(), 15)}"
             if not any(c.id == "database-tls" for c in self.result.checks):
                 # runs in fresh containers: names a broken TLS stack even when the service never came up
                 self.guarded("database-tls", lambda: prodchecks.check_database_tls(self))
-            for cid in RUNTIME_CHECKS:
+            for cid in SERVICE_CHECKS:
                 if not any(c.id == cid for c in self.result.checks):
                     self.add(Check(cid, False, detail=f"{e.message}{note}"))
-
-    def wait_for_health(self, t0: float) -> float:
-        deadline = t0 + self.opt.startup_limit_s
-        while time.monotonic() < deadline:
-            try:
-                if self.get("/health", timeout=1).status_code == 200:
-                    elapsed = time.monotonic() - t0
-                    self.add(Check("startup-time", True, round(elapsed, 2), self.opt.startup_limit_s,
-                                   f"first 200 on /health {elapsed:.2f} s after `podman run`", round(elapsed, 2)))
-                    return elapsed
-            except requests.RequestException:
-                pass
-            facts = podmanfacts.container(self.profile, self.name)
-            state = facts.status if facts else "missing"
-            if state in ("exited", "stopped", "dead", "missing"):
-                raise PipelineError(f"the container exited during start-up (state {state})", stage="verify")
-            time.sleep(0.05)
-        raise PipelineError(f"no 200 from /health within {self.opt.startup_limit_s:g} s", stage="verify")

@@ -1,0 +1,111 @@
+"""The service's session in verify: what it needs around it (podman's bridge, the stand-ins for OpenAI and
+Better Auth's JWKS, a throw-away TLS PostgreSQL starting beside it), the container itself, started hardened
+as production should run it, and what is left when it dies. Everything started here is stopped on exit."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import requests
+
+from imagepipe import cancel, commands, podmanfacts, runner
+from imagepipe.checks import prodchecks
+from imagepipe.checks.types import CONTAINER_HOST, FRONTEND, Check
+from imagepipe.errors import PipelineError
+from imagepipe.services import containernet, postgres, standins, tlscerts
+
+if TYPE_CHECKING:
+    from imagepipe.checks.verifier import Verifier
+
+
+@contextmanager
+def services(v: Verifier) -> Iterator[None]:
+    """The throw-away database and the stand-ins around the service's run, stopped whatever happens."""
+    pg = None
+    database: Future[postgres.TempPostgres] | None = None
+    try:
+        gateway, subnet = containernet.bridge(v.profile, v.image, labels=v.opt.labels)
+        # The stand-ins listen on the gateway: the container reaches them as host.containers.internal.
+        v.openai, v.jwks = standins.FakeOpenAI(host=gateway), standins.Jwks(host=gateway)
+        v.jwks.add("k1")
+        if v.opt.database_url:
+            v.dsn = v.opt.database_url
+        else:
+            v.tls = tlscerts.make(Path(tempfile.mkdtemp(prefix="imagepipe-tls-")),
+                                  hosts=[CONTAINER_HOST, "localhost"], ips=["127.0.0.1", gateway])
+            pg = postgres.for_containers(gateway, subnet, tls=v.tls)
+            # Its address and password are known before it runs: the database starts beside the service,
+            # which retries until it can connect (as it would with a slow Neon wake-up).
+            database = v.database = v.pool.submit(pg.start)
+            # As Neon hands it out: TLS required, SCRAM with channel binding.
+            v.dsn = pg.dsn(host=CONTAINER_HOST, sslmode="require", channel_binding="require")
+        v.mark("bridge up, stand-ins and certificates ready")
+        yield
+    finally:
+        cancel.unwinding()
+        if not v.opt.keep:
+            v.podman("rm", "-f", "-t", "0", v.name, ok=(0, 1, 125))
+        if database is not None:
+            # a start still under way ends first (a cancel cuts it short at its next step); then stop()
+            # removes whatever it got to
+            with contextlib.suppress(BaseException):
+                database.result(timeout=60)
+        if pg is not None:
+            pg.stop()
+        for server in (v.openai, v.jwks):
+            if server is not None:
+                server.stop()
+        if v.tls is not None:
+            shutil.rmtree(v.tls.ca.parent, ignore_errors=True)
+
+
+def start_service(v: Verifier) -> None:
+    """The service container, hardened (read-only root, a tmpfs /tmp, no capabilities), until /health
+    answers 200: the startup-time check. Then the database it was started with must be up."""
+    assert v.openai is not None and v.jwks is not None
+    env = {"DATABASE_URL": v.dsn, "FRONTEND_URL": FRONTEND, **v.secrets,
+           "OPENAI_BASE_URL": f"http://{CONTAINER_HOST}:{v.openai.port}/v1",
+           "BETTER_AUTH_JWKS_URL": f"http://{CONTAINER_HOST}:{v.jwks.port}/api/auth/jwks",
+           "BETTER_AUTH_JWKS_COOLDOWN_SECONDS": str(prodchecks.JWKS_COOLDOWN_S)}
+    t0 = time.monotonic()
+    v.sh(commands.podman_run(v.profile, v.image, name=v.name, detach=True, env=env, labels=v.opt.labels,
+                             publish=[f"127.0.0.1:{v.port}:8000"], read_only=True, tmpfs=["/tmp"],  # noqa: S108
+                             cap_drop_all=True))
+    v.add(wait_for_health(v, t0))
+    if v.database is not None:
+        v.database.result()  # a database that could not start fails the runtime checks, saying why
+
+
+def wait_for_health(v: Verifier, t0: float) -> Check:
+    deadline = t0 + v.opt.startup_limit_s
+    while time.monotonic() < deadline:
+        try:
+            if v.get("/health", timeout=1).status_code == 200:
+                elapsed = time.monotonic() - t0
+                return Check("startup-time", True, round(elapsed, 2), v.opt.startup_limit_s,
+                             f"first 200 on /health {elapsed:.2f} s after `podman run`", round(elapsed, 2))
+        except requests.RequestException:
+            pass
+        facts = podmanfacts.container(v.profile, v.name)
+        state = facts.status if facts else "missing"
+        if state in ("exited", "stopped", "dead", "missing"):
+            raise PipelineError(f"the container exited during start-up (state {state})", stage="verify")
+        time.sleep(0.05)
+    raise PipelineError(f"no 200 from /health within {v.opt.startup_limit_s:g} s", stage="verify")
+
+
+def death_note(v: Verifier) -> str:
+    """When the service container is gone, say so and show the tail of its log."""
+    facts = podmanfacts.container(v.profile, v.name)
+    if facts and facts.status == "running":
+        return ""
+    status = f"{facts.status} {facts.exit_code}" if facts else "missing"
+    return f"; the container is not running ({status}); log tail:\n{runner.tail(v.logs(), 15)}"

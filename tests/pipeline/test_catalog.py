@@ -1,0 +1,34 @@
+"""The check registry: ids, order and families are derived from it, and it lists what the report shows."""
+
+from __future__ import annotations
+
+from imagepipe.checks import catalog
+
+# The report's order and ids, as the README and users' tooling know them.
+REPORT_ORDER = ("size", "user", "port", "health-endpoint", "health-status", "docs", "env", "database",
+                "database-tls", "auth-jwks", "chat", "mcp", "startup-time", "health-latency", "hardened",
+                "no-build-tools", "no-secrets", "file-ownership", "no-setuid", "no-junk", "vulnerabilities")
+
+
+def test_ids_and_order_are_the_reports():
+    assert catalog.CHECK_IDS == REPORT_ORDER
+    assert len(set(catalog.CHECK_IDS)) == len(catalog.CHECK_IDS)
+
+
+def test_every_check_has_a_way_to_run():
+    for spec in catalog.CATALOG:
+        produced = spec.when in ("tree", "startup")
+        assert (spec.fn is None) == produced, spec.id
+        assert not (spec.worker and produced), spec.id
+
+
+def test_service_checks_are_those_that_need_the_service():
+    assert set(catalog.SERVICE_CHECKS) == {s.id for s in catalog.CATALOG if s.when in ("serving", "startup")}
+    assert catalog.TREE_CHECKS == ("no-build-tools", "no-secrets", "file-ownership", "no-setuid", "no-junk",
+                                   "vulnerabilities")
+
+
+def test_main_thread_order_covers_the_main_thread_checks():
+    from imagepipe.checks.verifier import MAIN_ORDER
+
+    assert set(MAIN_ORDER) == {s.id for s in catalog.select("serving", worker=False)}
