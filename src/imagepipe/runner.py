@@ -65,6 +65,20 @@ def tail(text: str, lines: int = TAIL_LINES) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
+def _line_handler(both: list[str], own: list[str], on_line: Callable[[str], None] | None, *,
+                  echo: bool) -> Callable[[str], None]:
+    """Line by line as the tool writes them: kept for the result (its own stream and both in arrival order),
+    handed to on_line (e.g. build steps timed as they pass), echoed with --verbose."""
+    def handle(line: str) -> None:
+        both.append(line)
+        own.append(line)
+        if on_line is not None:
+            on_line(line)
+        if echo:
+            sys.stderr.write(line)
+    return handle
+
+
 def run(
     argv: list[str],
     *,
@@ -97,21 +111,8 @@ def run(
     if timeout is not None:
         kwargs["_timeout"] = timeout
     if stream or on_line is not None:
-        # Line by line as the tool writes them: echoed with --verbose, handed to on_line (e.g. build steps
-        # timed as they pass), and kept for the result.
-        echo_lines = bool(stream)
-
-        def echo(kind: str) -> Callable[[str], None]:
-            def handle(line: str) -> None:
-                out.append(line)
-                streams[kind].append(line)
-                if on_line is not None:
-                    on_line(line)
-                if echo_lines:
-                    sys.stderr.write(line)
-            return handle
-        kwargs["_out"] = echo("stdout")
-        kwargs["_err"] = echo("stderr")
+        kwargs["_out"] = _line_handler(out, streams["stdout"], on_line, echo=bool(stream))
+        kwargs["_err"] = _line_handler(out, streams["stderr"], on_line, echo=bool(stream))
         stream = True
     # Its own session: the tool gets no terminal signal directly; a cancelled run stops it itself (below).
     kwargs["_bg"], kwargs["_bg_exc"], kwargs["_new_session"] = True, False, True

@@ -1,4 +1,4 @@
-"""argv builders for buildah, podman and skopeo, and the configs of the registry and signature server."""
+"""argv builders for buildah, podman and skopeo."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from imagepipe.hostenv import NS_FILE, HostProfile
 
 __all__ = [
     "LOOPBACK_HOSTS", "buildah_bud", "buildah_containers", "buildah_from", "buildah_images", "buildah_mount",
-    "buildah_push", "buildah_rm", "buildah_rmi", "buildah_umount", "buildah_version", "lighttpd_config",
-    "podman", "podman_inspect", "podman_pull", "podman_run", "registry_config", "registry_is_local",
+    "buildah_push", "buildah_rm", "buildah_rmi", "buildah_umount", "buildah_version",
+    "podman", "podman_inspect", "podman_pull", "podman_run",  "registry_is_local",
     "skopeo_copy", "skopeo_copy_from_storage", "skopeo_dir_to_storage", "skopeo_inspect",
     "skopeo_standalone_sign", "skopeo_to_dir", "tls_flag"
 ]
@@ -107,6 +107,8 @@ def podman_run(
     add_hosts: Sequence[str] = (),
     command: Sequence[str] = (),
 ) -> list[str]:
+    """`podman run` with one flag per option, in podman's order (long, and flat on purpose: one line per
+    option reads faster than helpers, and the table test pins every combination the pipeline uses)."""
     args = ["run"]
     if detach:
         args.append("-d")
@@ -183,36 +185,10 @@ def skopeo_copy(src: str, dest: str, *, creds: str | None = None, sign_by: str |
     return [*argv, f"docker://{src}", f"docker://{dest}"]
 
 
-def registry_config(*, addr: str, root: Path) -> str:
-    """Config of Debian's docker-registry (distribution 2.8) for the embedded registry."""
-    return (
-        "version: 0.1\n"
-        "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\n"
-        f"http:\n  addr: {addr}\n"
-    )
-
-
 def skopeo_copy_from_storage(image: str, dest: str) -> list[str]:
     """A local image (containers-storage) into a registry, e.g. the base for kaniko's registry mirror."""
     return ["skopeo", "copy", "-q", *tls_flag(dest, name="--dest-tls-verify"), f"containers-storage:{image}",
             f"docker://{dest}"]
-
-
-def lighttpd_config(*, addr: str, root: Path, pidfile: Path) -> str:
-    """Debian's lighttpd serving the signature lookaside store read-only (static files, no listing)."""
-    host, _, port = addr.rpartition(":")
-    return (
-        f'server.document-root = "{root}"\n'
-        f'server.bind = "{host}"\n'
-        f"server.port = {port}\n"
-        f'server.pid-file = "{pidfile}"\n'
-        'server.modules = ( "mod_staticfile" )\n'
-        'mimetype.assign = ( "" => "application/octet-stream" )\n'
-        'dir-listing.activate = "disable"\n'
-        # no stat cache: a replaced signature file is served at once, never a stale copy
-        'server.stat-cache-engine = "disable"\n'
-    )
 
 
 def buildah_containers() -> list[str]:

@@ -8,7 +8,7 @@ import platform
 import time
 
 from imagepipe import exitcodes, hostenv
-from imagepipe.benchmark import bench
+from imagepipe.benchmark import bench, figures
 from imagepipe.context import Context
 from imagepipe.stagetable import BY_NAME, run_stage, timed
 
@@ -26,8 +26,8 @@ def run(ctx: Context) -> int:
     runner_ = bench.Bench(ctx.profile, ctx.state_dir, runs=a.bench_runs, kaniko_image=a.kaniko_image,
                           labels=ctx.labels)
     metrics = timed(ctx, "bench", "ours vs the naive baseline, and kaniko", runner_.run)
-    as_json = bench.as_json(metrics, machine=machine(), details=runner_.details)
-    text = as_json if a.json else bench.render(metrics, machine=machine()) + bench.render_details(runner_.details)
+    as_json = figures.as_json(metrics, machine=machine(), details=runner_.details)
+    text = as_json if a.json else figures.render(metrics, machine=machine()) + figures.render_details(runner_.details)
     (ctx.state_dir / "bench-last.json").write_text(as_json + "\n")
     print(text)
     return exitcodes.OK

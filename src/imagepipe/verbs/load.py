@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from imagepipe import exitcodes, hostenv
-from imagepipe.benchmark import bench
+from imagepipe.benchmark import load
 from imagepipe.context import Context
 from imagepipe.errors import UsageError
 from imagepipe.stages import base
@@ -20,7 +20,7 @@ def run(ctx: Context) -> int:
     if not base.image_exists(ctx.profile, image):
         raise UsageError(f"no image {image}: build it first (python build/pipeline.py build) or name one")
     result = timed(ctx, "load", f"{image}: wrk 60 s at concurrency 32 on the tasks API",
-                   lambda: bench.load_test(ctx.profile, ctx.state_dir, image, labels=ctx.labels))
+                   lambda: load.load_test(ctx.profile, ctx.state_dir, image, labels=ctx.labels))
     print(json.dumps(result, indent=2))
     (ctx.state_dir / "load-last.json").write_text(json.dumps(result, indent=2) + "\n")
     ok = result["errors"] == 0 and result["rss_growth_mb"] < 20 and result["connection_growth"] <= 0

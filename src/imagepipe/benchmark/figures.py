@@ -1,0 +1,117 @@
+"""The benchmark's figures: each metric with its target and the baseline's value, and how they print
+(a table, the details of where size and build time go, JSON)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from imagepipe import tables
+
+
+@dataclass
+class Metric:
+    name: str
+    unit: str
+    target: str
+    ours: float | str | None = None
+    baseline: float | str | None = None
+    met: bool | None = None
+    note: str = ""
+
+    @property
+    def ratio(self) -> str:
+        if isinstance(self.ours, (int, float)) and isinstance(self.baseline, (int, float)) and self.baseline:
+            return f"{self.ours / self.baseline:.2f}"
+        return "-"
+
+
+def metrics(o: dict[str, Any], b: dict[str, Any]) -> list[Metric]:
+    best_rps = max(o["api_rps"], o["api_rps_2w"])
+    best = "2 workers" if o["api_rps_2w"] > o["api_rps"] else "1 worker"
+    best_p99 = o["api_p99_ms_2w"] if best == "2 workers" else o["api_p99_ms"]
+    best_b = max(b["api_rps"], b["api_rps_2w"])
+    return [
+        Metric("image size", "MB", "<= 110", round(o["size_mb"], 1), round(b["size_mb"], 1),
+               o["size_mb"] <= 110, "uncompressed; every verify check green" if o.get("verify_passed") else
+               "verify did not pass"),
+        Metric("cold build (base present)", "s", "<= 25", round(o["cold_build_s"], 1),
+               round(b["cold_build_s"], 1), o["cold_build_s"] <= 25,
+               "ours from the host wheelhouse (offline, no compiler); baseline pip from PyPI"),
+        Metric("cold build from PyPI", "s", "-", round(o["cold_build_pypi_s"], 1), round(b["cold_build_s"], 1),
+               None, "ours with no wheelhouse: psycopg-c is compiled in the build (see steps)"),
+        Metric("code-only rebuild", "s", "<= 5", round(o["rebuild_s"], 1), round(b["rebuild_s"], 1),
+               o["rebuild_s"] <= 5),
+        Metric("code-only push", "kB", "<= 1000", round(o["rebuild_push_kb"], 1), round(b["rebuild_push_kb"], 1),
+               o["rebuild_push_kb"] <= 1000, "bytes the registry stored for the second push"),
+        Metric("start -> first 200", "s", "<= 2", round(o["start_s"], 2), round(b["start_s"], 2),
+               o["start_s"] <= 2, "median of podman run -> /health 200"),
+        Metric("/health p99 (1000 req)", "ms", "<= 10", round(o["health_p99_ms"], 2),
+               round(b["health_p99_ms"], 2), o["health_p99_ms"] <= 10),
+        Metric("tasks API req/s (50 tasks, c16)", "req/s", ">= 1000", round(best_rps), round(best_b),
+               best_rps >= 1000 and best_p99 <= 50,
+               f"best of 1 and 2 uvicorn workers ({best}); wrk shares the 2 cores; errors "
+               f"{o['api_errors'] + o['api_errors_2w']}"),
+        Metric("tasks API p99 (c16)", "ms", "<= 50", round(best_p99, 1),
+               round(b["api_p99_ms_2w"] if b["api_rps_2w"] > b["api_rps"] else b["api_p99_ms"], 1),
+               best_p99 <= 50),
+        Metric("reproducible build (2 clean builds)", "", "same digest",
+               "yes" if o["reproducible"] else ("layers only" if o["same_layers"] else "no"), "-",
+               bool(o["reproducible"]),
+               "--timestamp = commit time and hash-based .pyc give identical layers; the build ids buildah "
+               "writes into the config are removed; kaniko: not measured"),
+        Metric("verify stage", "s", "<= 10", round(o["verify_s"], 1), "-", o["verify_s"] <= 10,
+               "21 checks; independent ones concurrently"),
+        *kaniko_metrics(o),
+    ]
+
+
+def kaniko_metrics(o: dict[str, Any]) -> list[Metric]:
+    k = o.get("kaniko")
+    if not k:
+        return [Metric("kaniko cold build vs buildah", "s", "<= 2x", "n/a", "-", None,
+                       "no kaniko executor image on this machine (--kaniko-image)")]
+    return [
+        Metric("kaniko image size", "MB", "<= 110", round(k["size_mb"], 1), round(o["size_mb"], 1),
+               k["size_mb"] <= 110, "kaniko vs buildah (baseline column), same Containerfile"),
+        Metric("kaniko cold build vs buildah", "s", "<= 2x", round(k["cold_build_s"], 1),
+               round(o["cold_build_s"], 1), k["cold_build_s"] <= 2 * o["cold_build_s"],
+               "empty cache repository; full snapshots; wheelhouse as for buildah"),
+        Metric("kaniko code-only rebuild", "s", "-", round(k["rebuild_s"], 1), round(o["rebuild_s"], 1), None,
+               "with the cache repository; kaniko unpacks the base and cached layers again"),
+        Metric("kaniko reproducible (2 clean builds)", "", "same digest", "yes" if k["reproducible"] else "no",
+               "-", bool(k["reproducible"]), "--reproducible; two empty cache repositories"),
+    ]
+
+
+def render(metrics: list[Metric], *, machine: str) -> str:
+    rows = []
+    for m in metrics:
+        unit = f" {m.unit}" if m.unit else ""
+        met = "-" if m.met is None else ("yes" if m.met else "NO")
+        rows.append((m.name, f"{m.ours}{unit}", f"{m.baseline}{unit}" if m.baseline not in (None, "-") else "-",
+                     m.ratio, m.target, met, m.note))
+    return f"{machine}\n" + tables.render(("metric", "ours", "baseline", "ratio", "target", "met", "note"), rows)
+
+
+def render_details(details: dict[str, Any]) -> str:
+    """Where the size and the build time go: a regression shows which directory or step it came from."""
+    lines = ["", "image size by directory (ours, MB): " + ", ".join(
+        f"{k} {v}" for k, v in details.get("size_by_dir_mb", {}).items())]
+    for name, steps in details.get("steps", {}).items():
+        lines.append(f"steps, {name}:")
+        lines += [f"  {s['seconds']:6.1f} s {'cached' if s['cached'] else '      '} [{s['stage']}] "
+                  f"{s['instruction'][:80]}" for s in steps if s["seconds"] >= 0.1]
+    checks = details.get("verify_checks_s", {})
+    if checks:
+        lines.append("verify, seconds per check: " + ", ".join(f"{k} {v}" for k, v in checks.items()))
+    return "\n".join(lines)
+
+
+def as_json(metrics: list[Metric], *, machine: str, details: dict[str, Any] | None = None) -> str:
+    return json.dumps({"machine": machine, "details": details or {}, "metrics": [
+        {"name": m.name, "unit": m.unit, "ours": m.ours, "baseline": m.baseline, "ratio": m.ratio,
+         "target": m.target, "met": m.met, "note": m.note} for m in metrics]}, indent=2)
+
+

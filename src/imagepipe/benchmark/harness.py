@@ -1,0 +1,139 @@
+"""The benchmark's harness: builds timed per step, pushes measured in bytes the registry stored, the
+service started and probed (start-up, /health latency, the tasks API under wrk)."""
+
+from __future__ import annotations
+
+import re
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from imagepipe import commands, podmanfacts, runner
+from imagepipe.builders import buildsteps, reproducible
+from imagepipe.checks.types import mint_hs256
+from imagepipe.errors import PipelineError
+from imagepipe.hostenv import HostProfile
+from imagepipe.services.postgres import free_port
+from imagepipe.stages.build import build_argv
+
+SECRET = "bench-secret-" + "b" * 32
+
+
+@dataclass
+class Variant:
+    name: str
+    containerfile: Path
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+class Harness:
+    def __init__(self, profile: HostProfile, state_dir: Path, *, runs: int = 3, load_seconds: int = 10,
+                 kaniko_image: str | None = None, labels: dict[str, str] | None = None) -> None:
+        self.profile = profile
+        self.labels = labels or {}  # on every container the bench starts (the run's, for cancellation)
+        self.kaniko_image = kaniko_image
+        self.work = state_dir / "bench"
+        self.state_dir = state_dir
+        self.runs, self.load_seconds = runs, load_seconds
+        self.registry_addr = f"127.0.0.1:{free_port()}"
+        self.details: dict[str, Any] = {}  # size by directory, per-step build times, per-check verify times
+
+    # --- helpers -------------------------------------------------------------------------------------
+
+    def build(self, variant: Variant, context: Path, tag: str, *, cold: bool, wheelhouse: Path | None,
+              commit_build: bool = False, steps_key: str | None = None) -> float:
+        argv = build_argv(self.profile, containerfile=variant.containerfile, context=context, image=tag,
+                          wheelhouse=wheelhouse, no_cache=cold)
+        timer = buildsteps.StepTimer("buildah")
+        t0 = time.monotonic()
+        runner.run(argv, stage="bench", timeout=3600, what=f"building {tag}", on_line=timer.line)
+        if commit_build:  # as the pipeline's build stage does for a clean commit
+            reproducible.rewrite(tag, work_dir=self.work)
+        if steps_key:
+            variant.figures[steps_key] = [s.as_dict() for s in timer.finish()]
+        return time.monotonic() - t0
+
+    def blob_bytes(self) -> int:
+        blobs = self.work / "registry/data/docker/registry/v2/blobs"
+        return sum(p.stat().st_size for p in blobs.rglob("data")) if blobs.exists() else 0
+
+    def push(self, image: str, repo_tag: str) -> tuple[int, str]:
+        before = self.blob_bytes()
+        digestfile = self.work / "digest"
+        runner.run(commands.buildah_push(image, f"{self.registry_addr}/{repo_tag}", digestfile=digestfile),
+                   stage="bench", timeout=1800)
+        return self.blob_bytes() - before, digestfile.read_text().strip()
+
+    def podman(self, *args: str, ok: tuple[int, ...] = (0,)) -> runner.Result:
+        return runner.run(commands.podman(self.profile, *args), stage="bench", ok_codes=ok, timeout=300)
+
+    def start_container(self, image: str, dsn: str, env: dict[str, str] | None = None) -> tuple[str, str, float]:
+        name, port = f"imagepipe-bench-{free_port()}", free_port()
+        t0 = time.monotonic()
+        runner.run(commands.podman_run(self.profile, image, name=name, detach=True, labels=self.labels,
+                                       publish=[f"127.0.0.1:{port}:8000"],
+                                       env={"DATABASE_URL": dsn, "BETTER_AUTH_SECRET": SECRET,
+                                            "OPENAI_API_KEY": "sk-bench", **(env or {})}), stage="bench")
+        base = f"http://127.0.0.1:{port}"
+        while time.monotonic() - t0 < 60:
+            try:
+                if requests.get(base + "/health", timeout=1).status_code == 200:
+                    return name, base, time.monotonic() - t0
+            except requests.RequestException:
+                pass
+            time.sleep(0.02)
+        raise RuntimeError(f"{image} did not answer /health within 60 s")
+
+    def image_facts(self, ref: str) -> podmanfacts.ImageFacts:
+        facts = podmanfacts.image(self.profile, ref, stage="bench")
+        if facts is None:
+            raise PipelineError(f"{ref} is not in local storage", stage="bench")
+        return facts
+
+    def layers(self, image: str) -> list[str]:
+        return list(self.image_facts(image).layers)
+
+    def stop_container(self, name: str) -> None:
+        self.podman("rm", "-f", "-t", "2", name, ok=(0, 1, 125))
+
+    def health_p99(self, base: str, n: int = 1000) -> float:
+        session = requests.Session()
+        samples = []
+        for _ in range(n):
+            t = time.perf_counter()
+            session.get(base + "/health", timeout=5)
+            samples.append(time.perf_counter() - t)
+        return statistics.quantiles(samples, n=100)[98] * 1000
+
+    def api_load(self, base: str, concurrency: int = 16) -> tuple[float, float, int]:
+        """GET /api/{user}/tasks with 50 tasks at `concurrency` for load_seconds: (req/s, p99 ms, errors)."""
+        user = "usr_bench"
+        headers = {"Authorization": f"Bearer {mint_hs256(SECRET, user, ttl=3600)}"}
+        deadline = time.monotonic() + 30
+        while requests.get(base + "/ready", timeout=5).status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        existing = requests.get(f"{base}/api/{user}/tasks", headers=headers, params={"limit": 200}, timeout=10).json()
+        for i in range(50 - len(existing)):
+            requests.post(f"{base}/api/{user}/tasks", headers=headers, timeout=10,
+                          json={"title": f"task {i}", "tags": ["bench"], "priority": "medium"})
+        out = runner.run(commands.wrk(f"{base}/api/{user}/tasks", concurrency=concurrency,
+                                      seconds=self.load_seconds, headers=headers),
+                         stage="bench", timeout=self.load_seconds + 60).stdout
+        rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+        p99 = _wrk_ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1))  # type: ignore[union-attr]
+        errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+        count = int(errors.group(1)) if errors else 0
+        if socket_errors:
+            count += sum(int(x) for x in socket_errors.groups())
+        return rps, p99, count
+
+def _wrk_ms(text: str) -> float:
+    value, unit = float(re.match(r"[\d.]+", text).group(0)), re.sub(r"[\d.]+", "", text)  # type: ignore[union-attr]
+    return value * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}.get(unit, 1.0)
+
+
