@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imagepipe import commands, runner, tables
-from imagepipe.builders import imagetree
+from imagepipe import commands, imagetree, runner, tables
 from imagepipe.checks import imagefs
 
 CONFIG_FIELDS = ("User", "ExposedPorts", "Healthcheck", "Cmd", "Entrypoint", "Env", "WorkingDir", "Labels")

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imagepipe import cancel, commands, runner
+from imagepipe import cancel, commands, imagetree, runner
 
 BUILD_TOOLS = ("gcc", "cc", "c++", "g++", "cpp", "make", "ld", "as", "clang", "x86_64-linux-gnu-gcc-12")
 SECRET_PATTERNS = {
@@ -25,7 +25,7 @@ SECRET_PATTERNS = {
 # A literal each pattern's match must contain: a fast C substring test decides whether the regex runs at all.
 SECRET_HINTS = {"OpenAI-style key": (b"sk-",), "private key": (b"PRIVATE KEY-----",), "AWS access key": (b"AKIA",),
                 "GitHub token": (b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_")}
-SKIP_TOP = {"proc", "sys", "dev"}
+SKIP_TOP = frozenset({"proc", "sys", "dev"})
 MAX_SCAN_BYTES = 8 * 1024 * 1024
 
 
@@ -44,18 +44,8 @@ def mounted(image: str) -> Iterator[Path]:
 
 
 def walk(root: Path) -> Iterator[tuple[str, os.stat_result]]:
-    """(path inside the image, lstat) for every entry."""
-    for top in sorted(os.listdir(root)):
-        if top in SKIP_TOP:
-            continue
-        base = root / top
-        st = os.lstat(base)
-        yield "/" + top, st
-        if stat.S_ISDIR(st.st_mode):
-            for dirpath, dirnames, filenames in os.walk(base):
-                for name in dirnames + filenames:
-                    full = os.path.join(dirpath, name)
-                    yield "/" + os.path.relpath(full, root), os.lstat(full)
+    """The image's tree without the kernel's mount points (the one walker, imagepipe.imagetree)."""
+    return imagetree.walk(root, skip_top=SKIP_TOP)
 
 
 @dataclass
