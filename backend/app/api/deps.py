@@ -16,15 +16,18 @@ bearer = HTTPBearer(auto_error=False, description="JWT from Better Auth (HS256 w
 
 
 def get_db(request: Request) -> Database:
-    return request.app.state.db  # type: ignore[no-any-return]
+    db: Database = request.app.state.db  # set by the lifespan (app.main)
+    return db
 
 
 def get_settings(request: Request) -> Settings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 def get_verifier(request: Request) -> TokenVerifier:
-    return request.app.state.verifier  # type: ignore[no-any-return]
+    verifier: TokenVerifier = request.app.state.verifier
+    return verifier
 
 
 async def current_user(

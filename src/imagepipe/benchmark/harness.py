@@ -123,8 +123,8 @@ class Harness:
         out = runner.run(commands.wrk(f"{base}/api/{user}/tasks", concurrency=concurrency,
                                       seconds=self.load_seconds, headers=headers),
                          stage="bench", timeout=self.load_seconds + 60).stdout
-        rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-        p99 = _wrk_ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1))  # type: ignore[union-attr]
+        rps = float(grab(r"Requests/sec:\s+([\d.]+)", out, "wrk's requests/s"))
+        p99 = _wrk_ms(grab(r"99%\s+([\d.]+\w+)", out, "wrk's p99"))
         errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
         socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
         count = int(errors.group(1)) if errors else 0
@@ -133,7 +133,13 @@ class Harness:
         return rps, p99, count
 
 def _wrk_ms(text: str) -> float:
-    value, unit = float(re.match(r"[\d.]+", text).group(0)), re.sub(r"[\d.]+", "", text)  # type: ignore[union-attr]
+    value, unit = float(grab(r"^([\d.]+)", text, "a wrk duration")), re.sub(r"[\d.]+", "", text)
     return value * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}.get(unit, 1.0)
 
 
+def grab(pattern: str, text: str, what: str) -> str:
+    """The first group of `pattern` in a tool's output, or an error naming what was missing."""
+    found = re.search(pattern, text)
+    if found is None:
+        raise PipelineError(f"no {what} in the tool's output: {text[-200:]!r}", stage="bench")
+    return found.group(1)

@@ -3,13 +3,12 @@ service's memory and database connections before and after."""
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 from typing import Any
 
 from imagepipe import commands, podmanfacts, runner
-from imagepipe.benchmark.harness import Harness
+from imagepipe.benchmark.harness import Harness, grab
 from imagepipe.checks.types import CONTAINER_HOST
 from imagepipe.hostenv import HostProfile
 from imagepipe.services import containernet, postgres
@@ -30,7 +29,7 @@ def load_test(profile: HostProfile, state_dir: Path, image: str, *, seconds: int
 
             def rss_mb() -> float:
                 status = Path(f"/proc/{pid}/status").read_text()
-                return int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
+                return int(grab(r"VmRSS:\s+(\d+)", status, "resident memory")) / 1024
 
             def db_connections() -> int:
                 sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = 'todo'"

@@ -19,12 +19,14 @@ BAKED = ("BETTER_AUTH_SECRET", "OPENAI_API_KEY", "DATABASE_URL")  # must never b
 
 
 def run(profile: HostProfile, image: str, *, config: dict[str, Any], secrets: dict[str, str],
-        state_dir: Path) -> list[Check]:
+        state_dir: Path) -> tuple[list[Check], inventory.Inventory]:
+    """The static checks from one mount of the image, and the inventory they read (the SBOM's too)."""
     t0 = time.monotonic()
     with imagefs.mounted(image) as root:
         found = imagefs.scan(root, list(secrets.values()))
         tools = imagefs.find_build_tools(root)
-        installed = {d.name: d.version for d in inventory.debian_packages(root)}  # the SBOM's inventory too
+        contents = inventory.read(root)
+    installed = {d.name: d.version for d in contents.debs}
     history = runner.run(commands.podman(profile, "history", "--no-trunc", "--format", "{{.CreatedBy}}", image),
                          stage="verify").stdout
     walked = round(time.monotonic() - t0, 2)
@@ -35,7 +37,7 @@ def run(profile: HostProfile, image: str, *, config: dict[str, Any], secrets: di
     t1 = time.monotonic()
     vulns = vulnerabilities(installed, image, state_dir)
     vulns.seconds = round(time.monotonic() - t1, 2)
-    return [*checks, vulns]
+    return [*checks, vulns], contents
 
 
 def build_tools(found: list[str]) -> Check:

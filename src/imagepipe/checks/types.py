@@ -10,6 +10,8 @@ from typing import Any
 
 import jwt
 
+from imagepipe.supplychain.inventory import Inventory
+
 CONTAINER_HOST = "host.containers.internal"  # podman's name for the host, seen from a bridged container
 FRONTEND = "http://frontend.verify.invalid"
 
@@ -41,6 +43,8 @@ class VerifyResult:
     image: str
     checks: list[Check] = field(default_factory=list)
     seconds: float = 0.0
+    # what the static pass read from the image's tree; promote's SBOM lists it (not in the report)
+    inventory: Inventory | None = None
 
     @property
     def passed(self) -> bool:

@@ -23,6 +23,7 @@ from imagepipe import cancel, commands, podmanfacts, runner
 from imagepipe.checks import prodchecks, runtimechecks, session, staticchecks
 from imagepipe.checks.catalog import CHECK_IDS, SERVICE_CHECKS, TREE_CHECKS, Spec, select
 from imagepipe.checks.types import Check, VerifyOptions, VerifyResult, mint_hs256
+from imagepipe.supplychain.inventory import Inventory
 
 __all__ = ["CHECK_IDS", "Verifier"]  # CHECK_IDS: the tests read the report order here
 from imagepipe.errors import PipelineError, ToolFailed
@@ -148,7 +149,8 @@ class Verifier:
             self.mark("service checks done, its container and database removed")
             for future in before:
                 self.add(future.result())
-            for check in self.static_results(static):
+            checks, self.result.inventory = self.static_results(static)
+            for check in checks:
                 self.add(check)
             self.mark("static checks collected")
         except cancel.Interrupted:
@@ -164,12 +166,14 @@ class Verifier:
         self.result.seconds = time.monotonic() - started
         return self.result
 
-    def static_results(self, static: Future[list[Check]]) -> list[Check]:
+    def static_results(self, static: Future[tuple[list[Check], Inventory]]
+                       ) -> tuple[list[Check], Inventory | None]:
         try:
             return static.result()
         except (PipelineError, OSError, ValueError) as e:
             message = e.message if isinstance(e, PipelineError) else f"{type(e).__name__}: {e}"
-            return [Check(cid, False, detail=f"reading the image failed: {message}") for cid in TREE_CHECKS]
+            failed = [Check(cid, False, detail=f"reading the image failed: {message}") for cid in TREE_CHECKS]
+            return failed, None
 
     def serve_and_check(self) -> None:
         side: list[Future[Check]] = []

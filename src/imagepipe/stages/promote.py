@@ -60,7 +60,7 @@ def run(ctx: Context, verified: Verified) -> list[str]:
         published.signatures = {f.name: "sha256:" + hashlib.sha256(f.read_bytes()).hexdigest()
                                 for f in sorted(signed.glob("signature-*"))}
         published.digest = digest
-        attach(ctx, image, key, staging, published)
+        attach(ctx, image, verified.result.inventory, key, staging, published)
     except cancel.Interrupted:
         # A cancelled promotion moves no tag: each one already moved goes back to what it named.
         for dest, before in promoted:
@@ -73,14 +73,16 @@ def run(ctx: Context, verified: Verified) -> list[str]:
     return [dest for dest, _ in promoted]
 
 
-def attach(ctx: Context, image: PushedImage, key: signing.SigningKey, staging: Path,
-           published: attest.Published) -> None:
+def attach(ctx: Context, image: PushedImage, contents: inventory.Inventory | None, key: signing.SigningKey,
+           staging: Path, published: attest.Published) -> None:
     """SBOM and provenance as signed OCI artifacts whose subject is the digest."""
     a = ctx.args
     repo_ref, digest = image.ref.name, image.digest
     facts = image.facts or BuildFacts(a.builder)
-    with imagefs.mounted(str(image)) as root:
-        debs, dists = inventory.debian_packages(root), inventory.python_dists(root)
+    if contents is None:  # verify's static pass read it; mounted again only when that pass failed
+        with imagefs.mounted(str(image)) as root:
+            contents = inventory.read(root)
+    debs, dists = list(contents.debs), list(contents.dists)
     base_digest = base_image_digest(ctx)
     bom = sbom.build(image=repo_ref, digest=digest, base_ref=base.BASE_REF, base_digest=base_digest,
                      debs=debs, dists=dists)

@@ -32,6 +32,18 @@ def _stanzas(path: Path) -> list[deb822.Deb822]:
         return [s for s in deb822.Deb822.iter_paragraphs(f, use_apt_pkg=False) if s.get("Package")]
 
 
+@dataclass(frozen=True)
+class Inventory:
+    """Both halves, read in one visit to the image's tree."""
+
+    debs: tuple[DebPackage, ...]
+    dists: tuple[PyDist, ...]
+
+
+def read(root: Path) -> Inventory:
+    return Inventory(tuple(debian_packages(root)), tuple(python_dists(root)))
+
+
 def debian_packages(root: Path) -> list[DebPackage]:
     found = []
     sources = [(root / "var/lib/dpkg/status", "status")]

@@ -43,8 +43,10 @@ class SigningKey:
         return {"GNUPGHOME": str(self.gnupghome)} if self.gnupghome else {}
 
 
-def _gpg(args: list[str], env: dict[str, str], **kw: object) -> runner.Result:
-    return runner.run(commands.gpg(*args), env=env, stage="promote", **kw)  # type: ignore[arg-type]
+def _gpg(args: list[str], env: dict[str, str], *, input: str | None = None, timeout: float | None = None,
+         what: str | None = None, ok_codes: tuple[int, ...] = (0,)) -> runner.Result:
+    return runner.run(commands.gpg(*args), env=env, stage="promote", input=input, timeout=timeout, what=what,
+                      ok_codes=ok_codes)
 
 
 def pipeline_key(state_dir: Path) -> SigningKey:
