@@ -26,10 +26,10 @@ def remove_run_containers(profile: hostenv.HostProfile, run_id: str) -> int:
     if shutil.which("podman") is None:
         return removed
     hostenv.ensure_mount_namespace(profile)
-    ids = runner.run(commands.podman(profile, "ps", "-a", "-q", "--filter", f"label={cancel.LABEL}={run_id}"),
+    ids = runner.run(commands.podman_ps_labelled(profile, f"{cancel.LABEL}={run_id}"),
                      ok_codes=(0, 125), timeout=30).stdout.split()
     if ids:
-        runner.run(commands.podman(profile, "rm", "-f", "-t", "0", *ids), ok_codes=(0, 1, 125), timeout=60)
+        runner.run(commands.podman_rm(profile, *ids), ok_codes=(0, 1, 125), timeout=60)
     return removed + len(ids)
 
 

@@ -124,3 +124,23 @@ def test_pip_wheel_requires_hashes_when_asked():
     assert argv[1:] == ["-m", "pip", "wheel", "-q", "--disable-pip-version-check", "--require-hashes", "-r", "r.txt",
                         "-w", "/w"]
     assert "--require-hashes" not in commands.pip_wheel(Path("r.txt"), Path("/w"), require_hashes=False)
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (commands.podman_ps_labelled(PLAIN, "io.imagepipe.run=r1"),
+     ["podman", "ps", "-a", "-q", "--filter", "label=io.imagepipe.run=r1"]),
+    (commands.podman_rm(PLAIN, "a", "b"), ["podman", "rm", "-f", "-t", "0", "a", "b"]),
+    (commands.podman_rm(PLAIN, "a", grace=2), ["podman", "rm", "-f", "-t", "2", "a"]),
+    (commands.podman_image_exists(PLAIN, "img:1"), ["podman", "image", "exists", "img:1"]),
+    (commands.podman_tag(PLAIN, "a:1", "b:2"), ["podman", "tag", "a:1", "b:2"]),
+    (commands.podman_import(PLAIN, Path("/r.tar"), "img:1", changes=["ENV A=1", "CMD [\"x\"]"]),
+     ["podman", "import", "--change", "ENV A=1", "--change", "CMD [\"x\"]", "/r.tar", "img:1"]),
+    (commands.podman_history(PLAIN, "img:1"), ["podman", "history", "--no-trunc", "--format", "{{.CreatedBy}}",
+                                               "img:1"]),
+    (commands.podman_logs(PLAIN, "c"), ["podman", "logs", "c"]),
+    (commands.podman_exec(PLAIN, "c", "psql", "-c", "SELECT 1"), ["podman", "exec", "c", "psql", "-c", "SELECT 1"]),
+    (commands.podman_healthcheck_run(QUIRKY, "c"), ["nsenter", f"--mount={NS_FILE}", "--", "podman", "healthcheck",
+                                                    "run", "c"]),
+])
+def test_podman_verbs(argv, expected):
+    assert argv == expected

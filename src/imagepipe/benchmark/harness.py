@@ -68,9 +68,6 @@ class Harness:
                    stage="bench", timeout=1800)
         return self.blob_bytes() - before, digestfile.read_text().strip()
 
-    def podman(self, *args: str, ok: tuple[int, ...] = (0,)) -> runner.Result:
-        return runner.run(commands.podman(self.profile, *args), stage="bench", ok_codes=ok, timeout=300)
-
     def start_container(self, image: str, dsn: str, env: dict[str, str] | None = None) -> tuple[str, str, float]:
         name, port = f"imagepipe-bench-{free_port()}", free_port()
         t0 = time.monotonic()
@@ -98,7 +95,7 @@ class Harness:
         return list(self.image_facts(image).layers)
 
     def stop_container(self, name: str) -> None:
-        self.podman("rm", "-f", "-t", "2", name, ok=(0, 1, 125))
+        runner.run(commands.podman_rm(self.profile, name, grace=2), stage="bench", ok_codes=(0, 1, 125), timeout=300)
 
     def health_p99(self, base: str, n: int = 1000) -> float:
         session = requests.Session()

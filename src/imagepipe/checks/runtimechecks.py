@@ -60,7 +60,7 @@ def database(v: Verifier) -> Check:
         time.sleep(0.2)
     connected = "database connection OK" in logs
     ready = v.get("/ready")
-    psql = v.podman("exec", v.name, "psql", v.dsn, "-tAc", "SELECT 1", ok=(0, 1, 2))
+    psql = v.sh(commands.podman_exec(v.profile, v.name, "psql", v.dsn, "-tAc", "SELECT 1"), ok=(0, 1, 2))
     psql_ok = psql.code == 0 and psql.stdout.strip() == "1"
     # One write and read through the API proves the pool, the schema and the auth path together.
     token = v.token("usr_verify")
@@ -123,7 +123,7 @@ def health_status(v: Verifier) -> Check:
     start_period = (hc.get("StartPeriod") or 0) / 1e9
     # podman schedules checks with systemd timers; without systemd we drive them: one run on the
     # serving container must give healthy ...
-    run = v.podman("healthcheck", "run", v.name, ok=(0, 1))
+    run = v.sh(commands.podman_healthcheck_run(v.profile, v.name), ok=(0, 1))
     status = _health(v, v.name)
     healthy = run.code == 0 and status == "healthy"
     # ... and on a container where nothing listens, `retries` failures after the start period must
@@ -131,7 +131,7 @@ def health_status(v: Verifier) -> Check:
     idle_started = v.idle_started.result()
     time.sleep(max(0.0, idle_started + start_period + 0.5 - time.monotonic()))
     for _ in range(retries):
-        v.podman("healthcheck", "run", v.idle_name, ok=(0, 1))
+        v.sh(commands.podman_healthcheck_run(v.profile, v.idle_name), ok=(0, 1))
     idle_status = _health(v, v.idle_name)
     ok = healthy and idle_status == "unhealthy"
     return Check("health-status", ok, {"serving": status, "not-serving": idle_status},

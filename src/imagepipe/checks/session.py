@@ -52,7 +52,7 @@ def services(v: Verifier) -> Iterator[None]:
     finally:
         cancel.unwinding()
         if not v.opt.keep:
-            v.podman("rm", "-f", "-t", "0", v.name, ok=(0, 1, 125))
+            v.sh(commands.podman_rm(v.profile, v.name), ok=(0, 1, 125))
         if database is not None:
             # a start still under way ends first (a cancel cuts it short at its next step); then stop()
             # removes whatever it got to

@@ -27,7 +27,7 @@ def run(profile: HostProfile, image: str, *, config: dict[str, Any], secrets: di
         tools = imagefs.find_build_tools(root)
         contents = inventory.read(root)
     installed = {d.name: d.version for d in contents.debs}
-    history = runner.run(commands.podman(profile, "history", "--no-trunc", "--format", "{{.CreatedBy}}", image),
+    history = runner.run(commands.podman_history(profile, image),
                          stage="verify").stdout
     walked = round(time.monotonic() - t0, 2)
     checks = [build_tools(tools), no_secrets(found, config, history, secrets), ownership(found),

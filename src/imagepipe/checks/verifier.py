@@ -80,14 +80,11 @@ class Verifier:
     def sh(self, argv: list[str], ok: tuple[int, ...] = (0,), timeout: float = 120) -> runner.Result:
         return runner.run(argv, stage="verify", ok_codes=ok, timeout=timeout)
 
-    def podman(self, *args: str, ok: tuple[int, ...] = (0,), timeout: float = 120) -> runner.Result:
-        return self.sh(commands.podman(self.profile, *args), ok=ok, timeout=timeout)
-
     def get(self, path: str, **kw: Any) -> requests.Response:
         return self.http.get(self.base + path, timeout=kw.pop("timeout", 5), **kw)
 
     def logs(self, name: str | None = None) -> str:
-        out = self.podman("logs", name or self.name, ok=(0, 125))
+        out = self.sh(commands.podman_logs(self.profile, name or self.name), ok=(0, 125))
         return out.stdout + out.stderr
 
     def mark(self, what: str) -> None:
@@ -128,7 +125,7 @@ class Verifier:
     def run(self) -> VerifyResult:
         started = self.t0 = time.monotonic()
         try:
-            self.podman("pull", "-q", *commands.tls_flag(self.image), self.image, timeout=600)
+            self.sh(commands.podman_pull(self.profile, self.image), timeout=600)
         except ToolFailed as e:
             raise PipelineError(f"cannot pull {self.image}: {e.message}", stage="verify", detail=e.detail) from None
         facts = podmanfacts.image(self.profile, self.image, stage="verify")
@@ -160,7 +157,7 @@ class Verifier:
             # On a cancel, the workers are not waited for (the run's cleanup removes their containers).
             self.pool.shutdown(wait=not interrupted, cancel_futures=True)
             if not self.opt.keep:
-                self.podman("rm", "-f", "-t", "0", self.idle_name, ok=(0, 1, 125))
+                self.sh(commands.podman_rm(self.profile, self.idle_name), ok=(0, 1, 125))
         order = {cid: i for i, cid in enumerate(CHECK_IDS)}
         self.result.checks.sort(key=lambda c: order.get(c.id, 99))
         self.result.seconds = time.monotonic() - started

@@ -9,9 +9,10 @@ from imagepipe.hostenv import NS_FILE, HostProfile
 
 __all__ = [
     "LOOPBACK_HOSTS", "buildah_bud", "buildah_containers", "buildah_from", "buildah_images", "buildah_mount",
-    "buildah_push", "buildah_rm", "buildah_rmi", "buildah_umount", "buildah_version",
-    "podman", "podman_inspect", "podman_pull", "podman_run",  "registry_is_local",
-    "skopeo_copy", "skopeo_copy_from_storage", "skopeo_dir_to_storage", "skopeo_inspect",
+    "buildah_push", "buildah_rm", "buildah_rmi", "buildah_umount", "buildah_version", "podman", "podman_exec",
+    "podman_healthcheck_run", "podman_history", "podman_image_exists", "podman_import", "podman_inspect",
+    "podman_logs", "podman_ps_labelled", "podman_pull", "podman_rm", "podman_run", "podman_tag",
+    "registry_is_local", "skopeo_copy", "skopeo_copy_from_storage", "skopeo_dir_to_storage", "skopeo_inspect",
     "skopeo_standalone_sign", "skopeo_to_dir", "tls_flag"
 ]
 
@@ -244,3 +245,47 @@ def skopeo_dir_to_storage(layout: Path, image: str) -> list[str]:
 
 def skopeo_standalone_sign(manifest: Path, reference: str, fingerprint: str, output: Path) -> list[str]:
     return ["skopeo", "standalone-sign", str(manifest), reference, fingerprint, "-o", str(output)]
+
+
+def podman_ps_labelled(profile: HostProfile, label: str) -> list[str]:
+    """Ids of every container (any state) carrying `label` (KEY=VALUE)."""
+    return podman(profile, "ps", "-a", "-q", "--filter", f"label={label}")
+
+
+def podman_rm(profile: HostProfile, *names: str, grace: int = 0) -> list[str]:
+    """Force-remove containers, giving each `grace` seconds to stop."""
+    return podman(profile, "rm", "-f", "-t", str(grace), *names)
+
+
+def podman_image_exists(profile: HostProfile, ref: str) -> list[str]:
+    return podman(profile, "image", "exists", ref)
+
+
+def podman_tag(profile: HostProfile, src: str, dest: str) -> list[str]:
+    return podman(profile, "tag", src, dest)
+
+
+def podman_import(profile: HostProfile, tarball: Path, ref: str, *, changes: Sequence[str] = ()) -> list[str]:
+    """A root filesystem tarball as an image, with Containerfile instructions applied (`--change`)."""
+    argv = ["import"]
+    for change in changes:
+        argv += ["--change", change]
+    return podman(profile, *argv, str(tarball), ref)
+
+
+def podman_history(profile: HostProfile, image: str) -> list[str]:
+    """The instruction that created each layer, one per line, untruncated."""
+    return podman(profile, "history", "--no-trunc", "--format", "{{.CreatedBy}}", image)
+
+
+def podman_logs(profile: HostProfile, name: str) -> list[str]:
+    return podman(profile, "logs", name)
+
+
+def podman_exec(profile: HostProfile, name: str, *argv: str) -> list[str]:
+    return podman(profile, "exec", name, *argv)
+
+
+def podman_healthcheck_run(profile: HostProfile, name: str) -> list[str]:
+    """One run of the image's HEALTHCHECK (podman schedules them with systemd timers, absent here)."""
+    return podman(profile, "healthcheck", "run", name)

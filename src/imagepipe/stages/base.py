@@ -57,7 +57,7 @@ RUNTIME_PACKAGES = ["python3.11", "python3.11-venv", "python3-pip", "ca-certific
 
 
 def image_exists(profile: HostProfile, ref: str) -> bool:
-    return runner.run(commands.podman(profile, "image", "exists", ref), ok_codes=(0, 1)).code == 0
+    return runner.run(commands.podman_image_exists(profile, ref), ok_codes=(0, 1)).code == 0
 
 
 def standin_version(profile: HostProfile, ref: str = BASE_REF) -> str | None:
@@ -76,7 +76,7 @@ def ensure_base(profile: HostProfile, *, state_dir: Path, override: str | None =
                 raise PipelineError(f"base image {override} cannot be pulled: {e.message} "
                                     "(check the reference, or omit --base-image to use the stand-in)",
                                     stage="base") from None
-        runner.run(commands.podman(profile, "tag", override, BASE_REF), stage="base")
+        runner.run(commands.podman_tag(profile, override, BASE_REF), stage="base")
         return f"{override} tagged as {BASE_REF}"
     if image_exists(profile, BASE_REF) and not rebuild:
         version = standin_version(profile)
@@ -137,10 +137,7 @@ def build_standin(profile: HostProfile, *, state_dir: Path) -> None:
             'LABEL org.opencontainers.image.description="STAND-IN for python:3.11-slim, built offline from '
             'Debian bookworm with Debian python3.11; not the official image"',
         ]
-        argv = ["import"]
-        for change in changes:
-            argv += ["--change", change]
-        runner.run(commands.podman(profile, *argv, str(tarball), BASE_REF), stage="base", timeout=600,
+        runner.run(commands.podman_import(profile, tarball, BASE_REF, changes=changes), stage="base", timeout=600,
                    what="importing the stand-in")
     finally:
         shutil.rmtree(work, ignore_errors=True)
