@@ -4,11 +4,11 @@ served by uvicorn on a free port, and an authenticated client. Fixtures live in 
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import requests
 
+from imagepipe.retry import wait_until
 from imagepipe.services.postgres import free_port
 from imagepipe.services.standins import FakeOpenAI  # noqa: F401 - the tests' stand-in, shared with verify
 
@@ -39,15 +39,9 @@ def serve(settings: Any, *, wait_ready: bool = True) -> ServedApp:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
     path = "/ready" if wait_ready else "/health"
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(base + path, timeout=1).status_code == 200:
-                return ServedApp(base, server, thread)
-        except requests.RequestException:
-            pass
-        time.sleep(0.05)
+    if wait_until(lambda: answers_ok(base + path), timeout=30, interval=0.05):
+        return ServedApp(base, server, thread)
     raise RuntimeError(f"app did not answer {path}")
 
 
@@ -78,14 +72,13 @@ class Api:
         return self.http.request(method, self.base + path, headers=headers, timeout=10, **kw)
 
 
+def answers_ok(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+
 def wait_ok(url: str, timeout: float = 30) -> bool:
     """Poll url until it answers 200 (True) or the timeout passes (False)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url, timeout=1).status_code == 200:
-                return True
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    return False
+    return bool(wait_until(lambda: answers_ok(url), timeout=timeout))

@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from imagepipe.retry import wait_until
+
 log = logging.getLogger("imagepipe.cancel")
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -178,6 +180,14 @@ def leftovers(state_dir: Path, *, own: str) -> list[dict[str, Any]]:
     return found
 
 
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
 def kill_postgres(data_dir: Path) -> bool:
     """Stop the postmaster of a dead run's data directory and remove the directory's parent (ours)."""
     stopped = False
@@ -185,9 +195,7 @@ def kill_postgres(data_dir: Path) -> bool:
     with contextlib.suppress(OSError, ValueError):
         pid = int(pidfile.read_text().splitlines()[0])
         os.kill(pid, signal.SIGQUIT)  # immediate shutdown; the data is throw-away
-        for _ in range(50):
-            os.kill(pid, 0)
-            time.sleep(0.1)
+        wait_until(lambda: not alive(pid), timeout=5)
     with contextlib.suppress(OSError, ValueError):
         pid = int(pidfile.read_text().splitlines()[0])
         os.kill(pid, signal.SIGKILL)

@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import sh
 
 from imagepipe import cancel
 from imagepipe.errors import ToolFailed, ToolMissing
+from imagepipe.retry import wait_until
 
 log = logging.getLogger("imagepipe.run")
 
@@ -168,12 +168,7 @@ def stop_service(pidfile: Path) -> bool:
     if pid is None:
         return False
     os.kill(pid, signal.SIGTERM)
-    for _ in range(50):
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            break
-        time.sleep(0.1)
+    wait_until(lambda: not cancel.alive(pid), timeout=5)
     pidfile.unlink(missing_ok=True)
     return True
 

@@ -8,16 +8,12 @@ import time
 import requests
 from support import Api, make_settings, serve
 
+from imagepipe.retry import wait_until
 from imagepipe.services.postgres import TempPostgres
 
 
 def wait_for(fn, timeout: float = 40) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if fn():
-            return True
-        time.sleep(0.2)
-    return False
+    return bool(wait_until(fn, timeout=timeout, interval=0.2))
 
 
 def test_database_outage_and_recovery():

@@ -17,6 +17,7 @@ from imagepipe.builders import buildsteps, reproducible
 from imagepipe.checks.types import mint_hs256
 from imagepipe.errors import PipelineError
 from imagepipe.hostenv import HostProfile
+from imagepipe.retry import wait_until
 from imagepipe.services.postgres import free_port
 from imagepipe.stages.build import build_argv
 
@@ -76,14 +77,17 @@ class Harness:
                                        env={"DATABASE_URL": dsn, "BETTER_AUTH_SECRET": SECRET,
                                             "OPENAI_API_KEY": "sk-bench", **(env or {})}), stage="bench")
         base = f"http://127.0.0.1:{port}"
-        while time.monotonic() - t0 < 60:
+
+        def answered() -> float | None:
             try:
-                if requests.get(base + "/health", timeout=1).status_code == 200:
-                    return name, base, time.monotonic() - t0
+                return time.monotonic() - t0 if requests.get(base + "/health", timeout=1).status_code == 200 else None
             except requests.RequestException:
-                pass
-            time.sleep(0.02)
-        raise RuntimeError(f"{image} did not answer /health within 60 s")
+                return None
+
+        seconds = wait_until(answered, timeout=60, interval=0.02)
+        if seconds is None:
+            raise PipelineError(f"{image} did not answer /health within 60 s", stage="bench")
+        return name, base, seconds
 
     def image_facts(self, ref: str) -> podmanfacts.ImageFacts:
         facts = podmanfacts.image(self.profile, ref, stage="bench")
@@ -110,9 +114,7 @@ class Harness:
         """GET /api/{user}/tasks with 50 tasks at `concurrency` for load_seconds: (req/s, p99 ms, errors)."""
         user = "usr_bench"
         headers = {"Authorization": f"Bearer {mint_hs256(SECRET, user, ttl=3600)}"}
-        deadline = time.monotonic() + 30
-        while requests.get(base + "/ready", timeout=5).status_code != 200 and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_until(lambda: requests.get(base + "/ready", timeout=5).status_code == 200, timeout=30, interval=0.2)
         existing = requests.get(f"{base}/api/{user}/tasks", headers=headers, params={"limit": 200}, timeout=10).json()
         for i in range(50 - len(existing)):
             requests.post(f"{base}/api/{user}/tasks", headers=headers, timeout=10,

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from imagepipe.errors import PipelineError
+from imagepipe.retry import wait_until
 
 log = logging.getLogger("imagepipe.kube")
 
@@ -74,9 +75,8 @@ def run_job(context: str, namespace: str, job: dict[str, Any], *, timeout: float
 
 
 def _wait_for_pod(core: Any, namespace: str, job_name: str, deadline: float) -> str:
-    while time.monotonic() < deadline:
-        pods = core.list_namespaced_pod(namespace, label_selector=f"job-name={job_name}").items
-        for pod in pods:
+    def started() -> str | None:
+        for pod in core.list_namespaced_pod(namespace, label_selector=f"job-name={job_name}").items:
             statuses = {s.name: s for s in (pod.status.container_statuses or [])}
             kaniko = statuses.get("kaniko")
             if kaniko is not None and (kaniko.state.running or kaniko.state.terminated):
@@ -85,18 +85,25 @@ def _wait_for_pod(core: Any, namespace: str, job_name: str, deadline: float) -> 
             if waiting is not None and waiting.reason in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName"):
                 raise PipelineError(f"the cluster cannot pull the kaniko executor: {waiting.reason} "
                                     f"({waiting.message or ''})", stage="build")
-        time.sleep(POLL_SECONDS)
-    raise PipelineError(f"the Job {job_name}'s kaniko container did not start in time", stage="build")
+        return None
+
+    pod = wait_until(started, timeout=deadline - time.monotonic(), interval=POLL_SECONDS)
+    if pod is None:
+        raise PipelineError(f"the Job {job_name}'s kaniko container did not start in time", stage="build")
+    return pod
 
 
 def _wait_for_termination(core: Any, namespace: str, pod: str, deadline: float) -> Any:
-    while time.monotonic() < deadline:
-        status = core.read_namespaced_pod(pod, namespace).status
-        for s in status.container_statuses or []:
+    def terminated() -> Any:
+        for s in core.read_namespaced_pod(pod, namespace).status.container_statuses or []:
             if s.name == "kaniko" and s.state.terminated is not None:
                 return s.state.terminated
-        time.sleep(POLL_SECONDS)
-    raise PipelineError(f"the pod {pod} did not finish in time", stage="build")
+        return None
+
+    state = wait_until(terminated, timeout=deadline - time.monotonic(), interval=POLL_SECONDS)
+    if state is None:
+        raise PipelineError(f"the pod {pod} did not finish in time", stage="build")
+    return state
 
 
 def _message(e: Any) -> str:

@@ -22,6 +22,7 @@ import requests
 
 from imagepipe import commands, runner
 from imagepipe.checks.types import Check
+from imagepipe.retry import wait_until
 
 if TYPE_CHECKING:
     from imagepipe.checks.verifier import Verifier
@@ -96,12 +97,11 @@ def jwks_warm_up(v: Verifier) -> tuple[int, float]:
     jwks = v.jwks
     assert jwks is not None, "started by the verifier before the checks"
     token = jwks.sign("k1", v.jwks_user)
-    deadline = time.monotonic() + 30
-    while True:
+    def answered() -> int | None:  # 503 while the database pool is still coming up
         status = v.get(f"/api/{v.jwks_user}/tasks", headers={"Authorization": f"Bearer {token}"}).status_code
-        if status != 503 or time.monotonic() > deadline:
-            return status, time.monotonic()
-        time.sleep(0.1)
+        return None if status == 503 else status
+
+    return wait_until(answered, timeout=30) or 503, time.monotonic()
 
 
 def check_auth_jwks(v: Verifier) -> Check:

@@ -11,6 +11,7 @@ import requests
 
 from imagepipe import commands, podmanfacts
 from imagepipe.checks.types import FRONTEND, Check
+from imagepipe.retry import wait_until
 
 if TYPE_CHECKING:
     from imagepipe.checks.verifier import Verifier
@@ -51,14 +52,7 @@ def docs(v: Verifier) -> Check:
                  f"GET /docs -> {docs.status_code}, GET /openapi.json -> {spec.status_code}")
 
 def database(v: Verifier) -> Check:
-    deadline = time.monotonic() + 30
-    logs = ""
-    while time.monotonic() < deadline:
-        logs = v.logs()
-        if "database connection OK" in logs:
-            break
-        time.sleep(0.2)
-    connected = "database connection OK" in logs
+    connected = bool(wait_until(lambda: "database connection OK" in v.logs(), timeout=30, interval=0.2))
     ready = v.get("/ready")
     psql = v.sh(commands.podman_exec(v.profile, v.name, "psql", v.dsn, "-tAc", "SELECT 1"), ok=(0, 1, 2))
     psql_ok = psql.code == 0 and psql.stdout.strip() == "1"

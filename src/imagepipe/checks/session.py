@@ -20,6 +20,7 @@ from imagepipe import cancel, commands, podmanfacts, runner
 from imagepipe.checks import prodchecks
 from imagepipe.checks.types import CONTAINER_HOST, FRONTEND, Check
 from imagepipe.errors import PipelineError
+from imagepipe.retry import wait_until
 from imagepipe.services import containernet, postgres, standins, tlscerts
 
 if TYPE_CHECKING:
@@ -85,21 +86,24 @@ def start_service(v: Verifier) -> None:
 
 
 def wait_for_health(v: Verifier, t0: float) -> Check:
-    deadline = t0 + v.opt.startup_limit_s
-    while time.monotonic() < deadline:
+    """The startup-time check: seconds from `podman run` to the first 200 on /health."""
+    def answered() -> float | None:
         try:
             if v.get("/health", timeout=1).status_code == 200:
-                elapsed = time.monotonic() - t0
-                return Check("startup-time", True, round(elapsed, 2), v.opt.startup_limit_s,
-                             f"first 200 on /health {elapsed:.2f} s after `podman run`", round(elapsed, 2))
+                return time.monotonic() - t0
         except requests.RequestException:
             pass
         facts = podmanfacts.container(v.profile, v.name)
         state = facts.status if facts else "missing"
         if state in ("exited", "stopped", "dead", "missing"):
             raise PipelineError(f"the container exited during start-up (state {state})", stage="verify")
-        time.sleep(0.05)
-    raise PipelineError(f"no 200 from /health within {v.opt.startup_limit_s:g} s", stage="verify")
+        return None
+
+    elapsed = wait_until(answered, timeout=t0 + v.opt.startup_limit_s - time.monotonic(), interval=0.05)
+    if elapsed is None:
+        raise PipelineError(f"no 200 from /health within {v.opt.startup_limit_s:g} s", stage="verify")
+    return Check("startup-time", True, round(elapsed, 2), v.opt.startup_limit_s,
+                 f"first 200 on /health {elapsed:.2f} s after `podman run`", round(elapsed, 2))
 
 
 def death_note(v: Verifier) -> str:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import socket
-import time
 from pathlib import Path
 
 import requests
 
 from imagepipe import commands, runner
 from imagepipe.errors import PipelineError
+from imagepipe.retry import wait_until
 
 log = logging.getLogger("imagepipe.services.registry")
 
@@ -43,12 +43,9 @@ class EmbeddedRegistry:
         self.config.write_text(commands.registry_config(addr=self.addr, root=self.dir / "data"))
         pid = runner.spawn(["docker-registry", "serve", str(self.config)], log_path=self.logfile)
         self.pidfile.write_text(f"{pid}\n")
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if probe(self.addr) == "registry":
-                log.info("embedded registry started on %s (data: %s, pid %d)", self.addr, self.dir / "data", pid)
-                return "started"
-            time.sleep(0.1)
+        if wait_until(lambda: probe(self.addr) == "registry", timeout=15):
+            log.info("embedded registry started on %s (data: %s, pid %d)", self.addr, self.dir / "data", pid)
+            return "started"
         raise PipelineError(f"the embedded registry did not start on {self.addr}: see {self.logfile}",
                             stage="registry")
 

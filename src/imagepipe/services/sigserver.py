@@ -5,13 +5,13 @@ left running, like the registry."""
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 import requests
 
 from imagepipe import commands, runner
 from imagepipe.errors import PipelineError
+from imagepipe.retry import wait_until
 
 log = logging.getLogger("imagepipe.services.sigserver")
 
@@ -43,12 +43,9 @@ class SignatureServer:
             return "running"
         self.config.write_text(commands.lighttpd_config(addr=self.addr, root=self.store, pidfile=self.pidfile))
         runner.run(commands.lighttpd(self.config), stage="promote", what="starting the signature server")
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.answers():
-                log.info("signature server on %s (lighttpd, serving %s)", self.url, self.store)
-                return "started"
-            time.sleep(0.1)
+        if wait_until(self.answers, timeout=10):
+            log.info("signature server on %s (lighttpd, serving %s)", self.url, self.store)
+            return "started"
         raise PipelineError(f"the signature server did not start on {self.addr}: free the port or pass "
                             "--sigserver-port", stage="promote")
 
