@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from app import crud
 from app.core.db import Database
 from app.core.errors import AppError
-from app.models import MAX_ID, Description, Priority, Tags, Task, TaskStatus, Title, UtcDatetime
+from app.models import MAX_ID, Description, Priority, Tags, Task, TaskFields, TaskStatus, Title, UtcDatetime
 
 
 class _Args(BaseModel):
@@ -19,12 +19,8 @@ class _Args(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class AddTaskArgs(_Args):
-    title: Title
-    description: Description | None = None
-    priority: Priority = Priority.medium
-    tags: Tags = []
-    due_date: UtcDatetime | None = Field(default=None, description="ISO-8601 date or date-time")
+class AddTaskArgs(TaskFields):  # the API's new-task fields; no docstring: it would enter the tool's schema
+    pass
 
 
 class ListTasksArgs(_Args):
@@ -48,7 +44,7 @@ class UpdateTaskArgs(_Args):
     due_date: UtcDatetime | None = None
 
 
-TOOLS: dict[str, tuple[type[_Args], str]] = {
+TOOLS: dict[str, tuple[type[BaseModel], str]] = {
     "add_task": (AddTaskArgs, "Create a task for the user."),
     "list_tasks": (ListTasksArgs, "List the user's tasks, optionally filtered."),
     "complete_task": (TaskIdArgs, "Mark one of the user's tasks as completed."),

@@ -32,14 +32,19 @@ class Priority(StrEnum):
     high = "high"
 
 
-class TaskCreate(BaseModel):
+class TaskFields(BaseModel):
+    """A new task's fields, defined once: the API's TaskCreate and the agent's add_task tool extend it."""
+
     model_config = ConfigDict(extra="forbid")
 
     title: Title
     description: Description | None = None
     priority: Priority = Priority.medium
     tags: Tags = []
-    due_date: UtcDatetime | None = None
+    due_date: UtcDatetime | None = Field(default=None, description="ISO-8601 date or date-time")
+
+
+class TaskCreate(TaskFields):
     completed: bool = False
 
 
