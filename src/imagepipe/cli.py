@@ -30,11 +30,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python build/pipeline.py",
         description="Build the backend image with buildah, push it, verify it with podman, promote it.",
+        epilog=stagetable.help_text(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("stage", nargs="?", default="all",
-                   choices=stagetable.CHOICES,
-                   help="run one stage (default: all in order); `registry` manages the embedded registry; "
-                        "`test` provisions the host and runs the test suite")
+    p.add_argument("stage", nargs="?", default="all", choices=stagetable.CHOICES, metavar="STAGE",
+                   help="a stage or verb below (default: all, the stages in order)")
     p.add_argument("target", nargs="*", help="verify: the image to verify; registry: start|stop|status; "
                                              "test: arguments passed to pytest")
     p.add_argument("--registry", default=EMBEDDED,

@@ -41,7 +41,8 @@ class Stage:
 STAGES: tuple[Stage, ...] = (
     Stage("provision", 10, "preparing the build host (pyinfra)", provision.run,
           applies=lambda ctx: not ctx.args.no_provision),
-    Stage("base", 11, "python:3.11-slim", base.run),
+    Stage("base", 11, "python:3.11-slim resolves locally: present, pulled, or the offline stand-in", base.run,
+          describe=lambda _ctx: "python:3.11-slim"),
     Stage("lint", 12, "the Containerfile against the contract and hadolint", lint.run,
           describe=lambda ctx: lint.display_path(ctx.args.containerfile)),
     Stage("build", 13, "buildah bud (or kaniko with --builder kaniko)", build.run, describe=build.describe),
@@ -135,3 +136,14 @@ def run_one(ctx: Context, name: str) -> Any:
 
 def verb(name: str) -> Verb:
     return next(v for v in VERBS if v.name == name)
+
+
+def help_text() -> str:
+    """The stages and verbs with their exit codes, for --help."""
+    lines = ["stages (in order; each exits with its code when it fails):"]
+    lines += [f"  {s.name:<10} {s.exit_code:>3}  {s.description}" for s in STAGES]
+    lines.append("verbs:")
+    lines += [f"  {v.name:<10} {v.exit_code or '':>3}  {v.description}" for v in VERBS]
+    lines.append(f"exit codes: {exitcodes.OK} green, {exitcodes.CHECKS_FAILED} a check failed, {exitcodes.USAGE} bad "
+                 f"usage or input, {exitcodes.INTERNAL} internal error, 128+N cancelled by signal N")
+    return "\n".join(lines)
