@@ -58,7 +58,7 @@ def _psql(v: Verifier, dsn: str, *sql: str, ca: Path | None = None) -> runner.Re
 def check_database_tls(v: Verifier) -> Check:
     parts, ok = [], True
     # The service's own pool (every one of its sessions encrypted, as the server sees it) and psql's session.
-    psql = _psql(v, v.dsn, SESSIONS_SQL, OWN_SQL)
+    psql = _psql(v, v.running.dsn, SESSIONS_SQL, OWN_SQL)
     rows = [r.split("|") for r in psql.stdout.split()]
     if psql.code != 0 or len(rows) < 2:
         return Check("database-tls", False, None, "all sessions TLS", _tls_failure(psql.stderr + psql.stdout))
@@ -69,18 +69,18 @@ def check_database_tls(v: Verifier) -> Check:
                  f"{'TLS ' + own_version if own_ssl == 't' else 'NOT encrypted'}")
     value: dict[str, Any] = {"service_sessions_tls": f"{encrypted}/{total}", "protocol": version,
                              "psql_tls": own_ssl == "t"}
-    if v.tls is not None:
+    if v.running.tls is not None:
         # The server takes no plain-text TCP at all, as Neon.
-        plain = _psql(v, v.dsn_with(sslmode="disable"), "SELECT 1")
+        plain = _psql(v, v.running.dsn_with(sslmode="disable"), "SELECT 1")
         refused = plain.code != 0 and "no encryption" in plain.stderr
         ok &= refused
         parts.append("plain text refused" if refused else "plain text ACCEPTED")
         # A user who supplies the CA gets certificate and host name verification (psql and psycopg).
-        dsn = v.dsn_with(sslmode="verify-full", sslrootcert=CA_IN_CONTAINER, channel_binding="require")
+        dsn = v.running.dsn_with(sslmode="verify-full", sslrootcert=CA_IN_CONTAINER, channel_binding="require")
         probe = ("psql \"$DSN\" -tAc 'SELECT 1' >/dev/null && python -c "
                  "\"import os, psycopg; psycopg.connect(os.environ['DSN']).execute('SELECT 1'); print('verified')\"")
         full = v.sh(commands.podman_run(v.profile, v.image, remove=True, labels=v.opt.labels, env={"DSN": dsn},
-                                        volumes=[f"{v.tls.ca}:{CA_IN_CONTAINER}:ro"], entrypoint="",
+                                        volumes=[f"{v.running.tls.ca}:{CA_IN_CONTAINER}:ro"], entrypoint="",
                                         command=["sh", "-c", probe]), ok=(0, 1, 2, 127))
         verified = full.code == 0 and "verified" in full.stdout
         ok &= verified
@@ -94,8 +94,7 @@ def check_database_tls(v: Verifier) -> Check:
 def jwks_warm_up(v: Verifier) -> tuple[int, float]:
     """The first EdDSA request, early in verify: the backend fetches the JWKS now, so the rotation step at
     the end waits out less of its refetch cooldown. API calls answer 503 until the database pool is up."""
-    jwks = v.jwks
-    assert jwks is not None, "started by the verifier before the checks"
+    jwks = v.running.jwks
     token = jwks.sign("k1", v.jwks_user)
     def answered() -> int | None:  # 503 while the database pool is still coming up
         status = v.get(f"/api/{v.jwks_user}/tasks", headers={"Authorization": f"Bearer {token}"}).status_code
@@ -107,8 +106,7 @@ def jwks_warm_up(v: Verifier) -> tuple[int, float]:
 def check_auth_jwks(v: Verifier) -> Check:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    jwks = v.jwks
-    assert jwks is not None, "started by the verifier before the checks"
+    jwks = v.running.jwks
     def status(token: str) -> int:
         return v.get(f"/api/{v.jwks_user}/tasks", headers={"Authorization": f"Bearer {token}"}).status_code
 
@@ -127,8 +125,7 @@ def check_auth_jwks(v: Verifier) -> Check:
 def check_chat(v: Verifier) -> Check:
     user, title = "usr_verify_chat", "verify: buy milk"
     headers = {"Authorization": f"Bearer {v.token(user)}"}
-    openai = v.openai
-    assert openai is not None, "started by the verifier before the checks"
+    openai = v.running.openai
     openai.reset()
     openai.tool_call("add_task", {"title": title, "priority": "high"})
     openai.reply("Added it.")

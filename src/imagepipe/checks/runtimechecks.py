@@ -54,7 +54,7 @@ def docs(v: Verifier) -> Check:
 def database(v: Verifier) -> Check:
     connected = bool(wait_until(lambda: "database connection OK" in v.logs(), timeout=30, interval=0.2))
     ready = v.get("/ready")
-    psql = v.sh(commands.podman_exec(v.profile, v.name, "psql", v.dsn, "-tAc", "SELECT 1"), ok=(0, 1, 2))
+    psql = v.sh(commands.podman_exec(v.profile, v.name, "psql", v.running.dsn, "-tAc", "SELECT 1"), ok=(0, 1, 2))
     psql_ok = psql.code == 0 and psql.stdout.strip() == "1"
     # One write and read through the API proves the pool, the schema and the auth path together.
     token = v.token("usr_verify")

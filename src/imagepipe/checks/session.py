@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,29 +28,49 @@ if TYPE_CHECKING:
     from imagepipe.checks.verifier import Verifier
 
 
+@dataclass
+class Services:
+    """What the service runs against during verify: made by services(), stopped when it exits."""
+
+    openai: standins.FakeOpenAI  # served on the container gateway
+    jwks: standins.Jwks
+    dsn: str  # as the container sees it
+    tls: tlscerts.ServerTLS | None = None  # the throw-away database's CA and certificate
+    database: Future[postgres.TempPostgres] | None = None  # the throw-away one, starting beside the service
+
+    def dsn_with(self, **params: str) -> str:
+        """The database URL with these query parameters set (others kept)."""
+        base, _, query = self.dsn.partition("?")
+        pairs = dict(p.split("=", 1) for p in query.split("&") if "=" in p)
+        pairs.update(params)
+        return base + "?" + "&".join(f"{k}={v}" for k, v in pairs.items())
+
+
 @contextmanager
-def services(v: Verifier) -> Iterator[None]:
+def services(v: Verifier) -> Iterator[Services]:
     """The throw-away database and the stand-ins around the service's run, stopped whatever happens."""
     pg = None
     database: Future[postgres.TempPostgres] | None = None
+    openai = jwks = None
+    tls = None
     try:
         gateway, subnet = containernet.bridge(v.profile, v.image, labels=v.opt.labels)
         # The stand-ins listen on the gateway: the container reaches them as host.containers.internal.
-        v.openai, v.jwks = standins.FakeOpenAI(host=gateway), standins.Jwks(host=gateway)
-        v.jwks.add("k1")
-        if v.opt.database_url:
-            v.dsn = v.opt.database_url
-        else:
-            v.tls = tlscerts.make(Path(tempfile.mkdtemp(prefix="imagepipe-tls-")),
-                                  hosts=[CONTAINER_HOST, "localhost"], ips=["127.0.0.1", gateway])
-            pg = postgres.for_containers(gateway, subnet, tls=v.tls)
+        openai, jwks = standins.FakeOpenAI(host=gateway), standins.Jwks(host=gateway)
+        jwks.add("k1")
+        dsn = v.opt.database_url or ""
+        if not dsn:
+            tls = tlscerts.make(Path(tempfile.mkdtemp(prefix="imagepipe-tls-")),
+                                hosts=[CONTAINER_HOST, "localhost"], ips=["127.0.0.1", gateway])
+            pg = postgres.for_containers(gateway, subnet, tls=tls)
             # Its address and password are known before it runs: the database starts beside the service,
             # which retries until it can connect (as it would with a slow Neon wake-up).
-            database = v.database = v.pool.submit(pg.start)
+            database = v.pool.submit(pg.start)
             # As Neon hands it out: TLS required, SCRAM with channel binding.
-            v.dsn = pg.dsn(host=CONTAINER_HOST, sslmode="require", channel_binding="require")
+            dsn = pg.dsn(host=CONTAINER_HOST, sslmode="require", channel_binding="require")
         v.mark("bridge up, stand-ins and certificates ready")
-        yield
+        v.services = Services(openai, jwks, dsn, tls, database)
+        yield v.services
     finally:
         cancel.unwinding()
         if not v.opt.keep:
@@ -61,28 +82,28 @@ def services(v: Verifier) -> Iterator[None]:
                 database.result(timeout=60)
         if pg is not None:
             pg.stop()
-        for server in (v.openai, v.jwks):
+        for server in (openai, jwks):
             if server is not None:
                 server.stop()
-        if v.tls is not None:
-            shutil.rmtree(v.tls.ca.parent, ignore_errors=True)
+        if tls is not None:
+            shutil.rmtree(tls.ca.parent, ignore_errors=True)
 
 
 def start_service(v: Verifier) -> None:
     """The service container, hardened (read-only root, a tmpfs /tmp, no capabilities), until /health
     answers 200: the startup-time check. Then the database it was started with must be up."""
-    assert v.openai is not None and v.jwks is not None
-    env = {"DATABASE_URL": v.dsn, "FRONTEND_URL": FRONTEND, **v.secrets,
-           "OPENAI_BASE_URL": f"http://{CONTAINER_HOST}:{v.openai.port}/v1",
-           "BETTER_AUTH_JWKS_URL": f"http://{CONTAINER_HOST}:{v.jwks.port}/api/auth/jwks",
+    s = v.running
+    env = {"DATABASE_URL": s.dsn, "FRONTEND_URL": FRONTEND, **v.secrets,
+           "OPENAI_BASE_URL": f"http://{CONTAINER_HOST}:{s.openai.port}/v1",
+           "BETTER_AUTH_JWKS_URL": f"http://{CONTAINER_HOST}:{s.jwks.port}/api/auth/jwks",
            "BETTER_AUTH_JWKS_COOLDOWN_SECONDS": str(prodchecks.JWKS_COOLDOWN_S)}
     t0 = time.monotonic()
     v.sh(commands.podman_run(v.profile, v.image, name=v.name, detach=True, env=env, labels=v.opt.labels,
                              publish=[f"127.0.0.1:{v.port}:8000"], read_only=True, tmpfs=["/tmp"],  # noqa: S108
                              cap_drop_all=True))
     v.add(wait_for_health(v, t0))
-    if v.database is not None:
-        v.database.result()  # a database that could not start fails the runtime checks, saying why
+    if s.database is not None:
+        s.database.result()  # a database that could not start fails the runtime checks, saying why
 
 
 def wait_for_health(v: Verifier, t0: float) -> Check:

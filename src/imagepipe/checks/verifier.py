@@ -28,7 +28,6 @@ from imagepipe.supplychain.inventory import Inventory
 __all__ = ["CHECK_IDS", "Verifier"]  # CHECK_IDS: the tests read the report order here
 from imagepipe.errors import PipelineError, ToolFailed
 from imagepipe.hostenv import HostProfile
-from imagepipe.services import postgres, standins, tlscerts
 from imagepipe.services.postgres import free_port
 
 log = logging.getLogger("imagepipe.checks.verifier")
@@ -54,14 +53,10 @@ class Verifier:
         self.size = 0
         self.base = f"http://127.0.0.1:{self.port}"
         self.http = requests.Session()
-        self.dsn = ""
-        self.tls: tlscerts.ServerTLS | None = None  # the throw-away database's CA and certificate
-        self.openai: standins.FakeOpenAI | None = None  # served on the container gateway during the run
-        self.jwks: standins.Jwks | None = None
+        self.services: session.Services | None = None  # while the service runs (session.services)
         self.jwks_user = "usr_verify_jwks"
         self.jwks_first: tuple[int, float] = (0, 0.0)
         self.idle_started: Future[float] = Future()
-        self.database: Future[postgres.TempPostgres] | None = None  # the throw-away one, starting
         self.pool = ThreadPoolExecutor(max_workers=6, thread_name_prefix="verify")
         self.t0 = time.monotonic()
 
@@ -70,12 +65,13 @@ class Verifier:
     def token(self, user: str) -> str:
         return mint_hs256(self.secrets["BETTER_AUTH_SECRET"], user)
 
-    def dsn_with(self, **params: str) -> str:
-        """The database URL with these query parameters set (others kept)."""
-        base, _, query = self.dsn.partition("?")
-        pairs = dict(p.split("=", 1) for p in query.split("&") if "=" in p)
-        pairs.update(params)
-        return base + "?" + "&".join(f"{k}={v}" for k, v in pairs.items())
+    @property
+    def running(self) -> session.Services:
+        """The stand-ins and the database the service runs against; the service checks run inside
+        session.services(), which sets them."""
+        if self.services is None:
+            raise RuntimeError("a service check ran outside session.services()")
+        return self.services
 
     def sh(self, argv: list[str], ok: tuple[int, ...] = (0,), timeout: float = 120) -> runner.Result:
         return runner.run(argv, stage="verify", ok_codes=ok, timeout=timeout)
@@ -177,8 +173,6 @@ class Verifier:
         try:
             session.start_service(self)
             self.mark("service answers /health")
-            if self.database is not None:
-                self.database.result()  # a database that could not start fails the runtime checks, saying why
             try:
                 self.jwks_first = prodchecks.jwks_warm_up(self)
             except requests.RequestException:
