@@ -18,6 +18,7 @@ from imagepipe.context import Context
 from imagepipe.errors import PipelineError, UsageError
 from imagepipe.paths import ROOT
 from imagepipe.services import registry
+from imagepipe.stages.promote import Promoted
 from imagepipe.stages.verify import Verified
 
 log = logging.getLogger("imagepipe")
@@ -135,8 +136,11 @@ def dispatch(ctx: Context) -> int:
     if name != "all":
         verb = importlib.import_module(f"imagepipe.verbs.{stagetable.verb(name).module}")
         return int(verb.run(ctx))
-    verified = stagetable.run_all(ctx)
-    report.finish(ctx, verified.result)
+    values = stagetable.run_all(ctx)
+    verified: Verified = values["verify"]
+    promoted: Promoted | None = values.get("promote")
+    report.finish(ctx, verified.result, facts=verified.image.facts,
+                  published=promoted.published if promoted else None)
     if not verified.result.passed:
         print(f"verification failed: latest was not moved ({ctx.args.registry}/{ctx.args.repo}:latest is unchanged)")
         return exitcodes.CHECKS_FAILED

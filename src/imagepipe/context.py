@@ -1,5 +1,5 @@
-"""The run's context: the options, the host, the state directory and the run's id. Stages hand each other
-typed values (imagepipe.refs) explicitly; what is kept here is only what the report gathers along the way."""
+"""The run's context: the options, the host, the state directory, the run's id and the stages' timings.
+Stages hand each other typed values (imagepipe.refs, stages.verify.Verified) explicitly."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imagepipe import cancel, hostenv
-from imagepipe.builders.buildsteps import Step
 
 
 @dataclass
@@ -18,9 +17,7 @@ class Context:
     profile: hostenv.HostProfile
     state_dir: Path
     run_id: str = "norun"
-    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, for the report
-    build_steps: tuple[Step, ...] = ()  # the build's per-step timings, for the report
-    published: dict[str, object] = field(default_factory=dict)  # signature, sbom, provenance (report)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage (stagetable.timed), for the report
 
     @property
     def labels(self) -> dict[str, str]:

@@ -10,6 +10,7 @@ from typing import Any
 from imagepipe import tables
 from imagepipe.checks.types import VerifyResult
 from imagepipe.context import Context
+from imagepipe.refs import BuildFacts
 
 
 def as_dict(result: VerifyResult, *, builder: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -68,17 +69,19 @@ def _short(value: Any, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def finish(ctx: Context, result: VerifyResult) -> None:
-    """The table on the terminal; the JSON report and JUnit XML where asked for."""
+def finish(ctx: Context, result: VerifyResult, *, facts: BuildFacts | None = None,
+           published: dict[str, object] | None = None) -> None:
+    """The table on the terminal; the JSON report and JUnit XML where asked for, with the build's steps and
+    what promote published when the run had them."""
     print()
     print(table(result))
     builder = ctx.args.builder
     extra: dict[str, Any] = {"timings": {k: round(v, 2) for k, v in ctx.timings.items()}}
     if "build" in ctx.timings:
         extra["build_seconds"] = round(ctx.timings["build"], 2)
-    if ctx.build_steps:
-        extra["build_steps"] = [s.as_dict() for s in ctx.build_steps]
-    extra.update(ctx.published)
+    if facts is not None and facts.steps:
+        extra["build_steps"] = [s.as_dict() for s in facts.steps]
+    extra.update(published or {})
     if ctx.args.report:
         write_json(ctx.args.report, as_dict(result, builder=builder, extra=extra))
     if ctx.args.junit:

@@ -110,21 +110,18 @@ def run_stage(ctx: Context, stage: Stage, value: Any = None) -> Any:
     return timed(ctx, stage.name, what, lambda: stage.run(ctx, value))
 
 
-def run_all(ctx: Context) -> verify.Verified:
+def run_all(ctx: Context) -> dict[str, Any]:
     """The stages in order, each given the value of the one before; promote is not reached when verify
-    failed. Returns verify's result for the report."""
+    failed. Returns each stage's value by name (the report reads verify's and promote's)."""
     value: Any = None
-    verified: verify.Verified | None = None
+    values: dict[str, Any] = {}
     for stage in STAGES:
         if not stage.applies(ctx):
             continue
-        value = run_stage(ctx, stage, value)
-        if isinstance(value, verify.Verified):
-            verified = value
-            if not value.result.passed:
-                break
-    assert verified is not None, "verify always applies"
-    return verified
+        value = values[stage.name] = run_stage(ctx, stage, value)
+        if isinstance(value, verify.Verified) and not value.result.passed:
+            break
+    return values
 
 
 def run_one(ctx: Context, name: str) -> Any:

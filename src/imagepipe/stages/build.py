@@ -89,7 +89,6 @@ def buildah(ctx: Context) -> BuiltImage:
         # trees skip this (1-2 s): their digest names no commit anyway, and edit-build loops want speed.
         reproducible.rewrite(str(image), work_dir=ctx.state_dir)
     facts = BuildFacts("buildah", version, tuple(timer.finish()), started, time.time())
-    ctx.build_steps = facts.steps
     print(buildsteps.render(list(facts.steps)))
     print(f"    built {image}")
     return BuiltImage(image, facts)
@@ -119,7 +118,6 @@ def kaniko_local(ctx: Context) -> PushedImage:
         authfile=a.authfile, wheelhouse=house, run_id=ctx.run_id)
     facts = BuildFacts("kaniko", version_of(executor), tuple(build.steps), started, time.time())
     pushed = PushedImage(ImageRef(a.registry, a.repo, digest=build.digest), tag, facts)
-    ctx.build_steps = facts.steps
     print(buildsteps.render(build.steps))
     write_state(ctx.state_dir / "last-push.json", {"tag": build.destination, "image": str(pushed), "builder": "kaniko"})
     print(f"    kaniko ({executor}) pushed {build.destination}\n    digest {build.digest}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from imagepipe import cancel, commands, gitinfo, podmanfacts, runner
@@ -36,7 +37,13 @@ def signing_setup(ctx: Context) -> tuple[signing.SigningKey, Path, str, Path]:
     return key, server.store, lookaside, regd
 
 
-def run(ctx: Context, verified: Verified) -> list[str]:
+@dataclass(frozen=True)
+class Promoted:
+    tags: list[str]  # every tag now naming the verified digest, signed
+    published: dict[str, object]  # signature, SBOM and provenance, for the report
+
+
+def run(ctx: Context, verified: Verified) -> Promoted:
     """The stage: every tag moved to the verified digest and signed; SBOM and provenance attached."""
     if not verified.result.passed:  # never reached from main(); a guard against future callers
         raise PipelineError("refusing to promote an image that failed verification", stage="promote")
@@ -69,8 +76,7 @@ def run(ctx: Context, verified: Verified) -> list[str]:
                 runner.run(back, timeout=120,
                            ok_codes=(0, 1))
         raise
-    ctx.published = published.report()
-    return [dest for dest, _ in promoted]
+    return Promoted([dest for dest, _ in promoted], published.report())
 
 
 def attach(ctx: Context, image: PushedImage, contents: inventory.Inventory | None, key: signing.SigningKey,
