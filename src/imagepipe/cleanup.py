@@ -4,7 +4,6 @@ what a killed run on the same state directory left behind (its marker names it).
 from __future__ import annotations
 
 import contextlib
-import shutil
 from pathlib import Path
 
 from imagepipe import cancel, commands, hostenv, runner
@@ -15,7 +14,7 @@ def remove_run_containers(profile: hostenv.HostProfile, run_id: str) -> int:
     """Every container of this run, whatever state it is in: podman's by their label (verify, bench, kaniko),
     buildah's working containers (mounted images) by their name."""
     removed = 0
-    if shutil.which("buildah") is not None:
+    if runner.installed("buildah") is not None:
         # bounded: a build killed mid-step can hold buildah's storage lock for a moment; clean-up goes on
         with contextlib.suppress(ToolFailed):
             names = runner.run(commands.buildah_containers(), ok_codes=(0, 1, 125), timeout=10).stdout
@@ -23,7 +22,7 @@ def remove_run_containers(profile: hostenv.HostProfile, run_id: str) -> int:
             if ours:
                 runner.run(commands.buildah_rm(*ours), ok_codes=(0, 1, 125), timeout=20)
                 removed += len(ours)
-    if shutil.which("podman") is None:
+    if runner.installed("podman") is None:
         return removed
     hostenv.ensure_mount_namespace(profile)
     ids = runner.run(commands.podman_ps_labelled(profile, f"{cancel.LABEL}={run_id}"),

@@ -46,9 +46,15 @@ class Result:
     stderr: str
 
 
-def which(program: str) -> str:
+def installed(program: str) -> str | None:
+    """The program's path, or None: for tools that are optional (a vulnerability scanner) or whose absence
+    means there is nothing to clean up."""
     # The pipeline's venv (where pip put hadolint) may not be on PATH when run as .venv/bin/python.
-    path = shutil.which(program) or shutil.which(program, path=os.path.dirname(sys.executable))
+    return shutil.which(program) or shutil.which(program, path=os.path.dirname(sys.executable))
+
+
+def which(program: str) -> str:
+    path = installed(program)
     if path is None:
         if program == "hadolint":
             raise ToolMissing("hadolint is not installed: run `python build/pipeline.py` once to bootstrap "

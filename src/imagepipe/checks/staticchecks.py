@@ -4,7 +4,6 @@ one pass over the tree (imagefs.scan); run in a worker thread while the service 
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -79,7 +78,7 @@ def junk(found: imagefs.Scan) -> Check:
 def vulnerabilities(installed: dict[str, str], image: str, state_dir: Path) -> Check:
     index = debsec.security_index(state_dir / "cache")
     pending = debsec.pending_fixes(installed, index)
-    scanner = shutil.which("trivy") or shutil.which("grype")
+    scanner = runner.installed("trivy") or runner.installed("grype")
     if scanner:
         argv = ([scanner, "image", "--severity", "CRITICAL", "--exit-code", "1", "--quiet", image]
                 if scanner.endswith("trivy") else [scanner, image, "--fail-on", "critical", "-q"])

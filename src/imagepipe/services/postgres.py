@@ -22,7 +22,7 @@ def pg_bindir() -> Path:
     for base in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
         if (base / "initdb").exists():
             return base
-    found = shutil.which("initdb")
+    found = runner.installed("initdb")
     if found:
         return Path(found).parent
     raise PipelineError("PostgreSQL server binaries (initdb) are not installed: run "

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imagepipe.containerfile import ParseError, Stage, parse, stage_by_ref, stages
+from imagepipe.refs import ImageRef, InvalidReference
 
 BASE = "python:3.11-slim"
 BASE_NAMES = {BASE, f"docker.io/library/{BASE}", f"library/{BASE}"}
@@ -186,8 +187,12 @@ def fr001_pinned_tags(f: Parsed, v: list[Violation]) -> None:
     names = f.names
     for st in all_stages:
         if st.image not in names and st.image != "scratch" and not st.image.isdigit():
-            tag = st.image.rsplit("/", 1)[-1]
-            if ":" not in tag and "@" not in tag or tag.endswith(":latest"):
+            try:
+                ref = ImageRef.parse(st.image)
+            except InvalidReference:
+                v.append(Violation("FR-001", st.line, f"base image {st.image} is not an image reference"))
+                continue
+            if ref.digest is None and ref.tag in (None, "latest"):
                 v.append(Violation("FR-001", st.line, f"base image {st.image} has no fixed tag"))
 
 

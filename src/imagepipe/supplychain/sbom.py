@@ -8,6 +8,7 @@ from cyclonedx.model.component import Component, ComponentType
 from cyclonedx.output.json import JsonV1Dot6
 from packageurl import PackageURL
 
+from imagepipe.refs import ImageRef
 from imagepipe.supplychain.inventory import DebPackage, PyDist
 
 MEDIA_TYPE = "application/vnd.cyclonedx+json"
@@ -15,7 +16,8 @@ MEDIA_TYPE = "application/vnd.cyclonedx+json"
 
 def build(*, image: str, digest: str, base_ref: str, base_digest: str, debs: list[DebPackage],
           dists: list[PyDist]) -> str:
-    repo = image.rsplit("/", 1)[-1]
+    repo = ImageRef.parse(image).repository.split("/")[-1]
+    base = ImageRef.parse(base_ref)
     bom = Bom()
     bom.metadata.component = Component(
         name=image, version=digest, type=ComponentType.CONTAINER, bom_ref=f"image:{digest}",
@@ -23,8 +25,8 @@ def build(*, image: str, digest: str, base_ref: str, base_digest: str, debs: lis
     bom.components.add(Component(
         name=base_ref, version=base_digest, type=ComponentType.CONTAINER, bom_ref=f"base:{base_ref}",
         description="base image (FROM)",
-        purl=PackageURL(type="oci", name=base_ref.rsplit("/", 1)[-1].split(":")[0], version=base_digest,
-                        qualifiers={"repository_url": base_ref.rsplit(":", 1)[0]})))
+        purl=PackageURL(type="oci", name=base.repository.split("/")[-1], version=base_digest,
+                        qualifiers={"repository_url": base.name})))
     for d in debs:
         purl = PackageURL(type="deb", namespace="debian", name=d.name, version=d.version,
                           qualifiers={"arch": d.arch, "distro": "debian-12"})
