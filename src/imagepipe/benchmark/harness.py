@@ -12,7 +12,7 @@ from typing import Any
 
 import requests
 
-from imagepipe import commands, podmanfacts, runner
+from imagepipe import commands, gitinfo, podmanfacts, runner
 from imagepipe.builders import buildsteps, reproducible
 from imagepipe.checks.types import mint_hs256
 from imagepipe.errors import PipelineError
@@ -35,6 +35,9 @@ class Harness:
     def __init__(self, profile: HostProfile, state_dir: Path, *, runs: int = 3, load_seconds: int = 10,
                  kaniko_image: str | None = None, labels: dict[str, str] | None = None) -> None:
         self.profile = profile
+        # One stamp for every build of the run: a commit made while the benchmark runs must not make its
+        # two clean builds differ (the reproducibility figure compares them).
+        self.timestamp = gitinfo.commit_time() or 0
         self.labels = labels or {}  # on every container the bench starts (the run's, for cancellation)
         self.kaniko_image = kaniko_image
         self.work = state_dir / "bench"
@@ -48,7 +51,7 @@ class Harness:
     def build(self, variant: Variant, context: Path, tag: str, *, cold: bool, wheelhouse: Path | None,
               commit_build: bool = False, steps_key: str | None = None) -> float:
         argv = build_argv(self.profile, containerfile=variant.containerfile, context=context, image=tag,
-                          wheelhouse=wheelhouse, no_cache=cold)
+                          wheelhouse=wheelhouse, no_cache=cold, timestamp=self.timestamp)
         timer = buildsteps.StepTimer("buildah")
         t0 = time.monotonic()
         runner.run(argv, stage="bench", timeout=3600, what=f"building {tag}", on_line=timer.line)

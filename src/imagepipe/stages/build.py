@@ -37,8 +37,9 @@ def local_image(args: argparse.Namespace) -> ImageRef:
 
 
 def build_argv(profile: hostenv.HostProfile, *, containerfile: Path, context: Path, image: str,
-               wheelhouse: Path | None, no_cache: bool = False) -> list[str]:
-    """How this project runs buildah (the build stage and the benchmark alike)."""
+               wheelhouse: Path | None, no_cache: bool = False, timestamp: int | None = None) -> list[str]:
+    """How this project runs buildah (the build stage and the benchmark alike); files and the image are
+    stamped with `timestamp`, by default the commit's time (gitinfo.commit_time)."""
     return commands.buildah_bud(
         profile, containerfile=containerfile, context=context, tags=[image],
         # Offline builds get no CA bundle: pip could not reach PyPI even if it tried, which proves the
@@ -46,7 +47,7 @@ def build_argv(profile: hostenv.HostProfile, *, containerfile: Path, context: Pa
         ca_bundle=CA_BUNDLE if CA_BUNDLE.exists() and wheelhouse is None else None,
         wheelhouse=wheelhouse,
         build_args={"WHEELHOUSE": wheelhouse.name} if wheelhouse else None,
-        timestamp=gitinfo.commit_time(),
+        timestamp=gitinfo.commit_time() if timestamp is None else timestamp,
         no_cache=no_cache,
     )
 
