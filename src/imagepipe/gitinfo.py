@@ -10,6 +10,7 @@ import os
 from imagepipe import commands, runner
 from imagepipe.errors import PipelineError, UsageError
 from imagepipe.paths import ROOT
+from imagepipe.refs import ImageRef
 
 
 def _git(*args: str, ok_codes: tuple[int, ...] = (0,)) -> str:
@@ -46,6 +47,11 @@ def git_tag(args: argparse.Namespace) -> str:
     dirty = _git("status", "--porcelain", "--", str(args.context.resolve()),
                  str(args.containerfile.resolve())) if inside else "outside"
     return f"{sha}-dirty-{content_hash(args)}" if dirty else sha
+
+
+def local_image(args: argparse.Namespace) -> ImageRef:
+    """The local name the build stage gives this tree's image."""
+    return ImageRef("localhost", args.repo, git_tag(args))
 
 
 def is_commit_tag(tag: str) -> bool:

@@ -31,11 +31,6 @@ def check_context(args: argparse.Namespace) -> None:
         raise UsageError(f"{ctx}/requirements.txt is missing: the builder installs dependencies from it")
 
 
-def local_image(args: argparse.Namespace) -> ImageRef:
-    """The local name the build stage gives this tree's image."""
-    return ImageRef("localhost", args.repo, gitinfo.git_tag(args))
-
-
 def build_argv(profile: hostenv.HostProfile, *, containerfile: Path, context: Path, image: str,
                wheelhouse: Path | None, no_cache: bool = False, timestamp: int | None = None) -> list[str]:
     """How this project runs buildah (the build stage and the benchmark alike); files and the image are
@@ -71,7 +66,7 @@ def describe(ctx: Context) -> str:
 def buildah(ctx: Context) -> BuiltImage:
     check_context(ctx.args)
     hostenv.ensure_mount_namespace(ctx.profile)
-    image = local_image(ctx.args)
+    image = gitinfo.local_image(ctx.args)
     house = wheels.wheelhouse(ctx.args.context / "requirements.txt", ctx.state_dir) if ctx.args.offline else None
     argv = build_argv(ctx.profile, containerfile=ctx.args.containerfile, context=ctx.args.context, image=str(image),
                       wheelhouse=house)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import re
 
-from imagepipe import commands, runner
+from imagepipe import commands, gitinfo, runner
 from imagepipe.context import Context, write_state
 from imagepipe.errors import PipelineError, ToolFailed, UsageError
 from imagepipe.refs import BuildFacts, BuiltImage, ImageRef, PushedImage
@@ -32,11 +32,9 @@ def ensure_registry(ctx: Context) -> None:
 
 def alone(ctx: Context) -> BuiltImage:
     """`push` on its own: this tree's local image, which the build stage made earlier."""
-    from imagepipe.stages.build import local_image
-
     if ctx.args.builder == "kaniko":
         raise UsageError("kaniko pushes as it builds: run `python build/pipeline.py build --builder kaniko`")
-    image = local_image(ctx.args)
+    image = gitinfo.local_image(ctx.args)
     if not base.image_exists(ctx.profile, str(image)):
         raise UsageError(f"no local image {image}: run the build stage first (python build/pipeline.py build)")
     return BuiltImage(image, BuildFacts("buildah"))  # its build ran earlier, in another invocation

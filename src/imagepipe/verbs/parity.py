@@ -15,7 +15,8 @@ def run(ctx: Context) -> int:
     a = ctx.args
     for name in ("base", "lint"):
         run_stage(ctx, BY_NAME[name])
-    buildah_image = run_stage(ctx, BY_NAME["push"], run_stage(ctx, BY_NAME["build"]))
+    built = timed(ctx, "build", "buildah bud", lambda: build.buildah(ctx))  # buildah whatever --builder says
+    buildah_image = run_stage(ctx, BY_NAME["push"], built)
     seconds = {"buildah": ctx.timings["build"]}
     kaniko_image: PushedImage = timed(ctx, "kaniko", "kaniko executor (podman)", lambda: build.kaniko_local(ctx))
     seconds["kaniko"] = ctx.timings["kaniko"]
