@@ -21,10 +21,7 @@ from imagepipe.services import registry
 from imagepipe.stages.promote import Promoted
 from imagepipe.stages.verify import Verified
 
-log = logging.getLogger("imagepipe")
-
 EMBEDDED = "embedded"
-
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

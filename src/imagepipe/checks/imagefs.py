@@ -125,8 +125,6 @@ JUNK_NAMES = {".git", "tests", "test", "__pycache__", ".pytest_cache", ".mypy_ca
 BUILD_MOUNTS = ("/run/host-ca.crt", "/run/wheels")
 
 
-
-
 def size_by_top(root: Path, depth: int = 2) -> dict[str, int]:
     """Bytes of regular files under each directory `depth` levels down (/usr/lib, /opt/venv, ...), largest
     first: where an image's size goes."""
