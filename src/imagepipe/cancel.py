@@ -12,7 +12,6 @@ marker's run is dead, removes what the marker names before it starts.
 
 from __future__ import annotations
 
-import _thread
 import contextlib
 import json
 import logging
@@ -48,23 +47,41 @@ class Interrupted(BaseException):  # noqa: N818 - a BaseException, so `except Ex
         return 128 + self.signum
 
 
-_state: dict[str, Any] = {"signum": None, "unwinding": False}
+_state: dict[str, Any] = {"signum": None, "unwinding": False, "deferred": 0}
 RETRY_SECONDS = 0.5
+DEFER_SECONDS, DEFER_LIMIT = 0.02, 100  # a signal landing inside logging waits for it (2 s at most)
 
 
-def _raise(signum: int, _frame: Any) -> None:
+def _raise(signum: int, frame: Any) -> None:
     if _state["unwinding"]:
         return  # cleanup is under way and must run to the end (SIGKILL still works)
     _state["signum"] = signum
+    if _inside_logging(frame) and _state["deferred"] < DEFER_LIMIT:
+        # logging takes its locks as `acquire(); try: …` : an exception raised between the two leaks the
+        # lock, and the next thread that logs (sh logs every program it starts) waits for it forever. So
+        # not now: delivered again in a moment, outside logging (bounded, should a write to stdout block).
+        _state["deferred"] += 1
+        threading.Timer(DEFER_SECONDS, _retry).start()
+        return
     # Python drops an exception raised while a __del__ or similar callback runs ("Exception ignored in"):
     # until the unwinding is seen under way, the signal is delivered again.
     threading.Timer(RETRY_SECONDS, _retry).start()
     raise Interrupted(signum)
 
 
+def _inside_logging(frame: Any) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename == logging.__file__:
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _retry() -> None:
     if not _state["unwinding"] and _state["signum"] is not None:
-        _thread.interrupt_main(_state["signum"])
+        # a real signal to the main thread, not _thread.interrupt_main: that one only sets a flag, which a
+        # main thread blocked in a system call (a sleep, a wait for a tool) would not see until it returned
+        signal.pthread_kill(threading.main_thread().ident or 0, _state["signum"])
 
 
 def unwinding() -> bool:
@@ -73,6 +90,11 @@ def unwinding() -> bool:
     if not _state["unwinding"] and isinstance(sys.exc_info()[1], Interrupted):
         _state["unwinding"] = True
     return bool(_state["unwinding"])
+
+
+def requested() -> bool:
+    """A cancelling signal has arrived (its exception may not have reached this frame yet)."""
+    return _state["signum"] is not None
 
 
 def check_worker() -> None:
@@ -95,7 +117,7 @@ def exit_now(code: int) -> None:
 
 
 def install() -> None:
-    _state.update(signum=None, unwinding=False)
+    _state.update(signum=None, unwinding=False, deferred=0)
     for sig in SIGNALS:
         signal.signal(sig, _raise)
 

@@ -151,7 +151,7 @@ class Verifier:
             raise
         finally:
             # On a cancel, the workers are not waited for (the run's cleanup removes their containers).
-            self.pool.shutdown(wait=not interrupted, cancel_futures=True)
+            self.pool.shutdown(wait=not (interrupted or cancel.requested()), cancel_futures=True)
             if not self.opt.keep:
                 self.sh(commands.podman_rm(self.profile, self.idle_name), ok=(0, 1, 125))
         order = {cid: i for i, cid in enumerate(CHECK_IDS)}
