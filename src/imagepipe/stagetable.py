@@ -74,6 +74,7 @@ VERBS: tuple[Verb, ...] = (
 )
 
 BY_NAME: dict[str, Stage] = {s.name: s for s in STAGES}
+VERBS_BY_NAME: dict[str, Verb] = {v.name: v for v in VERBS}
 EXIT_CODES: dict[str, int] = {s.name: s.exit_code for s in STAGES} | {
     v.name: v.exit_code for v in VERBS if v.exit_code is not None}
 CHOICES = ("all", *BY_NAME, *(v.name for v in VERBS))
@@ -131,7 +132,7 @@ def run_one(ctx: Context, name: str) -> Any:
 
 
 def verb(name: str) -> Verb:
-    return next(v for v in VERBS if v.name == name)
+    return VERBS_BY_NAME[name]
 
 
 def help_text() -> str:

@@ -51,3 +51,14 @@ class SignatureServer:
 
     def stop(self) -> bool:
         return runner.stop_service(self.pidfile)
+
+
+def on_port(state_dir: Path, port: int) -> SignatureServer:
+    """The signature server of a state directory, on loopback."""
+    return SignatureServer(state_dir, f"127.0.0.1:{port}")
+
+
+def lookaside_url(lookaside: str | None, server: SignatureServer) -> str:
+    """Where consumers read signatures: --lookaside when given (the user publishes the store there), else
+    the signature server."""
+    return lookaside.rstrip("/") if lookaside else server.url

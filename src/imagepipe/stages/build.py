@@ -104,7 +104,7 @@ def kaniko_local(ctx: Context) -> PushedImage:
     executor = kaniko.executor_image(ctx.profile, a.kaniko_image)
     if commands.registry_is_local(a.registry):
         kaniko.seed_mirror(ctx.profile, a.registry)
-    tag = f"{gitinfo.git_tag(a)}-kaniko"
+    tag = kaniko_tag(ctx)
     house = wheels.wheelhouse(a.context / "requirements.txt", ctx.state_dir) if a.offline else None
     started = time.time()
     build = kaniko.build_local(
@@ -127,7 +127,7 @@ def cluster(ctx: Context) -> PushedImage:
         raise UsageError(f"--kube-context pushes from the cluster: give a --registry it can reach ({a.registry} "
                          "is this machine's loopback)")
     url, ref = gitinfo.job_source()
-    tag = f"{gitinfo.git_tag(a)}-kaniko"
+    tag = kaniko_tag(ctx)
     job = kanikojob.load()
     args = kanikojob.rewrite(kanikojob.executor_args(job), {
         "--destination": f"{a.registry}/{a.repo}:{tag}", "--cache-repo": f"{a.registry}/{a.repo}/cache"})
@@ -138,6 +138,11 @@ def cluster(ctx: Context) -> PushedImage:
     facts = BuildFacts("kaniko", version_of(kanikojob.executor_image(job)), (), started, time.time())
     print(f"    the Job pushed {a.registry}/{a.repo}:{tag}\n    digest {digest}")
     return PushedImage(ImageRef(a.registry, a.repo, digest=digest), tag, facts)
+
+
+def kaniko_tag(ctx: Context) -> str:
+    """kaniko's images get their own tag: a buildah image of the same tree is another image."""
+    return f"{gitinfo.git_tag(ctx.args)}-kaniko"
 
 
 def version_of(executor: str) -> str:

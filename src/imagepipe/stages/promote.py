@@ -14,7 +14,7 @@ from imagepipe.context import Context
 from imagepipe.errors import PipelineError
 from imagepipe.paths import ROOT
 from imagepipe.refs import BuildFacts, PushedImage
-from imagepipe.services.sigserver import SignatureServer
+from imagepipe.services import sigserver
 from imagepipe.stages import base
 from imagepipe.stages.verify import Verified
 from imagepipe.supplychain import attest, inventory, provenance, referrers, sbom, signing
@@ -24,13 +24,12 @@ def signing_setup(ctx: Context) -> tuple[signing.SigningKey, Path, str, Path]:
     """(key, lookaside staging directory, lookaside URL consumers read, registries.d for skopeo)."""
     a = ctx.args
     key = signing.user_key(a.signing_key, ctx.state_dir) if a.signing_key else signing.pipeline_key(ctx.state_dir)
-    server = SignatureServer(ctx.state_dir, f"127.0.0.1:{a.sigserver_port}")
+    server = sigserver.on_port(ctx.state_dir, a.sigserver_port)
     if a.lookaside:
         server.store.mkdir(parents=True, exist_ok=True)
-        lookaside = a.lookaside.rstrip("/")  # the user publishes the staging directory there
     else:
         server.ensure_running()
-        lookaside = server.url
+    lookaside = sigserver.lookaside_url(a.lookaside, server)
     scope = f"{a.registry}/{a.repo}"
     regd = signing.registries_d(ctx.state_dir / "sigstore" / "registries.d", scope=scope, staging=server.store,
                                 lookaside=lookaside)

@@ -40,9 +40,8 @@ def alone(ctx: Context) -> BuiltImage:
     return BuiltImage(image, BuildFacts("buildah"))  # its build ran earlier, in another invocation
 
 
-def run(ctx: Context, built: BuiltImage | PushedImage) -> PushedImage:
-    if isinstance(built, PushedImage):
-        return built  # kaniko pushed as it built
+def run(ctx: Context, built: BuiltImage) -> PushedImage:
+    """buildah's local image to the registry (kaniko pushes as it builds: `all` skips this stage for it)."""
     ensure_registry(ctx)
     a = ctx.args
     tag = built.ref.tag or "latest"

@@ -5,15 +5,14 @@ from __future__ import annotations
 from imagepipe import exitcodes
 from imagepipe.context import Context
 from imagepipe.errors import UsageError
-from imagepipe.services import registry
-from imagepipe.services.sigserver import SignatureServer
+from imagepipe.services import registry, sigserver
 
 
 def run(ctx: Context) -> int:
     a = ctx.args
     action = (a.target or ["status"])[0]
     reg = registry.EmbeddedRegistry(ctx.state_dir, a.registry)
-    sigs = SignatureServer(ctx.state_dir, f"127.0.0.1:{a.sigserver_port}")
+    sigs = sigserver.on_port(ctx.state_dir, a.sigserver_port)
     if action in ("start", "stop") and not a.embedded:
         raise UsageError(f"`registry {action}` manages the embedded registry only: drop --registry "
                          f"{a.registry} (use --embedded-port to choose its port)")

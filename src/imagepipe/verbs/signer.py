@@ -6,6 +6,7 @@ from pathlib import Path
 
 from imagepipe.context import Context
 from imagepipe.errors import UsageError
+from imagepipe.services import sigserver
 
 
 def public_key(ctx: Context) -> Path:
@@ -18,4 +19,4 @@ def public_key(ctx: Context) -> Path:
 
 def lookaside_url(ctx: Context) -> str:
     a = ctx.args
-    return str(a.lookaside).rstrip("/") if a.lookaside else f"http://127.0.0.1:{a.sigserver_port}"
+    return sigserver.lookaside_url(a.lookaside, sigserver.on_port(ctx.state_dir, a.sigserver_port))
