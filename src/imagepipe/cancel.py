@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from imagepipe import exitcodes
 from imagepipe.retry import wait_until
 
 log = logging.getLogger("imagepipe.cancel")
@@ -44,7 +45,7 @@ class Interrupted(BaseException):  # noqa: N818 - a BaseException, so `except Ex
 
     @property
     def exit_code(self) -> int:
-        return 128 + self.signum
+        return exitcodes.SIGNAL_BASE + self.signum
 
 
 _state: dict[str, Any] = {"signum": None, "unwinding": False, "deferred": 0}
@@ -131,10 +132,6 @@ class Run:
         self.marker = self.dir / f"{self.id}.json"
         self.data: dict[str, Any] = {"id": self.id, "pid": os.getpid(), "started": time.time(), "postgres": []}
         self.stack = contextlib.ExitStack()
-
-    @property
-    def labels(self) -> dict[str, str]:
-        return {LABEL: self.id}
 
     def record(self, key: str, value: str) -> None:
         """Note a resource in the marker (written at once: a SIGKILL may come next)."""

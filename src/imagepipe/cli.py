@@ -17,7 +17,7 @@ from imagepipe import cancel, cleanup, exitcodes, hostenv, refs, report, runner,
 from imagepipe.context import Context
 from imagepipe.errors import PipelineError, UsageError
 from imagepipe.paths import ROOT
-from imagepipe.services import registry
+from imagepipe.services import ports, registry
 from imagepipe.stages.promote import Promoted
 from imagepipe.stages.verify import Verified
 
@@ -35,10 +35,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("target", nargs="*", help="verify: the image to verify; registry: start|stop|status; "
                                              "test: arguments passed to pytest")
     p.add_argument("--registry", default=EMBEDDED,
-                   help="registry HOST[:PORT] to push to, used as given; `embedded` (the default) starts "
-                        "Debian's docker-registry on 127.0.0.1:--embedded-port")
-    p.add_argument("--embedded-port", type=int, default=registry.DEFAULT_PORT,
-                   help="port of the embedded registry on loopback (default: %(default)s)")
+                   help="registry HOST[:PORT] to push to, used as given; `embedded` (the default) starts this "
+                        "checkout's own docker-registry on 127.0.0.1:--embedded-port")
+    p.add_argument("--embedded-port", type=int,
+                   help="port of the embedded registry on loopback (default: the one this checkout used before, "
+                        "else 5000, else the next free one)")
     p.add_argument("--builder", choices=("buildah", "kaniko"), default="buildah",
                    help="buildah (local image, then push) or kaniko (the executor image in podman, or the "
                         "Job of ci/kaniko.yaml with --kube-context); default: %(default)s")
@@ -50,7 +51,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                          "own key, generated once into the state directory)")
     p.add_argument("--lookaside", help="URL where consumers read signatures (default: the signature server on "
                                        "127.0.0.1:--sigserver-port, serving <state>/sigstore/lookaside)")
-    p.add_argument("--sigserver-port", type=int, default=5080, help="port of the signature server (loopback)")
+    p.add_argument("--sigserver-port", type=int,
+                   help="port of the signature server on loopback (default: the one this checkout used before, "
+                        "else 5080, else the next free one)")
     p.add_argument("--public-key", type=Path, help="attest verify / trust: the signer's public key (default: the "
                                                    "pipeline key's, <state>/signing/pipeline-key.pub)")
     p.add_argument("--install", action="store_true", help="trust: install the policy system-wide")
@@ -86,11 +89,10 @@ def validate(args: argparse.Namespace) -> None:
         if not refs.is_tag(tag):
             raise UsageError(f"invalid tag {tag!r}: up to 128 of A-Z a-z 0-9 _ . - , not starting with . or -")
     args.embedded = args.registry == EMBEDDED
-    if args.embedded:
-        if not 0 < args.embedded_port < 65536:
-            raise UsageError(f"invalid --embedded-port {args.embedded_port}: give a TCP port (1-65535)")
-        args.registry = f"{registry.LOOPBACK}:{args.embedded_port}"
-    elif not refs.is_registry(args.registry):
+    for option, port in (("--embedded-port", args.embedded_port), ("--sigserver-port", args.sigserver_port)):
+        if port is not None and not 0 < port < 65536:
+            raise UsageError(f"invalid {option} {port}: give a TCP port (1-65535)")
+    if not args.embedded and not refs.is_registry(args.registry):
         raise UsageError(f"invalid registry {args.registry!r}: give HOST or HOST:PORT (e.g. 127.0.0.1:5000), "
                          "or `embedded`")
     if args.kube_context:
@@ -121,6 +123,16 @@ def state_lock(state_dir: Path) -> Iterator[None]:
         handle.close()
 
 
+def claim_ports(ctx: Context) -> None:
+    """This checkout's own servers: the embedded registry's and the signature server's ports, claimed for the
+    state directory (imagepipe.services.ports), so another checkout's servers are never used."""
+    a = ctx.args
+    if a.embedded:
+        a.registry = f"{registry.LOOPBACK}:{ports.claim(ports.REGISTRY, ctx.state_dir, a.embedded_port)}"
+    if a.lookaside is None or a.stage == "registry":
+        a.sigserver_port = ports.claim(ports.SIGSERVER, ctx.state_dir, a.sigserver_port)
+
+
 def dispatch(ctx: Context) -> int:
     """`all`, one stage, or a verb: the stage table decides."""
     name = ctx.args.stage
@@ -149,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     # Progress (logging included) goes to stdout; stderr carries only the error line and its detail.
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="    %(message)s",
                         stream=sys.stdout)
-    for noisy in ("urllib3", "sh", "pyinfra"):
+    for noisy in ("urllib3", "sh", "pyinfra", "httpx", "httpcore", "mcp"):  # the MCP client logs each request
         logging.getLogger(noisy).setLevel(logging.WARNING)
     runner.VERBOSE = args.verbose
     cancel.install()
@@ -166,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             ctx.run_id = run.id
             run.callback(lambda: cleanup.remove_run_containers(ctx.profile, run.id))
             cleanup.clean_leftovers(ctx.profile, ctx.state_dir, run)
+            claim_ports(ctx)
             return dispatch(ctx)
     except cancel.Interrupted as e:
         cancel.acknowledge()

@@ -7,6 +7,7 @@ target, content; not times, which each builder sets by its own reproducibility r
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -32,9 +33,14 @@ class Entry:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
-def walk(root: Path, *, skip_top: frozenset[str] = frozenset()) -> Iterator[tuple[str, os.stat_result]]:
+def walk(root: Path, *, skip_top: frozenset[str] = frozenset(),
+         unreadable: list[tuple[str, str]] | None = None) -> Iterator[tuple[str, os.stat_result]]:
     """("/path" inside the image, lstat) for every entry below root (the mounted image), in sorted order;
-    the root itself is left out (it is the mount point), and so are the top-level names in skip_top."""
+    the root itself is left out (it is the mount point), and so are the top-level names in skip_top.
+
+    An entry a directory lists but lstat cannot read (a whiteout marker a builder left in a layer shows so in
+    the container storage) goes to `unreadable` as ("/path", errno name) when a list is given; else it raises.
+    """
     for dirpath, dirnames, filenames in os.walk(root):
         if dirpath == str(root):
             dirnames[:] = [d for d in dirnames if d not in skip_top]
@@ -43,7 +49,14 @@ def walk(root: Path, *, skip_top: frozenset[str] = frozenset()) -> Iterator[tupl
             if dirpath == str(root) and name in skip_top:
                 continue
             full = os.path.join(dirpath, name)
-            yield "/" + os.path.relpath(full, root), os.lstat(full)
+            try:
+                st = os.lstat(full)
+            except OSError as e:
+                if unreadable is None:
+                    raise
+                unreadable.append(("/" + os.path.relpath(full, root), errno.errorcode.get(e.errno or 0, str(e))))
+                continue
+            yield "/" + os.path.relpath(full, root), st
 
 
 def entry(path: Path, st: os.stat_result | None = None) -> Entry:
@@ -63,5 +76,9 @@ def entry(path: Path, st: os.stat_result | None = None) -> Entry:
 
 
 def tree(root: Path) -> dict[str, Entry]:
-    """Every path below root (the mounted image), as "/path" -> Entry."""
-    return {path: entry(root / path.lstrip("/"), st) for path, st in walk(root)}
+    """Every path below root (the mounted image), as "/path" -> Entry; an entry that cannot be read is one of
+    type "unreadable (ERRNO)", so a comparison names it."""
+    unreadable: list[tuple[str, str]] = []
+    found = {path: entry(root / path.lstrip("/"), st) for path, st in walk(root, unreadable=unreadable)}
+    found.update({path: Entry(f"unreadable ({err})", "----", -1, -1) for path, err in unreadable})
+    return dict(sorted(found.items()))

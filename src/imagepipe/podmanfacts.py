@@ -4,7 +4,7 @@ place, into typed facts (instead of a Go template per question)."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from imagepipe import commands, runner
@@ -29,8 +29,6 @@ class ContainerFacts:
     exit_code: int
     pid: int
     health: str  # healthy, unhealthy, starting, or "" without a health check
-    read_only: bool
-    caps: tuple[str, ...] = field(default=())
 
 
 @dataclass(frozen=True)
@@ -64,9 +62,7 @@ def container(profile: HostProfile, name: str, *, stage: str | None = None) -> C
     state = raw.get("State") or {}
     health = state.get("Health") or state.get("Healthcheck") or {}
     return ContainerFacts(status=str(state.get("Status", "")), exit_code=int(state.get("ExitCode") or 0),
-                          pid=int(state.get("Pid") or 0), health=str(health.get("Status") or ""),
-                          read_only=bool((raw.get("HostConfig") or {}).get("ReadonlyRootfs")),
-                          caps=tuple(raw.get("EffectiveCaps") or ()))
+                          pid=int(state.get("Pid") or 0), health=str(health.get("Status") or ""))
 
 
 def network(profile: HostProfile, name: str, *, stage: str | None = None) -> NetworkFacts | None:

@@ -101,23 +101,36 @@ def one_interrupted_line(err: str, stage: str) -> None:
     assert "Traceback" not in err
 
 
+def step_containerfile(tmp_path: Path, marker: str) -> Path:
+    """Our Containerfile with a long build step of its own (a cached step would not run at all)."""
+    variant = tmp_path / f"Containerfile.{marker}"
+    variant.write_text((ROOT / "build/Containerfile").read_text().replace(
+        "ARG WHEELHOUSE=none", f"ARG WHEELHOUSE=none\nRUN echo {marker} && sleep 120", 1))
+    return variant
+
+
+def step_processes(marker: str) -> list[str]:
+    """Processes of the build step (buildah's chroot runtime, its shell, its sleep), found by the step's
+    marker or by a sleep whose parent is one of them."""
+    ps = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True).stdout
+    rows = [line.split(None, 2) for line in ps.splitlines() if len(line.split(None, 2)) == 3]
+    ours = {pid for pid, _, args in rows if marker in args}
+    return [args for pid, ppid, args in rows if pid in ours or (ppid in ours and args.startswith("sleep 120"))]
+
+
 @pytest.mark.parametrize("stage", ["build", "push", "verify", "promote"])
 def test_sigterm_in_a_stage(pipeline, green, tmp_path, stage):
     latest, before_pg = pipeline.digest("latest"), postgres_dirs()
     args, env = ["--no-provision"], {}
-    if stage == "build":
-        # a build step that runs for a while, so SIGTERM reaches buildah mid-step
-        variant = tmp_path / "Containerfile"
-        # (a step of its own each time: a cached step would not run at all)
-        variant.write_text((ROOT / "build/Containerfile").read_text().replace(
-            "ARG WHEELHOUSE=none", f"ARG WHEELHOUSE=none\nRUN echo {os.urandom(8).hex()} && sleep 120", 1))
-        args += ["--containerfile", str(variant)]
+    marker = os.urandom(8).hex()
+    if stage == "build":  # a build step that runs for a while, so SIGTERM reaches buildah mid-step
+        args += ["--containerfile", str(step_containerfile(tmp_path, marker))]
     elif stage in ("push", "promote"):  # both last about a second: the signal lands as the stage starts
         env["IMAGEPIPE_STAGE_DELAY"] = f"{stage}=30"
     run = Started(pipeline, *args, env=env)
     run.wait_for_line(f"==> {stage}:")
     if stage == "build":
-        wait_until(lambda: "sleep 120" in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout)
+        wait_until(lambda: any(p.startswith("sleep 120") for p in step_processes(marker)))
     elif stage == "verify":
         wait_until(lambda: len(run_containers()) > 0 and len(postgres_dirs() - before_pg) > 0)
     else:
@@ -128,8 +141,39 @@ def test_sigterm_in_a_stage(pipeline, green, tmp_path, stage):
     one_interrupted_line(err, stage)
     assert_clean(pipeline, before_pg, latest)
     if stage == "build":
-        ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-        assert "sleep 120" not in ps and "buildah bud" not in ps, "buildah and its step were stopped"
+        assert step_processes(marker) == [], "buildah's step was stopped"
+
+
+@pytest.fixture
+def busy_machine(tmp_path):
+    """Both cores busy and the disk written, as on a loaded CI machine (bounded: killed after the test)."""
+    hogs = [subprocess.Popen(["timeout", "600", "sh", "-c", "while :; do :; done"]) for _ in range(2)]
+    hogs.append(subprocess.Popen(["timeout", "600", "sh", "-c",
+                                  f"while :; do dd if=/dev/zero of={tmp_path}/hog bs=1M count=256 "
+                                  "conv=fsync status=none; done"]))
+    yield
+    for hog in hogs:
+        hog.kill()
+        hog.wait()
+
+
+ROUNDS = int(os.environ.get("IMAGEPIPE_CANCEL_ROUNDS", "3"))
+
+
+@pytest.mark.parametrize("round_", range(ROUNDS))
+def test_sigterm_in_a_build_step_on_a_busy_machine(pipeline, green, tmp_path, busy_machine, round_):
+    """The step's processes die with the run, whether TERM lands as the step starts or while it runs."""
+    marker = os.urandom(8).hex()
+    run = Started(pipeline, "build", "--no-provision", "--containerfile", str(step_containerfile(tmp_path, marker)))
+    run.wait_for_line("==> build:")
+    wait_until(lambda: step_processes(marker) != [])  # the step's runtime exists: its shell may not yet
+    time.sleep(0.3 * round_)
+    code, seconds, err = run.signal(signal.SIGTERM)
+    assert code == 143, err
+    assert seconds < 10, f"stopped in {seconds:.1f} s"
+    assert step_processes(marker) == [], "no process of the step is left"
+    assert run_containers() == [] and lock_is_free(pipeline.state)
+    assert list((pipeline.state / "runs").glob("*.json")) == []
 
 
 def test_sigkill_leftovers_are_removed_by_the_next_run(pipeline, green, tmp_path):

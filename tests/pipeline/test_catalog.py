@@ -7,7 +7,8 @@ from imagepipe.checks import catalog
 # The report's order and ids, as the README and users' tooling know them.
 REPORT_ORDER = ("size", "user", "port", "health-endpoint", "health-status", "docs", "env", "database",
                 "database-tls", "auth-jwks", "chat", "mcp", "startup-time", "health-latency", "hardened",
-                "no-build-tools", "no-secrets", "file-ownership", "no-setuid", "no-junk", "vulnerabilities")
+                "tree-readable", "no-build-tools", "no-secrets", "file-ownership", "no-setuid", "no-junk",
+                "vulnerabilities")
 
 
 def test_ids_and_order_are_the_reports():
@@ -24,8 +25,8 @@ def test_every_check_has_a_way_to_run():
 
 def test_service_checks_are_those_that_need_the_service():
     assert set(catalog.SERVICE_CHECKS) == {s.id for s in catalog.CATALOG if s.when in ("serving", "startup")}
-    assert catalog.TREE_CHECKS == ("no-build-tools", "no-secrets", "file-ownership", "no-setuid", "no-junk",
-                                   "vulnerabilities")
+    assert catalog.TREE_CHECKS == ("tree-readable", "no-build-tools", "no-secrets", "file-ownership", "no-setuid",
+                                   "no-junk", "vulnerabilities")
 
 
 def test_main_thread_order_covers_the_main_thread_checks():

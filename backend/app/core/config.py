@@ -12,7 +12,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 log = logging.getLogger("app.config")
 
-REQUIRED = ("DATABASE_URL", "BETTER_AUTH_SECRET", "OPENAI_API_KEY")
 SECRETS = frozenset({"DATABASE_URL", "BETTER_AUTH_SECRET", "OPENAI_API_KEY"})
 
 

@@ -44,6 +44,7 @@ CATALOG: tuple[Spec, ...] = (  # in report order
     Spec("startup-time", "service", "startup"),
     Spec("health-latency", "service", "serving", runtimechecks.latency, worker=True),
     Spec("hardened", "service", "serving", runtimechecks.hardened),
+    Spec("tree-readable", "image", "tree"),
     Spec("no-build-tools", "image", "tree"),
     Spec("no-secrets", "image", "tree"),
     Spec("file-ownership", "image", "tree"),

@@ -32,7 +32,7 @@ MAX_SCAN_BYTES = 8 * 1024 * 1024
 @contextmanager
 def mounted(image: str) -> Iterator[Path]:
     run = cancel.current()
-    # named after the run, so a cancelled run's clean-up finds it (stages.remove_run_containers)
+    # named after the run, so a cancelled run's clean-up finds it (cleanup.remove_run_containers)
     name = f"imagepipe-{run.id}-{secrets.token_hex(3)}" if run is not None else None
     ctr = runner.run(commands.buildah_from(image, name=name), stage="verify").stdout.strip()
     try:
@@ -43,15 +43,15 @@ def mounted(image: str) -> Iterator[Path]:
         runner.run(commands.buildah_rm(ctr), ok_codes=(0, 1, 125))
 
 
-def walk(root: Path) -> Iterator[tuple[str, os.stat_result]]:
+def walk(root: Path, unreadable: list[tuple[str, str]] | None = None) -> Iterator[tuple[str, os.stat_result]]:
     """The image's tree without the kernel's mount points (the one walker, imagepipe.imagetree)."""
-    return imagetree.walk(root, skip_top=SKIP_TOP)
+    return imagetree.walk(root, skip_top=SKIP_TOP, unreadable=unreadable)
 
 
 @dataclass
 class Scan:
     """What one pass over an image's tree finds (verify's static checks read it)."""
-    entries: int = 0
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # listed, but lstat fails: (path, errno)
     not_owned: list[str] = field(default_factory=list)  # under /app, not owned by the service user
     writable: list[str] = field(default_factory=list)  # world-writable, not a sticky directory
     setuid: list[str] = field(default_factory=list)
@@ -63,8 +63,7 @@ def scan(root: Path, secret_values: list[str], *, app_dir: str = "/app", uid: in
     """One walk for ownership, permissions, setuid bits, context junk and secrets (files read once)."""
     needles = [v.encode() for v in secret_values if len(v) >= 8]
     out = Scan(junk=[m for m in BUILD_MOUNTS if os.path.lexists(root / m.lstrip("/"))])
-    for path, st in walk(root):
-        out.entries += 1
+    for path, st in walk(root, out.unreadable):
         mode = st.st_mode
         in_app = path == app_dir or path.startswith(app_dir + "/")
         name = path.rsplit("/", 1)[-1]
@@ -129,7 +128,7 @@ def size_by_top(root: Path, depth: int = 2) -> dict[str, int]:
     """Bytes of regular files under each directory `depth` levels down (/usr/lib, /opt/venv, ...), largest
     first: where an image's size goes."""
     sizes: dict[str, int] = {}
-    for path, st in walk(root):
+    for path, st in walk(root, []):
         if stat.S_ISREG(st.st_mode):
             key = "/" + "/".join(path.strip("/").split("/")[:depth])
             sizes[key] = sizes.get(key, 0) + st.st_size

@@ -3,6 +3,7 @@ the container. Each takes the running Verifier (`v`)."""
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from typing import TYPE_CHECKING
@@ -139,11 +140,30 @@ def _health(v: Verifier, name: str) -> str:
     return facts.health if facts else "missing"
 
 
+# Run by the image's own Python inside the serving container (the image has no coreutils): what the service
+# process (PID 1) really has, not the flags verify passed to podman.
+HARDENED_PROBE = """
+import errno, json, os
+status = dict(line.split(":", 1) for line in open("/proc/1/status") if ":" in line)
+try:
+    open("/.imagepipe-write-probe", "w").close()
+    root = "writable"
+except OSError as e:
+    root = errno.errorcode.get(e.errno, str(e.errno))
+print(json.dumps({"capeff": status["CapEff"].strip(), "uid": status["Uid"].split()[1], "root": root}))
+"""
+
+
 def hardened(v: Verifier) -> Check:
-    facts = podmanfacts.container(v.profile, v.name, stage="verify")
-    read_only, caps_list = (facts.read_only, list(facts.caps)) if facts else (False, ["<container missing>"])
+    probe = v.sh(commands.podman_exec(v.profile, v.name, "python", "-c", HARDENED_PROBE), ok=(0, 1, 125, 126, 127))
+    try:
+        seen = json.loads(probe.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return Check("hardened", False, None, "CapEff 0, EROFS, uid != 0",
+                     f"could not look inside the container: {(probe.stderr or probe.stdout).strip()[:160]}")
     serving = v.get("/health").status_code == 200
-    ok = read_only and not caps_list and serving
-    return Check("hardened", ok, {"read_only": read_only, "caps": caps_list}, "read-only, no caps",
-                 f"served with a read-only root (tmpfs /tmp) and no capabilities: "
-                 f"{'yes' if ok else f'read-only {read_only}, caps {caps_list}, serving {serving}'}")
+    no_caps = int(seen["capeff"], 16) == 0
+    ok = no_caps and seen["root"] == "EROFS" and seen["uid"] != "0" and serving
+    return Check("hardened", ok, seen, {"capeff": "0", "root": "EROFS", "uid": "not 0"},
+                 f"inside the container: PID 1 CapEff {seen['capeff']}, uid {seen['uid']}; a write to / fails with "
+                 f"{seen['root']}; serving {'yes' if serving else 'no'}")

@@ -29,14 +29,24 @@ def run(profile: HostProfile, image: str, *, config: dict[str, Any], secrets: di
     history = runner.run(commands.podman_history(profile, image),
                          stage="verify").stdout
     walked = round(time.monotonic() - t0, 2)
-    checks = [build_tools(tools), no_secrets(found, config, history, secrets), ownership(found),
+    checks = [readable(found), build_tools(tools), no_secrets(found, config, history, secrets), ownership(found),
               setuid(found), junk(found)]
     for check in checks:  # they share one pass: each shows its time
         check.seconds = walked
     t1 = time.monotonic()
-    vulns = vulnerabilities(installed, image, state_dir)
+    vulns = vulnerabilities(installed, image, state_dir, unreadable=contents.unreadable)
     vulns.seconds = round(time.monotonic() - t1, 2)
     return [*checks, vulns], contents
+
+
+def readable(found: imagefs.Scan) -> Check:
+    """Every entry a directory lists can be read. A builder that writes whiteout markers into a layer where
+    nothing is below (kaniko's cached multi-stage builds without FF_KANIKO_SKIP_WRITE_WHITEOUTS) ships
+    phantom entries: listed by readdir, ENOENT on lstat, which break any tool that walks the tree."""
+    shown = [f"{path} ({err})" for path, err in found.unreadable[:10]]
+    return Check("tree-readable", not found.unreadable, shown, [],
+                 "every entry of the tree can be read" if not found.unreadable else
+                 f"{len(found.unreadable)} entries are listed but cannot be read: {', '.join(shown[:5])}")
 
 
 def build_tools(found: list[str]) -> Check:
@@ -75,7 +85,12 @@ def junk(found: imagefs.Scan) -> Check:
                  else f"found: {', '.join(found.junk[:5])}")
 
 
-def vulnerabilities(installed: dict[str, str], image: str, state_dir: Path) -> Check:
+def vulnerabilities(installed: dict[str, str], image: str, state_dir: Path, *, unreadable: str | None) -> Check:
+    if unreadable or not installed:  # nothing compared is not nothing vulnerable
+        why = unreadable or "no installed package in /var/lib/dpkg/status or status.d"
+        return Check("vulnerabilities", False, [why], [],
+                     f"the image's Debian packages cannot be listed ({why}): nothing could be compared with the "
+                     "security index; keep dpkg's status file in the image")
     index = debsec.security_index(state_dir / "cache")
     pending = debsec.pending_fixes(installed, index)
     scanner = runner.installed("trivy") or runner.installed("grype")

@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 __all__ = [
-    "chroot", "debootstrap", "dpkg_deb_extract", "git", "gpg", "hadolint", "initdb", "lighttpd", "mount_bind",
-    "mount_private", "pg_ctl_start", "pg_ctl_stop", "pip_wheel", "psql", "tar_create", "unshare_mount", "wrk",
+    "chroot", "debootstrap", "dpkg_deb_extract", "git", "gpg", "gpgconf_kill_agent", "hadolint", "initdb",
+    "lighttpd", "mount_bind", "mount_private", "pg_ctl_start", "pg_ctl_stop", "pip_wheel", "psql", "tar_create",
+    "unshare_mount", "wrk",
 ]
 
 
@@ -19,6 +20,11 @@ def git(root: Path, *args: str) -> list[str]:
 def gpg(*args: str) -> list[str]:
     """gpg without a terminal (GNUPGHOME comes from the environment the caller passes)."""
     return ["gpg", "--batch", "--no-tty", *args]
+
+
+def gpgconf_kill_agent() -> list[str]:
+    """Stop the gpg-agent of the GNUPGHOME in the caller's environment (a no-op when none runs)."""
+    return ["gpgconf", "--kill", "gpg-agent"]
 
 
 def hadolint(containerfile: Path, config: Path) -> list[str]:

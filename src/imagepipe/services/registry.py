@@ -11,6 +11,7 @@ import requests
 from imagepipe import commands, runner
 from imagepipe.errors import PipelineError
 from imagepipe.retry import wait_until
+from imagepipe.services import ports
 
 log = logging.getLogger("imagepipe.services.registry")
 
@@ -30,21 +31,27 @@ class EmbeddedRegistry:
     def pid(self) -> int | None:
         return runner.service_pid(self.pidfile)
 
+    @property
+    def port(self) -> int:
+        return int(self.addr.rpartition(":")[2])
+
     def ensure_running(self) -> str:
-        """Start it unless it already answers; returns 'running' or 'started'."""
-        state = probe(self.addr)
-        if state == "registry":
+        """Start it unless this state directory's registry already serves; returns 'running' or 'started'.
+        A registry of another checkout on the port is never used (its data lives in its own state)."""
+        held = ports.holder(self.port)
+        if held is not None and held.state_dir == self.dir.parent.resolve() and probe(self.addr) == "registry":
             return "running"
-        if state == "other":
+        if held is not None:
             raise PipelineError(
-                f"port {self.addr} is taken by something that is not a registry: free it, or pass "
-                "--registry HOST:PORT to use another registry", stage="registry")
+                f"port {self.port} is taken by {held.describe()}: pass another --embedded-port, or omit it to "
+                "let this checkout choose a free one", stage="registry")
         (self.dir / "data").mkdir(parents=True, exist_ok=True)
         self.config.write_text(commands.registry_config(addr=self.addr, root=self.dir / "data"))
         pid = runner.spawn(["docker-registry", "serve", str(self.config)], log_path=self.logfile)
         self.pidfile.write_text(f"{pid}\n")
         if wait_until(lambda: probe(self.addr) == "registry", timeout=15):
-            log.info("embedded registry started on %s (data: %s, pid %d)", self.addr, self.dir / "data", pid)
+            log.info("embedded registry started on %s (data: %s, pid %d; stop: python build/pipeline.py registry "
+                     "stop)", self.addr, self.dir / "data", pid)
             return "started"
         raise PipelineError(f"the embedded registry did not start on {self.addr}: see {self.logfile}",
                             stage="registry")

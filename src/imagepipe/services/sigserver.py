@@ -12,6 +12,7 @@ import requests
 from imagepipe import commands, runner
 from imagepipe.errors import PipelineError
 from imagepipe.retry import wait_until
+from imagepipe.services import ports
 
 log = logging.getLogger("imagepipe.services.sigserver")
 
@@ -37,10 +38,19 @@ class SignatureServer:
     def pid(self) -> int | None:
         return runner.service_pid(self.pidfile)
 
+    @property
+    def port(self) -> int:
+        return int(self.addr.rpartition(":")[2])
+
     def ensure_running(self) -> str:
         self.store.mkdir(parents=True, exist_ok=True)
-        if self.pid() and self.answers():
+        held = ports.holder(self.port)
+        if held is not None and held.pid == self.pid() and self.answers():
             return "running"
+        if held is not None:  # never lighttpd's raw "can't bind" line
+            raise PipelineError(
+                f"port {self.port} is taken by {held.describe()}: pass another --sigserver-port, or omit it to "
+                "let this checkout choose a free one", stage="promote")
         self.config.write_text(commands.lighttpd_config(addr=self.addr, root=self.store, pidfile=self.pidfile))
         runner.run(commands.lighttpd(self.config), stage="promote", what="starting the signature server")
         if wait_until(self.answers, timeout=10):

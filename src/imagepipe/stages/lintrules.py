@@ -74,7 +74,6 @@ def fr002_multi_stage(f: Parsed, v: list[Violation]) -> None:
     all_stages = f.all_stages
     final = f.final
     builder = f.builder
-    builder = next((s for s in all_stages if s.name == "builder"), None)
     if len(all_stages) < 2 or builder is None:
         v.append(Violation("FR-002", all_stages[0].line, "needs a multi-stage build with a stage named builder"))
     elif not any(i.flags_and_words()[0].get("from") for i in final.find("COPY")):
@@ -157,22 +156,16 @@ def fr010_uvicorn(f: Parsed, v: list[Violation]) -> None:
 def nfr002_layer_order(f: Parsed, v: list[Violation]) -> None:
     """NFR-002: requirements.txt is copied and installed before any source is copied."""
     all_stages = f.all_stages
-    final = f.final
-    builder = f.builder
     for st in all_stages:
+        # a stage that never copies requirements.txt (the runner: they were installed in the builder) is fine
         req_line = next((i.line for i in st.find("COPY") if "requirements.txt" in i.args), None)
         for ins in st.find("COPY"):
             flags, words = ins.flags_and_words()
-            if flags.get("from"):
+            if flags.get("from") or req_line is None or ins.line > req_line:
                 continue
-            sources = words[:-1]
-            if any(s.rstrip("/") in (".", "./") or s.strip("./") in SOURCE_DIRS for s in sources):
-                if any(st2.index < st.index for st2 in all_stages) or req_line is None or ins.line < req_line:
-                    if req_line is None and st is final and builder is not None:
-                        continue  # requirements are installed in the builder, which the final stage follows
-                    if req_line is not None and ins.line < req_line:
-                        v.append(Violation("NFR-002", ins.line, "source is copied before requirements.txt is "
-                                           "installed: every code change would reinstall dependencies"))
+            if any(s.rstrip("/") in (".", "./") or s.strip("./") in SOURCE_DIRS for s in words[:-1]):
+                v.append(Violation("NFR-002", ins.line, "source is copied before requirements.txt is "
+                                   "installed: every code change would reinstall dependencies"))
     pip_lines = [i.line for st in all_stages for i in st.find("RUN") if "pip install" in i.args]
     req_lines = [i.line for st in all_stages for i in st.find("COPY") if "requirements.txt" in i.args]
     if not req_lines:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagepipe import cancel, commands, gitinfo, podmanfacts, runner
+from imagepipe import commands, gitinfo, podmanfacts, runner
 from imagepipe.checks import imagefs
 from imagepipe.context import Context
 from imagepipe.errors import PipelineError
@@ -18,6 +19,8 @@ from imagepipe.services import sigserver
 from imagepipe.stages import base
 from imagepipe.stages.verify import Verified
 from imagepipe.supplychain import attest, inventory, provenance, referrers, sbom, signing
+
+log = logging.getLogger("imagepipe")
 
 
 def signing_setup(ctx: Context) -> tuple[signing.SigningKey, Path, str, Path]:
@@ -47,35 +50,62 @@ def run(ctx: Context, verified: Verified) -> Promoted:
     if not verified.result.passed:  # never reached from main(); a guard against future callers
         raise PipelineError("refusing to promote an image that failed verification", stage="promote")
     image = verified.image
-    digest = image.digest
     key, staging, lookaside, regd = signing_setup(ctx)
+    with signing.agent_stopped(key.gnupghome):
+        return _promote(ctx, image, verified.result.inventory, key, staging, lookaside, regd)
+
+
+def _promote(ctx: Context, image: PushedImage, contents: inventory.Inventory | None, key: signing.SigningKey,
+             staging: Path, lookaside: str, regd: Path) -> Promoted:
+    digest = image.digest
     published = attest.Published(signer=key.fingerprint, lookaside=lookaside)
-    promoted: list[tuple[str, str | None]] = []  # (tag ref, the digest it named before)
+    # The attestations first: they move no tag, so a failure there leaves every tag where it was.
+    attach(ctx, image, contents, key, staging, published)
+    moved: list[tuple[str, str | None]] = []  # (tag ref, the digest it named before; None: it did not exist)
     try:
         for tag in ["latest", *ctx.args.tag]:
             dest = str(image.ref.with_tag(tag))
-            before = tag_digest(dest, ctx.args.creds)
-            promoted.append((dest, before))
+            moved.append((dest, tag_digest(dest, ctx.args.creds)))
             signing.sign_tag(str(image), dest, key=key, registries=regd, creds=ctx.args.creds)
             got = tag_digest(dest, ctx.args.creds)
             if got != digest:
                 raise PipelineError(f"{dest} points at {got} after promotion, expected {digest}", stage="promote")
             published.signed_tags.append(dest)
             print(f"    {dest} -> {digest} (signed by {key.fingerprint[-16:]})")
-        signed = staging / f"{ctx.args.repo}@{digest.replace(':', '=')}"
-        published.signatures = {f.name: "sha256:" + hashlib.sha256(f.read_bytes()).hexdigest()
-                                for f in sorted(signed.glob("signature-*"))}
-        published.digest = digest
-        attach(ctx, image, verified.result.inventory, key, staging, published)
-    except cancel.Interrupted:
-        # A cancelled promotion moves no tag: each one already moved goes back to what it named.
-        for dest, before in promoted:
-            if before is not None and tag_digest(dest, ctx.args.creds) != before:
-                back = commands.skopeo_copy(str(image.ref.with_digest(before)), dest, creds=ctx.args.creds)
-                runner.run(back, timeout=120,
-                           ok_codes=(0, 1))
+    except BaseException:
+        # A promotion cut short (cancelled or failed) moves no tag: each one already moved goes back.
+        for problem in rollback(image, moved, ctx.args.creds, ctx.args.registry, ctx.args.repo):
+            log.warning("%s", problem)
         raise
-    return Promoted([dest for dest, _ in promoted], published.report())
+    signed = staging / f"{ctx.args.repo}@{digest.replace(':', '=')}"
+    published.signatures = {f.name: "sha256:" + hashlib.sha256(f.read_bytes()).hexdigest()
+                            for f in sorted(signed.glob("signature-*"))}
+    published.digest = digest
+    return Promoted([dest for dest, _ in moved], published.report())
+
+
+def rollback(image: PushedImage, moved: list[tuple[str, str | None]], creds: str | None, registry: str,
+             repo: str) -> list[str]:
+    """Put each moved tag back on the digest it named; remove a tag this promotion created. Returns one line
+    per tag that could not be restored."""
+    problems = []
+    reg = referrers.Registry(registry, repo, creds)
+    for dest, before in reversed(moved):
+        now = tag_digest(dest, creds)
+        if now == before:
+            continue
+        tag = dest.rsplit(":", 1)[1]
+        if before is None:
+            if not reg.delete_tag(tag):
+                problems.append(f"could not remove {dest}, which this promotion created: the registry refuses to "
+                                f"delete tags (distribution 2.8 does); it names {now}, a verified image")
+            continue
+        back = runner.run(commands.skopeo_copy(str(image.ref.with_digest(before)), dest, creds=creds),
+                          timeout=120, ok_codes=(0, 1, 2))
+        if back.code != 0 or tag_digest(dest, creds) != before:
+            problems.append(f"could not restore {dest} to {before}: it names {tag_digest(dest, creds)} "
+                            f"({runner.first_error_line(back.stderr) or 'skopeo copy failed'})")
+    return problems
 
 
 def attach(ctx: Context, image: PushedImage, contents: inventory.Inventory | None, key: signing.SigningKey,
@@ -110,9 +140,15 @@ def attach(ctx: Context, image: PushedImage, contents: inventory.Inventory | Non
     print(f"    provenance (SLSA v1) {published.provenance['digest']}")
 
 
-def base_image_digest(ctx: Context) -> str:
+def base_image_digest(ctx: Context) -> str | None:
+    """The local base's digest, or None when it cannot be read (the documents then say so: never a
+    placeholder digest)."""
     facts = podmanfacts.image(ctx.profile, base.BASE_REF, stage="promote")
-    return facts.digest if facts and facts.digest else "sha256:" + "0" * 64
+    if facts and facts.digest:
+        return facts.digest
+    log.warning("the base image %s cannot be inspected: the SBOM and provenance record it without a digest",
+                base.BASE_REF)
+    return None
 
 
 def tag_digest(ref: str, creds: str | None) -> str | None:

@@ -21,10 +21,7 @@ def ensure_registry(ctx: Context) -> None:
     """The embedded registry is started only when it was asked for (the default, or `--registry embedded`);
     an address the user names is used as it is, never replaced by one we start."""
     if ctx.args.embedded:
-        state = registry.EmbeddedRegistry(ctx.state_dir, ctx.args.registry).ensure_running()
-        if state == "started":
-            print(f"    embedded registry started on {ctx.args.registry} "
-                  "(stop: python build/pipeline.py registry stop)")
+        registry.EmbeddedRegistry(ctx.state_dir, ctx.args.registry).ensure_running()  # says so if it started
     elif registry.probe(ctx.args.registry) != "registry":
         raise PipelineError(f"registry {ctx.args.registry} is unreachable (nothing answers there as a registry): "
                             "start it or fix --registry (omit it to use the embedded one)", stage="push")

@@ -38,10 +38,23 @@ class Inventory:
 
     debs: tuple[DebPackage, ...]
     dists: tuple[PyDist, ...]
+    unreadable: str | None = None  # why dpkg's records could not be read (the package list is then unknown)
 
 
 def read(root: Path) -> Inventory:
-    return Inventory(tuple(debian_packages(root)), tuple(python_dists(root)))
+    return Inventory(tuple(debian_packages(root)), tuple(python_dists(root)), dpkg_unreadable(root))
+
+
+def dpkg_unreadable(root: Path) -> str | None:
+    """Why the image's dpkg status cannot be read, or None. An image without it is not one without
+    packages: its package list is unknown."""
+    status = root / "var/lib/dpkg/status"
+    try:
+        with status.open("rb") as f:
+            f.read(1)
+    except OSError as e:
+        return f"/var/lib/dpkg/status: {e.strerror or e}"
+    return None
 
 
 def debian_packages(root: Path) -> list[DebPackage]:

@@ -30,7 +30,7 @@ class BuildFacts:
     builder: str  # buildah | kaniko
     builder_version: str
     base_ref: str
-    base_digest: str
+    base_digest: str | None  # None: unknown, and then not claimed
     requirements: dict[str, str]  # name -> sha256 of each lock/requirements file
     invocation: str  # the run id
     started: float
@@ -42,7 +42,11 @@ def _time(ts: float) -> str:
 
 
 def predicate(f: BuildFacts) -> dict[str, Any]:
-    deps = [{"uri": f"docker://{f.base_ref}", "digest": {"sha256": f.base_digest.split(":", 1)[-1]}}]
+    # SLSA's ResourceDescriptor needs one of uri/digest: an unknown base digest is left out, not invented
+    base: dict[str, Any] = {"uri": f"docker://{f.base_ref}"}
+    if f.base_digest:
+        base["digest"] = {"sha256": f.base_digest.split(":", 1)[-1]}
+    deps = [base]
     deps += [{"name": name, "digest": {"sha256": sha}} for name, sha in sorted(f.requirements.items())]
     pred = {
         "buildDefinition": {

@@ -72,6 +72,13 @@ class Registry:
         self._check(r, f"manifest {ref}")
         return r.content, r.headers.get("Content-Type", "")
 
+    def delete_tag(self, tag: str) -> bool:
+        """Remove one tag (OCI 1.1 allows DELETE of a tag; distribution 2.8 answers 400 UNSUPPORTED)."""
+        try:
+            return self.http.delete(f"{self.base}/manifests/{tag}", timeout=30).status_code in (200, 202)
+        except requests.RequestException:
+            return False
+
     def get_blob(self, digest: str) -> bytes:
         return self._check(self.http.get(f"{self.base}/blobs/{digest}", timeout=60), f"blob {digest}").content
 

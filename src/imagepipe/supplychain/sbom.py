@@ -14,7 +14,7 @@ from imagepipe.supplychain.inventory import DebPackage, PyDist
 MEDIA_TYPE = "application/vnd.cyclonedx+json"
 
 
-def build(*, image: str, digest: str, base_ref: str, base_digest: str, debs: list[DebPackage],
+def build(*, image: str, digest: str, base_ref: str, base_digest: str | None, debs: list[DebPackage],
           dists: list[PyDist]) -> str:
     repo = ImageRef.parse(image).repository.split("/")[-1]
     base = ImageRef.parse(base_ref)
@@ -22,9 +22,10 @@ def build(*, image: str, digest: str, base_ref: str, base_digest: str, debs: lis
     bom.metadata.component = Component(
         name=image, version=digest, type=ComponentType.CONTAINER, bom_ref=f"image:{digest}",
         purl=PackageURL(type="oci", name=repo, version=digest, qualifiers={"repository_url": image}))
+    # An unknown base digest is left out (CycloneDX's version is optional), never filled with a placeholder.
     bom.components.add(Component(
         name=base_ref, version=base_digest, type=ComponentType.CONTAINER, bom_ref=f"base:{base_ref}",
-        description="base image (FROM)",
+        description="base image (FROM)" if base_digest else "base image (FROM); its digest could not be read",
         purl=PackageURL(type="oci", name=base.repository.split("/")[-1], version=base_digest,
                         qualifiers={"repository_url": base.name})))
     for d in debs:

@@ -11,9 +11,11 @@ over HTTP (`lookaside`) from the signature server (sigserver.py) or the address 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,9 +51,26 @@ def _gpg(args: list[str], env: dict[str, str], *, input: str | None = None, time
                       ok_codes=ok_codes)
 
 
+@contextlib.contextmanager
+def agent_stopped(home: Path | None) -> Iterator[None]:
+    """gpg, and skopeo through gpgme, start a gpg-agent for a GNUPGHOME on first use and leave it running for
+    good (one per run and state directory, piling up). The pipeline's own homes get theirs stopped when the
+    work is done; the user's keyring (home None) keeps its agent, which is theirs."""
+    try:
+        yield
+    finally:
+        if home is not None:
+            runner.run(commands.gpgconf_kill_agent(), env={"GNUPGHOME": str(home)}, ok_codes=(0, 1, 2))
+
+
 def pipeline_key(state_dir: Path) -> SigningKey:
     """The pipeline's own key: generated on first use, then reused."""
     home = state_dir / "signing" / "gnupg"
+    with agent_stopped(home):
+        return _pipeline_key(state_dir, home)
+
+
+def _pipeline_key(state_dir: Path, home: Path) -> SigningKey:
     public = state_dir / "signing" / "pipeline-key.pub"
     env = {"GNUPGHOME": str(home)}
     if not home.exists():
@@ -128,10 +147,11 @@ def verify_signature(signature: bytes, public_key: Path, *, work: Path) -> tuple
     home.mkdir(parents=True, exist_ok=True)
     os.chmod(home, 0o700)
     env = {**os.environ, "GNUPGHOME": str(home)}
-    subprocess.run(commands.gpg("--import", str(public_key)), env=env, capture_output=True, check=False)
-    # subprocess, not runner: gpg's verdict is on the status fd (stderr) whatever its exit code
-    proc = subprocess.run(commands.gpg("--status-fd", "2", "--decrypt"), input=signature, env=env,
-                          capture_output=True, check=False)
+    with agent_stopped(home):
+        subprocess.run(commands.gpg("--import", str(public_key)), env=env, capture_output=True, check=False)
+        # subprocess, not runner: gpg's verdict is on the status fd (stderr) whatever its exit code
+        proc = subprocess.run(commands.gpg("--status-fd", "2", "--decrypt"), input=signature, env=env,
+                              capture_output=True, check=False)
     status = proc.stderr.decode(errors="replace")
     valid = re.search(r"\[GNUPG:\] VALIDSIG ([0-9A-F]+)", status)
     if proc.returncode != 0 or valid is None:

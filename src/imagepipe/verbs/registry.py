@@ -5,7 +5,7 @@ from __future__ import annotations
 from imagepipe import exitcodes
 from imagepipe.context import Context
 from imagepipe.errors import UsageError
-from imagepipe.services import registry, sigserver
+from imagepipe.services import ports, registry, sigserver
 
 
 def run(ctx: Context) -> int:
@@ -23,12 +23,24 @@ def run(ctx: Context) -> int:
         if sigs.stop():
             print("signature server stopped")
     elif action == "status":
-        state = registry.probe(reg.addr)
-        where = " (embedded, bound to loopback only)" if a.embedded else ""
-        pid = reg.pid()
-        print(f"{reg.addr}: {state}{where}" + (f" (pid {pid}, data {reg.dir / 'data'})" if pid else ""))
-        print(f"signatures {sigs.url}: {'serving' if sigs.pid() and sigs.answers() else 'not running'} (lighttpd, "
-              f"bound to loopback only, {sigs.store})")
+        print(f"state directory {ctx.state_dir}")
+        if a.embedded:
+            print(f"registry {reg.addr}: {_serving(reg.port, ctx)} (embedded, bound to loopback only, "
+                  f"data {reg.dir / 'data'})")
+        else:
+            print(f"registry {reg.addr}: {registry.probe(reg.addr)} (named with --registry)")
+        print(f"signatures {sigs.url}: {_serving(sigs.port, ctx)} (lighttpd, bound to loopback only, "
+              f"store {sigs.store})")
     else:
         raise UsageError(f"unknown registry action {action!r}: use start, stop or status")
     return exitcodes.OK
+
+
+def _serving(port: int, ctx: Context) -> str:
+    """Whether this checkout's server holds its port, and whose it is when another process does."""
+    held = ports.holder(port)
+    if held is None:
+        return "not running"
+    if held.state_dir == ctx.state_dir:
+        return f"serving this state directory (pid {held.pid})"
+    return f"port taken by {held.describe()}"

@@ -1,0 +1,150 @@
+"""Ports of the services a checkout leaves running (its embedded registry, its signature server).
+
+Each state directory has servers of its own: they serve that checkout's data and nothing else, so two
+clones or worktrees on one machine never push into, or sign through, each other's stores. A port is
+*claimed* for a state directory in a machine-wide table (`claims_dir()`, one file per port naming the state
+directory), so a checkout keeps its address across runs and `registry stop` in one checkout never lets
+another take its port. Claims are made under a machine-wide lock, so two runs starting at once never choose
+the same port. A claim whose state directory is gone is stale and free again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from imagepipe.errors import PipelineError
+
+log = logging.getLogger("imagepipe.services.ports")
+
+SCAN = 200  # ports tried above the default when it is taken
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str  # "registry", "sigserver"
+    label: str  # "the embedded registry", for messages
+    default: int
+    option: str  # the option that moves it
+    stage: str  # whose exit code a refusal takes
+
+
+REGISTRY = Service("registry", "the embedded registry", 5000, "--embedded-port", "registry")
+SIGSERVER = Service("sigserver", "the signature server", 5080, "--sigserver-port", "promote")
+
+
+def claims_dir() -> Path:
+    """Machine-wide (tmpfs where there is one: claims do not outlive a reboot, nor do the servers)."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    base = Path("/run") if os.access("/run", os.W_OK) else Path(runtime)
+    return base / f"imagepipe-ports-{os.getuid()}"
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A process listening on a port, and the state directory it serves if it is one of ours."""
+    pid: int
+    program: str
+    state_dir: Path | None
+
+    def describe(self) -> str:
+        serves = f", serving {self.state_dir}" if self.state_dir else ""
+        return f"{self.program} (pid {self.pid}{serves})"
+
+
+def served_state_dir(cmdline: list[str]) -> Path | None:
+    """The state directory a server of ours serves, read from its command line (the config file it was
+    started with lives in <state>/registry or <state>/sigstore). Pure: tested without processes."""
+    for arg in cmdline:
+        path = Path(arg)
+        if path.name in ("config.yml", "lighttpd.conf") and path.parent.name in ("registry", "sigstore"):
+            return path.parent.parent
+    return None
+
+
+def holder(port: int) -> Holder | None:
+    """Who listens on TCP `port` (any address), or None."""
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+            if conn.pid is None:
+                return Holder(0, "a process of another user", None)
+            try:
+                proc = psutil.Process(conn.pid)
+                cmdline = proc.cmdline()
+                return Holder(conn.pid, proc.name(), served_state_dir(cmdline))
+            except psutil.Error:
+                return Holder(conn.pid, "a process that just exited", None)
+    return None
+
+
+@contextlib.contextmanager
+def _machine_lock() -> Iterator[Path]:
+    table = claims_dir()
+    table.mkdir(mode=0o755, parents=True, exist_ok=True)
+    with open(table / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield table
+
+
+def _claimant(table: Path, port: int) -> Path | None:
+    """The live state directory that claimed this port, if any."""
+    try:
+        owner = Path((table / f"{port}").read_text().split("\n")[1])
+    except (OSError, IndexError):
+        return None
+    return owner if owner.is_dir() else None
+
+
+def _usable(table: Path, service: Service, port: int, state_dir: Path) -> bool:
+    claimant = _claimant(table, port)
+    if claimant is not None and claimant != state_dir:
+        return False
+    held = holder(port)
+    return held is None or held.state_dir == state_dir
+
+
+def _remember(table: Path, service: Service, port: int, state_dir: Path) -> None:
+    (table / f"{port}").write_text(f"{service.name}\n{state_dir}\n")
+    record = state_dir / service.name / "port"
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(f"{port}\n")
+
+
+def claim(service: Service, state_dir: Path, requested: int | None) -> int:
+    """The port of this state directory's `service`. `requested` (the option) is used exactly or refused
+    with a sentence naming what holds it; without it, the port this checkout used before, else the default,
+    else the next free one (said in one line)."""
+    state_dir = state_dir.resolve()
+    with _machine_lock() as table:
+        if requested is not None:
+            held = holder(requested)
+            if held is not None and held.state_dir != state_dir:
+                raise PipelineError(
+                    f"port {requested} is taken by {held.describe()}: pass another {service.option}, or omit "
+                    f"{service.option} to let this checkout choose a free one", stage=service.stage)
+            _remember(table, service, requested, state_dir)
+            return requested
+        try:
+            before = int((state_dir / service.name / "port").read_text())
+        except (OSError, ValueError):
+            before = None
+        for port in ([before] if before else []) + list(range(service.default, service.default + SCAN)):
+            if _usable(table, service, port, state_dir):
+                if port != (before or service.default):
+                    taken = before or service.default
+                    held = holder(taken)
+                    why = held.describe() if held else f"another checkout ({_claimant(table, taken)})"
+                    log.info("port %d is taken by %s: %s of this checkout uses port %d (%s N to choose)",
+                             taken, why, service.label, port, service.option)
+                _remember(table, service, port, state_dir)
+                return port
+    raise PipelineError(f"no free port for {service.label} in {service.default}-{service.default + SCAN - 1}: "
+                        f"pass {service.option}", stage=service.stage)
