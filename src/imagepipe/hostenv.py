@@ -8,6 +8,7 @@ detection.)
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import resource
 from dataclasses import dataclass
@@ -71,9 +72,17 @@ def ensure_mount_namespace(profile: HostProfile) -> None:
     """
     if not profile.needs_mount_namespace or namespace_alive():
         return
+    NS_DIR.mkdir(parents=True, exist_ok=True)
+    # runs of several checkouts may start at once: one creates the namespace, the others wait and use it
+    with open(NS_DIR.parent / "imagepipe-mntns.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not namespace_alive():
+            _create_namespace()
+
+
+def _create_namespace() -> None:
     from imagepipe import commands  # commands imports this module (HostProfile)
 
-    NS_DIR.mkdir(parents=True, exist_ok=True)
     if not any(point == str(NS_DIR) for point, _ in _mounts()):
         runner.run(commands.mount_bind(NS_DIR), what="preparing the podman namespace")
         runner.run(commands.mount_private(NS_DIR), what="preparing the podman namespace")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,38 @@ def test_kaniko_pitfalls_show_up_in_parity(pipeline, green, executor, profile, t
     for t in trees.values():
         assert "/out/gone" not in t and "/out/keep/c" in t
         assert t["/tmp/home-at-build"] == trees[buildah_ref]["/tmp/home-at-build"]
+
+
+def test_kaniko_cold_cached_and_code_change_each_verify_with_buildahs_tree(pipeline, green, executor, profile,
+                                                                         tmp_path):
+    """kaniko's layer cache changes nothing: a cold build, a fully cached one of the same commit, and a cached
+    one after a code-only change each pass verify, and each has buildah's file tree. (Without
+    FF_KANIKO_SKIP_WRITE_WHITEOUTS the cached build's root layer carried 541 whiteout markers.)"""
+    repo = "todo-backend-kcache"  # a repository (and so a cache repository) of its own: the first build is cold
+    digests, reports = [], []
+    for i in range(2):
+        proc = pipeline.run("--no-provision", "--builder", "kaniko", "--kaniko-image", executor, "--repo", repo,
+                            "--report", str(tmp_path / f"r{i}.json"))
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+        reports.append(json.loads((tmp_path / f"r{i}.json").read_text()))
+        digests.append(reports[-1]["image"].split("@")[1])
+    assert not any(s["cached"] for s in reports[0]["build_steps"]), "the first build is cold"
+    assert any(s["cached"] for s in reports[1]["build_steps"]), "the second build is served from the cache"
+    assert digests[0] == digests[1], "a cached build gives the cold build's digest"
+    cached = f"{pipeline.registry}/{repo}@{digests[1]}"
+    runner.run(commands.podman_pull(profile, cached), timeout=300)
+    runner.run(commands.podman_pull(profile, green[1]["image"]), timeout=300)
+    same = parity.compare(green[1]["image"], cached)
+    assert [d.as_dict() for d in same.differences if d.kind == "tree"] == [], "buildah's tree, path for path"
+
+    changed = tmp_path / "backend"
+    shutil.copytree(ROOT / "backend", changed, ignore=shutil.ignore_patterns("__pycache__"))
+    main = changed / "app/main.py"
+    main.write_text(main.read_text() + "\n# a code-only change\n")
+    proc = pipeline.run("parity", "--no-provision", "--kaniko-image", executor, "--repo", repo, "--context",
+                        str(changed), "--report", str(tmp_path / "p.json"))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    report = json.loads((tmp_path / "p.json").read_text())
+    assert [d for d in report["differences"] if d["kind"] == "tree"] == []
+    proc = pipeline.run("verify", report["kaniko"], "--no-provision")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr

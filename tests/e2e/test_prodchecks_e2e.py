@@ -42,6 +42,8 @@ def broken_variant(pipeline, tmp_path, name: str, *paths: str) -> str:
      "auth-jwks", "ed25519"),
     ("no-agents", ["/app/agents"], "chat", "agents"),
     ("no-mcp-server", ["/app/mcp/todo_server.py"], "mcp", "todo_server"),
+    # an image whose packages cannot be listed is not one without vulnerabilities
+    ("no-dpkg-status", ["/var/lib/dpkg/status"], "vulnerabilities", "/var/lib/dpkg/status: No such file"),
 ])
 def test_each_production_check_fails_on_an_image_made_to_break_it(pipeline, green, tmp_path, name, paths, check,
                                                                    says):

@@ -35,3 +35,40 @@ def test_tree_entries(tmp_path):
                                                     hashlib.sha256(b"xxx").hexdigest())
     assert tree["/bin"].type == "link" and tree["/bin"].link == "usr/bin"
     assert tree["/usr"].type == "dir" and "/" not in tree
+
+
+def _phantom(monkeypatch, root, phantom):
+    """An entry readdir lists and lstat fails on (what kaniko's stray whiteout markers look like in storage)."""
+    real = os.lstat
+
+    def lstat(path, *a, **kw):
+        if str(path) == str(root / phantom.lstrip("/")):
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        return real(path, *a, **kw)
+    monkeypatch.setattr(os, "lstat", lstat)
+
+
+def test_an_unreadable_entry_is_named_not_raised(tmp_path, monkeypatch):
+    make(tmp_path)
+    (tmp_path / "usr/games").mkdir()
+    _phantom(monkeypatch, tmp_path, "/usr/games")
+    tree = imagetree.tree(tmp_path)
+    assert tree["/usr/games"].type == "unreadable (ENOENT)"
+    scan = imagefs.scan(tmp_path, [])
+    assert scan.unreadable == [("/usr/games", "ENOENT")]
+    from imagepipe.checks.staticchecks import readable
+    check = readable(scan)
+    assert not check.passed and "/usr/games (ENOENT)" in check.detail
+
+
+def test_parity_names_an_unreadable_entry(tmp_path, monkeypatch):
+    from imagepipe.builders import parity
+
+    make(tmp_path)
+    good = imagetree.tree(tmp_path)
+    (tmp_path / "usr/games").mkdir()
+    _phantom(monkeypatch, tmp_path, "/usr/games")
+    bad = imagetree.tree(tmp_path)
+    diffs = parity.explain(parity.compare_trees(good, bad))
+    assert [(d.where, d.rule) for d in diffs] == [("/usr/games", None)]
+    assert diffs[0].kaniko["type"] == "unreadable (ENOENT)"

@@ -87,7 +87,8 @@ def local_argv(profile: HostProfile, *, executor: str, job: dict[str, Any], cont
     if docker_config_file is not None:
         volumes.append(f"{docker_config_file}:{DOCKER_CONFIG_MOUNT}:ro")
     return commands.podman_run(
-        profile, executor, name=name, remove=True, network="host" if loopback else None, user=sec.user,
+        profile, executor, name=name, remove=True, env=kanikojob.executor_env(job),
+        network="host" if loopback else None, user=sec.user,
         cap_drop_all=sec.drop_all, cap_add=sec.cap_add, no_new_privileges=sec.no_new_privileges,
         privileged=sec.privileged, volumes=volumes, labels=labels, command=args)
 

@@ -34,6 +34,11 @@ def executor_args(job: dict[str, Any]) -> list[str]:
     return [str(a) for a in kaniko_container(job)["args"]]
 
 
+def executor_env(job: dict[str, Any]) -> dict[str, str]:
+    """The kaniko container's plain env values (its feature flags): a local run sets the same."""
+    return {str(e["name"]): str(e["value"]) for e in kaniko_container(job).get("env") or [] if "value" in e}
+
+
 def executor_image(job: dict[str, Any]) -> str:
     return str(kaniko_container(job)["image"])
 
