@@ -127,6 +127,8 @@ def claim_ports(ctx: Context) -> None:
     """This checkout's own servers: the embedded registry's and the signature server's ports, claimed for the
     state directory (imagepipe.services.ports), so another checkout's servers are never used."""
     a = ctx.args
+    if a.stage == "cluster":  # the local cluster has a registry of its own
+        return
     if a.embedded:
         a.registry = f"{registry.LOOPBACK}:{ports.claim(ports.REGISTRY, ctx.state_dir, a.embedded_port)}"
     if a.lookaside is None or a.stage == "registry":

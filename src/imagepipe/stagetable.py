@@ -70,6 +70,7 @@ VERBS: tuple[Verb, ...] = (
     Verb("load", None, "a bounded load test of an image", "load"),
     Verb("trust", None, "write (or --install) the signature policy for this repository", "trust"),
     Verb("attest", None, "attest verify REF@sha256:…: signatures, SBOM and provenance", "attest"),
+    Verb("cluster", 19, "the local single-node Kubernetes for the CI half: up | down | status", "cluster"),
     Verb("test", None, "provision the host and run the test suite", "test"),
 )
 

@@ -147,13 +147,13 @@ def test_sigterm_in_a_stage(pipeline, green, tmp_path, stage):
 @pytest.fixture
 def busy_machine(tmp_path):
     """Both cores busy and the disk written, as on a loaded CI machine (bounded: killed after the test)."""
-    hogs = [subprocess.Popen(["timeout", "600", "sh", "-c", "while :; do :; done"]) for _ in range(2)]
-    hogs.append(subprocess.Popen(["timeout", "600", "sh", "-c",
-                                  f"while :; do dd if=/dev/zero of={tmp_path}/hog bs=1M count=256 "
-                                  "conv=fsync status=none; done"]))
+    loops = ["while :; do :; done"] * 2 + [
+        f"while :; do dd if=/dev/zero of={tmp_path}/hog bs=1M count=256 conv=fsync status=none; done"]
+    # each in a group of its own, killed whole afterwards (killing `timeout` alone would leave its shell)
+    hogs = [subprocess.Popen(["timeout", "600", "sh", "-c", loop], start_new_session=True) for loop in loops]
     yield
     for hog in hogs:
-        hog.kill()
+        os.killpg(hog.pid, signal.SIGKILL)
         hog.wait()
 
 

@@ -70,10 +70,12 @@ def served_state_dir(cmdline: list[str]) -> Path | None:
     return None
 
 
-def holder(port: int) -> Holder | None:
-    """Who listens on TCP `port` (any address), or None."""
+def holder(port: int, host: str | None = None) -> Holder | None:
+    """Who listens on TCP `port` (on `host`, or on any address when None), or None."""
+    hosts = None if host is None else {host, "0.0.0.0", "::"}  # noqa: S104 - a wildcard listener takes every host
     for conn in psutil.net_connections(kind="tcp"):
-        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+        if (conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port
+                and (hosts is None or conn.laddr.ip in hosts)):
             if conn.pid is None:
                 return Holder(0, "a process of another user", None)
             try:

@@ -38,7 +38,7 @@ class EmbeddedRegistry:
     def ensure_running(self) -> str:
         """Start it unless this state directory's registry already serves; returns 'running' or 'started'.
         A registry of another checkout on the port is never used (its data lives in its own state)."""
-        held = ports.holder(self.port)
+        held = ports.holder(self.port, self.addr.rpartition(":")[0])
         if held is not None and held.state_dir == self.dir.parent.resolve() and probe(self.addr) == "registry":
             return "running"
         if held is not None:
@@ -50,8 +50,7 @@ class EmbeddedRegistry:
         pid = runner.spawn(["docker-registry", "serve", str(self.config)], log_path=self.logfile)
         self.pidfile.write_text(f"{pid}\n")
         if wait_until(lambda: probe(self.addr) == "registry", timeout=15):
-            log.info("embedded registry started on %s (data: %s, pid %d; stop: python build/pipeline.py registry "
-                     "stop)", self.addr, self.dir / "data", pid)
+            log.info("registry started on %s (data: %s, pid %d)", self.addr, self.dir / "data", pid)
             return "started"
         raise PipelineError(f"the embedded registry did not start on {self.addr}: see {self.logfile}",
                             stage="registry")
@@ -61,19 +60,22 @@ class EmbeddedRegistry:
 
 
 def probe(addr: str, *, timeout: float = 2.0) -> str:
-    """'registry' (answers the v2 API), 'other' (something listens), or 'down'."""
-    scheme = "http" if commands.registry_is_local(addr) else "https"
-    try:
-        response = requests.get(f"{scheme}://{addr}/v2/", timeout=timeout)
-    except requests.ConnectionError:
-        host, _, port = addr.rpartition(":")
+    """'registry' (answers the v2 API, over HTTPS or plain HTTP), 'other' (something listens), or 'down'."""
+    schemes = ("http",) if commands.registry_is_local(addr) else ("https", "http")
+    for scheme in schemes:
         try:
-            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
-                return "other"
-        except (OSError, ValueError):
-            return "down"
-    except requests.RequestException:
-        return "other"
-    if "Docker-Distribution-API-Version" in response.headers or response.status_code in (200, 401):
-        return "registry"
-    return "other"
+            response = requests.get(f"{scheme}://{addr}/v2/", timeout=timeout)
+        except requests.exceptions.SSLError:
+            continue  # TLS refused: perhaps plain HTTP (tried next); trust is the clients' business
+        except requests.ConnectionError:
+            break
+        except requests.RequestException:
+            return "other"
+        if "Docker-Distribution-API-Version" in response.headers or response.status_code in (200, 401):
+            return "registry"
+    host, _, port = addr.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return "other"
+    except (OSError, ValueError):
+        return "down"

@@ -1,0 +1,55 @@
+"""Images the local cluster's pods use, put into its registry (the node pulls from nowhere else): the
+sandbox image from the pause binary built with the components, a git image for the Job's clone step (our
+base with Debian's git, built once per machine), and copies of local images (the kaniko executor, the base
+as the mirror of docker.io)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from imagepipe import commands, hostenv, runner
+from imagepipe.stages import base
+
+GIT_IMAGE = "localhost/imagepipe-git:1"
+GIT_CONTAINERFILE = f"""FROM {base.BASE_REF}
+# git for the Job's clone step (runs as 65532 with a read-only root: HOME is the workspace)
+RUN apt-get update -q && apt-get install -y -q --no-install-recommends git ca-certificates \\
+ && rm -rf /var/lib/apt/lists/*
+ENTRYPOINT ["git"]
+"""
+
+
+def push_pause(binary: Path, dest: str) -> None:
+    with tempfile.TemporaryDirectory(prefix="imagepipe-pause-") as tmp:
+        ctx = Path(tmp)
+        (ctx / "pause").write_bytes(binary.read_bytes())
+        (ctx / "pause").chmod(0o755)
+        (ctx / "Containerfile").write_text('FROM scratch\nCOPY pause /pause\nENTRYPOINT ["/pause"]\n')
+        _build_and_push(ctx, "localhost/imagepipe-pause:1", dest)
+
+
+def git_image(dest: str) -> str:
+    """The clone step's image in the cluster's registry (built here once, from the base)."""
+    profile = hostenv.detect()
+    if not base.image_exists(profile, GIT_IMAGE):
+        with tempfile.TemporaryDirectory(prefix="imagepipe-git-") as tmp:
+            (Path(tmp) / "Containerfile").write_text(GIT_CONTAINERFILE)
+            runner.run(commands.buildah_bud(profile, containerfile=Path(tmp) / "Containerfile", context=Path(tmp),
+                                            tags=[GIT_IMAGE]), stage="cluster", timeout=1200,
+                       what="building the git image")
+    mirror(GIT_IMAGE, dest)
+    return dest
+
+
+def mirror(local: str, dest: str) -> str:
+    runner.run(commands.skopeo_copy_from_storage(local, dest), stage="cluster", timeout=900,
+               what=f"copying {local} to {dest}")
+    return dest
+
+
+def _build_and_push(ctx: Path, local: str, dest: str) -> None:
+    profile = hostenv.detect()
+    runner.run(commands.buildah_bud(profile, containerfile=ctx / "Containerfile", context=ctx, tags=[local]),
+               stage="cluster", timeout=300, what=f"building {local}")
+    mirror(local, dest)

@@ -1,0 +1,358 @@
+"""A single-node Kubernetes on this machine, for the CI half's tests and for trying it by hand
+(`python build/pipeline.py cluster up|down|status`).
+
+Everything it writes lives in its directory, except what it must have on the host while it runs and
+removes on `down`: its processes (all in a cgroup of its own), one bridge (the pod network, on which its
+registry and git server listen), the CNI's masquerade rules for that network, and a registries.conf.d entry
+that lets this host's podman/skopeo pull from its plain-HTTP registry. The node's processes run in a mount
+and cgroup namespace of their own (see commands.kube.NAMESPACE_SETUP for what that hides).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import logging
+import os
+import re
+import secrets
+import shlex
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from imagepipe import commands, runner
+from imagepipe.cluster import binaries, configs, pki
+from imagepipe.errors import PipelineError
+from imagepipe.retry import wait_until
+from imagepipe.services import registry as embedded
+from imagepipe.services.postgres import free_port
+
+log = logging.getLogger("imagepipe.cluster")
+
+REGISTRIES_D = Path("/etc/containers/registries.conf.d")
+CGROUP2 = (Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup"))  # hybrid host, else a cgroup2-only host
+SYSCTLS = {"vm_overcommit_memory": "1", "kernel_panic": "10", "kernel_panic_on_oops": "1"}
+REGISTRY_PORT = 5000
+GIT_PORT = 8080
+GIT_BACKEND = "/usr/lib/git-core/git-http-backend"  # Debian's git
+
+
+def cgroup2_root() -> Path:
+    for root in CGROUP2:
+        if (root / "cgroup.procs").exists() and Path("/proc/self/mountinfo").read_text().count(f" {root} "):
+            return root
+    raise PipelineError("no cgroup2 hierarchy is mounted on this host", stage="cluster")
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What a running cluster is, saved as <dir>/cluster.json (read by `status`, `down` and the tests)."""
+    id: str
+    dir: str
+    kubeconfig: str
+    context: str
+    server: str
+    node: str
+    node_ip: str
+    bridge: str
+    network: str
+    subnet: str
+    registry: str  # HOST:PORT on the bridge, plain HTTP: both the pods and this host reach it
+    git_url: str  # git's smart HTTP root on the bridge (http://IP:PORT/git)
+    cgroup: str
+    registries_conf: str
+    ready_seconds: float = 0.0
+
+    @classmethod
+    def load(cls, directory: Path) -> Facts | None:
+        try:
+            return cls(**json.loads((directory / "cluster.json").read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+
+def _free_subnet() -> int:
+    """The first 10.244.N.0/24 no interface of this host is on (several clusters may run at once)."""
+    used = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True).stdout
+    for n in range(0, 250):
+        if f" 10.244.{n}." not in used:
+            return n
+    raise PipelineError("no free 10.244.N.0/24 for the cluster's pod network", stage="cluster")
+
+
+class LocalCluster:
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory.resolve()
+        self.pki = self.dir / "pki"
+        self.pids = self.dir / "pids"
+        self.ns = self.dir / "ns"
+        self.logs = self.dir / "logs"
+
+    # --- up ------------------------------------------------------------------------------------------
+
+    def up(self) -> Facts:
+        running = Facts.load(self.dir)
+        if running is not None and self._alive("kubelet"):
+            return running
+        if running is not None:
+            self.down()
+        bins = binaries.ensure()
+        t0 = time.monotonic()
+        facts = self._plan()
+        try:
+            self._certificates(facts)
+            self._bridge(facts)
+            self._namespace(facts)
+            self._control_plane(facts, bins)
+            self._services(facts)
+            self._node(facts, bins)
+            facts = self._wait_ready(facts, t0)
+        except BaseException:
+            self.down(facts)
+            raise
+        (self.dir / "cluster.json").write_text(json.dumps(facts.__dict__, indent=2) + "\n")
+        return facts
+
+    def _plan(self) -> Facts:
+        for d in (self.dir, self.pki, self.pids, self.ns, self.logs, self.dir / "sysctl", self.dir / "varlog"):
+            d.mkdir(parents=True, exist_ok=True)
+        cid = secrets.token_hex(3)
+        n = _free_subnet()
+        ip = f"10.244.{n}.1"
+        facts = Facts(
+            id=cid, dir=str(self.dir), kubeconfig=str(self.dir / "kubeconfig"), context=f"imagepipe-{cid}",
+            server=f"https://127.0.0.1:{free_port()}", node=f"imagepipe-{cid}", node_ip=ip, bridge=f"ipk{cid}",
+            network=f"imagepipe-{cid}", subnet=f"10.244.{n}.0/24", registry=f"{ip}:{REGISTRY_PORT}",
+            git_url=f"http://{ip}:{GIT_PORT}/git", cgroup=str(cgroup2_root() / f"imagepipe-{cid}"),
+            registries_conf=str(REGISTRIES_D / f"60-imagepipe-cluster-{cid}.conf"))
+        # saved at once: a `down` after a failed or killed `up` finds what to remove
+        (self.dir / "cluster.json").write_text(json.dumps(facts.__dict__, indent=2) + "\n")
+        return facts
+
+    def _certificates(self, f: Facts) -> None:
+        ca = pki.Authority(self.pki)
+        ca.issue("apiserver", "kube-apiserver", server=True, ips=("127.0.0.1", f.node_ip, "10.96.0.1"),
+                 dns=("kubernetes", "kubernetes.default", "kubernetes.default.svc", "localhost"))
+        ca.issue("admin", "imagepipe-admin", org="system:masters", client=True)
+        ca.issue("controller-manager", "system:kube-controller-manager", client=True)
+        ca.issue("scheduler", "system:kube-scheduler", client=True)
+        ca.issue("node", f"system:node:{f.node}", org="system:nodes", client=True)
+        ca.issue("apiserver-kubelet", "kube-apiserver-kubelet-client", org="system:masters", client=True)
+        ca.issue("kubelet", f.node, server=True, ips=(f.node_ip,), dns=(f.node,))
+        ca.service_account_keys()
+        for name, user in (("admin", "admin"), ("controller-manager", "system:kube-controller-manager"),
+                           ("scheduler", "system:kube-scheduler"), ("node", f"system:node:{f.node}")):
+            path = self.dir / ("kubeconfig" if name == "admin" else f"{name}.kubeconfig")
+            path.write_text(configs.kubeconfig(name=f.context, server=f.server, ca=ca.ca, user=user,
+                                               cert=self.pki / f"{name}.crt", key=self.pki / f"{name}.key"))
+            os.chmod(path, 0o600)
+
+    def _bridge(self, f: Facts) -> None:
+        """The pod network's bridge, made first so the node IP, the registry and the git server exist before
+        any pod (the CNI bridge plugin then uses it)."""
+        runner.run(["ip", "link", "add", "name", f.bridge, "type", "bridge"], stage="cluster")
+        runner.run(["ip", "addr", "add", f"{f.node_ip}/24", "dev", f.bridge], stage="cluster")
+        runner.run(["ip", "link", "set", f.bridge, "up"], stage="cluster")
+
+    def _namespace(self, f: Facts) -> None:
+        Path(f.cgroup).mkdir()
+        for name, value in SYSCTLS.items():
+            (self.dir / "sysctl" / name).write_text(value + "\n")
+        for sub in ("containerd", "cni/net.d", "cni/ipam", "kubelet", "certs.d"):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        runner.run(commands.mount_bind(self.ns), stage="cluster")
+        runner.run(commands.mount_private(self.ns), stage="cluster")
+        (self.ns / "mnt").touch()
+        (self.ns / "cgroup").touch()
+        runner.run(commands.kube_namespace(Path(f.cgroup) / "cgroup.procs", self.ns / "mnt", self.ns / "cgroup",
+                                           self.dir), stage="cluster", what="creating the cluster's namespace")
+
+    def _spawn(self, name: str, argv: list[str], *, inside: bool = False) -> None:
+        if inside:
+            argv = commands.kube_in_namespace(self.ns / "mnt", self.ns / "cgroup", argv)
+        pid = runner.spawn(argv, log_path=self.logs / f"{name}.log")
+        (self.pids / f"{name}.pid").write_text(f"{pid}\n")
+
+    def _alive(self, name: str) -> bool:
+        return runner.service_pid(self.pids / f"{name}.pid") is not None
+
+    def _control_plane(self, f: Facts, bins: binaries.Binaries) -> None:
+        etcd, peer = free_port(), free_port()
+        self._spawn("etcd", commands.kube_etcd("etcd", data=self.dir / "etcd", client_port=etcd, peer_port=peer))
+        port = int(f.server.rsplit(":", 1)[1])
+        self._spawn("kube-apiserver", commands.kube_apiserver(
+            bins.path("kube-apiserver"), pki=self.pki, etcd_port=etcd, port=port, node_ip=f.node_ip,
+            service_range="10.96.0.0/24", cert_dir=self.dir / "apiserver"))
+        if not wait_until(lambda: self._healthy(f), timeout=90, interval=0.25):
+            raise PipelineError(f"the apiserver did not become ready: see {self.logs / 'kube-apiserver.log'}",
+                                stage="cluster")
+        self._spawn("kube-controller-manager", commands.kube_controller_manager(
+            bins.path("kube-controller-manager"), pki=self.pki,
+            kubeconfig=self.dir / "controller-manager.kubeconfig", port=free_port()))
+        self._spawn("kube-scheduler", commands.kube_scheduler(
+            bins.path("kube-scheduler"), kubeconfig=self.dir / "scheduler.kubeconfig", port=free_port()))
+
+    def _healthy(self, f: Facts) -> bool:
+        import requests
+
+        try:
+            r = requests.get(f"{f.server}/readyz", verify=str(self.pki / "ca.crt"), timeout=2,
+                             cert=(str(self.pki / "admin.crt"), str(self.pki / "admin.key")))
+            return r.status_code == 200
+        except requests.RequestException:
+            return False
+
+    def _services(self, f: Facts) -> None:
+        """The registry and the git server both sides reach, on the bridge; this host trusts the registry
+        as plain HTTP through a registries.conf.d entry of its own (removed on `down`)."""
+        reg = embedded.EmbeddedRegistry(self.dir, f.registry)
+        reg.ensure_running()
+        Path(f.registries_conf).write_text(f'[[registry]]\nlocation = "{f.registry}"\ninsecure = true\n')
+        (self.dir / "certs.d" / f.registry).mkdir(parents=True, exist_ok=True)
+        (self.dir / "certs.d" / f.registry / "hosts.toml").write_text(configs.hosts_toml(f.registry))
+        (self.dir / "git").mkdir(exist_ok=True)
+        conf = self.dir / "git-lighttpd.conf"
+        conf.write_text(configs.lighttpd_git(addr=f.node_ip, port=GIT_PORT, root=self.dir / "git",
+                                             pidfile=self.pids / "git.pid", backend=GIT_BACKEND))
+        runner.run(commands.lighttpd(conf), stage="cluster", what="starting the cluster's git server")
+
+    def _node(self, f: Facts, bins: binaries.Binaries) -> None:
+        wrapper = self.dir / "runc-wrapper"
+        wrapper.write_text(configs.runc_wrapper(runner.which("runc")))
+        wrapper.chmod(0o755)
+        pause = f"{f.registry}/imagepipe/pause:1"
+        from imagepipe.cluster import images  # buildah/skopeo: only once the node is being made
+
+        images.push_pause(bins.path("pause"), pause)
+        (self.dir / "containerd.toml").write_text(configs.containerd_config(
+            root=self.dir / "containerd", cni_conf_dir=self.dir / "cni/net.d", certs_d=self.dir / "certs.d",
+            runc=wrapper, sandbox_image=pause))
+        (self.dir / "cni/net.d/10-imagepipe.conflist").write_text(configs.cni_conf(
+            network=f.network, bridge=f.bridge, subnet=f.subnet, gateway=f.node_ip, ipam_dir=self.dir / "cni/ipam"))
+        self._spawn("containerd", commands.kube_containerd(self.dir / "containerd.toml"), inside=True)
+        (self.dir / "kubelet.yaml").write_text(configs.kubelet_config(
+            ca=self.pki / "ca.crt", cert=self.pki / "kubelet.crt", key=self.pki / "kubelet.key", address=f.node_ip,
+            port=free_port(), resolv_conf="/etc/resolv.conf"))
+        self._spawn("kubelet", commands.kube_kubelet(
+            bins.path("kubelet"), config=self.dir / "kubelet.yaml", kubeconfig=self.dir / "node.kubeconfig",
+            node=f.node, node_ip=f.node_ip, root=self.dir / "kubelet"), inside=True)
+
+    def _wait_ready(self, f: Facts, t0: float) -> Facts:
+        from kubernetes import client, config
+
+        api = config.new_client_from_config(config_file=f.kubeconfig, context=f.context)
+        core = client.CoreV1Api(api)
+
+        def node_ready() -> bool:
+            if not self._alive("kubelet"):
+                raise PipelineError(f"the kubelet exited: see {self.logs / 'kubelet.log'}", stage="cluster")
+            for node in core.list_node().items:
+                for cond in node.status.conditions or []:
+                    if cond.type == "Ready" and cond.status == "True":
+                        return True
+            return False
+
+        if not wait_until(node_ready, timeout=120, interval=0.25):
+            raise PipelineError(f"the node did not become Ready: see {self.logs}/kubelet.log", stage="cluster")
+        ready = round(time.monotonic() - t0, 1)
+
+        def default_sa() -> bool:  # pods cannot be created before it exists
+            return any(sa.metadata.name == "default" for sa in core.list_namespaced_service_account("default").items)
+
+        if not wait_until(default_sa, timeout=60, interval=0.25):
+            raise PipelineError("the default ServiceAccount did not appear", stage="cluster")
+        return Facts(**{**f.__dict__, "ready_seconds": ready})
+
+    # --- down ----------------------------------------------------------------------------------------
+
+    def down(self, facts: Facts | None = None) -> bool:
+        """Stop everything and remove what it put on the host. False when nothing was there."""
+        f = facts or Facts.load(self.dir)
+        if f is None:
+            return False
+        self._drain(f)
+        self._kill_cgroup(Path(f.cgroup))
+        for name in ("kubelet", "containerd", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd",
+                     "git"):
+            runner.stop_service(self.pids / f"{name}.pid")
+        embedded.EmbeddedRegistry(self.dir, f.registry).stop()
+        self._kill_cgroup(Path(f.cgroup))  # shims that outlived containerd
+        for point in (self.ns / "mnt", self.ns / "cgroup", self.ns):
+            subprocess.run(["umount", str(point)], capture_output=True)
+        _remove_cgroups(Path(f.cgroup))
+        _remove_masquerade(f.network, f.subnet)
+        subprocess.run(["ip", "link", "del", f.bridge], capture_output=True)
+        Path(f.registries_conf).unlink(missing_ok=True)
+        (self.dir / "cluster.json").unlink(missing_ok=True)
+        return True
+
+    def _drain(self, f: Facts) -> None:
+        """Pods deleted through the API while the kubelet runs, so it tears their sandboxes (and the CNI its
+        rules) down the ordinary way; what is left is removed by force afterwards."""
+        if not self._alive("kubelet") or not self._healthy(f):
+            return
+        with contextlib.suppress(Exception):
+            from kubernetes import client, config
+
+            core = client.CoreV1Api(config.new_client_from_config(config_file=f.kubeconfig, context=f.context))
+            for pod in core.list_pod_for_all_namespaces().items:
+                core.delete_namespaced_pod(pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0)
+            wait_until(lambda: not _sandboxes(self.dir), timeout=20, interval=0.5)
+
+    @staticmethod
+    def _kill_cgroup(root: Path) -> None:
+        for _ in range(3):
+            pids = _cgroup_pids(root)
+            if not pids:
+                return
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            wait_until(lambda: not _cgroup_pids(root), timeout=5, interval=0.1)
+
+
+def _sandboxes(directory: Path) -> bool:
+    """Whether a pod network namespace of the cluster still holds an address in its IPAM store."""
+    store = directory / "cni/ipam"
+    return any(p.name[0].isdigit() for p in store.rglob("*") if p.is_file())
+
+
+def _cgroup_pids(root: Path) -> list[int]:
+    pids: list[int] = []
+    if not root.exists():
+        return pids
+    for procs in root.rglob("cgroup.procs"):
+        with contextlib.suppress(OSError, ValueError):
+            pids += [int(p) for p in procs.read_text().split()]
+    return pids
+
+
+def _remove_cgroups(root: Path) -> None:
+    if not root.exists():
+        return
+    for d in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        with contextlib.suppress(OSError):
+            d.rmdir()
+    with contextlib.suppress(OSError):
+        root.rmdir()
+
+
+def _remove_masquerade(network: str, subnet: str) -> None:
+    """The CNI bridge plugin's ipMasq chains for pods whose teardown never ran (a killed node): each chain
+    carries the network's name in its comment, and is jumped to from POSTROUTING for the pod's address."""
+    out = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
+    net = ipaddress.IPv4Network(subnet)
+    chains = set(re.findall(rf'-A (CNI-[0-9a-f]+) .*name: \\?"{re.escape(network)}\\?"', out))
+    for line in out.splitlines():
+        m = re.match(r"-A POSTROUTING -s (\S+) .*-j (CNI-[0-9a-f]+)", line)
+        if m and ipaddress.IPv4Network(m.group(1), strict=False).subnet_of(net):
+            subprocess.run(["iptables", "-t", "nat", "-D", "POSTROUTING", *shlex.split(line)[2:]],
+                           capture_output=True)
+            chains.add(m.group(2))
+    for chain in chains:
+        subprocess.run(["iptables", "-t", "nat", "-F", chain], capture_output=True)
+        subprocess.run(["iptables", "-t", "nat", "-X", chain], capture_output=True)
