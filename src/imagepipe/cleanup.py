@@ -7,7 +7,7 @@ import contextlib
 from pathlib import Path
 
 from imagepipe import cancel, commands, hostenv, runner
-from imagepipe.errors import ToolFailed
+from imagepipe.errors import PipelineError, ToolFailed
 
 
 def remove_run_containers(profile: hostenv.HostProfile, run_id: str) -> int:
@@ -39,6 +39,13 @@ def clean_leftovers(profile: hostenv.HostProfile, state_dir: Path, run: cancel.R
         databases = sum(cancel.kill_postgres(Path(d)) for d in marker.get("postgres", []))
         for leftover in (state_dir / "kaniko").glob(f"kaniko-{marker['id']}.*"):
             leftover.unlink(missing_ok=True)  # its termination log, or a docker config holding credentials
+        for entry in marker.get("kube", []):  # a cluster Job, its pods and the run's Secrets
+            from imagepipe.builders import kubejob
+
+            try:
+                print(f"    deleted {kubejob.clean_leftover(entry)} of interrupted run {marker['id']}")
+            except PipelineError as e:
+                print(f"    could not delete the cluster Job of interrupted run {marker['id']}: {e.message}")
         Path(marker["_marker"]).unlink(missing_ok=True)
         print(f"    cleaned up after interrupted run {marker['id']}: {containers} container(s), "
               f"{databases} throw-away PostgreSQL")

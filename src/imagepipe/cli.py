@@ -47,6 +47,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--kube-context", help="build with kaniko as the Job of ci/kaniko.yaml in this cluster "
                                           "context (kubeconfig), then verify and promote here")
     p.add_argument("--kube-namespace", default="default", help="namespace of the Job (default: %(default)s)")
+    p.add_argument("--git-url", help="--kube-context: the repository the Job fetches this commit from (default: "
+                                     "origin's URL)")
+    p.add_argument("--git-image", help="--kube-context: the image of the Job's clone step (default: the manifest's)")
+    p.add_argument("--registry-mirror", help="--kube-context: kaniko pulls docker.io images from this registry "
+                                             "mirror, and never from docker.io")
+    p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
+                   help="--kube-context: a plain-HTTP registry kaniko may push to and pull from (repeatable)")
+    p.add_argument("--kube-secret", help="--kube-context: an existing kubernetes.io/dockerconfigjson Secret for "
+                                         "the Job (default: one made for the run from --creds/--authfile, then "
+                                         "deleted)")
+    p.add_argument("--build-ca", type=Path, help="--kube-context: a CA bundle the build's pip must trust, given "
+                                                 "to the Job as a Secret mounted at /run/host-ca.crt")
+    p.add_argument("--job-deadline", type=int, help="--kube-context: the Job's activeDeadlineSeconds (default: "
+                                                    "the manifest's)")
     p.add_argument("--signing-key", help="GPG fingerprint in your keyring to sign with (default: the pipeline's "
                                          "own key, generated once into the state directory)")
     p.add_argument("--lookaside", help="URL where consumers read signatures (default: the signature server on "
@@ -97,6 +111,10 @@ def validate(args: argparse.Namespace) -> None:
                          "or `embedded`")
     if args.kube_context:
         args.builder = "kaniko"
+    if args.build_ca is not None and not args.build_ca.is_file():
+        raise UsageError(f"--build-ca {args.build_ca}: no such file (give a PEM CA bundle)")
+    if args.job_deadline is not None and args.job_deadline <= 0:
+        raise UsageError("--job-deadline must be a positive number of seconds")
     if args.max_size <= 0:
         raise UsageError("--max-size must be a positive number of MB")
     if args.creds is not None and ":" not in args.creds:

@@ -64,16 +64,20 @@ def remote() -> str:
     return _git("remote", "get-url", "origin", ok_codes=(0, 2, 128))
 
 
-def job_source() -> tuple[str, str]:
-    """The repository and branch the cluster's Job clones (it builds what was pushed, not this tree)."""
+def job_source(url: str | None = None) -> tuple[str, str]:
+    """(the repository the cluster's Job fetches from, the exact commit it builds): `url`, else origin's;
+    HEAD's commit id. A tree with uncommitted changes is built as committed, and says so."""
     try:
-        url, ref = remote(), _git("rev-parse", "--abbrev-ref", "HEAD")
+        commit = _git("rev-parse", "HEAD")
+        url = url or remote()
     except PipelineError:
-        url = ""
+        raise UsageError("--kube-context builds a commit: run it in a git repository") from None
     if not url:
-        raise UsageError("--kube-context builds from git: give this repository a remote `origin` the cluster "
-                         "can clone, and push the branch")
-    return url, ref
+        raise UsageError("--kube-context builds from git: pass --git-url URL (a repository the cluster can fetch "
+                         "from), or give this repository a remote `origin`")
+    if _git("status", "--porcelain", "--untracked-files=no"):
+        print(f"    the Job builds commit {commit[:12]} as committed: uncommitted changes are not in it")
+    return url, commit
 
 
 def provenance_source() -> tuple[str, str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from imagepipe.builders.buildsteps import Step
 from imagepipe.errors import UsageError
@@ -90,6 +91,7 @@ class BuildFacts:
     steps: tuple[Step, ...] = ()
     started: float = 0.0
     finished: float = 0.0
+    cluster: dict[str, Any] | None = None  # a Job's name, pod, node, pulled images and phases (--kube-context)
 
 
 @dataclass(frozen=True)

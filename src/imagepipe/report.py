@@ -81,6 +81,8 @@ def finish(ctx: Context, result: VerifyResult, *, facts: BuildFacts | None = Non
         extra["build_seconds"] = round(ctx.timings["build"], 2)
     if facts is not None and facts.steps:
         extra["build_steps"] = [s.as_dict() for s in facts.steps]
+    if facts is not None and facts.cluster:
+        extra["cluster"] = facts.cluster
     extra.update(published or {})
     if ctx.args.report:
         write_json(ctx.args.report, as_dict(result, builder=builder, extra=extra))

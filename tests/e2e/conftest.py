@@ -25,3 +25,32 @@ def green(pipeline, tmp_path_factory):
     return proc, json.loads((out / "r.json").read_text()), (out / "r.xml").read_text()
 
 
+
+
+@pytest.fixture(scope="session")
+def kube(tmp_path_factory, green):
+    """A real single-node Kubernetes built here (skipped, with the reason, where its binaries cannot be built
+    or no kaniko executor image is present), torn down at the end of the session."""
+    import os
+
+    from kube_support import prepare
+
+    from imagepipe import hostenv
+    from imagepipe.builders import kanikojob
+    from imagepipe.cluster import binaries
+    from imagepipe.cluster.local import LocalCluster
+    from imagepipe.stages import base
+
+    reason = binaries.unavailable()
+    if reason:
+        pytest.skip(reason)
+    executor = os.environ.get("IMAGEPIPE_KANIKO_IMAGE") or kanikojob.executor_image(kanikojob.load())
+    if not base.image_exists(hostenv.detect(), executor):
+        pytest.skip(f"no kaniko executor image {executor} on this machine (see README 'kaniko')")
+    work = tmp_path_factory.mktemp("kube")
+    cluster = LocalCluster(work / "cluster")
+    facts = cluster.up()
+    try:
+        yield prepare(facts, executor, work)
+    finally:
+        cluster.down()

@@ -90,19 +90,68 @@ def security(job: dict[str, Any]) -> Security:
                     privileged=bool(ctx.get("privileged")))
 
 
-def job_for(job: dict[str, Any], *, name: str, args: list[str], git_url: str, git_ref: str,
-            labels: dict[str, str]) -> dict[str, Any]:
-    """The manifest as submitted to a cluster: a unique name, the run's labels, the rewritten args and the
-    repository to clone. Nothing else changes."""
+CA_MOUNT = "/run/host-ca.crt"  # where the Containerfile's RUN finds an extra CA for pip (as in the local run)
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """What a cluster run may set in the manifest, each a named rewrite (README, "In a cluster")."""
+    name: str
+    labels: dict[str, str]
+    git_url: str
+    commit: str
+    destination: str
+    cache_repo: str
+    registry_secret: str  # the kubernetes.io/dockerconfigjson Secret mounted as kaniko's docker config
+    executor: str | None = None  # --kaniko-image
+    git_image: str | None = None  # --git-image
+    mirror: str | None = None  # --registry-mirror: kaniko pulls docker.io images there, and only there
+    insecure: tuple[str, ...] = ()  # --insecure-registry: plain-HTTP registries kaniko may push to and pull from
+    ca_secret: str | None = None  # --build-ca: a Secret holding ca.crt, mounted at CA_MOUNT
+    deadline: int | None = None  # --job-deadline: activeDeadlineSeconds
+
+
+def cluster_args(job: dict[str, Any], s: ClusterSettings) -> list[str]:
+    args = rewrite(executor_args(job), {"--destination": s.destination, "--cache-repo": s.cache_repo})
+    if s.mirror:
+        args += [f"--registry-mirror={s.mirror}", "--skip-default-registry-fallback"]
+    return args + [f"--insecure-registry={host}" for host in s.insecure]
+
+
+def job_for(job: dict[str, Any], s: ClusterSettings) -> dict[str, Any]:
+    """The manifest as submitted to a cluster, with the named rewrites only: a unique name and the run's
+    labels (on the Job and its pod), the kaniko args above, the commit to fetch, the images, the Secret,
+    the build CA and the deadline. Everything else is ci/kaniko.yaml's."""
     out = copy.deepcopy(job)
-    out["metadata"]["name"] = name
-    out["metadata"].setdefault("labels", {}).update(labels)
+    out["metadata"]["name"] = s.name
+    out["metadata"].setdefault("labels", {}).update(s.labels)
+    out["spec"]["template"]["metadata"].setdefault("labels", {}).update(s.labels)
+    if s.deadline is not None:
+        out["spec"]["activeDeadlineSeconds"] = s.deadline
     pod = out["spec"]["template"]["spec"]
-    next(c for c in pod["containers"] if c["name"] == "kaniko")["args"] = args
+    kaniko = next(c for c in pod["containers"] if c["name"] == "kaniko")
+    kaniko["args"] = cluster_args(job, s)
+    if s.executor:
+        kaniko["image"] = s.executor
     for init in pod.get("initContainers") or []:
+        if s.git_image:
+            init["image"] = s.git_image
         for env in init.get("env") or []:
             if env["name"] == "GIT_URL":
-                env["value"] = git_url
+                env["value"] = s.git_url
             elif env["name"] == "GIT_REF":
-                env["value"] = git_ref
+                env["value"] = s.commit
+    for volume in pod["volumes"]:
+        if "secret" in volume and volume["name"] == "registry-credentials":
+            volume["secret"]["secretName"] = s.registry_secret
+    if s.ca_secret:
+        pod["volumes"].append({"name": "build-ca", "secret": {"secretName": s.ca_secret}})
+        kaniko["volumeMounts"].append({"name": "build-ca", "mountPath": CA_MOUNT, "subPath": "ca.crt",
+                                       "readOnly": True})
     return out
+
+
+def images(job: dict[str, Any]) -> dict[str, str]:
+    """Every image the Job's pod uses, by container name."""
+    pod = job["spec"]["template"]["spec"]
+    return {c["name"]: str(c["image"]) for c in [*(pod.get("initContainers") or []), *pod["containers"]]}

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from imagepipe import commands, gitinfo, hostenv, runner
-from imagepipe.builders import buildsteps, kaniko, kanikojob, kubejob, reproducible, wheels
+from imagepipe.builders import buildsteps, kaniko, reproducible, wheels
 from imagepipe.context import Context, write_state
 from imagepipe.errors import PipelineError, ToolFailed, UsageError, pip_failure
 from imagepipe.refs import BuildFacts, BuiltImage, ImageRef, PushedImage
@@ -121,23 +121,11 @@ def kaniko_local(ctx: Context) -> PushedImage:
 
 
 def cluster(ctx: Context) -> PushedImage:
-    """ci/kaniko.yaml's Job in the --kube-context cluster; it clones the pushed branch and pushes the image."""
-    a = ctx.args
-    if commands.registry_is_local(a.registry):
-        raise UsageError(f"--kube-context pushes from the cluster: give a --registry it can reach ({a.registry} "
-                         "is this machine's loopback)")
-    url, ref = gitinfo.job_source()
-    tag = kaniko_tag(ctx)
-    job = kanikojob.load()
-    args = kanikojob.rewrite(kanikojob.executor_args(job), {
-        "--destination": f"{a.registry}/{a.repo}:{tag}", "--cache-repo": f"{a.registry}/{a.repo}/cache"})
-    body = kanikojob.job_for(job, name=f"todo-backend-kaniko-{ctx.run_id}", args=args, git_url=url, git_ref=ref,
-                             labels=ctx.labels)
-    started = time.time()
-    digest = kubejob.run_job(a.kube_context, a.kube_namespace, body, on_log=lambda line: print(f"    | {line}"))
-    facts = BuildFacts("kaniko", version_of(kanikojob.executor_image(job)), (), started, time.time())
-    print(f"    the Job pushed {a.registry}/{a.repo}:{tag}\n    digest {digest}")
-    return PushedImage(ImageRef(a.registry, a.repo, digest=digest), tag, facts)
+    """ci/kaniko.yaml's Job in the --kube-context cluster (stages.incluster)."""
+    from imagepipe.stages import incluster
+
+    check_context(ctx.args)
+    return incluster.build(ctx)
 
 
 def kaniko_tag(ctx: Context) -> str:

@@ -36,7 +36,9 @@ class Pushed:
 
 class Registry:
     def __init__(self, registry: str, repo: str, creds: str | None = None) -> None:
-        scheme = "http" if commands.registry_is_local(registry) else "https"
+        from imagepipe.services.hostaccess import insecure_registries  # plain HTTP where the containers tools say
+
+        scheme = "http" if commands.registry_is_local(registry) or registry in insecure_registries() else "https"
         self.base = f"{scheme}://{registry}/v2/{repo}"
         self.http = requests.Session()
         if creds:

@@ -1,0 +1,83 @@
+"""The build stage with --kube-context: ci/kaniko.yaml's Job in that cluster (builders.kubejob), fed the
+exact commit being built, this run's registry credentials as a Secret, and the user's images, mirror and
+registry settings; then verify and promote run here as for any build."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+
+from imagepipe import commands, gitinfo, runner
+from imagepipe.builders import kaniko, kanikojob, kubejob
+from imagepipe.context import Context, write_state
+from imagepipe.errors import PipelineError, UsageError
+from imagepipe.refs import BuildFacts, ImageRef, PushedImage
+from imagepipe.services import hostaccess
+
+log = logging.getLogger("imagepipe")
+
+
+def docker_config(ctx: Context) -> str:
+    """The Job's registry credentials, from the one place the run has them: --creds, else the auth file's
+    entry for this registry, else none (an anonymous registry)."""
+    a = ctx.args
+    if a.creds:
+        return kaniko.docker_config(a.registry, a.creds)
+    if a.authfile and a.authfile.is_file():
+        auths = json.loads(a.authfile.read_text()).get("auths", {})
+        return json.dumps({"auths": {k: v for k, v in auths.items() if k.split("/")[0] == a.registry}})
+    return json.dumps({"auths": {}})
+
+
+def check_image(ref: str, option: str) -> None:
+    """An image the Job will use must exist; where this host reaches its registry, that is checked here
+    (the nodes may reach registries this host cannot: then the Job's own pull decides)."""
+    result = runner.run(commands.skopeo_inspect(ref, raw=True), ok_codes=(0, 1, 2), timeout=60)
+    if result.code == 0:
+        return
+    if re.search(r"manifest unknown|not found|name unknown", result.stderr, re.I):
+        raise PipelineError(f"the Job's image {ref} does not exist in its registry: push it there, or pass "
+                            f"{option}", stage="build")
+    log.info("cannot check %s from this host (%s): the cluster's pull decides", ref,
+             runner.first_error_line(result.stderr))
+
+
+def build(ctx: Context) -> PushedImage:
+    a = ctx.args
+    if commands.registry_is_local(a.registry):
+        raise UsageError(f"--kube-context pushes from the cluster: give a --registry it can reach ({a.registry} "
+                         "is this machine's loopback)")
+    hostaccess.check_pullable_from_here(a.registry)
+    url, commit = gitinfo.job_source(a.git_url)
+    tag = f"{gitinfo.git_tag(a)}-kaniko"
+    manifest = kanikojob.load()
+    labels = ctx.labels
+    settings = kanikojob.ClusterSettings(
+        name=f"todo-backend-kaniko-{ctx.run_id}", labels=labels, git_url=url, commit=commit,
+        destination=f"{a.registry}/{a.repo}:{tag}", cache_repo=f"{a.registry}/{a.repo}/cache",
+        registry_secret=a.kube_secret or f"imagepipe-{ctx.run_id}-registry", executor=a.kaniko_image,
+        git_image=a.git_image, mirror=a.registry_mirror, insecure=tuple(a.insecure_registry),
+        ca_secret=f"imagepipe-{ctx.run_id}-ca" if a.build_ca else None, deadline=a.job_deadline)
+    job = kanikojob.job_for(manifest, settings)
+    for container, image in kanikojob.images(job).items():
+        check_image(image, "--kaniko-image" if container == "kaniko" else "--git-image")
+    secrets = [] if a.kube_secret else [kubejob.registry_secret(settings.registry_secret, labels, docker_config(ctx))]
+    if a.build_ca:
+        secrets.append(kubejob.ca_secret(str(settings.ca_secret), labels, a.build_ca.read_bytes()))
+    cluster = kubejob.Cluster(a.kube_context, a.kube_namespace)
+    print(f"    Job {settings.name} in {a.kube_namespace}: commit {commit[:12]} from {url}", flush=True)
+    started = time.time()
+    timeout = float(job["spec"].get("activeDeadlineSeconds") or 1800) + 120
+    result, _ = kubejob.run_job(cluster, job, secrets=secrets, timeout=timeout,
+                                on_log=lambda line: print(f"    | {line}", flush=True))
+    executor = kanikojob.executor_image(job)
+    facts = BuildFacts("kaniko", executor.rsplit(":", 1)[-1], (), started, time.time(), cluster=result.as_dict())
+    pushed = PushedImage(ImageRef(a.registry, a.repo, digest=result.digest), tag, facts)
+    write_state(ctx.state_dir / "last-push.json", {"tag": settings.destination, "image": str(pushed),
+                                                   "builder": "kaniko", "job": result.job})
+    phases = ", ".join(f"{k} {v:.1f} s" for k, v in result.as_dict()["phases"].items())
+    print(f"    the Job {result.job} (pod {result.pod} on {result.node}) pushed {settings.destination}\n"
+          f"    {phases}\n    digest {result.digest}")
+    return pushed

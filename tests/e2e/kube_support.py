@@ -1,0 +1,94 @@
+"""The local cluster for the CI half's tests: built by the project's own set-up (imagepipe.cluster), with
+ci/rbac.yaml applied in a namespace of its own and a context that runs as that Role's ServiceAccount (not
+as cluster admin), the images the Job uses in the cluster's registry, and this commit in its git server."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from pipeline_support import ROOT
+
+from imagepipe.cluster import configs, images
+from imagepipe.cluster.local import Facts
+from imagepipe.stages import base
+
+NAMESPACE = "imagepipe-ci"
+CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+@dataclass
+class Kube:
+    facts: Facts
+    kubeconfig: Path  # holds the admin context and the builder's
+    builder: str  # the context that runs as ci/rbac.yaml's ServiceAccount
+    executor: str
+    git_image: str
+    git_url: str
+    commit: str
+
+    @property
+    def registry(self) -> str:
+        return self.facts.registry
+
+    def env(self) -> dict[str, str]:
+        import os
+
+        return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+
+    def args(self, *, repo: str = "todo-backend-k8s", context: str | None = None) -> list[str]:
+        """The pipeline's options for a green Job on this cluster."""
+        return ["--no-provision", "--kube-context", context or self.builder, "--kube-namespace", NAMESPACE,
+                "--registry", self.registry, "--repo", repo, "--kaniko-image", self.executor,
+                "--git-image", self.git_image, "--git-url", self.git_url, "--registry-mirror", self.registry,
+                "--insecure-registry", self.registry, "--build-ca", str(CA_BUNDLE)]
+
+    def admin(self):  # noqa: ANN201 - the kubernetes client's untyped API
+        from kubernetes import client, config
+
+        return client.ApiClient(config.new_client_from_config(config_file=self.facts.kubeconfig,
+                                                              context=self.facts.context).configuration)
+
+    def leftovers(self, run_label: str | None = None) -> dict[str, list[str]]:
+        """Jobs, pods and Secrets of pipeline runs still in the namespace (through the API)."""
+        from kubernetes import client
+
+        api = self.admin()
+        batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
+        selector = f"io.imagepipe.run={run_label}" if run_label else "io.imagepipe.run"
+        return {
+            "jobs": [j.metadata.name for j in batch.list_namespaced_job(NAMESPACE, label_selector=selector).items],
+            "pods": [p.metadata.name for p in core.list_namespaced_pod(NAMESPACE, label_selector=selector).items],
+            "secrets": [s.metadata.name for s in core.list_namespaced_secret(NAMESPACE, label_selector=selector).items],
+        }
+
+
+def prepare(facts: Facts, executor_local: str, work: Path) -> Kube:
+    from kubernetes import client, config, utils
+
+    api = config.new_client_from_config(config_file=facts.kubeconfig, context=facts.context)
+    core = client.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": NAMESPACE}})
+    utils.create_from_yaml(api, str(ROOT / "ci/rbac.yaml"), namespace=NAMESPACE)
+    token = core.create_namespaced_service_account_token(
+        "imagepipe-builder", NAMESPACE, {"spec": {"expirationSeconds": 86400}}).status.token
+    kubeconfig = work / "kubeconfig"
+    admin = yaml.safe_load(Path(facts.kubeconfig).read_text())
+    builder = yaml.safe_load(configs.kubeconfig(name="imagepipe-builder", server=facts.server,
+                                                ca=Path(facts.dir) / "pki/ca.crt", user="imagepipe-builder",
+                                                token=token, namespace=NAMESPACE))
+    for key in ("clusters", "users", "contexts"):
+        admin[key] += builder[key]
+    kubeconfig.write_text(yaml.safe_dump(admin))
+    kubeconfig.chmod(0o600)
+    executor = images.mirror(executor_local, f"{facts.registry}/osscontainertools/kaniko:v1.28.3")
+    git_image = images.git_image(f"{facts.registry}/imagepipe/git:1")
+    images.mirror(base.BASE_REF, f"{facts.registry}/library/python:3.11-slim")  # kaniko's docker.io mirror
+    bare = Path(facts.dir) / "git/todo.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    subprocess.run(["git", "-C", str(ROOT), "push", "-q", str(bare), f"{commit}:refs/heads/ci"], check=True)
+    return Kube(facts, kubeconfig, "imagepipe-builder", executor, git_image, f"{facts.git_url}/todo.git", commit)
