@@ -31,7 +31,6 @@ def test_the_whole_job_on_the_cluster_is_green_signed_and_names_the_commit(pipel
     assert set(job["images"]) == {"clone", "kaniko"} and all(job["images"].values())
     assert job["phases"]["total"] > 0
     image = report["image"]
-    assert pipeline.digest("latest", repo="todo-backend-k8s") is None or True  # (the session registry is another)
     check = pipeline.run("attest", "verify", image, "--no-provision", env=kube.env())
     assert check.returncode == 0, check.stderr
     # the provenance names the commit the Job fetched: this one
