@@ -16,11 +16,13 @@ class Pipeline:
         self.sigserver_port = sigserver_port
 
     def argv(self, *args: str) -> list[str]:
-        # The embedded registry on this session's port, unless the test names a registry or port itself.
-        named = any(a.startswith(("--registry", "--embedded-port")) for a in args)
+        # The session's state directory and its ports, unless the test names a state directory (whose runs
+        # claim ports of their own) or a registry or port itself.
+        own_state = "--state-dir" in args
+        named = own_state or any(a.startswith(("--registry", "--embedded-port")) for a in args)
         registry = [] if named else ["--embedded-port", self.registry.rsplit(":", 1)[1]]
-        state = [] if "--state-dir" in args else ["--state-dir", str(self.state)]
-        sig = ["--sigserver-port", str(self.sigserver_port)] if self.sigserver_port else []
+        state = [] if own_state else ["--state-dir", str(self.state)]
+        sig = ["--sigserver-port", str(self.sigserver_port)] if self.sigserver_port and not own_state else []
         return [sys.executable, str(ROOT / "build/pipeline.py"), *args, *state, *registry, *sig]
 
     def run(self, *args: str, timeout: float = 2400, env: dict[str, str] | None = None

@@ -196,9 +196,12 @@ def service_pid(pidfile: Path) -> int | None:
     """The pid a long-lived service (registry, signature server) wrote, if that process is alive."""
     try:
         pid = int(pidfile.read_text().strip())
-        os.kill(pid, 0)
+        if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:  # exited, and we spawned it: reap it
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            return None
         return pid
-    except (OSError, ValueError):
+    except (OSError, ValueError, psutil.Error):
         return None
 
 

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from kube_support import NAMESPACE
+from test_cancel_e2e import Started
 
 from imagepipe.supplychain import referrers
 
@@ -94,3 +97,130 @@ def _wait(predicate, timeout: float = 90) -> bool:
             pass
         time.sleep(0.5)
     return False
+
+
+def run_id(out: str) -> str | None:
+    found = re.search(r"Job todo-backend-kaniko-(\w+) in ", out)
+    return found.group(1) if found else None
+
+
+def one_line(proc, *needles: str) -> str:
+    assert proc.returncode == 13, proc.stdout[-3000:] + proc.stderr
+    line = proc.stderr.strip().splitlines()[0]
+    assert line.startswith("error: [build] ") and "Traceback" not in proc.stderr, proc.stderr
+    for needle in needles:
+        assert needle in line, line
+    return line
+
+
+def no_leftovers(kube, proc) -> None:
+    rid = run_id(proc.stdout)
+    if rid is not None:
+        assert _wait(lambda: kube.leftovers(rid) == {"jobs": [], "pods": [], "secrets": []}, timeout=10), \
+            kube.leftovers(rid)
+
+
+def test_an_executor_the_nodes_cannot_pull(pipeline, kube):
+    proc = run(pipeline, kube, "--kaniko-image", "kaniko.invalid/executor:1")
+    one_line(proc, "the cluster cannot pull kaniko.invalid/executor:1", "--kaniko-image")
+    assert run_id(proc.stdout), "the Job was submitted: this host could not check that registry"
+    no_leftovers(kube, proc)
+
+
+def test_an_executor_missing_from_its_registry_is_refused_before_the_job(pipeline, kube):
+    proc = run(pipeline, kube, "--kaniko-image", f"{kube.registry}/nope/kaniko:0")
+    one_line(proc, f"{kube.registry}/nope/kaniko:0 does not exist", "--kaniko-image")
+    assert run_id(proc.stdout) is None, "nothing was submitted"
+
+
+def test_a_commit_the_clone_cannot_fetch(pipeline, kube):
+    proc = run(pipeline, kube, "--git-url", f"{kube.facts.git_url}/nope.git")
+    one_line(proc, "the Job could not fetch commit", "nope.git", "--git-url")
+    no_leftovers(kube, proc)
+
+
+def test_the_deadline(pipeline, kube):
+    proc = run(pipeline, kube, "--job-deadline", "6")
+    one_line(proc, "activeDeadlineSeconds (6 s)", "--job-deadline")
+    no_leftovers(kube, proc)
+
+
+def test_a_missing_namespace(pipeline, kube):
+    proc = pipeline.run(*kube.args(context=kube.facts.context), "--kube-namespace", "nope", env=kube.env())
+    one_line(proc, "namespace nope does not exist", "--kube-namespace")
+
+
+def test_an_unreachable_cluster(pipeline, kube, tmp_path):
+    from imagepipe.cluster import configs
+    from imagepipe.services.postgres import free_port
+
+    config = tmp_path / "kubeconfig"
+    config.write_text(configs.kubeconfig(name="gone", server=f"https://127.0.0.1:{free_port()}",
+                                         ca=Path(kube.facts.dir) / "pki/ca.crt", user="u", token="t"))
+    proc = pipeline.run(*kube.args(context="gone"), env={**kube.env(), "KUBECONFIG": str(config)})
+    one_line(proc, "cannot be reached", "context")
+
+
+def test_a_role_without_create_jobs_is_one_line_and_leaves_no_secret(pipeline, kube, tmp_path):
+    import yaml
+    from kubernetes import client
+
+    from imagepipe.cluster import configs
+
+    api = kube.admin()
+    rbac, core = client.RbacAuthorizationV1Api(api), client.CoreV1Api(api)
+    role = next(d for d in yaml.safe_load_all((Path(__file__).parents[2] / "ci/rbac.yaml").read_text())
+                if d["kind"] == "Role")
+    role["metadata"]["name"] = "no-create-jobs"
+    role["rules"][0]["verbs"] = ["get", "delete"]
+    rbac.create_namespaced_role(NAMESPACE, role)
+    core.create_namespaced_service_account(NAMESPACE, {"metadata": {"name": "no-create-jobs"}})
+    rbac.create_namespaced_role_binding(NAMESPACE, {
+        "metadata": {"name": "no-create-jobs"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "no-create-jobs"},
+        "subjects": [{"kind": "ServiceAccount", "name": "no-create-jobs"}]})
+    token = core.create_namespaced_service_account_token("no-create-jobs", NAMESPACE, {"spec": {}}).status.token
+    config = tmp_path / "kubeconfig"
+    config.write_text(configs.kubeconfig(name="limited", server=kube.facts.server,
+                                         ca=Path(kube.facts.dir) / "pki/ca.crt", user="limited", token=token,
+                                         namespace=NAMESPACE))
+    proc = pipeline.run(*kube.args(context="limited"), env={**kube.env(), "KUBECONFIG": str(config)})
+    one_line(proc, "may not create jobs", "ci/rbac.yaml")
+    no_leftovers(kube, proc)
+
+
+def test_sigterm_during_the_job_deletes_it_within_10_s(pipeline, kube):
+    started = Started(pipeline, *kube.args(), env=kube.env())
+    started.wait_for_line("    | ")  # kaniko's log is streaming: the Job runs
+    rid = run_id("".join(started.out))
+    assert rid and kube.leftovers(rid)["jobs"]
+    code, seconds, err = started.signal(signal.SIGTERM)
+    assert code == 143, err
+    assert seconds < 10, f"stopped in {seconds:.1f} s"
+    assert kube.leftovers(rid) == {"jobs": [], "pods": [], "secrets": []}
+
+
+def test_a_killed_runs_job_is_deleted_by_the_next_run(pipeline, kube):
+    started = Started(pipeline, *kube.args(), env=kube.env())
+    started.wait_for_line("    | ")
+    rid = run_id("".join(started.out))
+    started.proc.kill()
+    started.proc.communicate(timeout=30)
+    assert kube.leftovers(rid)["jobs"], "SIGKILL cannot be caught: the Job is left"
+    proc = pipeline.run("lint", "--no-provision", env=kube.env())
+    assert proc.returncode == 0, proc.stderr
+    assert f"deleted Job todo-backend-kaniko-{rid} in {NAMESPACE} of interrupted run {rid}" in proc.stdout
+    assert _wait(lambda: kube.leftovers(rid) == {"jobs": [], "pods": [], "secrets": []}, timeout=10)
+
+
+def test_two_runs_at_once_get_two_jobs_and_both_pass(pipeline, kube, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(repo: str):
+        return pipeline.run(*kube.args(repo=repo), "--state-dir", str(tmp_path / repo), env=kube.env())
+
+    with ThreadPoolExecutor(2) as pool:
+        procs = list(pool.map(one, ("todo-backend-k8s-a", "todo-backend-k8s-b")))
+    for proc in procs:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    assert run_id(procs[0].stdout) != run_id(procs[1].stdout)

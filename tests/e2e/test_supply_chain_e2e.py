@@ -97,12 +97,14 @@ def test_sbom_lists_every_package_and_distribution_in_the_image(pipeline, attest
 def test_signing_key_stays_private(pipeline, attested):
     report, proc = attested
     home = pipeline.state / "signing/gnupg"
+    assert gpg_agents(pipeline.state) == [], "signing leaves no gpg-agent running"
     assert stat.S_IMODE(os.stat(home).st_mode) == 0o700
     keys = list((home / "private-keys-v1.d").glob("*.key"))
     assert keys and all(stat.S_IMODE(os.stat(k).st_mode) == 0o600 for k in keys)
     secret = subprocess.run(["gpg", "--batch", "--armor", "--export-secret-keys"],
                             env={**os.environ, "GNUPGHOME": str(home)},
                             capture_output=True, text=True, check=True).stdout
+    subprocess.run(["gpgconf", "--kill", "gpg-agent"], env={**os.environ, "GNUPGHOME": str(home)}, check=True)
     body = [ln for ln in secret.splitlines() if ln and not ln.startswith("-----") and ":" not in ln][1]
     assert body not in proc.stdout + proc.stderr and body not in json.dumps(report)
     with imagefs.mounted(report["image"]) as root:
@@ -207,3 +209,18 @@ def test_failed_verify_signs_and_attests_nothing(pipeline, green, tmp_path):
     assert referrers.referrers(referrers.Registry(registry, repo), digest)["manifests"] == []
     assert pipeline.digest("latest", repo=repo) is None
     assert "signature" not in report and "sbom" not in report
+
+
+def gpg_agents(state) -> list[str]:
+    """gpg-agents serving a GNUPGHOME of this state directory (directly, or through a short alias to it)."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline", "environ"]):
+        if proc.info["name"] != "gpg-agent":
+            continue
+        cmd = " ".join(proc.info["cmdline"] or [])
+        homes = [w for w in cmd.split() if "gnupg" in w] + [(proc.info["environ"] or {}).get("GNUPGHOME", "")]
+        if any(h and os.path.realpath(h).startswith(str(state)) for h in homes):
+            found.append(cmd)
+    return found

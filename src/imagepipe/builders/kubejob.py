@@ -67,8 +67,9 @@ class Cluster:
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
+        kw.setdefault("_request_timeout", 30)
         try:
-            return fn(*args, _request_timeout=30, **kw)
+            return fn(*args, **kw)
         except ApiException as e:
             raise self.explain(e, what) from None
         except HTTPError as e:
@@ -121,14 +122,7 @@ def run_job(cluster: Cluster, job: dict[str, Any], *, secrets: list[dict[str, An
         cluster.call("create jobs", cluster.batch.create_namespaced_job, cluster.namespace, job)
         deadline = time.monotonic() + timeout
         pod = _wait_for_kaniko(cluster, name, deadline)
-        lines: list[str] = []
-        stream = cluster.call("get pods/log", cluster.core.read_namespaced_pod_log, pod.metadata.name,
-                              cluster.namespace, container="kaniko", follow=True, _preload_content=False)
-        for raw in stream.stream():
-            for line in raw.decode(errors="replace").splitlines():
-                line = ANSI.sub("", line)
-                lines.append(line)
-                on_log(line)
+        lines = _follow(cluster, pod.metadata.name, on_log)
         term, pod = _wait_for_termination(cluster, name, pod.metadata.name, deadline)
         if term.exit_code != 0:
             raise _failed_build(cluster, name, term, lines)
@@ -148,24 +142,52 @@ def run_job(cluster: Cluster, job: dict[str, Any], *, secrets: list[dict[str, An
                                            "job": name, "secrets": [s["metadata"]["name"] for s in secrets]}))
 
 
+def _follow(cluster: Cluster, pod: str, on_log: Callable[[str], None]) -> list[str]:
+    """kaniko's log as it is written (a step may be silent for minutes: no read timeout). A stream that
+    breaks loses log lines, not the build: its end is read from the pod's status."""
+    from urllib3.exceptions import HTTPError
+
+    lines: list[str] = []
+    stream = cluster.call("get pods/log", cluster.core.read_namespaced_pod_log, pod, cluster.namespace,
+                          container="kaniko", follow=True, _preload_content=False, _request_timeout=(10, None))
+    try:
+        for raw in stream.stream():
+            for line in raw.decode(errors="replace").splitlines():
+                line = ANSI.sub("", line)
+                lines.append(line)
+                on_log(line)
+    except HTTPError as e:
+        log.warning("the Job's log stream broke (%s); waiting for the build to end", type(e).__name__)
+    return lines
+
+
 def delete(cluster: Cluster, job: str | None, secrets: list[str]) -> None:
     """The Job (when given) and its pods at once (no grace: nothing of a failed build is worth waiting for),
-    and the run's Secrets. Best effort: a failure here is logged, never raised over the first error."""
+    and the run's Secrets. Each deletion on its own (one that fails, or finds nothing, does not stop the
+    others); best effort: a failure is logged, never raised over the first error."""
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
-    try:
-        if job is not None:
-            cluster.batch.delete_namespaced_job(job, cluster.namespace, propagation_policy="Background",
-                                                _request_timeout=10)
-            for pod in cluster.core.list_namespaced_pod(cluster.namespace, label_selector=f"job-name={job}",
-                                                        _request_timeout=10).items:
-                cluster.core.delete_namespaced_pod(pod.metadata.name, cluster.namespace, grace_period_seconds=0,
-                                                   _request_timeout=10)
-        for secret in secrets:
-            cluster.core.delete_namespaced_secret(secret, cluster.namespace, _request_timeout=10)
-    except (ApiException, HTTPError) as e:
-        log.warning("could not delete the run's Job or Secrets in %s: %s", cluster.namespace, e)
+    def attempt(what: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        try:
+            return fn(*args, _request_timeout=10, **kw)
+        except ApiException as e:
+            if e.status != 404:
+                log.warning("could not delete %s in %s: %s %s", what, cluster.namespace, e.status, e.reason)
+        except HTTPError as e:
+            log.warning("could not delete %s in %s: %s", what, cluster.namespace, e)
+        return None
+
+    if job is not None:
+        attempt(f"Job {job}", cluster.batch.delete_namespaced_job, job, cluster.namespace,
+                propagation_policy="Background")
+        pods = attempt(f"the pods of {job}", cluster.core.list_namespaced_pod, cluster.namespace,
+                       label_selector=f"job-name={job}")
+        for pod in pods.items if pods is not None else []:
+            attempt(f"pod {pod.metadata.name}", cluster.core.delete_namespaced_pod, pod.metadata.name,
+                    cluster.namespace, grace_period_seconds=0)
+    for secret in secrets:
+        attempt(f"Secret {secret}", cluster.core.delete_namespaced_secret, secret, cluster.namespace)
 
 
 def _pods(cluster: Cluster, job: str) -> list[Any]:

@@ -234,6 +234,11 @@ class LocalCluster:
         (self.dir / "cni/net.d/10-imagepipe.conflist").write_text(configs.cni_conf(
             network=f.network, bridge=f.bridge, subnet=f.subnet, gateway=f.node_ip, ipam_dir=self.dir / "cni/ipam"))
         self._spawn("containerd", commands.kube_containerd(self.dir / "containerd.toml"), inside=True)
+        socket = commands.kube_in_namespace(self.ns / "mnt", self.ns / "cgroup",
+                                            ["test", "-S", "/run/containerd/containerd.sock"])
+        if not wait_until(lambda: runner.run(socket, ok_codes=(0, 1)).code == 0 or not self._alive("containerd"),
+                          timeout=60, interval=0.2) or not self._alive("containerd"):
+            raise PipelineError(f"containerd did not start: see {self.logs / 'containerd.log'}", stage="cluster")
         (self.dir / "kubelet.yaml").write_text(configs.kubelet_config(
             ca=self.pki / "ca.crt", cert=self.pki / "kubelet.crt", key=self.pki / "kubelet.key", address=f.node_ip,
             port=free_port(), resolv_conf="/etc/resolv.conf"))

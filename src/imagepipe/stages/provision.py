@@ -23,6 +23,8 @@ PACKAGES = [
     "util-linux", "git", "ca-certificates", "xz-utils", "gcc",
     "wrk",  # load generator of the benchmark
     "gnupg", "lighttpd",  # image signatures (simple signing) and the server that publishes them
+    # the local Kubernetes for the CI half (imagepipe.cluster): its store, container runtime and pod network
+    "etcd-server", "containerd", "runc", "containernetworking-plugins", "iptables", "iproute2",
 ]
 
 # Loopback registries speak plain HTTP; declaring them insecure lets every containers tool talk to them.

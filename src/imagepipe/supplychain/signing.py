@@ -12,9 +12,11 @@ over HTTP (`lookaside`) from the signature server (sigserver.py) or the address 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +53,22 @@ def _gpg(args: list[str], env: dict[str, str], *, input: str | None = None, time
                       ok_codes=ok_codes)
 
 
+SOCKET_MAX = 100  # a unix socket path is at most 107 bytes; gpg-agent's sockets live in GNUPGHOME
+
+
+def short_home(home: Path) -> Path:
+    """GNUPGHOME as gpg should be given it: the directory itself, or, when its sockets' paths would be too
+    long for a unix socket (a deep state directory), a short symlink to it in the temp directory (without
+    /run/user/<uid>, gpg-agent cannot start there: "No agent running")."""
+    if len(str(home / "S.gpg-agent.browser")) <= SOCKET_MAX:
+        return home
+    alias = Path(tempfile.gettempdir()) / f"imagepipe-gnupg-{hashlib.sha256(str(home).encode()).hexdigest()[:12]}"
+    if not (alias.is_symlink() and alias.resolve() == home.resolve()):
+        alias.unlink(missing_ok=True)
+        alias.symlink_to(home)
+    return alias
+
+
 @contextlib.contextmanager
 def agent_stopped(home: Path | None) -> Iterator[None]:
     """gpg, and skopeo through gpgme, start a gpg-agent for a GNUPGHOME on first use and leave it running for
@@ -66,22 +84,28 @@ def agent_stopped(home: Path | None) -> Iterator[None]:
 def pipeline_key(state_dir: Path) -> SigningKey:
     """The pipeline's own key: generated on first use, then reused."""
     home = state_dir / "signing" / "gnupg"
-    with agent_stopped(home):
+    try:
         return _pipeline_key(state_dir, home)
+    finally:
+        if home.exists():
+            with agent_stopped(short_home(home)):
+                pass
 
 
 def _pipeline_key(state_dir: Path, home: Path) -> SigningKey:
     public = state_dir / "signing" / "pipeline-key.pub"
-    env = {"GNUPGHOME": str(home)}
-    if not home.exists():
+    fresh = not home.exists()
+    if fresh:
         home.mkdir(parents=True)
         os.chmod(home, 0o700)
+    env = {"GNUPGHOME": str(short_home(home))}
+    if fresh:
         _gpg(["--gen-key"], env, input=KEY_PARAMS, timeout=120, what="generating the pipeline's signing key")
     fingerprint = _fingerprint(_gpg(["--with-colons", "--list-secret-keys"], env).stdout)
     for key_file in (home / "private-keys-v1.d").glob("*.key"):
         os.chmod(key_file, 0o600)
     public.write_text(_gpg(["--armor", "--export", fingerprint], env).stdout)
-    return SigningKey(fingerprint, home, public)
+    return SigningKey(fingerprint, short_home(home), public)
 
 
 def user_key(fingerprint: str, state_dir: Path) -> SigningKey:
@@ -146,6 +170,7 @@ def verify_signature(signature: bytes, public_key: Path, *, work: Path) -> tuple
     home = work / "verify-gnupg"
     home.mkdir(parents=True, exist_ok=True)
     os.chmod(home, 0o700)
+    home = short_home(home)
     env = {**os.environ, "GNUPGHOME": str(home)}
     with agent_stopped(home):
         subprocess.run(commands.gpg("--import", str(public_key)), env=env, capture_output=True, check=False)

@@ -23,6 +23,7 @@ def run_tests(args: argparse.Namespace) -> int:
         print("==> test: provisioning the host", flush=True)
         result = provision(verbose=args.verbose)
         print(f"    {'changed: ' + ', '.join(result.changed) if result.changed else 'no changes'}", flush=True)
+    cluster_binaries()
     with open(ROOT / "pyproject.toml", "rb") as f:
         extras = tomllib.load(f)["project"]["optional-dependencies"]["test"]
     requirements = ROOT / "backend/requirements.txt"
@@ -43,3 +44,16 @@ def run_tests(args: argparse.Namespace) -> int:
     if code == 5:
         print("error: pytest collected no tests", file=sys.stderr)
     return code
+
+
+def cluster_binaries() -> None:
+    """The local cluster's Kubernetes binaries, built once per machine from ci/cluster's go.mod (the cluster
+    tests skip, saying why, where Go is missing)."""
+    from imagepipe.cluster import binaries
+
+    reason = binaries.unavailable()
+    if reason:
+        print(f"==> test: {reason}: the cluster tests will be skipped", flush=True)
+        return
+    found = binaries.ensure()
+    print(f"==> test: Kubernetes {binaries.version()} binaries in {found.dir}", flush=True)
