@@ -4,11 +4,9 @@ context, mounts), the Job a cluster run submits, and how the cluster path reads 
 
 from __future__ import annotations
 
+import base64
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 
@@ -84,121 +82,63 @@ def test_docker_config_carries_the_credentials_for_that_registry():
     assert config == {"auths": {"reg.example.com": {"auth": "Y2k6czNjcmV0"}}}
 
 
-def test_job_for_a_cluster_changes_name_args_labels_and_source_only():
-    args = kanikojob.rewrite(kanikojob.executor_args(JOB), {"--destination": "reg.example.com/t:x"})
-    job = kanikojob.job_for(JOB, name="todo-backend-kaniko-r1", args=args, git_url="https://git.example.com/a.git",
-                            git_ref="main", labels={"io.imagepipe.run": "r1"})
+SETTINGS = kanikojob.ClusterSettings(
+    name="todo-backend-kaniko-r1", labels={"io.imagepipe.run": "r1"}, git_url="https://git.example.com/a.git",
+    commit="0123456789abcdef0123456789abcdef01234567", destination="reg.example.com/todo-backend:x",
+    cache_repo="reg.example.com/todo-backend/cache", registry_secret="imagepipe-r1-registry")
+
+
+def test_job_for_a_cluster_changes_only_the_named_fields():
+    job = kanikojob.job_for(JOB, SETTINGS)
+    pod = job["spec"]["template"]["spec"]
     assert job["metadata"]["name"] == "todo-backend-kaniko-r1"
     assert job["metadata"]["labels"]["io.imagepipe.run"] == "r1"
-    assert kanikojob.executor_args(job) == args
-    env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["initContainers"][0]["env"]}
-    assert env == {"GIT_URL": "https://git.example.com/a.git", "GIT_REF": "main"}
+    assert job["spec"]["template"]["metadata"]["labels"]["io.imagepipe.run"] == "r1", "the pod carries it too"
+    assert kanikojob.executor_args(job) == kanikojob.rewrite(kanikojob.executor_args(JOB), {
+        "--destination": "reg.example.com/todo-backend:x", "--cache-repo": "reg.example.com/todo-backend/cache"})
+    env = {e["name"]: e["value"] for e in pod["initContainers"][0]["env"]}
+    assert env["GIT_URL"] == "https://git.example.com/a.git"
+    assert env["GIT_REF"] == SETTINGS.commit, "the exact commit, not a branch"
+    assert next(v for v in pod["volumes"] if v["name"] == "registry-credentials")["secret"]["secretName"] == \
+        "imagepipe-r1-registry"
+    assert kanikojob.images(job) == kanikojob.images(JOB), "the manifest's images unless named"
+    assert job["spec"]["activeDeadlineSeconds"] == JOB["spec"]["activeDeadlineSeconds"]
     assert kanikojob.load() == JOB, "the manifest itself is untouched"
-    assert job["spec"]["template"]["spec"]["containers"][0]["securityContext"] == \
-        JOB["spec"]["template"]["spec"]["containers"][0]["securityContext"]
+    manifest_pod = JOB["spec"]["template"]["spec"]
+    assert pod["containers"][0]["securityContext"] == manifest_pod["containers"][0]["securityContext"]
 
 
-# --- the cluster path against a local server answering as the Kubernetes API does ----------------------
+def test_job_for_a_cluster_with_every_option():
+    s = kanikojob.ClusterSettings(**{
+        **SETTINGS.__dict__, "executor": "m.example/kaniko:1", "git_image": "m.example/git:1", "mirror": "m.example",
+        "insecure": ("m.example", "reg.example.com"), "ca_secret": "imagepipe-r1-ca", "deadline": 60})
+    job = kanikojob.job_for(JOB, s)
+    pod = job["spec"]["template"]["spec"]
+    assert kanikojob.images(job) == {"clone": "m.example/git:1", "kaniko": "m.example/kaniko:1"}
+    args = kanikojob.executor_args(job)
+    assert args[-4:] == ["--registry-mirror=m.example", "--skip-default-registry-fallback",
+                         "--insecure-registry=m.example", "--insecure-registry=reg.example.com"]
+    assert {"name": "build-ca", "secret": {"secretName": "imagepipe-r1-ca"}} in pod["volumes"]
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "build-ca")
+    assert mount == {"name": "build-ca", "mountPath": "/run/host-ca.crt", "subPath": "ca.crt", "readOnly": True}
+    assert job["spec"]["activeDeadlineSeconds"] == 60
 
 
-class FakeCluster(BaseHTTPRequestHandler):
-    jobs: list[dict] = []
-    deleted: list[str] = []
-    exit_code = 0
-    message = DIGEST
-
-    def log_message(self, *args):
-        pass
-
-    def reply(self, body, status=200, content_type="application/json"):
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def pod(self):
-        state = {"terminated": {"exitCode": self.exit_code, "message": self.message,
-                                "reason": "Completed" if self.exit_code == 0 else "Error"}}
-        return {"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "job-pod-1", "namespace": "ci"},
-                "status": {"phase": "Succeeded", "containerStatuses": [
-                    {"name": "kaniko", "state": state, "ready": False, "restartCount": 0, "image": "k",
-                     "imageID": ""}]}}
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        assert self.path == "/apis/batch/v1/namespaces/ci/jobs"
-        type(self).jobs.append(body)
-        self.reply(body, 201)
-
-    def do_GET(self):
-        url = urlparse(self.path)
-        if url.path == "/api/v1/namespaces/ci/pods":
-            selector = parse_qs(url.query)["labelSelector"][0]
-            assert selector == f"job-name={self.jobs[-1]['metadata']['name']}"
-            self.reply({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": [self.pod()]})
-        elif url.path == "/api/v1/namespaces/ci/pods/job-pod-1/log":
-            assert parse_qs(url.query)["container"] == ["kaniko"]
-            self.reply(b"INFO Building stage builder\nINFO Pushed image\n", content_type="text/plain")
-        elif url.path == "/api/v1/namespaces/ci/pods/job-pod-1":
-            self.reply(self.pod())
-        else:
-            self.reply({"kind": "Status", "status": "Failure", "message": "not found", "code": 404}, 404)
-
-    def do_DELETE(self):
-        type(self).deleted.append(urlparse(self.path).path)
-        self.reply({"kind": "Status", "status": "Success"})
+def test_the_runs_secrets():
+    reg = kubejob.registry_secret("s", {"io.imagepipe.run": "r1"}, '{"auths": {}}')
+    assert reg["type"] == "kubernetes.io/dockerconfigjson" and reg["metadata"]["labels"] == {"io.imagepipe.run": "r1"}
+    assert json.loads(base64.b64decode(reg["data"][".dockerconfigjson"])) == {"auths": {}}
+    ca = kubejob.ca_secret("c", {}, b"PEM")
+    assert ca["type"] == "Opaque" and base64.b64decode(ca["data"]["ca.crt"]) == b"PEM"
 
 
-@pytest.fixture
-def cluster(tmp_path, monkeypatch):
-    FakeCluster.jobs, FakeCluster.deleted, FakeCluster.exit_code, FakeCluster.message = [], [], 0, DIGEST
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeCluster)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+def test_unknown_kube_context_is_one_line(tmp_path, monkeypatch):
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(json.dumps({
         "apiVersion": "v1", "kind": "Config", "current-context": "other",
-        "clusters": [{"name": "test", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}],
+        "clusters": [{"name": "test", "cluster": {"server": "https://127.0.0.1:1"}}],
         "users": [{"name": "ci", "user": {"token": "t0ken"}}],
-        "contexts": [{"name": "ci-cluster", "context": {"cluster": "test", "user": "ci"}},
-                     {"name": "other", "context": {"cluster": "nowhere", "user": "ci"}}]}))
+        "contexts": [{"name": "other", "context": {"cluster": "test", "user": "ci"}}]}))
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    monkeypatch.setattr(kubejob, "POLL_SECONDS", 0.01)
-    yield FakeCluster
-    server.shutdown()
-
-
-def submitted_job():
-    args = kanikojob.rewrite(kanikojob.executor_args(JOB), {"--destination": "reg.example.com/todo-backend:x"})
-    return kanikojob.job_for(JOB, name="todo-backend-kaniko-r1", args=args, git_url="https://git.example.com/a.git",
-                             git_ref="main", labels={"io.imagepipe.run": "r1"})
-
-
-def test_cluster_run_submits_the_job_follows_logs_and_reads_the_digest(cluster):
-    lines = []
-    digest = kubejob.run_job("ci-cluster", "ci", submitted_job(), on_log=lines.append, timeout=10)
-    assert digest == DIGEST
-    assert lines == ["INFO Building stage builder", "INFO Pushed image"]
-    sent = cluster.jobs[0]
-    assert sent["metadata"]["name"] == "todo-backend-kaniko-r1"
-    assert "--destination=reg.example.com/todo-backend:x" in kanikojob.executor_args(sent)
-    assert cluster.deleted == [], "a successful Job is left to its ttlSecondsAfterFinished"
-
-
-def test_cluster_run_failure_is_one_line_and_the_job_is_deleted(cluster):
-    cluster.exit_code, cluster.message = 1, "error building image: failed to get filesystem from image"
-    with pytest.raises(PipelineError, match=r"kaniko Job todo-backend-kaniko-r1 failed \(exit 1, Error\)"):
-        kubejob.run_job("ci-cluster", "ci", submitted_job(), on_log=lambda _line: None, timeout=10)
-    assert cluster.deleted == ["/apis/batch/v1/namespaces/ci/jobs/todo-backend-kaniko-r1"]
-
-
-def test_cluster_run_without_a_digest_in_the_termination_message_fails(cluster):
-    cluster.message = ""
-    with pytest.raises(PipelineError, match="no digest"):
-        kubejob.run_job("ci-cluster", "ci", submitted_job(), on_log=lambda _line: None, timeout=10)
-
-
-def test_unknown_kube_context_is_one_line(cluster):
     with pytest.raises(PipelineError, match="cannot use Kubernetes context 'nope'"):
-        kubejob.run_job("nope", "ci", submitted_job(), timeout=1)
+        kubejob.Cluster("nope", "ci")

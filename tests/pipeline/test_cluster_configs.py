@@ -1,0 +1,83 @@
+"""The local cluster's config files and argv, from values (no binaries), and the registries.conf reader."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tomllib
+from pathlib import Path
+
+import yaml
+
+from imagepipe import commands
+from imagepipe.cluster import configs
+from imagepipe.services import hostaccess
+
+
+def test_runc_wrapper_drops_limits_but_keeps_device_rules(tmp_path):
+    wrapper = tmp_path / "runc"
+    record = tmp_path / "argv"
+    fake = tmp_path / "real-runc"
+    fake.write_text(f"#!/bin/sh\necho \"$@\" > {record}\n")
+    fake.chmod(0o755)
+    wrapper.write_text(configs.runc_wrapper(str(fake)))
+    wrapper.chmod(0o755)
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "config.json").write_text(json.dumps({"linux": {"resources": {
+        "devices": [{"allow": False, "access": "rwm"}], "cpu": {"shares": 2}, "memory": {"limit": 1}}}}))
+    subprocess.run([str(wrapper), "create", "--bundle", str(bundle), "ctr"], check=True)
+    spec = json.loads((bundle / "config.json").read_text())
+    assert spec["linux"]["resources"] == {"devices": [{"allow": False, "access": "rwm"}]}
+    assert record.read_text().split() == ["create", "--bundle", str(bundle), "ctr"], "runc gets the same argv"
+
+
+def test_containerd_config_is_toml_with_the_host_quirks():
+    text = configs.containerd_config(root=Path("/c/root"), cni_conf_dir=Path("/c/net.d"), certs_d=Path("/c/certs.d"),
+                                     runc=Path("/c/runc-wrapper"), sandbox_image="10.244.0.1:5000/imagepipe/pause:1")
+    cri = tomllib.loads(text)["plugins"]["io.containerd.grpc.v1.cri"]
+    assert cri["restrict_oom_score_adj"] is True
+    assert cri["sandbox_image"] == "10.244.0.1:5000/imagepipe/pause:1"
+    assert cri["containerd"]["runtimes"]["runc"]["options"]["BinaryName"] == "/c/runc-wrapper"
+    assert cri["registry"]["config_path"] == "/c/certs.d"
+
+
+def test_kubelet_config_leaves_the_host_alone():
+    config = yaml.safe_load(configs.kubelet_config(ca=Path("ca"), cert=Path("c"), key=Path("k"), address="10.244.0.1",
+                                                   port=10250, resolv_conf="/etc/resolv.conf"))
+    assert config["protectKernelDefaults"] is True and config["makeIPTablesUtilChains"] is False
+    assert config["cgroupsPerQOS"] is False and config["enforceNodeAllocatable"] == []
+    assert config["readOnlyPort"] == 0 and config["authentication"]["anonymous"]["enabled"] is False
+
+
+def test_cni_conf_masquerades_its_own_network_only():
+    conf = json.loads(configs.cni_conf(network="imagepipe-x", bridge="ipkx", subnet="10.244.3.0/24",
+                                       gateway="10.244.3.1", ipam_dir=Path("/c/ipam")))
+    bridge = conf["plugins"][0]
+    assert conf["name"] == "imagepipe-x" and bridge["bridge"] == "ipkx" and bridge["ipMasq"] is True
+    assert bridge["ipam"]["ranges"] == [[{"subnet": "10.244.3.0/24", "gateway": "10.244.3.1"}]]
+
+
+def test_kubeconfig_with_a_token_or_a_certificate(tmp_path):
+    ca = tmp_path / "ca.crt"
+    ca.write_text("PEM")
+    token = yaml.safe_load(configs.kubeconfig(name="c", server="https://127.0.0.1:6443", ca=ca, user="u", token="t"))
+    assert token["users"][0]["user"] == {"token": "t"} and token["current-context"] == "c"
+    cert = yaml.safe_load(configs.kubeconfig(name="c", server="s", ca=ca, user="u", cert=Path("a.crt"),
+                                             key=Path("a.key")))
+    assert cert["users"][0]["user"] == {"client-certificate": "a.crt", "client-key": "a.key"}
+
+
+def test_node_processes_enter_the_namespace_and_its_cgroup():
+    argv = commands.kube_in_namespace(Path("/c/ns/mnt"), Path("/c/ns/cgroup"), ["containerd", "--config", "x"])
+    assert argv[:4] == ["nsenter", "--mount=/c/ns/mnt", "--cgroup=/c/ns/cgroup", "--"]
+    assert argv[-3:] == ["containerd", "--config", "x"]
+    assert "/sys/fs/cgroup/cgroup.procs" in argv[6]
+
+
+def test_insecure_registries_from_registries_conf_files(tmp_path):
+    (tmp_path / "a.conf").write_text('[[registry]]\nlocation = "10.244.0.1:5000"\ninsecure = true\n'
+                                     '[[registry]]\nlocation = "secure.example"\n')
+    (tmp_path / "b.conf").write_text("not toml [")
+    assert hostaccess.insecure_registries([tmp_path / "a.conf", tmp_path / "b.conf", tmp_path / "none"]) == {
+        "10.244.0.1:5000"}
