@@ -55,7 +55,6 @@ def test_cluster_teardown_leaves_nothing_on_the_host(tmp_path):
 
     if binaries.unavailable():
         pytest.skip(binaries.unavailable())
-    before = _host_state()
     cluster = LocalCluster(tmp_path / "c")
     facts = cluster.up()
     from kubernetes import client, config
@@ -64,27 +63,28 @@ def test_cluster_teardown_leaves_nothing_on_the_host(tmp_path):
     core.create_namespaced_pod("default", {"metadata": {"name": "probe"}, "spec": {"containers": [
         {"name": "p", "image": f"{facts.registry}/imagepipe/pause:1"}]}})
     assert _wait(lambda: core.read_namespaced_pod("probe", "default").status.phase == "Running")
-    during = _host_state()
-    assert facts.bridge in during["links"] and during["rules"] > before["rules"], "the pod's network is up"
+    during = _traces(facts, tmp_path)
+    assert during["links"] and during["rules"] and during["mounts"] and during["cgroups"] and during["procs"], during
+    assert during["registries_d"], "this host trusts its registry while it runs"
     assert cluster.down()
-    after = _host_state()
-    assert after["links"] == before["links"]
-    assert after["rules"] == before["rules"], "the CNI's masquerade rules are gone"
-    assert [m for m in after["mounts"] if str(tmp_path) in m] == []
-    assert after["cgroups"] == before["cgroups"]
-    assert [p for p in after["procs"] if str(tmp_path) in p] == []
-    assert after["registries_d"] == before["registries_d"]
+    assert _traces(facts, tmp_path) == {k: [] for k in during}, "nothing of the cluster is left on the host"
 
 
-def _host_state() -> dict:
+def _traces(facts, where: Path) -> dict[str, list[str]]:
+    """What of this cluster is on the host: its bridge, iptables rules naming its network or subnet, mounts,
+    cgroups and processes under its directory, its registries.conf.d entry."""
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout.splitlines()
     procs = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.splitlines()
-    return {"links": sorted(re.findall(r"^\d+: ([^:@]+)", links, re.M)),
-            "rules": len([r for r in rules.splitlines() if r.startswith("-A")]),
-            "mounts": Path("/proc/self/mountinfo").read_text().splitlines(),
-            "cgroups": sorted(p.name for p in Path("/sys/fs/cgroup/unified").glob("imagepipe-*")),
-            "procs": procs, "registries_d": sorted(p.name for p in Path("/etc/containers/registries.conf.d").iterdir())}
+    prefix = facts.subnet.rsplit(".", 1)[0] + "."
+    return {
+        "links": [ln for ln in links.splitlines() if f" {facts.bridge}:" in ln or f"master {facts.bridge}" in ln],
+        "rules": [r for r in rules if facts.network in r or f" {prefix}" in r],
+        "mounts": [m for m in Path("/proc/self/mountinfo").read_text().splitlines() if str(where) in m],
+        "cgroups": [str(p) for p in Path(facts.cgroup).parent.glob(Path(facts.cgroup).name)],
+        "procs": [p for p in procs if str(where) in p],
+        "registries_d": [str(p) for p in Path(facts.registries_conf).parent.glob(Path(facts.registries_conf).name)],
+    }
 
 
 def _wait(predicate, timeout: float = 90) -> bool:
@@ -224,3 +224,58 @@ def test_two_runs_at_once_get_two_jobs_and_both_pass(pipeline, kube, tmp_path):
     for proc in procs:
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
     assert run_id(procs[0].stdout) != run_id(procs[1].stdout)
+
+
+def test_parity_across_the_cluster_gives_buildahs_tree(pipeline, kube, tmp_path):
+    proc = pipeline.run("parity", *kube.args(), "--report", str(tmp_path / "p.json"), env=kube.env())
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr
+    report = json.loads((tmp_path / "p.json").read_text())
+    assert [d for d in report["differences"] if d["kind"] == "tree"] == [], "the Job's tree is buildah's"
+    assert report["counts"]["paths"] == report["counts"]["paths_kaniko"] > 1000
+
+
+def test_a_failing_run_step_in_the_job(kube, tmp_path):
+    from test_checkouts_e2e import Checkout
+
+    clone = Checkout(tmp_path / "broken")
+    containerfile = clone.root / "build/Containerfile"
+    containerfile.write_text(containerfile.read_text().replace(
+        "ARG WHEELHOUSE=none", "ARG WHEELHOUSE=none\nRUN echo a failing step && exit 3", 1))
+    git = ["git", "-C", str(clone.root), "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
+    subprocess.run([*git, "commit", "-qam", "a failing step"], check=True)
+    subprocess.run([*git, "push", "-q", str(Path(kube.facts.dir) / "git/todo.git"), "HEAD:refs/heads/broken"],
+                   check=True)
+    proc = subprocess.run([str(clone.root / ".venv/bin/python"), str(clone.root / "build/pipeline.py"),
+                           *kube.args()], cwd=clone.root, capture_output=True, text=True, timeout=1800,
+                          env=kube.env())
+    print(proc.stdout[-3000:], proc.stderr[-3000:])
+    one_line(proc, "kaniko Job", "exit status 3")
+    no_leftovers(kube, proc)
+
+
+def test_a_registry_refusing_the_credentials(pipeline, kube, tmp_path):
+    import bcrypt
+
+    from imagepipe.services.hostaccess import REGISTRIES_D
+
+    addr = f"{kube.facts.node_ip}:5001"
+    (tmp_path / "htpasswd").write_text("ci:" + bcrypt.hashpw(b"right-pass", bcrypt.gensalt(rounds=4)).decode() + "\n")
+    (tmp_path / "config.yml").write_text(
+        f"version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path}/data\n"
+        f"http:\n  addr: {addr}\nauth:\n  htpasswd:\n    realm: test\n    path: {tmp_path}/htpasswd\n")
+    server = subprocess.Popen(["docker-registry", "serve", str(tmp_path / "config.yml")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    conf = REGISTRIES_D / "61-imagepipe-test-auth.conf"
+    conf.write_text(f'[[registry]]\nlocation = "{addr}"\ninsecure = true\n')
+    try:
+        assert _wait(lambda: subprocess.run(["curl", "-s", "-o", "/dev/null", f"http://{addr}/v2/"]).returncode == 0)
+        args = kube.args()
+        args[args.index("--registry") + 1] = addr
+        proc = pipeline.run(*args, "--insecure-registry", addr, "--creds", "ci:wrong-pass", env=kube.env())
+    finally:
+        server.terminate()
+        server.wait()
+        conf.unlink()
+    one_line(proc, "refused kaniko's credentials")
+    assert "wrong-pass" not in proc.stdout + proc.stderr, "the password is never printed"
+    no_leftovers(kube, proc)

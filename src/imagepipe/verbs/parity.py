@@ -18,7 +18,10 @@ def run(ctx: Context) -> int:
     built = timed(ctx, "build", "buildah bud", lambda: build.buildah(ctx))  # buildah whatever --builder says
     buildah_image = run_stage(ctx, BY_NAME["push"], built)
     seconds = {"buildah": ctx.timings["build"]}
-    kaniko_image: PushedImage = timed(ctx, "kaniko", "kaniko executor (podman)", lambda: build.kaniko_local(ctx))
+    if a.kube_context:  # the Job in the cluster builds the commit; compared with this tree's buildah image
+        kaniko_image: PushedImage = timed(ctx, "kaniko", f"kaniko Job in {a.kube_context}", lambda: build.cluster(ctx))
+    else:
+        kaniko_image = timed(ctx, "kaniko", "kaniko executor (podman)", lambda: build.kaniko_local(ctx))
     seconds["kaniko"] = ctx.timings["kaniko"]
     for image in (buildah_image, kaniko_image):
         runner.run(commands.podman_pull(ctx.profile, str(image)), stage="parity", timeout=600,
