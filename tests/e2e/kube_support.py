@@ -12,7 +12,7 @@ import yaml
 from pipeline_support import ROOT
 
 from imagepipe.cluster import configs, images
-from imagepipe.cluster.local import Facts
+from imagepipe.cluster.facts import Facts
 from imagepipe.stages import base
 
 NAMESPACE = "imagepipe-ci"

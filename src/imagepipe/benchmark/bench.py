@@ -66,6 +66,12 @@ class Bench(Harness):
         k["reproducible"] = again == k["digest"]
         f["kaniko"] = k
 
+    def cluster(self, f: dict[str, Any]) -> None:
+        from imagepipe.benchmark import clusterbench
+
+        executor = kanikojob.executor_image(kanikojob.load()) if self.kaniko_image is None else self.kaniko_image
+        f["cluster"] = clusterbench.measure(self.work, executor)
+
     # --- the run -------------------------------------------------------------------------------------
 
     def run(self) -> list[Metric]:
@@ -169,6 +175,7 @@ class Bench(Harness):
         ours.figures["same_layers"] = self.layers("localhost/bench-ours:repro") == ours.figures["cold_layers"]
 
         self.kaniko(ours.figures, house)
+        self.cluster(ours.figures)
 
         print("    ours: verify stage (once to warm the page cache after the builds' writes, then measured)",
               flush=True)

@@ -18,32 +18,16 @@ import os
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from imagepipe import cancel
+from imagepipe.builders import kubewatch
+from imagepipe.builders.kubewatch import JobResult
 from imagepipe.errors import PipelineError
-from imagepipe.retry import wait_until
 
 log = logging.getLogger("imagepipe.kube")
 
-POLL_SECONDS = 1.0
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-PULL_ERRORS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")
-
-
-@dataclass
-class JobResult:
-    digest: str
-    job: str
-    pod: str = ""
-    node: str = ""
-    images: dict[str, str] = field(default_factory=dict)  # container -> the image id the node pulled
-    phases: dict[str, float] = field(default_factory=dict)  # seconds: scheduled, cloned, built, total
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"job": self.job, "pod": self.pod, "node": self.node, "images": self.images,
-                "phases": {k: round(v, 1) for k, v in self.phases.items()}}
 
 
 class Cluster:
@@ -121,18 +105,18 @@ def run_job(cluster: Cluster, job: dict[str, Any], *, secrets: list[dict[str, An
             created.append(secret["metadata"]["name"])
         cluster.call("create jobs", cluster.batch.create_namespaced_job, cluster.namespace, job)
         deadline = time.monotonic() + timeout
-        pod = _wait_for_kaniko(cluster, name, deadline)
+        pod = kubewatch.wait_for_kaniko(cluster, name, deadline)
         lines = _follow(cluster, pod.metadata.name, on_log)
-        term, pod = _wait_for_termination(cluster, name, pod.metadata.name, deadline)
+        term, pod = kubewatch.wait_for_termination(cluster, name, pod.metadata.name, deadline)
         if term.exit_code != 0:
-            raise _failed_build(cluster, name, term, lines)
+            raise kubewatch.failed_build(cluster, name, term, lines)
         digest = (term.message or "").strip()
         if not digest.startswith("sha256:"):
             raise PipelineError(f"kaniko Job {name} succeeded but its termination message holds no digest "
                                 f"({digest[:80]!r}): keep --digest-file=/dev/termination-log in ci/kaniko.yaml",
                                 stage="build")
         done = True
-        return _facts(digest, name, pod, term, t0), lines
+        return kubewatch.facts(digest, name, pod, term, t0), lines
     finally:
         if not done:
             cancel.unwinding()
@@ -188,118 +172,6 @@ def delete(cluster: Cluster, job: str | None, secrets: list[str]) -> None:
                     cluster.namespace, grace_period_seconds=0)
     for secret in secrets:
         attempt(f"Secret {secret}", cluster.core.delete_namespaced_secret, secret, cluster.namespace)
-
-
-def _pods(cluster: Cluster, job: str) -> list[Any]:
-    return list(cluster.call("list pods", cluster.core.list_namespaced_pod, cluster.namespace,
-                             label_selector=f"job-name={job}").items)
-
-
-def _job_failure(cluster: Cluster, job: str) -> PipelineError | None:
-    status = cluster.call("get jobs", cluster.batch.read_namespaced_job, job, cluster.namespace).status
-    for cond in status.conditions or []:
-        if cond.type == "Failed" and cond.status == "True":
-            if cond.reason == "DeadlineExceeded":
-                spec = cluster.batch.read_namespaced_job(job, cluster.namespace, _request_timeout=10).spec
-                return PipelineError(f"the Job {job} ran past its activeDeadlineSeconds ({spec.active_deadline_seconds}"
-                                     " s) and was stopped: raise --job-deadline (or the manifest's), or find what "
-                                     "hangs in its log", stage="build")
-            return PipelineError(f"the Job {job} failed ({cond.reason}: {cond.message})", stage="build")
-    return None
-
-
-def _pod_failure(cluster: Cluster, pod: Any) -> PipelineError | None:
-    for status in [*(pod.status.init_container_statuses or []), *(pod.status.container_statuses or [])]:
-        waiting = status.state.waiting
-        if waiting is not None and waiting.reason in PULL_ERRORS:
-            option = "--kaniko-image" if status.name == "kaniko" else "--git-image"
-            return PipelineError(f"the cluster cannot pull {status.image} (container {status.name}: "
-                                 f"{waiting.reason}): make it pullable from the nodes, or pass {option}",
-                                 stage="build")
-    for status in pod.status.init_container_statuses or []:
-        term = status.state.terminated
-        if status.name == "clone" and term is not None and term.exit_code != 0:
-            tail = _log_tail(cluster, pod.metadata.name, "clone")
-            env = {e.name: e.value for e in pod.spec.init_containers[0].env or []}
-            return PipelineError(f"the Job could not fetch commit {env.get('GIT_REF', '?')[:12]} from "
-                                 f"{env.get('GIT_URL', '?')}: {tail or term.reason}; push the commit there, or "
-                                 "fix --git-url", stage="build")
-    return None
-
-
-def _wait_for_kaniko(cluster: Cluster, job: str, deadline: float) -> Any:
-    def started() -> Any:
-        for pod in _pods(cluster, job):
-            failure = _pod_failure(cluster, pod)
-            if failure is not None:
-                raise failure
-            for s in pod.status.container_statuses or []:
-                if s.name == "kaniko" and (s.state.running or s.state.terminated):
-                    return pod
-        failure = _job_failure(cluster, job)
-        if failure is not None:
-            raise failure
-        return None
-
-    pod = wait_until(started, timeout=max(1.0, deadline - time.monotonic()), interval=POLL_SECONDS)
-    if pod is None:
-        raise PipelineError(f"the Job {job}'s kaniko container did not start in time (is the pod Pending? "
-                            f"kubectl -n {cluster.namespace} describe pod -l job-name={job})", stage="build")
-    return pod
-
-
-def _wait_for_termination(cluster: Cluster, job: str, pod_name: str, deadline: float) -> tuple[Any, Any]:
-    def terminated() -> tuple[Any, Any] | None:
-        pod = cluster.call("get pods", cluster.core.read_namespaced_pod, pod_name, cluster.namespace)
-        for s in pod.status.container_statuses or []:
-            if s.name == "kaniko" and s.state.terminated is not None:
-                return s.state.terminated, pod
-        return None
-
-    found = wait_until(terminated, timeout=max(1.0, deadline - time.monotonic()), interval=POLL_SECONDS)
-    if found is None:
-        raise _job_failure(cluster, job) or PipelineError(f"the pod {pod_name} did not finish in time",
-                                                          stage="build")
-    return found
-
-
-def _failed_build(cluster: Cluster, job: str, term: Any, lines: list[str]) -> PipelineError:
-    failure = _job_failure(cluster, job)
-    if failure is not None and "activeDeadlineSeconds" in failure.message:
-        return failure
-    text = "\n".join(lines)
-    if re.search(r"UNAUTHORIZED|authentication required|401 Unauthorized|denied", text, re.I):
-        return PipelineError(f"the registry refused kaniko's credentials in the Job {job}: check --creds or the "
-                             "auth file (the pipeline makes the Job's Secret from them), or --kube-secret",
-                             stage="build", detail=text)
-    step = next((ln for ln in reversed(lines) if "error building image" in ln.lower()), "")
-    line = step or next((ln for ln in reversed(lines) if "error" in ln.lower()), term.reason or "")
-    return PipelineError(f"kaniko Job {job} failed (exit {term.exit_code}): {line.strip()[:240]}", stage="build",
-                         detail=text)
-
-
-def _facts(digest: str, job: str, pod: Any, term: Any, t0: float) -> JobResult:
-    created = pod.metadata.creation_timestamp
-    conds = {c.type: c.last_transition_time for c in pod.status.conditions or []}
-
-    def since(t: Any) -> float:
-        return (t - created).total_seconds() if t is not None and created is not None else 0.0
-
-    phases = {"scheduled": since(conds.get("PodScheduled")), "cloned": since(conds.get("Initialized")),
-              "built": since(term.finished_at), "total": time.monotonic() - t0}
-    images = {s.name: s.image_id for s in [*(pod.status.init_container_statuses or []),
-                                           *(pod.status.container_statuses or [])]}
-    return JobResult(digest, job, pod.metadata.name, pod.spec.node_name or "", images, phases)
-
-
-def _log_tail(cluster: Cluster, pod: str, container: str) -> str:
-    try:
-        text = cluster.core.read_namespaced_pod_log(pod, cluster.namespace, container=container, tail_lines=5,
-                                                    _request_timeout=10)
-    except Exception:  # noqa: BLE001 - only a better message is lost
-        return ""
-    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
-    return lines[-1][:200] if lines else ""
 
 
 def _message(e: Any) -> str:

@@ -11,78 +11,31 @@ and cgroup namespace of their own (see commands.kube.NAMESPACE_SETUP for what th
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 import logging
-import os
-import re
 import secrets
-import shlex
-import signal
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from imagepipe import commands, runner
-from imagepipe.cluster import binaries, configs, pki
+from imagepipe.cluster import binaries, configs, pki, teardown
+from imagepipe.cluster.facts import (
+    GIT_BACKEND,
+    GIT_PORT,
+    REGISTRIES_D,
+    REGISTRY_PORT,
+    SYSCTLS,
+    Facts,
+    cgroup2_root,
+    free_subnet,
+)
 from imagepipe.errors import PipelineError
 from imagepipe.retry import wait_until
 from imagepipe.services import registry as embedded
 from imagepipe.services.postgres import free_port
 
 log = logging.getLogger("imagepipe.cluster")
-
-REGISTRIES_D = Path("/etc/containers/registries.conf.d")
-CGROUP2 = (Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup"))  # hybrid host, else a cgroup2-only host
-SYSCTLS = {"vm_overcommit_memory": "1", "kernel_panic": "10", "kernel_panic_on_oops": "1"}
-REGISTRY_PORT = 5000
-GIT_PORT = 8080
-GIT_BACKEND = "/usr/lib/git-core/git-http-backend"  # Debian's git
-
-
-def cgroup2_root() -> Path:
-    for root in CGROUP2:
-        if (root / "cgroup.procs").exists() and Path("/proc/self/mountinfo").read_text().count(f" {root} "):
-            return root
-    raise PipelineError("no cgroup2 hierarchy is mounted on this host", stage="cluster")
-
-
-@dataclass(frozen=True)
-class Facts:
-    """What a running cluster is, saved as <dir>/cluster.json (read by `status`, `down` and the tests)."""
-    id: str
-    dir: str
-    kubeconfig: str
-    context: str
-    server: str
-    node: str
-    node_ip: str
-    bridge: str
-    network: str
-    subnet: str
-    registry: str  # HOST:PORT on the bridge, plain HTTP: both the pods and this host reach it
-    git_url: str  # git's smart HTTP root on the bridge (http://IP:PORT/git)
-    cgroup: str
-    registries_conf: str
-    ready_seconds: float = 0.0
-
-    @classmethod
-    def load(cls, directory: Path) -> Facts | None:
-        try:
-            return cls(**json.loads((directory / "cluster.json").read_text()))
-        except (OSError, ValueError, TypeError):
-            return None
-
-
-def _free_subnet() -> int:
-    """The first 10.244.N.0/24 no interface of this host is on (several clusters may run at once)."""
-    used = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True).stdout
-    for n in range(0, 250):
-        if f" 10.244.{n}." not in used:
-            return n
-    raise PipelineError("no free 10.244.N.0/24 for the cluster's pod network", stage="cluster")
-
 
 class LocalCluster:
     def __init__(self, directory: Path) -> None:
@@ -104,7 +57,8 @@ class LocalCluster:
         t0 = time.monotonic()
         facts = self._plan()
         try:
-            self._certificates(facts)
+            pki.issue_all(self.pki, kubeconfigs=self.dir, node=facts.node, node_ip=facts.node_ip,
+                          server=facts.server, context=facts.context)
             self._bridge(facts)
             self._namespace(facts)
             self._control_plane(facts, bins)
@@ -121,7 +75,7 @@ class LocalCluster:
         for d in (self.dir, self.pki, self.pids, self.ns, self.logs, self.dir / "sysctl", self.dir / "varlog"):
             d.mkdir(parents=True, exist_ok=True)
         cid = secrets.token_hex(3)
-        n = _free_subnet()
+        n = free_subnet()
         ip = f"10.244.{n}.1"
         facts = Facts(
             id=cid, dir=str(self.dir), kubeconfig=str(self.dir / "kubeconfig"), context=f"imagepipe-{cid}",
@@ -132,24 +86,6 @@ class LocalCluster:
         # saved at once: a `down` after a failed or killed `up` finds what to remove
         (self.dir / "cluster.json").write_text(json.dumps(facts.__dict__, indent=2) + "\n")
         return facts
-
-    def _certificates(self, f: Facts) -> None:
-        ca = pki.Authority(self.pki)
-        ca.issue("apiserver", "kube-apiserver", server=True, ips=("127.0.0.1", f.node_ip, "10.96.0.1"),
-                 dns=("kubernetes", "kubernetes.default", "kubernetes.default.svc", "localhost"))
-        ca.issue("admin", "imagepipe-admin", org="system:masters", client=True)
-        ca.issue("controller-manager", "system:kube-controller-manager", client=True)
-        ca.issue("scheduler", "system:kube-scheduler", client=True)
-        ca.issue("node", f"system:node:{f.node}", org="system:nodes", client=True)
-        ca.issue("apiserver-kubelet", "kube-apiserver-kubelet-client", org="system:masters", client=True)
-        ca.issue("kubelet", f.node, server=True, ips=(f.node_ip,), dns=(f.node,))
-        ca.service_account_keys()
-        for name, user in (("admin", "admin"), ("controller-manager", "system:kube-controller-manager"),
-                           ("scheduler", "system:kube-scheduler"), ("node", f"system:node:{f.node}")):
-            path = self.dir / ("kubeconfig" if name == "admin" else f"{name}.kubeconfig")
-            path.write_text(configs.kubeconfig(name=f.context, server=f.server, ca=ca.ca, user=user,
-                                               cert=self.pki / f"{name}.crt", key=self.pki / f"{name}.key"))
-            os.chmod(path, 0o600)
 
     def _bridge(self, f: Facts) -> None:
         """The pod network's bridge, made first so the node IP, the registry and the git server exist before
@@ -280,16 +216,16 @@ class LocalCluster:
         if f is None:
             return False
         self._drain(f)
-        self._kill_cgroup(Path(f.cgroup))
+        teardown.kill_cgroup(Path(f.cgroup))
         for name in ("kubelet", "containerd", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd",
                      "git"):
             runner.stop_service(self.pids / f"{name}.pid")
         embedded.EmbeddedRegistry(self.dir, f.registry).stop()
-        self._kill_cgroup(Path(f.cgroup))  # shims that outlived containerd
+        teardown.kill_cgroup(Path(f.cgroup))  # shims that outlived containerd
         for point in (self.ns / "mnt", self.ns / "cgroup", self.ns):
             subprocess.run(["umount", str(point)], capture_output=True)
-        _remove_cgroups(Path(f.cgroup))
-        _remove_masquerade(f.network, f.subnet)
+        teardown.remove_cgroups(Path(f.cgroup))
+        teardown.remove_masquerade(f.network, f.subnet)
         subprocess.run(["ip", "link", "del", f.bridge], capture_output=True)
         Path(f.registries_conf).unlink(missing_ok=True)
         (self.dir / "cluster.json").unlink(missing_ok=True)
@@ -306,58 +242,5 @@ class LocalCluster:
             core = client.CoreV1Api(config.new_client_from_config(config_file=f.kubeconfig, context=f.context))
             for pod in core.list_pod_for_all_namespaces().items:
                 core.delete_namespaced_pod(pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0)
-            wait_until(lambda: not _sandboxes(self.dir), timeout=20, interval=0.5)
+            wait_until(lambda: not teardown.sandboxes(self.dir), timeout=20, interval=0.5)
 
-    @staticmethod
-    def _kill_cgroup(root: Path) -> None:
-        for _ in range(3):
-            pids = _cgroup_pids(root)
-            if not pids:
-                return
-            for pid in pids:
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
-            wait_until(lambda: not _cgroup_pids(root), timeout=5, interval=0.1)
-
-
-def _sandboxes(directory: Path) -> bool:
-    """Whether a pod network namespace of the cluster still holds an address in its IPAM store."""
-    store = directory / "cni/ipam"
-    return any(p.name[0].isdigit() for p in store.rglob("*") if p.is_file())
-
-
-def _cgroup_pids(root: Path) -> list[int]:
-    pids: list[int] = []
-    if not root.exists():
-        return pids
-    for procs in root.rglob("cgroup.procs"):
-        with contextlib.suppress(OSError, ValueError):
-            pids += [int(p) for p in procs.read_text().split()]
-    return pids
-
-
-def _remove_cgroups(root: Path) -> None:
-    if not root.exists():
-        return
-    for d in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-        with contextlib.suppress(OSError):
-            d.rmdir()
-    with contextlib.suppress(OSError):
-        root.rmdir()
-
-
-def _remove_masquerade(network: str, subnet: str) -> None:
-    """The CNI bridge plugin's ipMasq chains for pods whose teardown never ran (a killed node): each chain
-    carries the network's name in its comment, and is jumped to from POSTROUTING for the pod's address."""
-    out = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
-    net = ipaddress.IPv4Network(subnet)
-    chains = set(re.findall(rf'-A (CNI-[0-9a-f]+) .*name: \\?"{re.escape(network)}\\?"', out))
-    for line in out.splitlines():
-        m = re.match(r"-A POSTROUTING -s (\S+) .*-j (CNI-[0-9a-f]+)", line)
-        if m and ipaddress.IPv4Network(m.group(1), strict=False).subnet_of(net):
-            subprocess.run(["iptables", "-t", "nat", "-D", "POSTROUTING", *shlex.split(line)[2:]],
-                           capture_output=True)
-            chains.add(m.group(2))
-    for chain in chains:
-        subprocess.run(["iptables", "-t", "nat", "-F", chain], capture_output=True)
-        subprocess.run(["iptables", "-t", "nat", "-X", chain], capture_output=True)

@@ -89,3 +89,26 @@ class Authority:
                                                             serialization.PublicFormat.SubjectPublicKeyInfo))
         _write_key(pair.key, key)
         return pair
+
+
+def issue_all(directory: Path, *, kubeconfigs: Path, node: str, node_ip: str, server: str, context: str) -> None:
+    """Every certificate of the cluster, and the kubeconfigs of admin (`kubeconfig`), the controller-manager,
+    the scheduler and the node (`<name>.kubeconfig`), all in one context named `context`."""
+    from imagepipe.cluster import configs
+
+    ca = Authority(directory)
+    ca.issue("apiserver", "kube-apiserver", server=True, ips=("127.0.0.1", node_ip, "10.96.0.1"),
+             dns=("kubernetes", "kubernetes.default", "kubernetes.default.svc", "localhost"))
+    ca.issue("admin", "imagepipe-admin", org="system:masters", client=True)
+    ca.issue("controller-manager", "system:kube-controller-manager", client=True)
+    ca.issue("scheduler", "system:kube-scheduler", client=True)
+    ca.issue("node", f"system:node:{node}", org="system:nodes", client=True)
+    ca.issue("apiserver-kubelet", "kube-apiserver-kubelet-client", org="system:masters", client=True)
+    ca.issue("kubelet", node, server=True, ips=(node_ip,), dns=(node,))
+    ca.service_account_keys()
+    for name, user in (("admin", "admin"), ("controller-manager", "system:kube-controller-manager"),
+                       ("scheduler", "system:kube-scheduler"), ("node", f"system:node:{node}")):
+        path = kubeconfigs / ("kubeconfig" if name == "admin" else f"{name}.kubeconfig")
+        path.write_text(configs.kubeconfig(name=context, server=server, ca=ca.ca, user=user,
+                                           cert=directory / f"{name}.crt", key=directory / f"{name}.key"))
+        os.chmod(path, 0o600)

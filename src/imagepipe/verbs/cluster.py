@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 from imagepipe import exitcodes
-from imagepipe.cluster.local import Facts, LocalCluster
+from imagepipe.cluster.facts import Facts
+from imagepipe.cluster.local import LocalCluster
 from imagepipe.context import Context
 from imagepipe.errors import UsageError
 
