@@ -71,16 +71,17 @@ def pod_failure(cluster: Cluster, pod: Any) -> PipelineError | None:
 
 def wait_for_kaniko(cluster: Cluster, job: str, deadline: float) -> Any:
     def started() -> Any:
+        failure = job_failure(cluster, job)  # first: a deadline kills the pod, which then looks failed
+        if failure is not None:
+            raise failure
         for pod in pods(cluster, job):
             failure = pod_failure(cluster, pod)
             if failure is not None:
-                raise failure
+                # the pod may have been killed for the Job's deadline a moment before the Job says so
+                raise wait_until(lambda: job_failure(cluster, job), timeout=3, interval=0.5) or failure
             for s in pod.status.container_statuses or []:
                 if s.name == "kaniko" and (s.state.running or s.state.terminated):
                     return pod
-        failure = job_failure(cluster, job)
-        if failure is not None:
-            raise failure
         return None
 
     pod = wait_until(started, timeout=max(1.0, deadline - time.monotonic()), interval=POLL_SECONDS)
@@ -92,6 +93,9 @@ def wait_for_kaniko(cluster: Cluster, job: str, deadline: float) -> Any:
 
 def wait_for_termination(cluster: Cluster, job: str, pod_name: str, deadline: float) -> tuple[Any, Any]:
     def terminated() -> tuple[Any, Any] | None:
+        failure = job_failure(cluster, job)  # the deadline: its pod is deleted, there is nothing to read
+        if failure is not None and "activeDeadlineSeconds" in failure.message:
+            raise failure
         pod = cluster.call("get pods", cluster.core.read_namespaced_pod, pod_name, cluster.namespace)
         for s in pod.status.container_statuses or []:
             if s.name == "kaniko" and s.state.terminated is not None:
