@@ -110,7 +110,8 @@ def wait_for_termination(cluster: Cluster, job: str, pod_name: str, deadline: fl
 
 
 def failed_build(cluster: Cluster, job: str, term: Any, lines: list[str]) -> PipelineError:
-    failure = job_failure(cluster, job)
+    # killed for the Job's deadline: the Job may say so a moment after the container ended
+    failure = wait_until(lambda: job_failure(cluster, job), timeout=5, interval=0.5)
     if failure is not None and "activeDeadlineSeconds" in failure.message:
         return failure
     text = "\n".join(lines)
