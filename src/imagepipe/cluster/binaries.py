@@ -50,11 +50,20 @@ def cached() -> Binaries | None:
     return Binaries(where) if (where / ".complete").exists() else None
 
 
+def go() -> str | None:
+    """The Go toolchain: on PATH, or where go.dev's tarball installs it (a CI environment may not have
+    /usr/local/go/bin on PATH)."""
+    found = runner.installed("go")
+    if found is None and Path("/usr/local/go/bin/go").is_file():
+        return "/usr/local/go/bin/go"
+    return found
+
+
 def unavailable() -> str | None:
     """Why the binaries cannot be had on this machine (None: they are cached, or Go can build them)."""
     if cached() is not None:
         return None
-    if runner.installed("go") is None:
+    if go() is None:
         return "Go is not installed, so the local cluster's Kubernetes binaries cannot be built here"
     return None
 
@@ -64,8 +73,8 @@ def ensure() -> Binaries:
     found = cached()
     if found is not None:
         return found
-    go = runner.installed("go")
-    if go is None:
+    toolchain = go()
+    if toolchain is None:
         raise PipelineError("cannot build the local cluster: Go is not installed (apt-get install golang, or Go "
                             "from go.dev)", stage="cluster")
     target = cache_dir()
@@ -81,12 +90,12 @@ def ensure() -> Binaries:
                "GOTOOLCHAIN": "local"}
         flags = f"-s -w -X k8s.io/component-base/version.gitVersion={ver}"
         for name in COMPONENTS:
-            runner.run([go, "build", "-C", str(MODULE), "-trimpath", "-ldflags", flags, "-o", str(partial / name),
-                        f"k8s.io/kubernetes/cmd/{name}"], env=env, stage="cluster", timeout=3600,
+            runner.run([toolchain, "build", "-C", str(MODULE), "-trimpath", "-ldflags", flags, "-o",
+                        str(partial / name), f"k8s.io/kubernetes/cmd/{name}"], env=env, stage="cluster", timeout=3600,
                        what=f"building {name}")
             log.info("built %s", name)
-        runner.run([go, "build", "-C", str(MODULE), "-trimpath", "-ldflags", "-s -w", "-o", str(partial / "pause"),
-                    "./pause"], env=env, stage="cluster", timeout=600, what="building pause")
+        runner.run([toolchain, "build", "-C", str(MODULE), "-trimpath", "-ldflags", "-s -w", "-o",
+                    str(partial / "pause"), "./pause"], env=env, stage="cluster", timeout=600, what="building pause")
         # the module cache is read-only on disk: make it removable
         runner.run(["chmod", "-R", "u+w", tmp], ok_codes=(0, 1))
     (partial / ".complete").write_text(ver + "\n")
