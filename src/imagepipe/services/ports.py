@@ -98,11 +98,15 @@ def _machine_lock() -> Iterator[Path]:
 
 def _claimant(table: Path, port: int) -> Path | None:
     """The live state directory that claimed this port, if any."""
+    claim = table / f"{port}"
     try:
-        owner = Path((table / f"{port}").read_text().split("\n")[1])
+        owner = Path(claim.read_text().split("\n")[1])
     except (OSError, IndexError):
         return None
-    return owner if owner.is_dir() else None
+    if not owner.is_dir():  # its checkout is gone: the claim goes too (nothing is left behind for it)
+        claim.unlink(missing_ok=True)
+        return None
+    return owner
 
 
 def _usable(table: Path, service: Service, port: int, state_dir: Path) -> bool:
