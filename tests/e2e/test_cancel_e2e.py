@@ -112,7 +112,7 @@ def step_containerfile(tmp_path: Path, marker: str) -> Path:
 def step_processes(marker: str) -> list[str]:
     """Processes of the build step (buildah's chroot runtime, its shell, its sleep), found by the step's
     marker or by a sleep whose parent is one of them."""
-    ps = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True).stdout
+    ps = subprocess.run(["ps", "-eww", "-o", "pid=,ppid=,args="], capture_output=True, text=True).stdout
     rows = [line.split(None, 2) for line in ps.splitlines() if len(line.split(None, 2)) == 3]
     ours = {pid for pid, _, args in rows if marker in args}
     return [args for pid, ppid, args in rows if pid in ours or (ppid in ours and args.startswith("sleep 120"))]

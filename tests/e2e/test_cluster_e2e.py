@@ -57,16 +57,19 @@ def test_cluster_teardown_leaves_nothing_on_the_host(tmp_path):
         pytest.skip(binaries.unavailable())
     cluster = LocalCluster(tmp_path / "c")
     facts = cluster.up()
-    from kubernetes import client, config
+    try:
+        from kubernetes import client, config
 
-    core = client.CoreV1Api(config.new_client_from_config(config_file=facts.kubeconfig, context=facts.context))
-    core.create_namespaced_pod("default", {"metadata": {"name": "probe"}, "spec": {"containers": [
-        {"name": "p", "image": f"{facts.registry}/imagepipe/pause:1"}]}})
-    assert _wait(lambda: core.read_namespaced_pod("probe", "default").status.phase == "Running")
-    during = _traces(facts, tmp_path)
-    assert during["links"] and during["rules"] and during["mounts"] and during["cgroups"] and during["procs"], during
+        core = client.CoreV1Api(config.new_client_from_config(config_file=facts.kubeconfig, context=facts.context))
+        core.create_namespaced_pod("default", {"metadata": {"name": "probe"}, "spec": {"containers": [
+            {"name": "p", "image": f"{facts.registry}/imagepipe/pause:1"}]}})
+        assert _wait(lambda: core.read_namespaced_pod("probe", "default").status.phase == "Running")
+        during = _traces(facts, tmp_path)
+    finally:
+        assert cluster.down()
+    for kind in ("links", "rules", "mounts", "cgroups", "procs"):
+        assert during[kind], f"no {kind} seen while the cluster ran: {during}"
     assert during["registries_d"], "this host trusts its registry while it runs"
-    assert cluster.down()
     assert _traces(facts, tmp_path) == {k: [] for k in during}, "nothing of the cluster is left on the host"
 
 
@@ -75,7 +78,7 @@ def _traces(facts, where: Path) -> dict[str, list[str]]:
     cgroups and processes under its directory, its registries.conf.d entry."""
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout.splitlines()
-    procs = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.splitlines()
+    procs = subprocess.run(["ps", "-eww", "-o", "args"], capture_output=True, text=True).stdout.splitlines()
     prefix = facts.subnet.rsplit(".", 1)[0] + "."
     return {
         "links": [ln for ln in links.splitlines() if f" {facts.bridge}:" in ln or f"master {facts.bridge}" in ln],

@@ -26,6 +26,7 @@ from imagepipe.errors import PipelineError
 log = logging.getLogger("imagepipe.services.ports")
 
 SCAN = 200  # ports tried above the default when it is taken
+LOOPBACK = "127.0.0.1"  # where both servers bind: a listener on another address (a cluster's bridge) is no conflict
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ def _usable(table: Path, service: Service, port: int, state_dir: Path) -> bool:
     claimant = _claimant(table, port)
     if claimant is not None and claimant != state_dir:
         return False
-    held = holder(port)
+    held = holder(port, LOOPBACK)
     return held is None or held.state_dir == state_dir
 
 
@@ -131,7 +132,7 @@ def claim(service: Service, state_dir: Path, requested: int | None) -> int:
     state_dir = state_dir.resolve()
     with _machine_lock() as table:
         if requested is not None:
-            held = holder(requested)
+            held = holder(requested, LOOPBACK)
             if held is not None and held.state_dir != state_dir:
                 raise PipelineError(
                     f"port {requested} is taken by {held.describe()}: pass another {service.option}, or omit "
@@ -146,7 +147,7 @@ def claim(service: Service, state_dir: Path, requested: int | None) -> int:
             if _usable(table, service, port, state_dir):
                 if port != (before or service.default):
                     taken = before or service.default
-                    held = holder(taken)
+                    held = holder(taken, LOOPBACK)
                     why = held.describe() if held else f"another checkout ({_claimant(table, taken)})"
                     log.info("port %d is taken by %s: %s of this checkout uses port %d (%s N to choose)",
                              taken, why, service.label, port, service.option)

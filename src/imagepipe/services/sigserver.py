@@ -44,7 +44,7 @@ class SignatureServer:
 
     def ensure_running(self) -> str:
         self.store.mkdir(parents=True, exist_ok=True)
-        held = ports.holder(self.port)
+        held = ports.holder(self.port, self.addr.rpartition(":")[0])
         if held is not None and held.pid == self.pid() and self.answers():
             return "running"
         if held is not None:  # never lighttpd's raw "can't bind" line

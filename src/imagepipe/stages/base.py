@@ -82,9 +82,14 @@ def ensure_base(profile: HostProfile, *, state_dir: Path, override: str | None =
         version = standin_version(profile)
         if version is None:
             return f"{BASE_REF} present"
-        if version == STANDIN_VERSION:
+        pending = standin_pending_fixes(profile, state_dir) if version == STANDIN_VERSION else []
+        if version == STANDIN_VERSION and not pending:
             return f"{BASE_REF} present (offline stand-in v{version})"
-        log.info("the local stand-in is recipe v%s, current is v%s: rebuilding", version, STANDIN_VERSION)
+        if pending:  # as the official image is republished with security updates, so is the stand-in
+            log.info("the local stand-in misses %d bookworm-security fix(es) (%s): rebuilding it", len(pending),
+                     ", ".join(pending[:3]))
+        else:
+            log.info("the local stand-in is recipe v%s, current is v%s: rebuilding", version, STANDIN_VERSION)
         rebuild = True
     if not rebuild:
         try:
@@ -94,6 +99,22 @@ def ensure_base(profile: HostProfile, *, state_dir: Path, override: str | None =
             log.info("cannot pull %s (%s); building the offline stand-in", BASE_REF, e.message)
     build_standin(profile, state_dir=state_dir)
     return f"{BASE_REF} built as an offline stand-in from Debian bookworm"
+
+
+def standin_pending_fixes(profile: HostProfile, state_dir: Path) -> list[str]:
+    """bookworm-security fixes the local stand-in lacks ([] when it has them all, or when the security
+    index cannot be had: the verify stage's `vulnerabilities` check then says so)."""
+    from imagepipe.checks import debsec, imagefs
+    from imagepipe.supplychain import inventory
+
+    try:
+        index = debsec.security_index(state_dir / "cache")
+    except PipelineError as e:
+        log.info("cannot check the stand-in for security fixes: %s", e.message)
+        return []
+    with imagefs.mounted(BASE_REF) as root:
+        installed = {d.name: d.version for d in inventory.debian_packages(root)}
+    return debsec.pending_fixes(installed, index)
 
 
 def build_standin(profile: HostProfile, *, state_dir: Path) -> None:
