@@ -15,9 +15,11 @@ import fcntl
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -71,21 +73,31 @@ def served_state_dir(cmdline: list[str]) -> Path | None:
     return None
 
 
-def holder(port: int, host: str | None = None) -> Holder | None:
-    """Who listens on TCP `port` (on `host`, or on any address when None), or None."""
-    hosts = None if host is None else {host, "0.0.0.0", "::"}  # noqa: S104 - a wildcard listener takes every host
+def _listener(port: int, hosts: set[str] | None) -> Any:
     for conn in psutil.net_connections(kind="tcp"):
         if (conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port
                 and (hosts is None or conn.laddr.ip in hosts)):
-            if conn.pid is None:
-                return Holder(0, "a process of another user", None)
-            try:
-                proc = psutil.Process(conn.pid)
-                cmdline = proc.cmdline()
-                return Holder(conn.pid, proc.name(), served_state_dir(cmdline))
-            except psutil.Error:
-                return Holder(conn.pid, "a process that just exited", None)
+            return conn
     return None
+
+
+def holder(port: int, host: str | None = None) -> Holder | None:
+    """Who listens on TCP `port` (on `host`, or on any address when None), or None."""
+    hosts = None if host is None else {host, "0.0.0.0", "::"}  # noqa: S104 - a wildcard listener takes every host
+    for attempt in range(3):
+        found = _listener(port, hosts)
+        if found is None or found.pid is not None or attempt == 2:
+            break
+        time.sleep(0.2)  # a socket whose process /proc does not show yet (it is just starting): look again
+    if found is None:
+        return None
+    if found.pid is None:
+        return Holder(0, "an unidentified process", None)
+    try:
+        proc = psutil.Process(found.pid)
+        return Holder(found.pid, proc.name(), served_state_dir(proc.cmdline()))
+    except psutil.Error:
+        return Holder(found.pid, "a process that just exited", None)
 
 
 @contextlib.contextmanager

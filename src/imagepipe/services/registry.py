@@ -39,7 +39,9 @@ class EmbeddedRegistry:
         """Start it unless this state directory's registry already serves; returns 'running' or 'started'.
         A registry of another checkout on the port is never used (its data lives in its own state)."""
         held = ports.holder(self.port, self.addr.rpartition(":")[0])
-        if held is not None and held.state_dir == self.dir.parent.resolve() and probe(self.addr) == "registry":
+        ours = held is not None and (held.state_dir == self.dir.parent.resolve()
+                                     or (held.pid == 0 and self.pid() is not None))  # ours, not yet identified
+        if ours and probe(self.addr) == "registry":
             return "running"
         if held is not None:
             raise PipelineError(
