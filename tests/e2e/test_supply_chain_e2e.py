@@ -142,6 +142,7 @@ def test_tampering_is_caught_and_named(pipeline, attested, tmp_path):
         p.unlink()
     subprocess.run(["skopeo", "standalone-sign", str(manifest), f"{registry}/{repo}:latest", fpr, "-o",
                     str(sigdir / "signature-1")], env=env, check=True, capture_output=True)
+    subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=env, check=True)  # the test leaves no daemon
     try:
         bad = attest_verify(pipeline, image)
         assert bad.returncode == 1 and f"image {digest}: signature does not verify" in bad.stderr, bad.stderr
