@@ -13,7 +13,6 @@ from pipeline_support import ROOT
 
 from imagepipe.cluster import configs, images
 from imagepipe.cluster.facts import Facts
-from imagepipe.stages import base
 
 NAMESPACE = "imagepipe-ci"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -83,11 +82,8 @@ def prepare(facts: Facts, executor_local: str, work: Path) -> Kube:
         admin[key] += builder[key]
     kubeconfig.write_text(yaml.safe_dump(admin))
     kubeconfig.chmod(0o600)
-    executor = images.mirror(executor_local, f"{facts.registry}/osscontainertools/kaniko:v1.28.3")
-    git_image = images.git_image(f"{facts.registry}/imagepipe/git:1")
-    images.mirror(base.BASE_REF, f"{facts.registry}/library/python:3.11-slim")  # kaniko's docker.io mirror
-    bare = Path(facts.dir) / "git/todo.git"
-    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    stocked = images.stock(facts, executor_local, executor_tag="v1.28.3")
+    executor, git_image, bare = stocked.executor, stocked.git_image, stocked.bare
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
                             check=True).stdout.strip()
     subprocess.run(["git", "-C", str(ROOT), "push", "-q", str(bare), f"{commit}:refs/heads/ci"], check=True)

@@ -65,11 +65,8 @@ def measure(work: Path, executor_local: str) -> dict[str, Any] | None:
         out: dict[str, Any] = {"node_ready_s": facts.ready_seconds}
         out["control_plane_mb"] = rss_mb(cluster, CONTROL_PLANE)
         out["node_mb"] = rss_mb(cluster, ("containerd", "kubelet"))
-        executor = images.mirror(executor_local, f"{facts.registry}/osscontainertools/kaniko:bench")
-        git_image = images.git_image(f"{facts.registry}/imagepipe/git:1")
-        images.mirror(base.BASE_REF, f"{facts.registry}/library/python:3.11-slim")
-        bare = Path(facts.dir) / "git/todo.git"
-        subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+        stocked = images.stock(facts, executor_local, executor_tag="bench")
+        executor, git_image, bare = stocked.executor, stocked.git_image, stocked.bare
         api = kubejob.Cluster(facts.context, "default")
         for name, change in (("cold", None), ("rebuild", "\n# benchmark: a code-only change\n")):
             print(f"    cluster: the Job, {name}", flush=True)

@@ -93,9 +93,10 @@ def run_job(cluster: Cluster, job: dict[str, Any], *, secrets: list[dict[str, An
     """Create the Secrets and the Job, follow the build, return (what ran, the kaniko log)."""
     name = job["metadata"]["name"]
     run = cancel.current()
+    entry = json.dumps({"context": cluster.context, "namespace": cluster.namespace, "job": name,
+                        "secrets": [s["metadata"]["name"] for s in secrets]})
     if run is not None:  # a SIGKILLed run's leftovers are found from here by the next run
-        run.record("kube", json.dumps({"context": cluster.context, "namespace": cluster.namespace, "job": name,
-                                       "secrets": [s["metadata"]["name"] for s in secrets]}))
+        run.record("kube", entry)
     created: list[str] = []
     done = False
     t0 = time.monotonic()
@@ -122,8 +123,7 @@ def run_job(cluster: Cluster, job: dict[str, Any], *, secrets: list[dict[str, An
             cancel.unwinding()
         delete(cluster, name if not done else None, created)
         if run is not None:
-            run.forget("kube", json.dumps({"context": cluster.context, "namespace": cluster.namespace,
-                                           "job": name, "secrets": [s["metadata"]["name"] for s in secrets]}))
+            run.forget("kube", entry)
 
 
 def _follow(cluster: Cluster, pod: str, on_log: Callable[[str], None]) -> list[str]:

@@ -6,9 +6,11 @@ as the mirror of docker.io)."""
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from imagepipe import commands, hostenv, runner
+from imagepipe.cluster.facts import Facts
 from imagepipe.stages import base
 
 GIT_IMAGE = "localhost/imagepipe-git:1"
@@ -53,3 +55,21 @@ def _build_and_push(ctx: Path, local: str, dest: str) -> None:
     runner.run(commands.buildah_bud(profile, containerfile=ctx / "Containerfile", context=ctx, tags=[local]),
                stage="cluster", timeout=300, what=f"building {local}")
     mirror(local, dest)
+
+
+@dataclass(frozen=True)
+class Stocked:
+    executor: str  # the kaniko executor, in the cluster's registry
+    git_image: str  # the clone step's image, there too
+    bare: Path  # the git server's repository (todo.git), empty
+
+
+def stock(facts: Facts, executor_local: str, *, executor_tag: str) -> Stocked:
+    """What a Job on the local cluster needs there: the executor and git images in its registry, the base as
+    kaniko's docker.io mirror, and an empty repository on its git server."""
+    executor = mirror(executor_local, f"{facts.registry}/osscontainertools/kaniko:{executor_tag}")
+    git = git_image(f"{facts.registry}/imagepipe/git:1")
+    mirror(base.BASE_REF, f"{facts.registry}/library/python:3.11-slim")
+    bare = Path(facts.dir) / "git/todo.git"
+    runner.run(["git", "init", "-q", "--bare", str(bare)], stage="cluster")
+    return Stocked(executor, git, bare)
