@@ -4,6 +4,7 @@ what a killed run on the same state directory left behind (its marker names it).
 from __future__ import annotations
 
 import contextlib
+import shutil
 from pathlib import Path
 
 from imagepipe import cancel, commands, hostenv, runner
@@ -39,6 +40,7 @@ def clean_leftovers(profile: hostenv.HostProfile, state_dir: Path, run: cancel.R
         databases = sum(cancel.kill_postgres(Path(d)) for d in marker.get("postgres", []))
         for leftover in (state_dir / "kaniko").glob(f"kaniko-{marker['id']}.*"):
             leftover.unlink(missing_ok=True)  # its termination log, or a docker config holding credentials
+        shutil.rmtree(state_dir / "access" / marker["id"], ignore_errors=True)  # its auth file
         for entry in marker.get("kube", []):  # a cluster Job, its pods and the run's Secrets
             from imagepipe.builders import kubejob
 

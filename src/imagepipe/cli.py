@@ -73,8 +73,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--install", action="store_true", help="trust: install the policy system-wide")
     p.add_argument("--repo", default="todo-backend", help="repository name in the registry (default: %(default)s)")
     p.add_argument("--tag", action="append", default=[], help="extra tag to promote besides latest (repeatable)")
-    p.add_argument("--creds", help="USER:PASSWORD for the registry (default: the usual auth file)")
-    p.add_argument("--authfile", type=Path, help="registry auth file (default: containers' usual auth.json)")
+    p.add_argument("--creds", help="USER:PASSWORD for the registry, or USER with the password in "
+                                   "IMAGEPIPE_REGISTRY_PASSWORD (default: the auth files podman login and docker "
+                                   "login write)")
+    p.add_argument("--authfile", type=Path, help="registry auth file (default: $REGISTRY_AUTH_FILE, then "
+                                                 "podman's and docker's)")
+    p.add_argument("--tls-verify", choices=("true", "false"), default="true",
+                   help="false: do not verify the registry's TLS certificate (insecure; logged on every run)")
     p.add_argument("--containerfile", type=Path, default=ROOT / "build/Containerfile")
     p.add_argument("--context", type=Path, default=ROOT / "backend", help="build context (default: backend/)")
     p.add_argument("--base-image", help="use this image as python:3.11-slim (tagged locally under that name)")
@@ -117,8 +122,7 @@ def validate(args: argparse.Namespace) -> None:
         raise UsageError("--job-deadline must be a positive number of seconds")
     if args.max_size <= 0:
         raise UsageError("--max-size must be a positive number of MB")
-    if args.creds is not None and ":" not in args.creds:
-        raise UsageError("--creds must be USER:PASSWORD")
+    args.tls_verify = args.tls_verify != "false"
 
 
 @contextmanager
@@ -176,8 +180,28 @@ def dispatch(ctx: Context) -> int:
     return exitcodes.OK
 
 
+def scrub_password(argv: list[str]) -> list[str]:
+    """argv with the password of --creds USER:PASS replaced by ***."""
+    out, after_creds = [], False
+    for arg in argv:
+        if after_creds and ":" in arg:
+            arg = arg.split(":", 1)[0] + ":***"
+        elif arg.startswith("--creds=") and ":" in arg:
+            arg = arg.split(":", 1)[0] + ":***"
+        out.append(arg)
+        after_creds = arg == "--creds"
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.creds and ":" in args.creds and argv is None:
+        # /proc/PID/cmdline is readable by every user: our own command line loses the password at once
+        # (setproctitle rewrites the memory it is read from). `podman login` or IMAGEPIPE_REGISTRY_PASSWORD
+        # keep it out of argv altogether.
+        import setproctitle
+
+        setproctitle.setproctitle(" ".join(scrub_password([sys.executable, *sys.orig_argv[1:]])))
     # Progress (logging included) goes to stdout; stderr carries only the error line and its detail.
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="    %(message)s",
                         stream=sys.stdout)
@@ -197,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         with state_lock(ctx.state_dir), cancel.running(cancel.Run(ctx.state_dir)) as run:
             ctx.run_id = run.id
             run.callback(lambda: cleanup.remove_run_containers(ctx.profile, run.id))
+            run.callback(ctx.close_access)
             cleanup.clean_leftovers(ctx.profile, ctx.state_dir, run)
             claim_ports(ctx)
             return dispatch(ctx)

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from imagepipe import cancel, hostenv
+from imagepipe.registryaccess import Access, open_access
+from imagepipe.registryauth import resolve
 
 
 @dataclass
@@ -18,6 +21,26 @@ class Context:
     state_dir: Path
     run_id: str = "norun"
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage (stagetable.timed), for the report
+    _access: dict[str, Access] = field(default_factory=dict)
+
+    def access(self, registry: str | None = None, *, stage: str) -> Access:
+        """How this run reaches `registry` (default: --registry) and with which credentials: resolved once,
+        then the same value for every stage. Its auth file lives in the state directory until the run ends."""
+        registry = registry or self.args.registry
+        if registry not in self._access:
+            auth = resolve(registry, creds=self.args.creds, authfile=self.args.authfile, repo=self.args.repo)
+            self._access[registry] = open_access(auth, tls_verify=self.args.tls_verify, work=self.access_dir,
+                                                 stage=stage)
+        return self._access[registry]
+
+    @property
+    def access_dir(self) -> Path:
+        return self.state_dir / "access" / self.run_id
+
+    def close_access(self) -> None:
+        """The run's auth files and trust bundles go when it ends (and a killed run's, on the next run)."""
+        self._access.clear()
+        shutil.rmtree(self.access_dir, ignore_errors=True)
 
     @property
     def labels(self) -> dict[str, str]:

@@ -31,11 +31,13 @@ def test_buildah_bud(profile, kw, expected):
 @pytest.mark.parametrize(("dest", "kw", "expected"), [
     ("127.0.0.1:5000/r:t", {}, ["buildah", "push", "--tls-verify=false", "--digestfile", "/d",
                                 "img", "docker://127.0.0.1:5000/r:t"]),
-    ("registry.example.com/r:t", {"creds": "u:p"}, ["buildah", "push", "--digestfile", "/d", "--creds", "u:p",
-                                                    "img", "docker://registry.example.com/r:t"]),
-    ("localhost:5000/r:t", {"authfile": Path("/a.json")}, ["buildah", "push", "--tls-verify=false", "--digestfile",
-                                                          "/d", "--authfile", "/a.json", "img",
-                                                          "docker://localhost:5000/r:t"]),
+    ("registry.example.com/r:t", {"auth": commands.ToolAuth(Path("/a.json"))},
+     ["buildah", "push", "--authfile", "/a.json", "--digestfile", "/d", "img", "docker://registry.example.com/r:t"]),
+    # a TLS registry on loopback is verified when the run's access says it speaks TLS
+    ("127.0.0.1:5443/r:t", {"auth": commands.ToolAuth(None, tls_verify=True)},
+     ["buildah", "push", "--digestfile", "/d", "img", "docker://127.0.0.1:5443/r:t"]),
+    ("registry.example.com/r:t", {"auth": commands.ToolAuth(None, tls_verify=False)},
+     ["buildah", "push", "--tls-verify=false", "--digestfile", "/d", "img", "docker://registry.example.com/r:t"]),
 ])
 def test_buildah_push(dest, kw, expected):
     assert commands.buildah_push("img", dest, digestfile=Path("/d"), **kw) == expected
@@ -62,6 +64,14 @@ def test_podman_run_flags():
 ])
 def test_registry_is_local(ref, local):
     assert commands.registry_is_local(ref) is local
+
+
+def test_skopeo_copy_gives_the_auth_file_to_both_sides_and_never_a_password():
+    argv = commands.skopeo_copy("reg.example.com/r@sha256:ab", "reg.example.com/r:latest",
+                                auth=commands.ToolAuth(Path("/run/a.json")))
+    assert argv == ["skopeo", "copy", "--preserve-digests", "--src-authfile", "/run/a.json", "--dest-authfile",
+                    "/run/a.json", "docker://reg.example.com/r@sha256:ab", "docker://reg.example.com/r:latest"]
+    assert not any("creds" in a for a in argv)
 
 
 def test_skopeo_copy_preserves_digests():

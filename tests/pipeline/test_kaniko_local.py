@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from imagepipe.registryauth import RegistryAuth
+
 from imagepipe.builders import kaniko, kanikojob, kubejob
 from imagepipe.errors import PipelineError
 from imagepipe.hostenv import HostProfile
@@ -78,7 +80,7 @@ def test_rewrite_refuses_any_other_flag():
 
 
 def test_docker_config_carries_the_credentials_for_that_registry():
-    config = json.loads(kaniko.docker_config("reg.example.com", "ci:s3cret"))
+    config = json.loads(RegistryAuth("reg.example.com", "ci", "s3cret", "--creds").auths_json())
     assert config == {"auths": {"reg.example.com": {"auth": "Y2k6czNjcmV0"}}}
 
 

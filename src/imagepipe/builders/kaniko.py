@@ -8,10 +8,7 @@ The executor is named only by image reference: `--kaniko-image REF`, else the im
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
-import os
 import re
 import secrets
 import time
@@ -23,6 +20,8 @@ from imagepipe import commands, runner
 from imagepipe.builders import buildsteps, kanikojob
 from imagepipe.errors import PipelineError, ToolFailed, pip_failure
 from imagepipe.hostenv import HostProfile
+from imagepipe.registryaccess import registry_cas
+from imagepipe.registryauth import RegistryAuth, write_private
 from imagepipe.stages import base
 
 log = logging.getLogger("imagepipe.builders.kaniko")
@@ -34,6 +33,7 @@ CONTAINERFILE_MOUNT = "/workspace/Containerfile"
 CA_MOUNT = "/run/host-ca.crt"  # the Containerfile's RUN uses it for pip when present; kaniko skips mounts
 WHEELS_MOUNT = "/run/wheels"
 DOCKER_CONFIG_MOUNT = "/kaniko/.docker/config.json"
+REGISTRY_CA_MOUNT = "/kaniko/registry-ca.crt"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # kaniko colours its log lines
 
 
@@ -60,16 +60,10 @@ def executor_image(profile: HostProfile, override: str | None) -> str:
             f"make {ref} pullable", stage="build") from None
 
 
-def docker_config(registry: str, creds: str) -> str:
-    """A docker config.json granting USER:PASS on registry (kaniko reads this format only)."""
-    token = base64.b64encode(creds.encode()).decode()
-    return json.dumps({"auths": {registry: {"auth": token}}})
-
-
 def local_argv(profile: HostProfile, *, executor: str, job: dict[str, Any], context: Path,
                containerfile: Path, destination: str, cache_repo: str, registry: str, termination_log: Path,
                name: str, labels: dict[str, str], docker_config_file: Path | None = None,
-               wheelhouse: Path | None = None) -> list[str]:
+               wheelhouse: Path | None = None, registry_ca: Path | None = None) -> list[str]:
     """podman running the executor as the Job would: the manifest's args (rewritable ones set), its
     securityContext as podman expresses it, and the termination-log file kubelet would provide."""
     sec = kanikojob.security(job)
@@ -86,6 +80,9 @@ def local_argv(profile: HostProfile, *, executor: str, job: dict[str, Any], cont
         volumes.append(f"{CA_BUNDLE}:{CA_MOUNT}:ro")
     if docker_config_file is not None:
         volumes.append(f"{docker_config_file}:{DOCKER_CONFIG_MOUNT}:ro")
+    if registry_ca is not None:  # the registry's own CA from certs.d, which kaniko does not read
+        volumes.append(f"{registry_ca}:{REGISTRY_CA_MOUNT}:ro")
+        args.append(f"--registry-certificate={registry}={REGISTRY_CA_MOUNT}")
     return commands.podman_run(
         profile, executor, name=name, remove=True, env=kanikojob.executor_env(job),
         network="host" if loopback else None, user=sec.user,
@@ -95,25 +92,23 @@ def local_argv(profile: HostProfile, *, executor: str, job: dict[str, Any], cont
 
 def build_local(profile: HostProfile, *, executor: str, context: Path, containerfile: Path, destination: str,
                 cache_repo: str, registry: str, work_dir: Path, labels: dict[str, str],
-                creds: str | None = None, authfile: Path | None = None, wheelhouse: Path | None = None,
+                auth: RegistryAuth | None = None, wheelhouse: Path | None = None,
                 run_id: str | None = None) -> KanikoBuild:
+    """With `auth`, kaniko gets the run's credentials as its docker config (0600, removed afterwards) and the
+    registry's certs.d CA, if it has one."""
     job = kanikojob.load()
     run_id = run_id or secrets.token_hex(4)
     work_dir.mkdir(parents=True, exist_ok=True)
     termination_log = work_dir / f"kaniko-{run_id}.termination-log"
     termination_log.write_text("")
     config_file = None
-    if creds:
-        config_file = work_dir / f"kaniko-{run_id}.docker-config.json"
-        fd = os.open(config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(docker_config(registry, creds))
-    elif authfile:
-        config_file = authfile
+    if auth is not None and not auth.anonymous:
+        config_file = write_private(auth, work_dir / f"kaniko-{run_id}.docker-config.json")
+    cas = registry_cas(registry)
     argv = local_argv(profile, executor=executor, job=job, context=context, containerfile=containerfile,
                       destination=destination, cache_repo=cache_repo, registry=registry,
                       termination_log=termination_log, name=f"imagepipe-kaniko-{run_id}", labels=labels,
-                      docker_config_file=config_file, wheelhouse=wheelhouse)
+                      docker_config_file=config_file, wheelhouse=wheelhouse, registry_ca=cas[0] if cas else None)
     t0 = time.monotonic()
     timer = buildsteps.StepTimer("kaniko")
     try:
@@ -123,7 +118,7 @@ def build_local(profile: HostProfile, *, executor: str, context: Path, container
         raise explain_failure(e, registry=registry, context=context) from None
     finally:
         termination_log.unlink(missing_ok=True)
-        if creds and config_file is not None:
+        if config_file is not None:
             config_file.unlink(missing_ok=True)
     if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
         raise PipelineError(f"kaniko finished but wrote no digest to its termination log (got {digest[:80]!r})",

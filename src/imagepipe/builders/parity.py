@@ -153,15 +153,16 @@ def layer_summary(blob: Path) -> dict[str, Any]:
             "fingerprint": hashlib.sha256(json.dumps(members).encode()).hexdigest()[:16]}
 
 
-def read_layers(ref: str) -> list[dict[str, Any]]:
+def read_layers(ref: str, auth: commands.ToolAuth | None = None) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="imagepipe-parity-") as tmp:
-        runner.run(commands.skopeo_to_dir(ref, Path(tmp)), stage="parity", timeout=600, what="reading layers")
+        runner.run(commands.skopeo_to_dir(ref, Path(tmp), auth=auth), stage="parity", timeout=600,
+                   what="reading layers")
         manifest = json.loads((Path(tmp) / "manifest.json").read_text())
         return [layer_summary(Path(tmp) / layer["digest"].split(":", 1)[1]) for layer in manifest["layers"]]
 
 
-def read_config(ref: str) -> dict[str, Any]:
-    raw = json.loads(runner.run(commands.skopeo_inspect(ref, config=True), stage="parity").stdout)
+def read_config(ref: str, auth: commands.ToolAuth | None = None) -> dict[str, Any]:
+    raw = json.loads(runner.run(commands.skopeo_inspect(ref, config=True, auth=auth), stage="parity").stdout)
     return dict(raw.get("config") or {})
 
 
@@ -193,13 +194,14 @@ class ParityReport:
                 "differences": [d.as_dict() for d in self.differences]}
 
 
-def compare(buildah_ref: str, kaniko_ref: str) -> ParityReport:
-    """Both references are pulled by the caller (present in local storage and in the registry)."""
+def compare(buildah_ref: str, kaniko_ref: str, auth: commands.ToolAuth | None = None) -> ParityReport:
+    """Both references are pulled by the caller (present in local storage and in the registry, which
+    `auth` reaches)."""
     report = ParityReport(buildah_ref, kaniko_ref)
     ta, tb = read_tree(buildah_ref), read_tree(kaniko_ref)
-    la, lb = read_layers(buildah_ref), read_layers(kaniko_ref)
+    la, lb = read_layers(buildah_ref, auth), read_layers(kaniko_ref, auth)
     report.counts = {"paths": len(ta), "paths_kaniko": len(tb), "layers": len(la), "layers_kaniko": len(lb)}
-    report.differences = explain([*compare_configs(read_config(buildah_ref), read_config(kaniko_ref)),
+    report.differences = explain([*compare_configs(read_config(buildah_ref, auth), read_config(kaniko_ref, auth)),
                                   *compare_trees(ta, tb), *compare_layers(la, lb)])
     return report
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import jwt
 
+from imagepipe.commands.skopeo import ToolAuth
 from imagepipe.supplychain.inventory import Inventory
 
 CONTAINER_HOST = "host.containers.internal"  # podman's name for the host, seen from a bridged container
@@ -36,6 +37,7 @@ class VerifyOptions:
     state_dir: Path = Path(".state")
     keep: bool = False  # leave containers behind for debugging
     labels: dict[str, str] = field(default_factory=dict)  # on every container verify starts (the run's)
+    pull_auth: ToolAuth | None = None  # the run's registry access, for the pull by digest
 
 
 @dataclass

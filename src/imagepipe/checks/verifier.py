@@ -121,7 +121,7 @@ class Verifier:
     def run(self) -> VerifyResult:
         started = self.t0 = time.monotonic()
         try:
-            self.sh(commands.podman_pull(self.profile, self.image), timeout=600)
+            self.sh(commands.podman_pull(self.profile, self.image, auth=self.opt.pull_auth), timeout=600)
         except ToolFailed as e:
             raise PipelineError(f"cannot pull {self.image}: {e.message}", stage="verify", detail=e.detail) from None
         facts = podmanfacts.image(self.profile, self.image, stage="verify")

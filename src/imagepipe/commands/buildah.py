@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from imagepipe.commands.skopeo import tls_flag
+from imagepipe.commands.skopeo import ToolAuth, auth_flags
 from imagepipe.hostenv import HostProfile
 
 __all__ = [
@@ -53,14 +53,8 @@ def buildah_bud(
     return argv
 
 
-def buildah_push(image: str, dest: str, *, digestfile: Path, creds: str | None = None,
-                 authfile: Path | None = None) -> list[str]:
-    argv = ["buildah", "push", *tls_flag(dest), "--digestfile", str(digestfile)]
-    if creds:
-        argv += ["--creds", creds]
-    if authfile:
-        argv += ["--authfile", str(authfile)]
-    return [*argv, image, f"docker://{dest}"]
+def buildah_push(image: str, dest: str, *, digestfile: Path, auth: ToolAuth | None = None) -> list[str]:
+    return ["buildah", "push", *auth_flags(dest, auth), "--digestfile", str(digestfile), image, f"docker://{dest}"]
 
 
 def buildah_containers() -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from imagepipe.commands.skopeo import tls_flag
+from imagepipe.commands.skopeo import ToolAuth, auth_flags
 from imagepipe.hostenv import NS_FILE, HostProfile
 
 __all__ = [
@@ -92,8 +92,8 @@ def podman_run(
     return podman(profile, *args, image, *command)
 
 
-def podman_pull(profile: HostProfile, ref: str) -> list[str]:
-    return podman(profile, "pull", "-q", *tls_flag(ref), ref)
+def podman_pull(profile: HostProfile, ref: str, *, auth: ToolAuth | None = None) -> list[str]:
+    return podman(profile, "pull", "-q", *auth_flags(ref, auth), ref)
 
 
 def podman_inspect(profile: HostProfile, kind: str, name: str) -> list[str]:

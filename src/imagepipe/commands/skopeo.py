@@ -1,15 +1,25 @@
-"""argv builders for skopeo, and how a registry is reached (plain HTTP on loopback only)."""
+"""argv builders for skopeo, and what the containers tools are told about reaching a registry."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 __all__ = [
     "LOOPBACK_HOSTS", "registry_is_local", "skopeo_copy", "skopeo_copy_from_storage", "skopeo_dir_to_storage",
-    "skopeo_inspect", "skopeo_standalone_sign", "skopeo_to_dir", "tls_flag",
+    "skopeo_inspect", "skopeo_standalone_sign", "skopeo_to_dir", "tls_flag", "ToolAuth", "auth_flags",
 ]
+
+
+@dataclass(frozen=True)
+class ToolAuth:
+    """What a containers tool is given for the run's registry (imagepipe.registryaccess decides it): an auth
+    file holding only that registry's entry, mode 0600 (so no secret is ever in argv), and whether to
+    verify TLS (False: it speaks plain HTTP, or the user passed --tls-verify=false)."""
+    authfile: Path | None = None
+    tls_verify: bool = True
 
 
 def registry_is_local(ref_or_host: str) -> bool:
@@ -17,35 +27,41 @@ def registry_is_local(ref_or_host: str) -> bool:
     return host.rsplit(":", 1)[0] in LOOPBACK_HOSTS or host in LOOPBACK_HOSTS
 
 
-def tls_flag(ref: str, *, name: str = "--tls-verify") -> list[str]:
-    """Loopback registries speak plain HTTP; everything else keeps TLS verification on."""
+def tls_flag(ref: str, *, name: str = "--tls-verify", auth: ToolAuth | None = None) -> list[str]:
+    """TLS off where the run's access says so; without one, loopback registries are taken as plain HTTP."""
+    if auth is not None:
+        return [] if auth.tls_verify else [f"{name}=false"]
     return [f"{name}=false"] if registry_is_local(ref) else []
 
 
-def skopeo_inspect(ref: str, *, raw: bool = False, config: bool = False, creds: str | None = None) -> list[str]:
-    argv = ["skopeo", "inspect", *tls_flag(ref)]
+def auth_flags(ref: str, auth: ToolAuth | None, *, prefix: str = "") -> list[str]:
+    """--tls-verify and --authfile for one side of a tool's transfer (prefix "src-" or "dest-" for skopeo)."""
+    flags = tls_flag(ref, name=f"--{prefix}tls-verify", auth=auth)
+    if auth is not None and auth.authfile is not None:
+        flags += [f"--{prefix}authfile", str(auth.authfile)]
+    return flags
+
+
+def skopeo_inspect(ref: str, *, raw: bool = False, config: bool = False, auth: ToolAuth | None = None) -> list[str]:
+    argv = ["skopeo", "inspect", *auth_flags(ref, auth)]
     if raw:
         argv.append("--raw")
     if config:
         argv.append("--config")
-    if creds:
-        argv += ["--creds", creds]
     return [*argv, f"docker://{ref}"]
 
 
-def skopeo_copy(src: str, dest: str, *, creds: str | None = None, sign_by: str | None = None,
+def skopeo_copy(src: str, dest: str, *, auth: ToolAuth | None = None, sign_by: str | None = None,
                 registries_d: Path | None = None) -> list[str]:
     """Registry-side retag: copies the manifest by digest, blobs are already there; with `sign_by`, a simple
     signing signature of the destination is written to the lookaside store that `registries_d` names."""
     argv = ["skopeo"]
     if registries_d is not None:
         argv += ["--registries.d", str(registries_d)]
-    argv += ["copy", "--preserve-digests", *tls_flag(src, name="--src-tls-verify"),
-             *tls_flag(dest, name="--dest-tls-verify")]
+    argv += ["copy", "--preserve-digests", *auth_flags(src, auth, prefix="src-"),
+             *auth_flags(dest, auth, prefix="dest-")]
     if sign_by:
         argv += ["--sign-by", sign_by]
-    if creds:
-        argv += ["--src-creds", creds, "--dest-creds", creds]
     return [*argv, f"docker://{src}", f"docker://{dest}"]
 
 
@@ -55,10 +71,10 @@ def skopeo_copy_from_storage(image: str, dest: str) -> list[str]:
             f"docker://{dest}"]
 
 
-def skopeo_to_dir(src: str, layout: Path) -> list[str]:
+def skopeo_to_dir(src: str, layout: Path, *, auth: ToolAuth | None = None) -> list[str]:
     """An image (docker://REF, or containers-storage:NAME when given so) into a `dir:` layout."""
     source = src if src.startswith("containers-storage:") else f"docker://{src}"
-    tls = [] if src.startswith("containers-storage:") else tls_flag(src, name="--src-tls-verify")
+    tls = [] if src.startswith("containers-storage:") else auth_flags(src, auth, prefix="src-")
     return ["skopeo", "copy", "-q", *tls, source, f"dir:{layout}"]
 
 

@@ -97,7 +97,7 @@ def kaniko_local(ctx: Context) -> PushedImage:
     hostenv.ensure_mount_namespace(ctx.profile)
     a = ctx.args
     try:
-        ensure_registry(ctx)
+        access = ensure_registry(ctx)
     except PipelineError as e:
         e.stage = "build"
         raise
@@ -110,8 +110,8 @@ def kaniko_local(ctx: Context) -> PushedImage:
     build = kaniko.build_local(
         ctx.profile, executor=executor, context=a.context, containerfile=a.containerfile,
         destination=f"{a.registry}/{a.repo}:{tag}", cache_repo=f"{a.registry}/{a.repo}/cache",
-        registry=a.registry, work_dir=ctx.state_dir / "kaniko", labels=ctx.labels, creds=a.creds,
-        authfile=a.authfile, wheelhouse=house, run_id=ctx.run_id)
+        registry=a.registry, work_dir=ctx.state_dir / "kaniko", labels=ctx.labels, auth=access.auth,
+        wheelhouse=house, run_id=ctx.run_id)
     facts = BuildFacts("kaniko", version_of(executor), tuple(build.steps), started, time.time())
     pushed = PushedImage(ImageRef(a.registry, a.repo, digest=build.digest), tag, facts)
     print(buildsteps.render(build.steps))

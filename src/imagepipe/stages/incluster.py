@@ -4,13 +4,12 @@ registry settings; then verify and promote run here as for any build."""
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
 
 from imagepipe import commands, gitinfo, runner
-from imagepipe.builders import kaniko, kanikojob, kubejob
+from imagepipe.builders import kanikojob, kubejob
 from imagepipe.context import Context, write_state
 from imagepipe.errors import PipelineError, UsageError
 from imagepipe.refs import BuildFacts, ImageRef, PushedImage
@@ -20,15 +19,9 @@ log = logging.getLogger("imagepipe")
 
 
 def docker_config(ctx: Context) -> str:
-    """The Job's registry credentials, from the one place the run has them: --creds, else the auth file's
-    entry for this registry, else none (an anonymous registry)."""
-    a = ctx.args
-    if a.creds:
-        return kaniko.docker_config(a.registry, a.creds)
-    if a.authfile and a.authfile.is_file():
-        auths = json.loads(a.authfile.read_text()).get("auths", {})
-        return json.dumps({"auths": {k: v for k, v in auths.items() if k.split("/")[0] == a.registry}})
-    return json.dumps({"auths": {}})
+    """The Job's registry credentials: the run's one RegistryAuth (--creds, the auth files, or none), as the
+    docker config a kubernetes.io/dockerconfigjson Secret holds."""
+    return ctx.access(stage="build").auth.auths_json()
 
 
 def check_image(ref: str, option: str) -> None:

@@ -15,6 +15,7 @@ from imagepipe.context import Context
 from imagepipe.errors import PipelineError
 from imagepipe.paths import ROOT
 from imagepipe.refs import BuildFacts, PushedImage
+from imagepipe.registryaccess import Access
 from imagepipe.services import sigserver
 from imagepipe.stages import base
 from imagepipe.stages.verify import Verified
@@ -61,20 +62,21 @@ def _promote(ctx: Context, image: PushedImage, contents: inventory.Inventory | N
     published = attest.Published(signer=key.fingerprint, lookaside=lookaside)
     # The attestations first: they move no tag, so a failure there leaves every tag where it was.
     attach(ctx, image, contents, key, staging, published)
+    access = ctx.access(image.ref.registry, stage="promote")
     moved: list[tuple[str, str | None]] = []  # (tag ref, the digest it named before; None: it did not exist)
     try:
         for tag in ["latest", *ctx.args.tag]:
             dest = str(image.ref.with_tag(tag))
-            moved.append((dest, tag_digest(dest, ctx.args.creds)))
-            signing.sign_tag(str(image), dest, key=key, registries=regd, creds=ctx.args.creds)
-            got = tag_digest(dest, ctx.args.creds)
+            moved.append((dest, tag_digest(dest, access)))
+            signing.sign_tag(str(image), dest, key=key, registries=regd, auth=access.tool)
+            got = tag_digest(dest, access)
             if got != digest:
                 raise PipelineError(f"{dest} points at {got} after promotion, expected {digest}", stage="promote")
             published.signed_tags.append(dest)
             print(f"    {dest} -> {digest} (signed by {key.fingerprint[-16:]})")
     except BaseException:
         # A promotion cut short (cancelled or failed) moves no tag: each one already moved goes back.
-        for problem in rollback(image, moved, ctx.args.creds, ctx.args.registry, ctx.args.repo):
+        for problem in rollback(image, moved, access):
             log.warning("%s", problem)
         raise
     signed = staging / f"{ctx.args.repo}@{digest.replace(':', '=')}"
@@ -84,14 +86,13 @@ def _promote(ctx: Context, image: PushedImage, contents: inventory.Inventory | N
     return Promoted([dest for dest, _ in moved], published.report())
 
 
-def rollback(image: PushedImage, moved: list[tuple[str, str | None]], creds: str | None, registry: str,
-             repo: str) -> list[str]:
+def rollback(image: PushedImage, moved: list[tuple[str, str | None]], access: Access) -> list[str]:
     """Put each moved tag back on the digest it named; remove a tag this promotion created. Returns one line
     per tag that could not be restored."""
     problems = []
-    reg = referrers.Registry(registry, repo, creds)
+    reg = referrers.Registry(access, image.ref.repository)
     for dest, before in reversed(moved):
-        now = tag_digest(dest, creds)
+        now = tag_digest(dest, access)
         if now == before:
             continue
         tag = dest.rsplit(":", 1)[1]
@@ -100,10 +101,10 @@ def rollback(image: PushedImage, moved: list[tuple[str, str | None]], creds: str
                 problems.append(f"could not remove {dest}, which this promotion created: the registry refuses to "
                                 f"delete tags (distribution 2.8 does); it names {now}, a verified image")
             continue
-        back = runner.run(commands.skopeo_copy(str(image.ref.with_digest(before)), dest, creds=creds),
+        back = runner.run(commands.skopeo_copy(str(image.ref.with_digest(before)), dest, auth=access.tool),
                           timeout=120, ok_codes=(0, 1, 2))
-        if back.code != 0 or tag_digest(dest, creds) != before:
-            problems.append(f"could not restore {dest} to {before}: it names {tag_digest(dest, creds)} "
+        if back.code != 0 or tag_digest(dest, access) != before:
+            problems.append(f"could not restore {dest} to {before}: it names {tag_digest(dest, access)} "
                             f"({runner.first_error_line(back.stderr) or 'skopeo copy failed'})")
     return problems
 
@@ -130,7 +131,7 @@ def attach(ctx: Context, image: PushedImage, contents: inventory.Inventory | Non
         source_uri=source, commit=commit, builder=facts.builder, builder_version=facts.builder_version,
         base_ref=base.BASE_REF, base_digest=base_digest, requirements=requirements, invocation=ctx.run_id,
         started=facts.started, finished=facts.finished)
-    reg = referrers.Registry(a.registry, a.repo, a.creds)
+    reg = referrers.Registry(ctx.access(image.ref.registry, stage="promote"), image.ref.repository)
     published.sbom = attest.publish_attestation(reg, repo_ref=repo_ref, digest=digest, artifact_type=sbom.MEDIA_TYPE,
                                                 payload=bom.encode(), key=key, staging=staging, repo=a.repo)
     published.provenance = attest.publish_attestation(
@@ -151,6 +152,6 @@ def base_image_digest(ctx: Context) -> str | None:
     return None
 
 
-def tag_digest(ref: str, creds: str | None) -> str | None:
-    result = runner.run(commands.skopeo_inspect(ref, creds=creds), stage="promote", ok_codes=(0, 1, 2))
+def tag_digest(ref: str, access: Access) -> str | None:
+    result = runner.run(commands.skopeo_inspect(ref, auth=access.tool), stage="promote", ok_codes=(0, 1, 2))
     return json.loads(result.stdout).get("Digest") if result.code == 0 else None

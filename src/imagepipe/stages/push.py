@@ -6,10 +6,11 @@ from __future__ import annotations
 import logging
 import re
 
-from imagepipe import commands, gitinfo, runner
+from imagepipe import commands, gitinfo, registryhttp, runner
 from imagepipe.context import Context, write_state
 from imagepipe.errors import PipelineError, ToolFailed, UsageError
 from imagepipe.refs import BuildFacts, BuiltImage, ImageRef, PushedImage
+from imagepipe.registryaccess import Access
 from imagepipe.retry import retry
 from imagepipe.services import registry
 from imagepipe.stages import base
@@ -17,14 +18,13 @@ from imagepipe.stages import base
 log = logging.getLogger("imagepipe")
 
 
-def ensure_registry(ctx: Context) -> None:
+def ensure_registry(ctx: Context) -> Access:
     """The embedded registry is started only when it was asked for (the default, or `--registry embedded`);
-    an address the user names is used as it is, never replaced by one we start."""
+    an address the user names is used as it is, never replaced by one we start. Either way, how it is
+    reached (TLS, trust, credentials) is decided here, once."""
     if ctx.args.embedded:
         registry.EmbeddedRegistry(ctx.state_dir, ctx.args.registry).ensure_running()  # says so if it started
-    elif registry.probe(ctx.args.registry) != "registry":
-        raise PipelineError(f"registry {ctx.args.registry} is unreachable (nothing answers there as a registry): "
-                            "start it or fix --registry (omit it to use the embedded one)", stage="push")
+    return ctx.access(stage="push")
 
 
 def alone(ctx: Context) -> BuiltImage:
@@ -39,14 +39,13 @@ def alone(ctx: Context) -> BuiltImage:
 
 def run(ctx: Context, built: BuiltImage) -> PushedImage:
     """buildah's local image to the registry (kaniko pushes as it builds: `all` skips this stage for it)."""
-    ensure_registry(ctx)
+    access = ensure_registry(ctx)
     a = ctx.args
     tag = built.ref.tag or "latest"
     dest = ImageRef(a.registry, a.repo, tag)
     digestfile = ctx.state_dir / "push.digest"
     digestfile.unlink(missing_ok=True)
-    argv = commands.buildah_push(str(built.ref), str(dest), digestfile=digestfile, creds=a.creds,
-                                 authfile=a.authfile)
+    argv = commands.buildah_push(str(built.ref), str(dest), digestfile=digestfile, auth=access.tool)
 
     def refused(e: BaseException) -> bool:
         return isinstance(e, ToolFailed) and bool(
@@ -57,8 +56,8 @@ def run(ctx: Context, built: BuiltImage) -> PushedImage:
               on=ToolFailed, unless=refused, backoff=2.0, what="push")
     except ToolFailed as e:
         if refused(e):
-            raise PipelineError(f"the registry {a.registry} refused the credentials: pass --creds USER:PASSWORD "
-                                "or log in with `podman login` (auth file)", stage="push", detail=e.output) from None
+            denied = registryhttp.refused(access.auth, "push")
+            raise PipelineError(denied.message, stage="push", detail=e.output) from None
         raise PipelineError(f"push to {a.registry} failed 3 times: {e.message} (is the registry up? "
                             "`python build/pipeline.py registry status`)", stage="push", detail=e.output) from None
     pushed = PushedImage(dest.with_digest(digestfile.read_text().strip()), tag, built.facts)

@@ -29,6 +29,7 @@ def alone(ctx: Context) -> PushedImage:
 
 def run(ctx: Context, image: PushedImage) -> Verified:
     hostenv.ensure_mount_namespace(ctx.profile)
+    pull = ctx.access(image.ref.registry, stage="verify").tool if image.ref.registry else None
     options = VerifyOptions(max_size_mb=ctx.args.max_size, database_url=ctx.args.database_url,
-                            state_dir=ctx.state_dir, keep=ctx.args.keep, labels=ctx.labels)
+                            state_dir=ctx.state_dir, keep=ctx.args.keep, labels=ctx.labels, pull_auth=pull)
     return Verified(image, Verifier(ctx.profile, str(image), options).run())

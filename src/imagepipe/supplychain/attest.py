@@ -18,6 +18,8 @@ from typing import Any
 import requests
 
 from imagepipe.errors import PipelineError
+from imagepipe.refs import ImageRef
+from imagepipe.registryaccess import Access
 from imagepipe.supplychain import referrers, sbom, signing
 from imagepipe.supplychain.provenance import MEDIA_TYPE as PROVENANCE_TYPE
 
@@ -77,23 +79,19 @@ def signed_by_key(signatures: list[bytes], digest: str, public_key: Path, work: 
     return False, "; ".join(dict.fromkeys(reasons))
 
 
-def verify(ref: str, *, public_key: Path, lookaside: str, creds: str | None = None) -> list[str]:
+def verify(ref: ImageRef, *, public_key: Path, lookaside: str, access: Access) -> list[str]:
     """Problems with REGISTRY/REPO@sha256:… (empty: signed, attested, consistent)."""
-    if "@sha256:" not in ref:
-        raise PipelineError(f"attest verify takes a digest reference, REGISTRY/REPO@sha256:… (got {ref})",
-                            stage="attest")
-    repo_ref, digest = ref.split("@", 1)
-    registry, repo = repo_ref.split("/", 1)
-    reg = referrers.Registry(registry, repo, creds)
+    digest, repo = str(ref.digest), ref.repository
+    reg = referrers.Registry(access, repo, stage="attest")
     problems: list[str] = []
     with tempfile.TemporaryDirectory(prefix="imagepipe-attest-") as tmp:
         work = Path(tmp)
         ok, why = signed_by_key(fetch_signatures(lookaside, repo, digest), digest, public_key, work)
         if not ok:
             problems.append(f"image {digest}: {why}")
-        index = referrers.referrers(reg, digest)
+        _, listed = referrers.referrers(reg, digest)
         for kind, media in (("SBOM", sbom.MEDIA_TYPE), ("provenance", PROVENANCE_TYPE)):
-            found = [d for d in index.get("manifests", []) if d.get("artifactType") == media]
+            found = [d for d in listed if d.get("artifactType") == media]
             if not found:
                 problems.append(f"{kind}: no {media} artifact refers to {digest}")
                 continue

@@ -7,6 +7,7 @@ import sys
 from imagepipe import exitcodes
 from imagepipe.context import Context
 from imagepipe.errors import UsageError
+from imagepipe.refs import ImageRef
 from imagepipe.supplychain import attest
 from imagepipe.verbs.signer import lookaside_url, public_key
 
@@ -15,7 +16,11 @@ def run(ctx: Context) -> int:
     a = ctx.args
     if len(a.target) != 2 or a.target[0] != "verify":
         raise UsageError("usage: python build/pipeline.py attest verify REGISTRY/REPO@sha256:…")
-    problems = attest.verify(a.target[1], public_key=public_key(ctx), lookaside=lookaside_url(ctx), creds=a.creds)
+    ref = ImageRef.parse(a.target[1])
+    if ref.digest is None or ref.registry is None:
+        raise UsageError(f"attest verify takes a digest reference, REGISTRY/REPO@sha256:… (got {a.target[1]})")
+    access = ctx.access(ref.registry, stage="attest")
+    problems = attest.verify(ref, public_key=public_key(ctx), lookaside=lookaside_url(ctx), access=access)
     for problem in problems:
         print(f"attest: {problem}", file=sys.stderr)
     if problems:

@@ -23,11 +23,12 @@ def run(ctx: Context) -> int:
     else:
         kaniko_image = timed(ctx, "kaniko", "kaniko executor (podman)", lambda: build.kaniko_local(ctx))
     seconds["kaniko"] = ctx.timings["kaniko"]
+    auth = ctx.access(stage="parity").tool
     for image in (buildah_image, kaniko_image):
-        runner.run(commands.podman_pull(ctx.profile, str(image)), stage="parity", timeout=600,
+        runner.run(commands.podman_pull(ctx.profile, str(image), auth=auth), stage="parity", timeout=600,
                    what=f"pulling {image}")
     result = timed(ctx, "parity", "configs, file trees, layers",
-                   lambda: parity.compare(str(buildah_image), str(kaniko_image)))
+                   lambda: parity.compare(str(buildah_image), str(kaniko_image), auth))
     result.seconds = seconds
     print(parity.render(result))
     if a.report:

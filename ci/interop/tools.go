@@ -1,0 +1,10 @@
+//go:build tools
+
+// The registry clients of the interop tests (oras, crane), built from their Go modules by
+// src/imagepipe/interop.py. This file only pins them in go.mod/go.sum.
+package interop
+
+import (
+	_ "github.com/google/go-containerregistry/cmd/crane"
+	_ "oras.land/oras/cmd/oras"
+)

@@ -1,0 +1,120 @@
+"""Registry credentials, resolved once per run and handed to every client that talks to the registry.
+
+Sources, first found wins: --creds USER:PASS (or --creds USER with the password in
+IMAGEPIPE_REGISTRY_PASSWORD), --authfile, $REGISTRY_AUTH_FILE, ${XDG_RUNTIME_DIR}/containers/auth.json (what
+`podman login` writes), ~/.docker/config.json. The secret reaches tools only through a file of mode 0600
+(never argv), and the value's repr leaves the password out, so no log or report can carry it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from imagepipe.errors import UsageError
+
+PASSWORD_ENV = "IMAGEPIPE_REGISTRY_PASSWORD"  # noqa: S105 (the variable that holds it)
+
+
+@dataclass(frozen=True)
+class RegistryAuth:
+    registry: str  # HOST[:PORT], as the auth files key it
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    source: str = "none"  # where they came from, for messages
+
+    @property
+    def anonymous(self) -> bool:
+        return self.username is None
+
+    def auths(self) -> dict[str, object]:
+        """The `auths` document both containers' auth.json and docker's config.json use (kaniko and a
+        Kubernetes dockerconfigjson Secret read it too)."""
+        if self.username is None:
+            return {"auths": {}}
+        token = base64.b64encode(f"{self.username}:{self.password or ''}".encode()).decode()
+        return {"auths": {self.registry: {"auth": token}}}
+
+    def auths_json(self) -> str:
+        return json.dumps(self.auths())
+
+
+def candidates(authfile: Path | None, environ: Mapping[str, str], home: Path) -> list[tuple[Path, str]]:
+    """The auth files to read, in the order users expect, each with how to name it in a message."""
+    found: list[tuple[Path, str]] = []
+    if authfile is not None:
+        found.append((authfile, f"--authfile {authfile}"))
+    if environ.get("REGISTRY_AUTH_FILE"):
+        found.append((Path(environ["REGISTRY_AUTH_FILE"]), "REGISTRY_AUTH_FILE"))
+    runtime = environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid()}"
+    found.append((Path(runtime) / "containers/auth.json", "podman login"))
+    found.append((home / ".docker/config.json", "~/.docker/config.json"))
+    return found
+
+
+def entry_for(document: Mapping[str, object], registry: str, repo: str = "") -> tuple[str, str] | None:
+    """USER, PASSWORD for `registry` in an auth document. Keys may be HOST, HOST/NAMESPACE (the most
+    specific wins, as podman matches them) or a URL (docker's `https://HOST/v1/`)."""
+    auths = document.get("auths")
+    if not isinstance(auths, dict):
+        return None
+    keys: dict[str, object] = {}
+    for key, value in auths.items():
+        bare = str(key).removeprefix("https://").removeprefix("http://").removesuffix("/v1/").rstrip("/")
+        keys[bare] = value
+    wanted = f"{registry}/{repo}".rstrip("/")
+    while wanted:
+        value = keys.get(wanted)
+        if isinstance(value, dict) and isinstance(value.get("auth"), str) and value["auth"]:
+            try:
+                user, sep, password = base64.b64decode(value["auth"]).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                return None
+            return (user, password) if sep else None
+        wanted = wanted.rpartition("/")[0] if "/" in wanted else ""
+    return None
+
+
+def resolve(registry: str, *, creds: str | None, authfile: Path | None, repo: str = "",
+            environ: Mapping[str, str] | None = None, home: Path | None = None) -> RegistryAuth:
+    """The run's credentials for `registry` (anonymous when no source has any)."""
+    env = os.environ if environ is None else environ
+    if creds is not None:
+        user, sep, password = creds.partition(":")
+        if not sep:
+            if not env.get(PASSWORD_ENV):
+                raise UsageError(f"--creds {user} has no password: pass --creds USER:PASSWORD or set {PASSWORD_ENV}")
+            password = env[PASSWORD_ENV]
+        if not user:
+            raise UsageError("--creds must be USER:PASSWORD (the user is empty)")
+        return RegistryAuth(registry, user, password, "--creds")
+    if authfile is not None and not authfile.is_file():
+        raise UsageError(f"--authfile {authfile} does not exist: run `podman login --authfile {authfile} "
+                         f"{registry}` or drop the option")
+    for path, name in candidates(authfile, env, home or Path.home()):
+        try:
+            document = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        found = entry_for(document, registry, repo) if isinstance(document, dict) else None
+        if found is not None:
+            return RegistryAuth(registry, found[0], found[1], name)
+        if name.startswith("--authfile"):
+            break  # a file named on the command line is the only one read, as with podman's --authfile
+    return RegistryAuth(registry)
+
+
+def write_private(auth: RegistryAuth, path: Path) -> Path:
+    """The auth document at `path`, mode 0600 from its creation (its directory made 0700)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(auth.auths_json())
+    tmp.replace(path)
+    return path
