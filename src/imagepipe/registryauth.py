@@ -51,8 +51,10 @@ def candidates(authfile: Path | None, environ: Mapping[str, str], home: Path) ->
         found.append((authfile, f"--authfile {authfile}"))
     if environ.get("REGISTRY_AUTH_FILE"):
         found.append((Path(environ["REGISTRY_AUTH_FILE"]), "REGISTRY_AUTH_FILE"))
-    runtime = environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid()}"
-    found.append((Path(runtime) / "containers/auth.json", "podman login"))
+    # podman login's default: ${XDG_RUNTIME_DIR}/containers/auth.json, /run/containers/UID/ without it
+    runtime = environ.get("XDG_RUNTIME_DIR")
+    login = Path(runtime) / "containers/auth.json" if runtime else Path(f"/run/containers/{os.getuid()}/auth.json")
+    found.append((login, "podman login"))
     found.append((home / ".docker/config.json", "~/.docker/config.json"))
     return found
 

@@ -120,7 +120,8 @@ def refused(auth: RegistryAuth, stage: str) -> PipelineError:
 
 
 def session(auth: RegistryAuth, *, verify: bool | str, stage: str) -> requests.Session:
+    """A session answering the registry's challenges. Give each request verify= explicitly: a session's own
+    `verify` loses to REQUESTS_CA_BUNDLE from the environment."""
     http = requests.Session()
     http.auth = ChallengeAuth(auth, verify=verify, stage=stage)
-    http.verify = verify
     return http

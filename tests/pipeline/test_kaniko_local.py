@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from imagepipe.registryauth import RegistryAuth
-
 from imagepipe.builders import kaniko, kanikojob, kubejob
 from imagepipe.errors import PipelineError
 from imagepipe.hostenv import HostProfile
+from imagepipe.registryauth import RegistryAuth
 
 JOB = kanikojob.load()
 PLAIN = HostProfile()

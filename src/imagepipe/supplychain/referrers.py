@@ -55,7 +55,7 @@ class Registry:
 
         def once() -> requests.Response:
             try:
-                r = self.http.request(method, url, timeout=timeout, **kw)
+                r = self.http.request(method, url, timeout=timeout, verify=self.access.verify, **kw)
             except requests.ConnectionError as e:
                 raise ServerError(f"the registry {self.access.registry} dropped {what} ({type(e).__name__})",
                                   stage=self.stage) from None

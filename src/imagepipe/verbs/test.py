@@ -24,6 +24,7 @@ def run_tests(args: argparse.Namespace) -> int:
         result = provision(verbose=args.verbose)
         print(f"    {'changed: ' + ', '.join(result.changed) if result.changed else 'no changes'}", flush=True)
     cluster_binaries()
+    interop_tools()
     with open(ROOT / "pyproject.toml", "rb") as f:
         extras = tomllib.load(f)["project"]["optional-dependencies"]["test"]
     requirements = ROOT / "backend/requirements.txt"
@@ -57,3 +58,15 @@ def cluster_binaries() -> None:
         return
     found = binaries.ensure()
     print(f"==> test: Kubernetes {binaries.version()} binaries in {found.dir}", flush=True)
+
+
+def interop_tools() -> None:
+    """oras, crane and the referrers-API registry of the registry interop tests, built once per machine from
+    ci/interop's go.mod (those tests skip, saying why, where Go is missing)."""
+    from imagepipe import interop
+
+    reason = interop.unavailable()
+    if reason:
+        print(f"==> test: {reason}: the registry interop tests will be skipped", flush=True)
+        return
+    print(f"==> test: oras and crane in {interop.ensure().dir}", flush=True)

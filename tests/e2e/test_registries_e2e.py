@@ -1,0 +1,256 @@
+"""The whole job against registries as users run them (HTTPS with a private CA in certs.d, htpasswd, token
+auth with short-lived scoped tokens, the OCI referrers API), with --creds and with `podman login`'s auth
+file; then `attest verify`, and oras and crane (built from their Go modules) finding what we published. And
+the bad inputs: each one line, the push stage's exit code, no tag, the password never shown."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+import requests
+from registries_support import PASSWORD, USER, Distribution, FailingUploads, ReferrersRegistry, TokenIssuer
+
+from imagepipe import interop
+from imagepipe.registryauth import PASSWORD_ENV
+
+pytestmark = pytest.mark.e2e
+
+SBOM = "application/vnd.cyclonedx+json"
+PROVENANCE = "application/vnd.in-toto+json"
+
+
+def tools() -> interop.Tools | None:
+    return interop.cached() or (None if interop.unavailable() else interop.ensure())
+
+
+class CmdlineWatch:
+    """Samples every process's command line while a run lasts; `seen` holds any that carried the password."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.watch, daemon=True)
+
+    def watch(self) -> None:
+        own = str(os.getpid())
+        while not self.done.wait(0.05):
+            for proc in Path("/proc").iterdir():
+                if not proc.name.isdigit() or proc.name == own:
+                    continue
+                try:
+                    line = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                except OSError:
+                    continue
+                if PASSWORD in line and "pytest" not in line:
+                    self.seen.append(line)
+
+    def __enter__(self) -> CmdlineWatch:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
+
+
+def run_job(pipeline, registry: str, tmp_path: Path, *, how: str) -> tuple[subprocess.CompletedProcess[str], dict]:
+    """The whole job with credentials given `how` ('creds', 'podman-login', 'none'); the report read back."""
+    env = dict(os.environ)
+    args = ["--no-provision", "--registry", registry, "--report", str(tmp_path / "report.json")]
+    if how == "creds":
+        args += ["--creds", f"{USER}:{PASSWORD}"]
+    elif how == "podman-login":
+        env["XDG_RUNTIME_DIR"] = str(tmp_path / "xdg")
+        (tmp_path / "xdg").mkdir(mode=0o700)
+        login = subprocess.run(["podman", "login", "-u", USER, "--password-stdin", registry], input=PASSWORD,
+                               capture_output=True, text=True, env=env)
+        assert login.returncode == 0, login.stderr
+        assert (tmp_path / "xdg/containers/auth.json").is_file(), "podman login writes XDG_RUNTIME_DIR's auth.json"
+    with CmdlineWatch() as watch:
+        proc = pipeline.run(*args, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not watch.seen, f"the password was on a command line: {watch.seen[:1]}"
+    report = json.loads((tmp_path / "report.json").read_text())
+    return proc, report
+
+
+def attest_verify(pipeline, image: str, how: str, tmp_path: Path) -> None:
+    env = dict(os.environ)
+    extra = []
+    if how == "creds":
+        extra = ["--creds", USER]
+        env[PASSWORD_ENV] = PASSWORD
+    elif how == "podman-login":
+        env["XDG_RUNTIME_DIR"] = str(tmp_path / "xdg")
+    proc = pipeline.run("attest", "verify", image, *extra, env=env)
+    assert proc.returncode == 0, proc.stderr
+
+
+def no_password_anywhere(proc, report: dict, pipeline) -> None:
+    assert PASSWORD not in proc.stdout + proc.stderr
+    assert PASSWORD not in json.dumps(report)
+    leftovers = list((pipeline.state / "access").rglob("*")) if (pipeline.state / "access").exists() else []
+    assert not [p for p in leftovers if p.is_file()], f"auth files left in the state directory: {leftovers}"
+
+
+def standard_clients_find(image: str, report: dict, registry: str, *, ca: Path | None, tmp_path: Path,
+                          authed: bool) -> None:
+    """oras discover lists the SBOM and the provenance of the digest; oras pull gives their bytes; crane
+    reads the image by digest."""
+    found = tools()
+    if found is None:
+        pytest.skip(interop.unavailable() or "oras and crane cannot be built here")
+    env = dict(os.environ, DOCKER_CONFIG=str(tmp_path / "docker"), HOME=str(tmp_path))
+    common = ["--plain-http"] if ca is None else ["--ca-file", str(ca)]
+    if authed:
+        login = subprocess.run([str(found.path("oras")), "login", *common, "-u", USER, "--password-stdin", registry],
+                               input=PASSWORD, capture_output=True, text=True, env=env)
+        assert login.returncode == 0, login.stderr
+    listed = subprocess.run([str(found.path("oras")), "discover", *common, "--format", "json", image],
+                            capture_output=True, text=True, env=env)
+    assert listed.returncode == 0, listed.stderr
+    referrers = json.loads(listed.stdout).get("referrers") or json.loads(listed.stdout).get("manifests") or []
+    by_digest = {r["digest"]: r for r in referrers}
+    for kind in ("sbom", "provenance"):
+        digest = report[kind]["digest"]
+        assert digest in by_digest, f"oras discover does not list the {kind} {digest}: {listed.stdout[:800]}"
+        out = tmp_path / f"pulled-{kind}"
+        pulled = subprocess.run([str(found.path("oras")), "pull", *common, "-o", str(out),
+                                 f"{image.split('@')[0]}@{digest}"], capture_output=True, text=True, env=env)
+        assert pulled.returncode == 0, pulled.stderr
+        files = [p for p in out.rglob("*") if p.is_file()]
+        assert len(files) == 1
+        assert "sha256:" + __import__("hashlib").sha256(files[0].read_bytes()).hexdigest() == report[kind]["blob"]
+        assert PASSWORD.encode() not in files[0].read_bytes()
+    crane_env = dict(env, SSL_CERT_FILE=str(ca)) if ca else env
+    insecure = ["--insecure"] if ca is None else []
+    digest = subprocess.run([str(found.path("crane")), "digest", *insecure, image], capture_output=True, text=True,
+                            env=crane_env)
+    assert digest.returncode == 0, digest.stderr
+    assert digest.stdout.strip() == image.split("@")[1]
+
+
+@pytest.fixture
+def tls_registry(tmp_path):
+    reg = Distribution(tmp_path / "registry", auth="htpasswd").start()
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture
+def token_registry(tmp_path):
+    issuer = TokenIssuer(tmp_path / "issuer").start()
+    reg = Distribution(tmp_path / "registry", auth="token", issuer=issuer).start()
+    yield reg
+    reg.stop()
+    issuer.stop()
+
+
+@pytest.mark.parametrize("how", ["creds", "podman-login"])
+def test_whole_job_on_tls_registry_with_htpasswd(pipeline, green, tls_registry, tmp_path, how):
+    proc, report = run_job(pipeline, tls_registry.addr, tmp_path, how=how)
+    image = report["image"]
+    assert report["passed"] and report["signature"]["tags"] == [f"{tls_registry.addr}/todo-backend:latest"]
+    attest_verify(pipeline, image, how, tmp_path)
+    no_password_anywhere(proc, report, pipeline)
+    standard_clients_find(image, report, tls_registry.addr, ca=tls_registry.ca, tmp_path=tmp_path, authed=True)
+
+
+@pytest.mark.parametrize("how", ["creds", "podman-login"])
+def test_whole_job_on_token_auth_registry(pipeline, green, token_registry, tmp_path, how):
+    issuer = token_registry.issuer
+    proc, report = run_job(pipeline, token_registry.addr, tmp_path, how=how)
+    image = report["image"]
+    attest_verify(pipeline, image, how, tmp_path)
+    no_password_anywhere(proc, report, pipeline)
+    scopes = [s for s in issuer.issued if "todo-backend" in s]
+    assert len(scopes) > len(set(scopes)), "tokens expired during the run and were fetched again"
+    standard_clients_find(image, report, token_registry.addr, ca=token_registry.ca, tmp_path=tmp_path, authed=True)
+
+
+def test_whole_job_on_a_registry_with_the_referrers_api(pipeline, green, tmp_path):
+    found = tools()
+    if found is None:
+        pytest.skip(interop.unavailable() or "the referrers-API registry cannot be built here")
+    reg = ReferrersRegistry(found.path("referrers-registry"), tmp_path / "ggcr").start()
+    try:
+        proc, report = run_job(pipeline, reg.addr, tmp_path, how="none")
+        digest = report["image"].split("@")[1]
+        api = requests.get(f"http://{reg.addr}/v2/todo-backend/referrers/{digest}", timeout=10)
+        assert api.status_code == 200
+        listed = {m["digest"] for m in api.json()["manifests"]}
+        assert {report["sbom"]["digest"], report["provenance"]["digest"]} <= listed, "found through the API"
+        attest_verify(pipeline, report["image"], "none", tmp_path)
+        standard_clients_find(report["image"], report, reg.addr, ca=None, tmp_path=tmp_path, authed=False)
+    finally:
+        reg.stop()
+
+
+# --- bad inputs: one line, the push stage's exit code, no tag, no password ---------------------------------
+
+def refused_cleanly(proc, *expected: str) -> None:
+    assert proc.returncode == 14, (proc.returncode, proc.stderr[-2000:])
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1, proc.stderr
+    for text in expected:
+        assert text in errors[0], errors[0]
+    assert PASSWORD not in proc.stdout + proc.stderr and "wrong-pass" not in proc.stdout + proc.stderr
+
+
+def tags(registry: Distribution, repo: str = "todo-backend") -> list[str]:
+    r = requests.get(f"https://127.0.0.1:{registry.port}/v2/{repo}/tags/list", verify=str(registry.ca), timeout=10,
+                     auth=(USER, PASSWORD))
+    return list((r.json().get("tags") or []) if r.status_code == 200 else [])
+
+
+def test_wrong_password_on_token_registry(pipeline, green, token_registry):
+    proc = pipeline.run("push", "--no-provision", "--registry", token_registry.addr, "--creds", f"{USER}:wrong-pass")
+    refused_cleanly(proc, "refused the credentials", "--creds")
+
+
+def test_wrong_password_on_htpasswd_registry_moves_no_tag(pipeline, green, tls_registry):
+    proc = pipeline.run("--no-provision", "--registry", tls_registry.addr, "--creds", f"{USER}:wrong-pass")
+    refused_cleanly(proc, "refused the credentials")
+
+
+def test_untrusted_certificate_names_the_file_to_create(pipeline, green, tmp_path):
+    reg = Distribution(tmp_path / "registry", auth="htpasswd", trust=False).start()
+    try:
+        proc = pipeline.run("push", "--no-provision", "--registry", reg.addr, "--creds", f"{USER}:{PASSWORD}")
+        refused_cleanly(proc, "not trusted", f"/etc/containers/certs.d/{reg.addr}/ca.crt")
+        assert tags(reg) == []
+    finally:
+        reg.stop()
+
+
+def test_token_server_down(pipeline, green, token_registry):
+    token_registry.issuer.stop()
+    proc = pipeline.run("push", "--no-provision", "--registry", token_registry.addr, "--creds", f"{USER}:{PASSWORD}")
+    refused_cleanly(proc)
+    assert "token" in proc.stderr.lower() or "unauthorized" in proc.stderr.lower()
+
+
+def test_a_repository_the_token_does_not_cover(pipeline, green, token_registry):
+    proc = pipeline.run("push", "--no-provision", "--registry", token_registry.addr, "--creds", f"{USER}:{PASSWORD}",
+                        "--repo", "someone-elses")
+    refused_cleanly(proc)
+    assert tags(token_registry, "someone-elses") == []
+
+
+def test_5xx_on_blob_upload_is_retried_then_reported(pipeline, green, tmp_path):
+    reg = Distribution(tmp_path / "registry", auth="none").start()
+    proxy = FailingUploads(f"127.0.0.1:{reg.port}", reg.ca)  # plain HTTP to the pipeline, TLS to the registry
+    try:
+        proc = pipeline.run("push", "--no-provision", "--registry", proxy.addr)
+        assert proc.returncode == 14, proc.stderr
+        assert "failed 3 times" in proc.stderr
+        assert proxy.uploads >= 3, "each attempt reached the registry"
+        assert tags(reg) == []
+    finally:
+        proxy.stop()
+        reg.stop()
