@@ -3,15 +3,17 @@ dispatcher. The chat agent and the MCP server both call `execute`; the user id i
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from openai.types.chat import ChatCompletionToolParam
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app import crud
 from app.core.db import Database
 from app.core.errors import AppError
 from app.models import MAX_ID, Description, Priority, Tags, Task, TaskFields, TaskStatus, Title, UtcDatetime
+
+if TYPE_CHECKING:  # the SDK's types only: the MCP server imports this module without the SDK
+    from openai.types.chat import ChatCompletionToolParam
 
 
 class _Args(BaseModel):

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
+import anyio
 import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp
 
-from agents.todo_agent import make_client
 from app.api.routes import chat, health, tasks
 from app.core.config import Settings, settings_or_exit
 from app.core.db import Database
 from app.core.errors import AppError
+from app.core.lazy import LazyMount, LazyOpenAI
 from app.core.limits import MaxBodySize
 from app.core.security import TokenVerifier
 
@@ -29,23 +32,29 @@ def create_app(settings: Settings) -> FastAPI:
                   timeout=settings.DB_POOL_TIMEOUT_SECONDS)
     verifier = TokenVerifier(settings.BETTER_AUTH_SECRET, jwks_url=settings.BETTER_AUTH_JWKS_URL,
                              audience=settings.JWT_AUDIENCE, jwks_cooldown=settings.BETTER_AUTH_JWKS_COOLDOWN_SECONDS)
-    import mcp.todo_server  # the contract's mcp/ folder, merged with the MCP SDK (see mcp/__init__.py)
+    def build_mcp() -> tuple[ASGIApp, Callable[[], Any]]:
+        import mcp.todo_server  # the contract's mcp/ folder, merged with the MCP SDK (see mcp/__init__.py)
 
-    mcp_server, mcp_app = mcp.todo_server.build_app(verifier=verifier, db=db)
+        server, mcp_app = mcp.todo_server.build_app(verifier=verifier, db=db)
+        return mcp_app, server.session_manager.run
+
+    mcp_mount = LazyMount(build_mcp)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("settings loaded: %s", settings.describe())
         await db.start()
-        async with mcp_server.session_manager.run():
+        async with anyio.create_task_group() as group:
+            mcp_mount.attach(group)
             yield
+            mcp_mount.stop.set()
         await db.stop()
 
     app = FastAPI(title="Todo backend", version="1.0.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.db = db
     app.state.verifier = verifier
-    app.state.openai = make_client(settings.OPENAI_API_KEY, timeout=settings.AGENT_TIMEOUT_SECONDS)
+    app.state.openai = LazyOpenAI(settings.OPENAI_API_KEY, timeout=settings.AGENT_TIMEOUT_SECONDS)
 
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=True,
@@ -77,7 +86,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(tasks.router)
     app.include_router(chat.router)
-    app.mount("/mcp", mcp_app)
+    app.mount("/mcp", mcp_mount)
     return app
 
 

@@ -95,7 +95,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the verify containers for debugging")
     p.add_argument("--state-dir", type=Path, default=Path(os.environ.get("IMAGEPIPE_STATE", ROOT / ".state")))
     p.add_argument("--json", action="store_true", help="bench: print the figures as JSON")
-    p.add_argument("--bench-runs", type=int, default=3, help="bench: start-up runs to take the median of")
+    p.add_argument("--bench-runs", type=int, default=3, help="bench: alternating rounds of the service figures "
+                                                               "(the median is reported)")
+    p.add_argument("--kaniko-trials", action="store_true", help="bench: also time kaniko's cached rebuild under "
+                                                                "each fork option that touches caching")
     p.add_argument("-v", "--verbose", action="store_true", help="stream the tools' output; tracebacks on errors")
     return p.parse_args(argv)
 

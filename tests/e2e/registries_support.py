@@ -11,6 +11,7 @@ import http.server
 import json
 import shutil
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -49,8 +50,13 @@ class Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
 
-def serve(handler: type[http.server.BaseHTTPRequestHandler], port: int) -> Server:
+def serve(handler: type[http.server.BaseHTTPRequestHandler], port: int,
+          tls: tlscerts.ServerTLS | None = None) -> Server:
     server = Server(("127.0.0.1", port), handler)
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(tls.cert, tls.key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -62,6 +68,7 @@ class TokenIssuer:
     actions. `allowed` repositories get pull and push; any other gets nothing (an insufficient scope)."""
 
     work: Path
+    tls: tlscerts.ServerTLS | None = None  # HTTPS (clients refuse an HTTP realm for an HTTPS registry)
     lifetime: int = 10  # seconds: shorter than a pipeline run, so tokens expire during it
     allowed: tuple[str, ...] = ("todo-backend",)
     port: int = field(default_factory=free_port)
@@ -84,7 +91,7 @@ class TokenIssuer:
 
     @property
     def realm(self) -> str:
-        return f"http://127.0.0.1:{self.port}/token"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/token"
 
     def token(self, scope: str) -> str:
         access = []
@@ -123,7 +130,7 @@ class TokenIssuer:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = serve(Handler, self.port)
+        self.server = serve(Handler, self.port, self.tls)
         return self
 
     def stop(self) -> None:
@@ -141,6 +148,7 @@ class Distribution:
     auth: str = "htpasswd"  # or "token" (then `issuer` is set) or "none"
     issuer: TokenIssuer | None = None
     trust: bool = True  # put the CA in certs.d
+    tls: tlscerts.ServerTLS | None = None  # default: made here
     host: str = field(default_factory=dns_name)
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
@@ -169,7 +177,7 @@ class Distribution:
 
     def start(self) -> Distribution:
         self.work.mkdir(parents=True, exist_ok=True)
-        tls = tlscerts.make(self.work / "tls", hosts=[self.host, "localhost"], ips=["127.0.0.1"])
+        tls = self.tls or make_tls(self.work / "tls", self.host)
         self.ca = tls.ca
         (self.work / "config.yml").write_text(self.config(tls))
         if self.trust:
@@ -256,6 +264,10 @@ class FailingUploads:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def make_tls(directory: Path, host: str) -> tlscerts.ServerTLS:
+    return tlscerts.make(directory, hosts=[host, "localhost"], ips=["127.0.0.1"])
 
 
 def wait_http(url: str, verify: bool | str = True, timeout: float = 20) -> None:

@@ -13,7 +13,16 @@ from pathlib import Path
 
 import pytest
 import requests
-from registries_support import PASSWORD, USER, Distribution, FailingUploads, ReferrersRegistry, TokenIssuer
+from registries_support import (
+    PASSWORD,
+    USER,
+    Distribution,
+    FailingUploads,
+    ReferrersRegistry,
+    TokenIssuer,
+    dns_name,
+    make_tls,
+)
 
 from imagepipe import interop
 from imagepipe.registryauth import PASSWORD_ENV
@@ -144,8 +153,10 @@ def tls_registry(tmp_path):
 
 @pytest.fixture
 def token_registry(tmp_path):
-    issuer = TokenIssuer(tmp_path / "issuer").start()
-    reg = Distribution(tmp_path / "registry", auth="token", issuer=issuer).start()
+    """Registry and token server share one CA (in certs.d), as a hosted registry's do the public roots."""
+    tls = make_tls(tmp_path / "tls", dns_name())
+    issuer = TokenIssuer(tmp_path / "issuer", tls=tls).start()
+    reg = Distribution(tmp_path / "registry", auth="token", issuer=issuer, tls=tls).start()
     yield reg
     reg.stop()
     issuer.stop()

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import statistics
 from pathlib import Path
 from typing import Any
 
 from imagepipe import commands, runner
+from imagepipe.benchmark import kanikotrials, servicebench
 from imagepipe.benchmark.figures import Metric, metrics
 from imagepipe.benchmark.harness import Harness, Variant
 from imagepipe.builders import kaniko, kanikojob, reproducible, wheels
@@ -21,7 +21,7 @@ from imagepipe.checks import imagefs
 from imagepipe.checks.types import CONTAINER_HOST, VerifyOptions
 from imagepipe.checks.verifier import Verifier
 from imagepipe.paths import ROOT
-from imagepipe.services import containernet, postgres
+from imagepipe.services import containernet, postgres, standins
 from imagepipe.services.postgres import TempPostgres
 from imagepipe.services.registry import EmbeddedRegistry
 from imagepipe.stages import base
@@ -65,6 +65,10 @@ class Bench(Harness):
         _, again = build("repro", "cache-b")
         k["reproducible"] = again == k["digest"]
         f["kaniko"] = k
+        if self.kaniko_trials:
+            self.trials = kanikotrials.run(self.profile, executor=executor, context=context,
+                                           registry=self.registry_addr, work=self.work, labels=self.labels,
+                                           house=house, buildah_ref="localhost/bench-ours:2")
 
     def cluster(self, f: dict[str, Any]) -> None:
         from imagepipe.benchmark import clusterbench
@@ -78,12 +82,15 @@ class Bench(Harness):
         shutil.rmtree(self.work, ignore_errors=True)
         self.work.mkdir(parents=True)
         registry = EmbeddedRegistry(self.work, self.registry_addr)
-        pg = postgres.for_containers(*containernet.bridge(self.profile, base.BASE_REF, labels=self.labels))
+        gateway, subnet = containernet.bridge(self.profile, base.BASE_REF, labels=self.labels)
+        pg = postgres.for_containers(gateway, subnet)
+        openai = standins.FakeOpenAI(host=gateway)  # a chat turn's memory is measured
         try:
             registry.ensure_running()
             pg.start()
-            return self._run(pg)
+            return self._run(pg, f"http://{CONTAINER_HOST}:{openai.port}/v1")
         finally:
+            openai.server.shutdown()
             pg.stop()
             registry.stop()
 
@@ -117,31 +124,14 @@ class Bench(Harness):
         main.write_text(main.read_text() + "\n# benchmark: a code-only change\n")
         print(f"    {variant.name}: code-only rebuild and push", flush=True)
         f["rebuild_s"] = self.build(variant, context, f"localhost/bench-{variant.name}:2", cold=False,
-                                    wheelhouse=house)
+                                    wheelhouse=house, steps_key="steps_rebuild")
         if commit:  # a committed change is normalised like the first push was (not timed)
             reproducible.rewrite(f"localhost/bench-{variant.name}:2", work_dir=self.work)
         pushed, _ = self.push(f"localhost/bench-{variant.name}:2", f"bench-{variant.name}:2")
         f["rebuild_push_kb"] = pushed / 1e3
-        print(f"    {variant.name}: start-up x{self.runs}, /health latency, API load", flush=True)
-        starts = []
-        for _ in range(self.runs):
-            name, _base, seconds = self.start_container(image, dsn)
-            starts.append(seconds)
-            self.stop_container(name)
-        f["start_s"] = statistics.median(starts)
-        name, base, _ = self.start_container(image, dsn)
-        try:
-            f["health_p99_ms"] = self.health_p99(base)
-            f["api_rps"], f["api_p99_ms"], f["api_errors"] = self.api_load(base)
-        finally:
-            self.stop_container(name)
-        name, base, _ = self.start_container(image, dsn, env={"WEB_CONCURRENCY": "2"})
-        try:
-            f["api_rps_2w"], f["api_p99_ms_2w"], f["api_errors_2w"] = self.api_load(base)
-        finally:
-            self.stop_container(name)
+        f["push_zstd_mb"] = self.push_bytes_zstd(image, f"bench-{variant.name}-zstd:1") / 1e6
 
-    def _run(self, pg: TempPostgres) -> list[Metric]:
+    def _run(self, pg: TempPostgres, openai_url: str) -> list[Metric]:
         requirements = ROOT / "backend/requirements.txt"
         house = wheels.wheelhouse(requirements, self.state_dir)  # one-time cost, not part of the cold build
         # Cold means cold: drop buildah's cache images, or a later cached rebuild could pick layers from an
@@ -157,6 +147,10 @@ class Bench(Harness):
         dsn = pg.dsn(host=CONTAINER_HOST)
         for variant in (ours, naive):
             self.measure(variant, house=house if variant is ours else None, dsn=dsn, commit=variant is ours)
+        images = {"ours": "localhost/bench-ours:1", "baseline": "localhost/bench-baseline:1"}
+        service = servicebench.measure(self, images, dsn=dsn, openai_url=openai_url, rounds=self.runs)
+        ours.figures.update(service["ours"])
+        naive.figures.update(service["baseline"])
 
         print("    ours: cold build from PyPI (no wheelhouse: psycopg-c compiled)", flush=True)
         ours.figures["cold_build_pypi_s"] = self.build(ours, self.work / "ctx-ours", "localhost/bench-ours:pypi",
@@ -190,6 +184,7 @@ class Bench(Harness):
         self.details = {
             "size_by_dir_mb": o["size_by_dir_mb"],
             "steps": {"buildah cold (wheelhouse)": o["steps"], "buildah cold (PyPI)": o["steps_pypi"],
+                      "buildah code-only rebuild": o["steps_rebuild"],
                       **({"kaniko cold": k["steps"]} if k.get("steps") else {})},
             "verify_checks_s": {c.id: c.seconds for c in verify.checks},
         }

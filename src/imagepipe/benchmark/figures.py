@@ -27,44 +27,73 @@ class Metric:
         return "-"
 
 
+def _spread(f: dict[str, Any], key: str) -> str:
+    runs = f.get(f"{key}_runs") or []
+    return f"{min(runs):.2f}-{max(runs):.2f}" if runs else "-"
+
+
 def metrics(o: dict[str, Any], b: dict[str, Any]) -> list[Metric]:
-    best_rps = max(o["api_rps"], o["api_rps_2w"])
-    best = "2 workers" if o["api_rps_2w"] > o["api_rps"] else "1 worker"
-    best_p99 = o["api_p99_ms_2w"] if best == "2 workers" else o["api_p99_ms"]
-    best_b = max(b["api_rps"], b["api_rps_2w"])
+    return [*build_metrics(o, b), *service_metrics(o, b), *kaniko_metrics(o), *cluster_metrics(o)]
+
+
+def build_metrics(o: dict[str, Any], b: dict[str, Any]) -> list[Metric]:
     return [
-        Metric("image size", "MB", "<= 110", round(o["size_mb"], 1), round(b["size_mb"], 1),
-               o["size_mb"] <= 110, "uncompressed; every verify check green" if o.get("verify_passed") else
+        Metric("image size", "MB", "<= 100", round(o["size_mb"], 1), round(b["size_mb"], 1),
+               o["size_mb"] <= 100, "uncompressed; every verify check green" if o.get("verify_passed") else
                "verify did not pass"),
+        Metric("compressed bytes a node pulls (gzip)", "MB", "<= 30", round(o["first_push_mb"], 1),
+               round(b["first_push_mb"], 1), o["first_push_mb"] <= 30, "the first push's bytes in the registry"),
+        Metric("compressed bytes a node pulls (zstd)", "MB", "<= 30", round(o["push_zstd_mb"], 1),
+               round(b["push_zstd_mb"], 1), o["push_zstd_mb"] <= 30,
+               "buildah push --compression-format zstd (podman >= 4, containerd >= 1.5 read it)"),
         Metric("cold build (base present)", "s", "<= 25", round(o["cold_build_s"], 1),
                round(b["cold_build_s"], 1), o["cold_build_s"] <= 25,
                "ours from the host wheelhouse (offline, no compiler); baseline pip from PyPI"),
         Metric("cold build from PyPI", "s", "-", round(o["cold_build_pypi_s"], 1), round(b["cold_build_s"], 1),
                None, "ours with no wheelhouse: psycopg-c is compiled in the build (see steps)"),
-        Metric("code-only rebuild", "s", "<= 5", round(o["rebuild_s"], 1), round(b["rebuild_s"], 1),
-               o["rebuild_s"] <= 5),
+        Metric("code-only rebuild", "s", "<= 2x baseline", round(o["rebuild_s"], 1), round(b["rebuild_s"], 1),
+               o["rebuild_s"] <= 2 * b["rebuild_s"], "buildah, cache warm; steps below"),
         Metric("code-only push", "kB", "<= 1000", round(o["rebuild_push_kb"], 1), round(b["rebuild_push_kb"], 1),
                o["rebuild_push_kb"] <= 1000, "bytes the registry stored for the second push"),
-        Metric("start -> first 200", "s", "<= 2", round(o["start_s"], 2), round(b["start_s"], 2),
-               o["start_s"] <= 2, "median of podman run -> /health 200"),
-        Metric("/health p99 (1000 req)", "ms", "<= 10", round(o["health_p99_ms"], 2),
-               round(b["health_p99_ms"], 2), o["health_p99_ms"] <= 10),
-        Metric("tasks API req/s (50 tasks, c16)", "req/s", ">= 1000", round(best_rps), round(best_b),
-               best_rps >= 1000 and best_p99 <= 50,
-               f"best of 1 and 2 uvicorn workers ({best}); wrk shares the 2 cores; errors "
-               f"{o['api_errors'] + o['api_errors_2w']}"),
-        Metric("tasks API p99 (c16)", "ms", "<= 50", round(best_p99, 1),
-               round(b["api_p99_ms_2w"] if b["api_rps_2w"] > b["api_rps"] else b["api_p99_ms"], 1),
-               best_p99 <= 50),
         Metric("reproducible build (2 clean builds)", "", "same digest",
                "yes" if o["reproducible"] else ("layers only" if o["same_layers"] else "no"), "-",
                bool(o["reproducible"]),
                "--timestamp = commit time and hash-based .pyc give identical layers; the build ids buildah "
-               "writes into the config are removed; kaniko: not measured"),
-        Metric("verify stage", "s", "<= 10", round(o["verify_s"], 1), "-", o["verify_s"] <= 10,
-               "21 checks; independent ones concurrently"),
-        *kaniko_metrics(o),
-        *cluster_metrics(o),
+               "writes into the config are removed"),
+        Metric("verify stage", "s", "<= 6", round(o["verify_s"], 1), "-", o["verify_s"] <= 6,
+               "21 checks; independent ones concurrently; see timings"),
+    ]
+
+
+def service_metrics(o: dict[str, Any], b: dict[str, Any]) -> list[Metric]:
+    """Medians of alternating rounds (servicebench), with each figure's spread in the note."""
+    two = o["api_rps_2w"] > o["api_rps"]
+    o_rps, o_p99 = (o["api_rps_2w"], o["api_p99_ms_2w"]) if two else (o["api_rps"], o["api_p99_ms"])
+    b_two = b["api_rps_2w"] > b["api_rps"]
+    b_rps, b_p99 = (b["api_rps_2w"], b["api_p99_ms_2w"]) if b_two else (b["api_rps"], b["api_p99_ms"])
+    rounds = len(o.get("start_s_runs") or [])
+    return [
+        Metric("start -> first 200", "s", "<= 0.9", round(o["start_s"], 2), round(b["start_s"], 2),
+               o["start_s"] <= 0.9, f"podman run -> /health 200; median of {rounds} alternating rounds, "
+               f"spread {_spread(o, 'start_s')} (baseline {_spread(b, 'start_s')})"),
+        Metric("service RSS after start (1 worker)", "MB", "<= 75", round(o["rss_start_mb"], 1),
+               round(b["rss_start_mb"], 1), o["rss_start_mb"] <= 75,
+               f"VmRSS of the process tree, read on the host; spread {_spread(o, 'rss_start_mb')}"),
+        Metric("service RSS after 1,200 mixed requests", "MB", "<= 85", round(o["rss_mixed_mb"], 1),
+               round(b["rss_mixed_mb"], 1), o["rss_mixed_mb"] <= 85, "create, list, read, update, complete, "
+               f"delete, /health; spread {_spread(o, 'rss_mixed_mb')}"),
+        Metric("service RSS after a chat turn", "MB", "-", round(o["rss_chat_mb"], 1), round(b["rss_chat_mb"], 1),
+               None, f"the OpenAI SDK loads on the first turn (app.core.lazy); statuses {o.get('chat_status')}"),
+        Metric("/health p99 (1000 req)", "ms", "<= 1.0x baseline", round(o["health_p99_ms"], 2),
+               round(b["health_p99_ms"], 2), o["health_p99_ms"] <= b["health_p99_ms"],
+               f"spread {_spread(o, 'health_p99_ms')} (baseline {_spread(b, 'health_p99_ms')})"),
+        Metric("tasks API req/s (50 tasks, c16)", "req/s", ">= 1.0x baseline", round(o_rps), round(b_rps),
+               o_rps >= b_rps, f"best of 1 and 2 uvicorn workers ({2 if two else 1} for ours, "
+               f"{2 if b_two else 1} for the baseline); spread {_spread(o, 'api_rps_2w' if two else 'api_rps')} "
+               f"(baseline {_spread(b, 'api_rps_2w' if b_two else 'api_rps')}); wrk shares the 2 cores; errors "
+               f"{o['api_errors'] + o['api_errors_2w']}"),
+        Metric("tasks API p99 (c16)", "ms", "<= 1.0x baseline", round(o_p99, 1), round(b_p99, 1), o_p99 <= b_p99,
+               "at the best worker count of each"),
     ]
 
 
@@ -79,8 +108,8 @@ def kaniko_metrics(o: dict[str, Any]) -> list[Metric]:
         Metric("kaniko cold build vs buildah", "s", "<= 2x", round(k["cold_build_s"], 1),
                round(o["cold_build_s"], 1), k["cold_build_s"] <= 2 * o["cold_build_s"],
                "empty cache repository; full snapshots; wheelhouse as for buildah"),
-        Metric("kaniko code-only rebuild", "s", "-", round(k["rebuild_s"], 1), round(o["rebuild_s"], 1), None,
-               "with the cache repository; kaniko unpacks the base and cached layers again"),
+        Metric("kaniko code-only rebuild", "s", "<= 15", round(k["rebuild_s"], 1), round(o["rebuild_s"], 1),
+               k["rebuild_s"] <= 15, "with the cache repository (baseline column: buildah); steps below"),
         Metric("kaniko reproducible (2 clean builds)", "", "same digest", "yes" if k["reproducible"] else "no",
                "-", bool(k["reproducible"]), "--reproducible; two empty cache repositories"),
     ]

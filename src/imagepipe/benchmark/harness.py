@@ -33,8 +33,11 @@ class Variant:
 
 class Harness:
     def __init__(self, profile: HostProfile, state_dir: Path, *, runs: int = 3, load_seconds: int = 10,
-                 kaniko_image: str | None = None, labels: dict[str, str] | None = None) -> None:
+                 kaniko_image: str | None = None, labels: dict[str, str] | None = None,
+                 kaniko_trials: bool = False) -> None:
         self.profile = profile
+        self.kaniko_trials = kaniko_trials
+        self.trials: list[dict[str, Any]] = []
         # One stamp for every build of the run: a commit made while the benchmark runs must not make its
         # two clean builds differ (the reproducibility figure compares them).
         self.timestamp = gitinfo.commit_time() or 0
@@ -71,6 +74,14 @@ class Harness:
         runner.run(commands.buildah_push(image, f"{self.registry_addr}/{repo_tag}", digestfile=digestfile),
                    stage="bench", timeout=1800)
         return self.blob_bytes() - before, digestfile.read_text().strip()
+
+    def push_bytes_zstd(self, image: str, repo_tag: str) -> int:
+        """Bytes the registry stores for `image` pushed with zstd layers (what a node would pull)."""
+        before = self.blob_bytes()
+        argv = commands.buildah_push(image, f"{self.registry_addr}/{repo_tag}", digestfile=self.work / "digest",
+                                     compression="zstd")
+        runner.run(argv, stage="bench", timeout=1800)
+        return self.blob_bytes() - before
 
     def start_container(self, image: str, dsn: str, env: dict[str, str] | None = None) -> tuple[str, str, float]:
         name, port = f"imagepipe-bench-{free_port()}", free_port()

@@ -63,7 +63,8 @@ def executor_image(profile: HostProfile, override: str | None) -> str:
 def local_argv(profile: HostProfile, *, executor: str, job: dict[str, Any], context: Path,
                containerfile: Path, destination: str, cache_repo: str, registry: str, termination_log: Path,
                name: str, labels: dict[str, str], docker_config_file: Path | None = None,
-               wheelhouse: Path | None = None, registry_ca: Path | None = None) -> list[str]:
+               wheelhouse: Path | None = None, registry_ca: Path | None = None,
+               trial: dict[str, str] | None = None) -> list[str]:
     """podman running the executor as the Job would: the manifest's args (rewritable ones set), its
     securityContext as podman expresses it, and the termination-log file kubelet would provide."""
     sec = kanikojob.security(job)
@@ -72,6 +73,12 @@ def local_argv(profile: HostProfile, *, executor: str, job: dict[str, Any], cont
                                 destination=destination, cache_repo=cache_repo, loopback_registry=loopback)
     if wheelhouse is not None:  # local-only, as for buildah: the wheelhouse keys the layer cache
         args.append(f"--build-arg=WHEELHOUSE={wheelhouse.name}")
+    env = kanikojob.executor_env(job)
+    for key, value in (trial or {}).items():  # bench's flag trials: FF_* env values, or extra --flags
+        if key.startswith("--"):
+            args.append(f"{key}={value}")
+        else:
+            env[key] = value
     volumes = [f"{context.resolve()}:{CONTEXT_MOUNT}:ro", f"{containerfile.resolve()}:{CONTAINERFILE_MOUNT}:ro",
                f"{termination_log}:/dev/termination-log"]
     if wheelhouse is not None:
@@ -84,7 +91,7 @@ def local_argv(profile: HostProfile, *, executor: str, job: dict[str, Any], cont
         volumes.append(f"{registry_ca}:{REGISTRY_CA_MOUNT}:ro")
         args.append(f"--registry-certificate={registry}={REGISTRY_CA_MOUNT}")
     return commands.podman_run(
-        profile, executor, name=name, remove=True, env=kanikojob.executor_env(job),
+        profile, executor, name=name, remove=True, env=env,
         network="host" if loopback else None, user=sec.user,
         cap_drop_all=sec.drop_all, cap_add=sec.cap_add, no_new_privileges=sec.no_new_privileges,
         privileged=sec.privileged, volumes=volumes, labels=labels, command=args)
@@ -93,7 +100,7 @@ def local_argv(profile: HostProfile, *, executor: str, job: dict[str, Any], cont
 def build_local(profile: HostProfile, *, executor: str, context: Path, containerfile: Path, destination: str,
                 cache_repo: str, registry: str, work_dir: Path, labels: dict[str, str],
                 auth: RegistryAuth | None = None, wheelhouse: Path | None = None,
-                run_id: str | None = None) -> KanikoBuild:
+                run_id: str | None = None, trial: dict[str, str] | None = None) -> KanikoBuild:
     """With `auth`, kaniko gets the run's credentials as its docker config (0600, removed afterwards) and the
     registry's certs.d CA, if it has one."""
     job = kanikojob.load()
@@ -108,7 +115,8 @@ def build_local(profile: HostProfile, *, executor: str, context: Path, container
     argv = local_argv(profile, executor=executor, job=job, context=context, containerfile=containerfile,
                       destination=destination, cache_repo=cache_repo, registry=registry,
                       termination_log=termination_log, name=f"imagepipe-kaniko-{run_id}", labels=labels,
-                      docker_config_file=config_file, wheelhouse=wheelhouse, registry_ca=cas[0] if cas else None)
+                      docker_config_file=config_file, wheelhouse=wheelhouse, registry_ca=cas[0] if cas else None,
+                      trial=trial)
     t0 = time.monotonic()
     timer = buildsteps.StepTimer("kaniko")
     try:

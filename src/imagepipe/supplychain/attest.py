@@ -42,8 +42,9 @@ class Published:
 
 def publish_attestation(reg: referrers.Registry, *, repo_ref: str, digest: str, artifact_type: str, payload: bytes,
                         key: signing.SigningKey, staging: Path, repo: str) -> dict[str, str]:
+    filename = "sbom.cdx.json" if artifact_type == sbom.MEDIA_TYPE else "provenance.intoto.json"
     pushed = referrers.attach(reg, subject_digest=digest, artifact_type=artifact_type, payload=payload,
-                              annotations={"org.opencontainers.image.title": artifact_type})
+                              filename=filename, annotations={"org.opencontainers.image.title": artifact_type})
     signing.sign_manifest(pushed.manifest, f"{repo_ref}@{pushed.digest}", key=key, staging=staging, repo=repo,
                           digest=pushed.digest)
     return {"digest": pushed.digest, "blob": pushed.blob_digest, "artifactType": artifact_type}

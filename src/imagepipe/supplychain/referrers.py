@@ -121,9 +121,10 @@ def tag_for(digest: str) -> str:
     return digest.replace(":", "-")
 
 
-def attach(reg: Registry, *, subject_digest: str, artifact_type: str, payload: bytes,
+def attach(reg: Registry, *, subject_digest: str, artifact_type: str, payload: bytes, filename: str,
            annotations: dict[str, str]) -> Pushed:
-    """Push `payload` as an artifact whose subject is the image, and list it in the referrers index."""
+    """Push `payload` as an artifact whose subject is the image, and list it in the referrers index. The
+    layer carries its file name (`org.opencontainers.image.title`), which `oras pull` needs to write it."""
     found = reg.get_manifest(subject_digest)
     if found is None:
         raise PipelineError(f"no manifest {subject_digest} to attach to", stage="promote")
@@ -132,7 +133,8 @@ def attach(reg: Registry, *, subject_digest: str, artifact_type: str, payload: b
     blob = reg.put_blob(payload)
     manifest = json.dumps({
         "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": artifact_type, "config": EMPTY_DESC,
-        "layers": [{"mediaType": artifact_type, "digest": blob, "size": len(payload)}],
+        "layers": [{"mediaType": artifact_type, "digest": blob, "size": len(payload),
+                    "annotations": {"org.opencontainers.image.title": filename}}],
         "subject": {"mediaType": subject_type.split(";")[0], "digest": subject_digest, "size": len(subject_manifest)},
         "annotations": annotations,
     }, sort_keys=True).encode()

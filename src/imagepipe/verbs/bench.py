@@ -8,7 +8,7 @@ import platform
 import time
 
 from imagepipe import exitcodes, hostenv
-from imagepipe.benchmark import bench, figures
+from imagepipe.benchmark import bench, figures, kanikotrials
 from imagepipe.context import Context
 from imagepipe.stagetable import BY_NAME, run_stage, timed
 
@@ -24,10 +24,12 @@ def run(ctx: Context) -> int:
     hostenv.ensure_mount_namespace(ctx.profile)
     run_stage(ctx, BY_NAME["base"])
     runner_ = bench.Bench(ctx.profile, ctx.state_dir, runs=a.bench_runs, kaniko_image=a.kaniko_image,
-                          labels=ctx.labels)
+                          labels=ctx.labels, kaniko_trials=a.kaniko_trials)
     metrics = timed(ctx, "bench", "ours vs the naive baseline, and kaniko", runner_.run)
     as_json = figures.as_json(metrics, machine=machine(), details=runner_.details)
     text = as_json if a.json else figures.render(metrics, machine=machine()) + figures.render_details(runner_.details)
+    if runner_.trials and not a.json:
+        text += "\n" + kanikotrials.render(runner_.trials)
     (ctx.state_dir / "bench-last.json").write_text(as_json + "\n")
     print(text)
     return exitcodes.OK

@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
-from agents import todo_agent
 from app import crud
 from app.api.deps import DbDep, OwnerDep, SettingsDep
 from app.models import API_ERRORS, MAX_ID, ChatRequest, ChatResponse, Conversation, ConversationDetail, ErrorDetail
@@ -27,8 +26,10 @@ async def chat(
                                content=body.message)
     # The user's message is committed above, before the model runs: a provider failure loses nothing.
     history = [{"role": r["role"], "content": r["content"]} for r in rows]
+    from agents import todo_agent  # the OpenAI SDK on the first chat turn only (app.core.lazy)
+
     result = await todo_agent.run_turn(
-        client=request.app.state.openai, model=settings.AGENT_MODEL, history=history, message=body.message,
+        client=request.app.state.openai.get(), model=settings.AGENT_MODEL, history=history, message=body.message,
         user_id=user_id, db=db, max_rounds=settings.AGENT_MAX_ROUNDS, timeout=settings.AGENT_TIMEOUT_SECONDS,
     )
     async with db.connection() as conn:
