@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from imagepipe import exitcodes
+from imagepipe.files import write_atomic
 from imagepipe.retry import wait_until
 
 log = logging.getLogger("imagepipe.cancel")
@@ -144,10 +145,7 @@ class Run:
             self._write()
 
     def _write(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.marker.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data))
-        tmp.replace(self.marker)  # never a half-written marker
+        write_atomic(self.marker, json.dumps(self.data))  # never a half-written marker
 
     def callback(self, fn: Callable[[], object]) -> None:
         self.stack.callback(fn)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imagepipe import cancel, hostenv
+from imagepipe.files import write_atomic
 from imagepipe.registryaccess import Access, open_access
 from imagepipe.registryauth import resolve
 
@@ -50,6 +51,4 @@ class Context:
 
 def write_state(path: Path, data: dict[str, object]) -> None:
     """State files are replaced whole (a cancelled run leaves the old one, never half a new one)."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data) + "\n")
-    tmp.replace(path)
+    write_atomic(path, json.dumps(data) + "\n")

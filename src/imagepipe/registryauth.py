@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imagepipe.errors import UsageError
+from imagepipe.files import write_atomic
 
 PASSWORD_ENV = "IMAGEPIPE_REGISTRY_PASSWORD"  # noqa: S105 (the variable that holds it)
 
@@ -114,9 +115,4 @@ def resolve(registry: str, *, creds: str | None, authfile: Path | None, repo: st
 def write_private(auth: RegistryAuth, path: Path) -> Path:
     """The auth document at `path`, mode 0600 from its creation (its directory made 0700)."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(auth.auths_json())
-    tmp.replace(path)
-    return path
+    return write_atomic(path, auth.auths_json(), mode=0o600)

@@ -69,6 +69,8 @@ class TokenIssuer:
 
     work: Path
     tls: tlscerts.ServerTLS | None = None  # HTTPS (clients refuse an HTTP realm for an HTTPS registry)
+    host: str = "127.0.0.1"  # the realm's host: the registry's own name (oras refuses a loopback realm
+    # under another name, against credential forwarding)
     lifetime: int = 10  # seconds: shorter than a pipeline run, so tokens expire during it
     allowed: tuple[str, ...] = ("todo-backend",)
     port: int = field(default_factory=free_port)
@@ -91,7 +93,7 @@ class TokenIssuer:
 
     @property
     def realm(self) -> str:
-        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/token"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}/token"
 
     def token(self, scope: str) -> str:
         access = []

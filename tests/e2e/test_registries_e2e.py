@@ -154,9 +154,10 @@ def tls_registry(tmp_path):
 @pytest.fixture
 def token_registry(tmp_path):
     """Registry and token server share one CA (in certs.d), as a hosted registry's do the public roots."""
-    tls = make_tls(tmp_path / "tls", dns_name())
-    issuer = TokenIssuer(tmp_path / "issuer", tls=tls).start()
-    reg = Distribution(tmp_path / "registry", auth="token", issuer=issuer, tls=tls).start()
+    host = dns_name()
+    tls = make_tls(tmp_path / "tls", host)
+    issuer = TokenIssuer(tmp_path / "issuer", tls=tls, host=host).start()
+    reg = Distribution(tmp_path / "registry", auth="token", issuer=issuer, tls=tls, host=host).start()
     yield reg
     reg.stop()
     issuer.stop()

@@ -12,10 +12,12 @@ from debian import deb822, debian_support
 
 from imagepipe.errors import PipelineError
 
-INDEX_URL = os.environ.get(
-    "IMAGEPIPE_DEBIAN_SECURITY_INDEX",
-    "http://deb.debian.org/debian-security/dists/bookworm-security/main/binary-amd64/Packages.xz",
-)
+DEFAULT_INDEX = "http://deb.debian.org/debian-security/dists/bookworm-security/main/binary-amd64/Packages.xz"
+
+
+def index_url() -> str:
+    """The security index's URL, read when it is fetched (not at import)."""
+    return os.environ.get("IMAGEPIPE_DEBIAN_SECURITY_INDEX", DEFAULT_INDEX)
 CACHE_SECONDS = 3600
 
 
@@ -24,7 +26,7 @@ def security_index(cache_dir: Path) -> dict[str, str]:
     cache = cache_dir / "bookworm-security-Packages"
     if not cache.exists() or time.time() - cache.stat().st_mtime > CACHE_SECONDS:
         try:
-            response = requests.get(INDEX_URL, timeout=60)
+            response = requests.get(index_url(), timeout=60)
             response.raise_for_status()
         except requests.RequestException as e:
             raise PipelineError(f"cannot fetch the Debian security index ({e}); check network access to "

@@ -26,8 +26,6 @@ BASE_REF = "docker.io/library/python:3.11-slim"
 STANDIN_LABEL = "io.imagepipe.standin"
 # Bumped whenever the recipe changes: an older stand-in found locally is rebuilt.
 STANDIN_VERSION = "2"
-MIRROR = os.environ.get("IMAGEPIPE_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-SECURITY_MIRROR = os.environ.get("IMAGEPIPE_DEBIAN_SECURITY_MIRROR", "http://deb.debian.org/debian-security")
 
 DPKG_EXCLUDES = """\
 # As Debian's slim images: no docs (but copyrights), man pages or translations.
@@ -40,15 +38,23 @@ path-exclude /usr/share/locale/*
 path-exclude /usr/share/lintian/*
 path-exclude /usr/share/linda/*
 """
-SOURCES = f"""\
+
+
+def mirrors() -> tuple[str, str]:
+    """(Debian, Debian security) archive URLs, read when a stand-in is built, not at import."""
+    return (os.environ.get("IMAGEPIPE_DEBIAN_MIRROR", "http://deb.debian.org/debian"),
+            os.environ.get("IMAGEPIPE_DEBIAN_SECURITY_MIRROR", "http://deb.debian.org/debian-security"))
+
+
+SOURCES = """\
 Types: deb
-URIs: {MIRROR}
+URIs: {mirror}
 Suites: bookworm bookworm-updates
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 
 Types: deb
-URIs: {SECURITY_MIRROR}
+URIs: {security}
 Suites: bookworm-security
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
@@ -121,11 +127,12 @@ def build_standin(profile: HostProfile, *, state_dir: Path) -> None:
     work = Path(tempfile.mkdtemp(prefix="standin-", dir=state_dir))
     root = work / "rootfs"
     try:
-        runner.run(commands.debootstrap(root, MIRROR), stage="base",
+        mirror, security = mirrors()
+        runner.run(commands.debootstrap(root, mirror), stage="base",
                    timeout=1200, what="debootstrap")
         (root / "etc/dpkg/dpkg.cfg.d/slim-excludes").write_text(DPKG_EXCLUDES)
         (root / "etc/apt/sources.list").unlink(missing_ok=True)
-        (root / "etc/apt/sources.list.d/debian.sources").write_text(SOURCES)
+        (root / "etc/apt/sources.list.d/debian.sources").write_text(SOURCES.format(mirror=mirror, security=security))
         env = {"DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C"}
         runner.run(commands.chroot(root, "apt-get", "update"), stage="base", env=env, timeout=600,
                    what="apt-get update")

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from imagepipe.files import write_atomic
+
 SYSTEM_POLICY = Path("/etc/containers/policy.json")
 SYSTEM_REGISTRIES_D = Path("/etc/containers/registries.d")
 SYSTEM_KEYS = Path("/etc/containers/imagepipe")
@@ -63,9 +65,7 @@ def write(scope: str, *, public_key: Path, lookaside: str, state_dir: Path, inst
             shutil.copyfile(public_key, key)
         existing, policy, registries_d = {}, out / "policy.json", out / "registries.d"
     registries_d.mkdir(parents=True, exist_ok=True)
-    tmp = policy.with_suffix(".tmp")
-    tmp.write_text(json.dumps(merged_policy(existing, scope, key), indent=2) + "\n")
-    tmp.replace(policy)  # never a half-written policy
+    write_atomic(policy, json.dumps(merged_policy(existing, scope, key), indent=2) + "\n")
     (registries_d / _name(scope)).write_text(lookaside_yaml(scope, lookaside))
     return TrustFiles(policy, registries_d, key)
 
