@@ -20,6 +20,7 @@ import requests
 from imagepipe.commands import ToolAuth, registry_is_local
 from imagepipe.errors import PipelineError
 from imagepipe.registryauth import RegistryAuth, write_private
+from imagepipe.registryhttp import refused, session
 from imagepipe.services.hostaccess import CERTS_D, insecure_registries
 
 log = logging.getLogger("imagepipe")
@@ -98,6 +99,18 @@ def unreachable(registry: str, stage: str) -> PipelineError:
                          "fix --registry (omit it to use the embedded one)", stage=stage)
 
 
+def check_login(auth: RegistryAuth, base: str, verify: bool | str, stage: str) -> None:
+    """What `podman login` checks, before any tool runs: the registry accepts the credentials (through its
+    token server, for token auth). A wrong password or a token server that does not answer is one line."""
+    http = session(auth, verify=verify, stage=stage)
+    try:
+        answer = http.get(f"{base}/v2/", timeout=15, verify=verify)
+    except requests.RequestException:
+        raise unreachable(auth.registry, stage) from None
+    if answer.status_code in (401, 403):
+        raise refused(auth, stage)
+
+
 def open_access(auth: RegistryAuth, *, tls_verify: bool, work: Path, stage: str) -> Access:
     """Decide how to reach `auth.registry` and write the tools' auth file (0600, this registry only) under
     `work`. The caller removes `work` when the run ends."""
@@ -107,6 +120,8 @@ def open_access(auth: RegistryAuth, *, tls_verify: bool, work: Path, stage: str)
                     "and change what is pushed and pulled", registry)
     verify: bool | str = trust_bundle(registry, work / "tls") if tls_verify else False
     scheme = scheme_for(registry, verify=verify, stage=stage)
+    if not auth.anonymous:
+        check_login(auth, f"{scheme}://{registry}", verify if scheme == "https" else False, stage)
     authfile = None if auth.anonymous else write_private(auth, work / f"auth-{os.getpid()}.json")
     tool = ToolAuth(authfile=authfile, tls_verify=tls_verify and scheme == "https")
     return Access(registry, scheme, verify if scheme == "https" else False, auth, tool)

@@ -257,7 +257,14 @@ def test_a_failing_run_step_in_the_job(kube, tmp_path):
 
 
 def test_a_registry_refusing_the_credentials(pipeline, kube, tmp_path):
+    """Wrong --creds are refused before any Job is made (the run's one registry access checks them, as
+    `podman login` would); wrong credentials only the Job has (--kube-secret) are refused by kaniko in the
+    Job, reported in one line, and the Job and its pods deleted."""
+    import base64
+    import json
+
     import bcrypt
+    from kubernetes import client
 
     from imagepipe.services.hostaccess import REGISTRIES_D
 
@@ -270,15 +277,27 @@ def test_a_registry_refusing_the_credentials(pipeline, kube, tmp_path):
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     conf = REGISTRIES_D / "61-imagepipe-test-auth.conf"
     conf.write_text(f'[[registry]]\nlocation = "{addr}"\ninsecure = true\n')
+    core = client.CoreV1Api(kube.admin())
+    wrong = base64.b64encode(b"ci:wrong-secret").decode()
+    config = json.dumps({"auths": {addr: {"auth": wrong}}}).encode()
+    core.create_namespaced_secret(NAMESPACE, client.V1Secret(
+        metadata=client.V1ObjectMeta(name="imagepipe-test-wrong"), type="kubernetes.io/dockerconfigjson",
+        data={".dockerconfigjson": base64.b64encode(config).decode()}))
     try:
         assert _wait(lambda: subprocess.run(["curl", "-s", "-o", "/dev/null", f"http://{addr}/v2/"]).returncode == 0)
         args = kube.args()
         args[args.index("--registry") + 1] = addr
-        proc = pipeline.run(*args, "--insecure-registry", addr, "--creds", "ci:wrong-pass", env=kube.env())
+        early = pipeline.run(*args, "--insecure-registry", addr, "--creds", "ci:wrong-pass", env=kube.env())
+        in_job = pipeline.run(*args, "--insecure-registry", addr, "--kube-secret", "imagepipe-test-wrong",
+                              env=kube.env())
     finally:
         server.terminate()
         server.wait()
         conf.unlink()
-    one_line(proc, "refused kaniko's credentials")
-    assert "wrong-pass" not in proc.stdout + proc.stderr, "the password is never printed"
-    no_leftovers(kube, proc)
+        core.delete_namespaced_secret("imagepipe-test-wrong", NAMESPACE)
+    one_line(early, "refused the credentials from --creds")
+    assert "wrong-pass" not in early.stdout + early.stderr, "the password is never printed"
+    assert "Job " not in early.stdout, "no Job was submitted"
+    no_leftovers(kube, early)
+    one_line(in_job, "refused kaniko's credentials")
+    no_leftovers(kube, in_job)

@@ -243,14 +243,13 @@ def test_untrusted_certificate_names_the_file_to_create(pipeline, green, tmp_pat
 def test_token_server_down(pipeline, green, token_registry):
     token_registry.issuer.stop()
     proc = pipeline.run("push", "--no-provision", "--registry", token_registry.addr, "--creds", f"{USER}:{PASSWORD}")
-    refused_cleanly(proc)
-    assert "token" in proc.stderr.lower() or "unauthorized" in proc.stderr.lower()
+    refused_cleanly(proc, "token server", token_registry.issuer.realm)
 
 
 def test_a_repository_the_token_does_not_cover(pipeline, green, token_registry):
-    proc = pipeline.run("push", "--no-provision", "--registry", token_registry.addr, "--creds", f"{USER}:{PASSWORD}",
+    proc = pipeline.run("--no-provision", "--registry", token_registry.addr, "--creds", f"{USER}:{PASSWORD}",
                         "--repo", "someone-elses")
-    refused_cleanly(proc)
+    refused_cleanly(proc, "no push access to someone-elses")
     assert tags(token_registry, "someone-elses") == []
 
 
@@ -260,7 +259,7 @@ def test_5xx_on_blob_upload_is_retried_then_reported(pipeline, green, tmp_path):
     try:
         proc = pipeline.run("push", "--no-provision", "--registry", proxy.addr)
         assert proc.returncode == 14, proc.stderr
-        assert "failed 3 times" in proc.stderr
+        assert "answered 500 Internal Server Error 3 times" in proc.stderr
         assert proxy.uploads >= 3, "each attempt reached the registry"
         assert tags(reg) == []
     finally:

@@ -56,8 +56,18 @@ def run(ctx: Context, built: BuiltImage) -> PushedImage:
               on=ToolFailed, unless=refused, backoff=2.0, what="push")
     except ToolFailed as e:
         if refused(e):
-            denied = registryhttp.refused(access.auth, "push")
-            raise PipelineError(denied.message, stage="push", detail=e.output) from None
+            if access.auth.anonymous:
+                raise PipelineError(registryhttp.refused(access.auth, "push").message, stage="push",
+                                    detail=e.output) from None
+            raise PipelineError(f"the registry {a.registry} refused the push to {a.repo} with the credentials from "
+                                f"{access.auth.source} (a wrong password, or no push access to {a.repo}): pass "
+                                "--creds USER:PASSWORD, log in with `podman login`, or push to a repository the "
+                                "account may write (--repo)", stage="push", detail=e.output) from None
+        status = re.search(r"unexpected HTTP status: (5\d\d[^)\n]*)", e.output)
+        if status:
+            raise PipelineError(f"the registry {a.registry} answered {status.group(1).strip()} 3 times while "
+                                "receiving the image (the registry's fault: see its logs); no tag was written",
+                                stage="push", detail=e.output) from None
         raise PipelineError(f"push to {a.registry} failed 3 times: {e.message} (is the registry up? "
                             "`python build/pipeline.py registry status`)", stage="push", detail=e.output) from None
     pushed = PushedImage(dest.with_digest(digestfile.read_text().strip()), tag, built.facts)
