@@ -9,7 +9,6 @@ editable, which also gives .venv/bin/imagepipe), then re-executes itself there; 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -26,8 +25,11 @@ LOCK = ROOT / "build" / "requirements.lock"
 
 def bootstrap() -> None:
     """Create/refresh .venv when the lock changed, then re-exec inside it."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from imagepipe import venvstamp  # standard library only: usable before the venv exists
+
     stamp = VENV / ".pipeline-deps"
-    want = hashlib.sha256(LOCK.read_bytes()).hexdigest()
+    want = venvstamp.wanted(LOCK.read_bytes())
     if not PYTHON.exists():
         print(f"==> bootstrap: creating {VENV}", flush=True)
         try:
@@ -35,7 +37,7 @@ def bootstrap() -> None:
         except subprocess.CalledProcessError:
             sys.exit("error: cannot create a virtual environment: install python3-venv "
                      "(apt-get install python3-venv) and run again")
-    if not stamp.exists() or stamp.read_text().strip() != want:
+    if not venvstamp.is_current(stamp, want):
         print("==> bootstrap: installing the pipeline's dependencies", flush=True)
         pip = [str(PYTHON), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
         result = subprocess.run([*pip, "--require-hashes", "-r", str(LOCK)])
@@ -45,7 +47,7 @@ def bootstrap() -> None:
         if result.returncode:
             sys.exit("error: installing the pipeline's dependencies failed (see pip's output above); "
                      "check network access to PyPI")
-        stamp.write_text(want + "\n")
+        venvstamp.mark(stamp, want)
     env = dict(os.environ, PATH=f"{VENV / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
     os.execve(str(PYTHON), [str(PYTHON), str(Path(__file__).resolve()), *sys.argv[1:]], env)  # noqa: S606
 

@@ -57,10 +57,10 @@ class Api:
         self.http = requests.Session()
 
     @staticmethod
-    def token(user: str, **claims: Any) -> str:
-        from app.core.security import mint_token
+    def token(user: str, *, ttl_seconds: int = 3600, **claims: Any) -> str:
+        from imagepipe.tokens import mint_hs256
 
-        return mint_token(SECRET, user, **claims)
+        return mint_hs256(SECRET, user, ttl=ttl_seconds, **claims)
 
     def call(self, method: str, path: str, *, user: str | None = None, token: str | None = None,
              **kw: Any) -> requests.Response:

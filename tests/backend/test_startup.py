@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import requests
-from support import SECRET, wait_ok
+from support import SECRET, Api, wait_ok
 
 from imagepipe.services.postgres import TempPostgres, free_port
 
@@ -54,8 +54,7 @@ def test_unreachable_database_then_recovery():
         assert requests.get(base + "/health", timeout=2).json() == {"status": "healthy"}
         ready = requests.get(base + "/ready", timeout=5)
         assert ready.status_code == 503 and ready.json()["status"] == "unavailable"
-        from app.core.security import mint_token
-        headers = {"Authorization": f"Bearer {mint_token(SECRET, 'u1')}"}
+        headers = {"Authorization": f"Bearer {Api.token('u1')}"}
         assert requests.get(base + "/api/u1/tasks", headers=headers, timeout=10).status_code == 503
 
         pg = TempPostgres(port=port, password=password).start()  # the database appears

@@ -14,12 +14,12 @@ import requests
 
 from imagepipe import commands, gitinfo, podmanfacts, runner
 from imagepipe.builders import buildsteps, reproducible
-from imagepipe.checks.types import mint_hs256
 from imagepipe.errors import PipelineError
 from imagepipe.hostenv import HostProfile
 from imagepipe.retry import wait_until
 from imagepipe.services.postgres import free_port
 from imagepipe.stages.build import build_argv
+from imagepipe.tokens import mint_hs256
 
 SECRET = "bench-secret-" + "b" * 32
 

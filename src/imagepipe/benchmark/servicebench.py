@@ -18,7 +18,7 @@ import requests
 
 from imagepipe import podmanfacts
 from imagepipe.benchmark.harness import SECRET, Harness
-from imagepipe.checks.types import mint_hs256
+from imagepipe.tokens import mint_hs256
 
 USER = "usr_bench_mix"
 

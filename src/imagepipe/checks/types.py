@@ -3,12 +3,9 @@ the registry, imagepipe.checks.catalog)."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import jwt
 
 from imagepipe.commands.skopeo import ToolAuth
 from imagepipe.supplychain.inventory import Inventory
@@ -53,7 +50,3 @@ class VerifyResult:
         return bool(self.checks) and all(c.passed for c in self.checks)
 
 
-def mint_hs256(secret: str, sub: str, ttl: int = 600) -> str:
-    """A Better-Auth-style HS256 token (the shared-secret path)."""
-    now = int(time.time())
-    return jwt.encode({"sub": sub, "iat": now, "exp": now + ttl}, secret, algorithm="HS256")

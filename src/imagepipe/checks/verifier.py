@@ -22,8 +22,9 @@ import requests
 from imagepipe import cancel, commands, podmanfacts, runner
 from imagepipe.checks import prodchecks, runtimechecks, session, staticchecks
 from imagepipe.checks.catalog import CHECK_IDS, SERVICE_CHECKS, TREE_CHECKS, Spec, select
-from imagepipe.checks.types import Check, VerifyOptions, VerifyResult, mint_hs256
+from imagepipe.checks.types import Check, VerifyOptions, VerifyResult
 from imagepipe.supplychain.inventory import Inventory
+from imagepipe.tokens import mint_hs256
 
 __all__ = ["CHECK_IDS", "Verifier"]  # CHECK_IDS: the tests read the report order here
 from imagepipe.errors import PipelineError, ToolFailed

@@ -8,11 +8,10 @@ the test extras and the backend's pinned requirements, run pytest. pytest's own 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 import tomllib
 
-from imagepipe import runner
+from imagepipe import runner, venvstamp
 from imagepipe.paths import ROOT
 
 
@@ -29,8 +28,8 @@ def run_tests(args: argparse.Namespace) -> int:
         extras = tomllib.load(f)["project"]["optional-dependencies"]["test"]
     requirements = ROOT / "backend/requirements.txt"
     stamp = ROOT / ".venv/.test-deps"
-    want = hashlib.sha256(("\n".join(extras) + requirements.read_text()).encode()).hexdigest()
-    if not stamp.exists() or stamp.read_text().strip() != want:
+    want = venvstamp.wanted(("\n".join(extras) + requirements.read_text()).encode())
+    if not venvstamp.is_current(stamp, want):
         print("==> test: installing test dependencies and backend/requirements.txt", flush=True)
         # two installs: the backend's requirements are hashed (--require-hashes covers a whole command)
         if runner.passthrough([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
@@ -39,7 +38,7 @@ def run_tests(args: argparse.Namespace) -> int:
                                     *extras]):
             print("error: installing the test dependencies failed (see pip's output above)", file=sys.stderr)
             return 3
-        stamp.write_text(want + "\n")
+        venvstamp.mark(stamp, want)
     print("==> test: pytest " + " ".join(args.target), flush=True)
     code = runner.passthrough([sys.executable, "-m", "pytest", *args.target], cwd=ROOT)
     if code == 5:
