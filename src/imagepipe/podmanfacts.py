@@ -44,10 +44,9 @@ def _inspect(profile: HostProfile, kind: str, name: str, stage: str | None) -> d
     return dict(found[0]) if found else None
 
 
-def image(profile: HostProfile, ref: str, *, stage: str | None = None) -> ImageFacts | None:
-    raw = _inspect(profile, "image", ref, stage)
-    if raw is None:
-        return None
+# --- facts: pure parsers of `podman … inspect` output (tested on recorded JSON) --------------------------
+
+def parse_image(raw: dict[str, Any]) -> ImageFacts:
     config = dict(raw.get("Config") or {})
     config.setdefault("Healthcheck", raw.get("Healthcheck") or raw.get("HealthCheck"))
     return ImageFacts(id=str(raw.get("Id", "")), digest=str(raw.get("Digest", "")), size=int(raw.get("Size") or 0),
@@ -55,19 +54,30 @@ def image(profile: HostProfile, ref: str, *, stage: str | None = None) -> ImageF
                       labels=dict(raw.get("Labels") or config.get("Labels") or {}), config=config)
 
 
-def container(profile: HostProfile, name: str, *, stage: str | None = None) -> ContainerFacts | None:
-    raw = _inspect(profile, "container", name, stage)
-    if raw is None:
-        return None
+def parse_container(raw: dict[str, Any]) -> ContainerFacts:
     state = raw.get("State") or {}
     health = state.get("Health") or state.get("Healthcheck") or {}
     return ContainerFacts(status=str(state.get("Status", "")), exit_code=int(state.get("ExitCode") or 0),
                           pid=int(state.get("Pid") or 0), health=str(health.get("Status") or ""))
 
 
-def network(profile: HostProfile, name: str, *, stage: str | None = None) -> NetworkFacts | None:
-    raw = _inspect(profile, "network", name, stage)
-    if raw is None:
-        return None
+def parse_network(raw: dict[str, Any]) -> NetworkFacts:
     return NetworkFacts(tuple((str(s.get("gateway", "")), str(s.get("subnet", "")))
                               for s in raw.get("subnets") or []))
+
+
+# --- actions: run podman, then parse -------------------------------------------------------------------
+
+def image(profile: HostProfile, ref: str, *, stage: str | None = None) -> ImageFacts | None:
+    raw = _inspect(profile, "image", ref, stage)
+    return None if raw is None else parse_image(raw)
+
+
+def container(profile: HostProfile, name: str, *, stage: str | None = None) -> ContainerFacts | None:
+    raw = _inspect(profile, "container", name, stage)
+    return None if raw is None else parse_container(raw)
+
+
+def network(profile: HostProfile, name: str, *, stage: str | None = None) -> NetworkFacts | None:
+    raw = _inspect(profile, "network", name, stage)
+    return None if raw is None else parse_network(raw)
