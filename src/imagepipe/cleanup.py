@@ -7,11 +7,11 @@ import contextlib
 import shutil
 from pathlib import Path
 
-from imagepipe import cancel, commands, hostenv, runner
+from imagepipe import cancel, commands, hostenv, hostprofile, runner
 from imagepipe.errors import PipelineError, ToolFailed
 
 
-def remove_run_containers(profile: hostenv.HostProfile, run_id: str) -> int:
+def remove_run_containers(profile: hostprofile.HostProfile, run_id: str) -> int:
     """Every container of this run, whatever state it is in: podman's by their label (verify, bench, kaniko),
     buildah's working containers (mounted images) by their name."""
     removed = 0
@@ -33,7 +33,7 @@ def remove_run_containers(profile: hostenv.HostProfile, run_id: str) -> int:
     return removed + len(ids)
 
 
-def clean_leftovers(profile: hostenv.HostProfile, state_dir: Path, run: cancel.Run) -> None:
+def clean_leftovers(profile: hostprofile.HostProfile, state_dir: Path, run: cancel.Run) -> None:
     """What a killed run on this state directory left behind (its marker names it): removed before we start."""
     for marker in cancel.leftovers(state_dir, own=run.id):
         containers = remove_run_containers(profile, marker["id"])

@@ -9,7 +9,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imagepipe import cancel, hostenv
+from imagepipe import cancel, hostprofile
 from imagepipe.files import write_atomic
 from imagepipe.registryaccess import Access, open_access
 from imagepipe.registryauth import resolve
@@ -18,7 +18,7 @@ from imagepipe.registryauth import resolve
 @dataclass
 class Context:
     args: argparse.Namespace
-    profile: hostenv.HostProfile
+    profile: hostprofile.HostProfile
     state_dir: Path
     run_id: str = "norun"
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage (stagetable.timed), for the report

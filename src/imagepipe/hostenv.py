@@ -11,31 +11,12 @@ from __future__ import annotations
 import fcntl
 import logging
 import resource
-from dataclasses import dataclass
 from pathlib import Path
 
-from imagepipe import runner
+from imagepipe import commands, runner
+from imagepipe.hostprofile import NS_DIR, NS_FILE, PODMAN_DEFAULT_NOFILE, PODMAN_DEFAULT_NPROC, HostProfile
 
 log = logging.getLogger("imagepipe.host")
-
-# Where the persistent mount namespace for podman lives (tmpfs: gone at reboot, recreated on demand).
-NS_DIR = Path("/run/imagepipe")
-NS_FILE = NS_DIR / "podman-mntns"
-# podman's defaults when it sets rlimits itself; lower hard limits make crun fail with EPERM.
-PODMAN_DEFAULT_NOFILE = 1048576
-PODMAN_DEFAULT_NPROC = 4194304
-
-
-@dataclass(frozen=True)
-class HostProfile:
-    hybrid_cgroups: bool = False
-    nofile_hard: int = PODMAN_DEFAULT_NOFILE
-    nproc_hard: int = PODMAN_DEFAULT_NPROC
-
-    @property
-    def needs_mount_namespace(self) -> bool:
-        return self.hybrid_cgroups
-
 
 def _mounts() -> list[tuple[str, str]]:
     """(mount point, fs type) from /proc/self/mountinfo."""
@@ -81,8 +62,6 @@ def ensure_mount_namespace(profile: HostProfile) -> None:
 
 
 def _create_namespace() -> None:
-    from imagepipe import commands  # commands imports this module (HostProfile)
-
     if not any(point == str(NS_DIR) for point, _ in _mounts()):
         runner.run(commands.mount_bind(NS_DIR), what="preparing the podman namespace")
         runner.run(commands.mount_private(NS_DIR), what="preparing the podman namespace")

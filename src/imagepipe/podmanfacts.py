@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from imagepipe import commands, runner
-from imagepipe.hostenv import HostProfile
+from imagepipe.hostprofile import HostProfile
 
 MISSING = (125,)  # podman's exit code for "no such object"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from imagepipe import commands
-from imagepipe.hostenv import NS_FILE, HostProfile
+from imagepipe.hostprofile import NS_FILE, HostProfile
 
 PLAIN = HostProfile()  # cgroup v2, no rlimit trouble
 QUIRKY = HostProfile(hybrid_cgroups=True, nofile_hard=20000, nproc_hard=96365)

@@ -12,7 +12,7 @@ import pytest
 
 from imagepipe.builders import kaniko, kanikojob, kubejob
 from imagepipe.errors import PipelineError
-from imagepipe.hostenv import HostProfile
+from imagepipe.hostprofile import HostProfile
 from imagepipe.registryauth import RegistryAuth
 
 JOB = kanikojob.load()

@@ -15,7 +15,7 @@ import requests
 from imagepipe import commands, gitinfo, podmanfacts, runner
 from imagepipe.builders import buildsteps, reproducible
 from imagepipe.errors import PipelineError
-from imagepipe.hostenv import HostProfile
+from imagepipe.hostprofile import HostProfile
 from imagepipe.retry import wait_until
 from imagepipe.services.postgres import free_port
 from imagepipe.stages.build import build_argv

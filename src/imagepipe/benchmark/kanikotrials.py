@@ -9,7 +9,7 @@ from typing import Any
 
 from imagepipe import commands, runner
 from imagepipe.builders import kaniko, parity
-from imagepipe.hostenv import HostProfile
+from imagepipe.hostprofile import HostProfile
 from imagepipe.paths import ROOT
 
 TRIALS: dict[str, dict[str, str]] = {

@@ -10,7 +10,7 @@ from typing import Any
 from imagepipe import commands, podmanfacts, runner
 from imagepipe.benchmark.harness import Harness, grab
 from imagepipe.checks.types import CONTAINER_HOST
-from imagepipe.hostenv import HostProfile
+from imagepipe.hostprofile import HostProfile
 from imagepipe.services import containernet, postgres
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from imagepipe import commands, runner
 from imagepipe.builders import buildsteps, kanikojob
 from imagepipe.errors import PipelineError, ToolFailed, pip_failure
-from imagepipe.hostenv import HostProfile
+from imagepipe.hostprofile import HostProfile
 from imagepipe.registryaccess import registry_cas
 from imagepipe.registryauth import RegistryAuth, write_private
 from imagepipe.stages import base

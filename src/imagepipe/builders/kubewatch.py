@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from imagepipe.errors import PipelineError
 from imagepipe.retry import wait_until
 
-if TYPE_CHECKING:
-    from imagepipe.builders.kubejob import Cluster
+
+class Cluster(Protocol):
+    """What the watch reads of kubejob.Cluster (a protocol, so the two modules do not import each other)."""
+    namespace: str
+    core: Any
+    batch: Any
+
+    def call(self, what: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any: ...
 
 POLL_SECONDS = 1.0
 PULL_ERRORS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")

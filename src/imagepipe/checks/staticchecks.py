@@ -11,7 +11,7 @@ from typing import Any
 from imagepipe import commands, runner
 from imagepipe.checks import debsec, imagefs
 from imagepipe.checks.types import Check
-from imagepipe.hostenv import HostProfile
+from imagepipe.hostprofile import HostProfile
 from imagepipe.supplychain import inventory
 
 BAKED = ("BETTER_AUTH_SECRET", "OPENAI_API_KEY", "DATABASE_URL")  # must never be an image ENV

@@ -28,7 +28,7 @@ from imagepipe.tokens import mint_hs256
 
 __all__ = ["CHECK_IDS", "Verifier"]  # CHECK_IDS: the tests read the report order here
 from imagepipe.errors import PipelineError, ToolFailed
-from imagepipe.hostenv import HostProfile
+from imagepipe.hostprofile import HostProfile
 from imagepipe.services.postgres import free_port
 
 log = logging.getLogger("imagepipe.checks.verifier")

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from imagepipe.commands.skopeo import ToolAuth, auth_flags
-from imagepipe.hostenv import HostProfile
+from imagepipe.hostprofile import HostProfile
 
 __all__ = [
     "buildah_bud", "buildah_containers", "buildah_from", "buildah_images", "buildah_mount", "buildah_push",

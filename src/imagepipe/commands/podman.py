@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from imagepipe.commands.skopeo import ToolAuth, auth_flags
-from imagepipe.hostenv import NS_FILE, HostProfile
+from imagepipe.hostprofile import NS_FILE, HostProfile
 
 __all__ = [
     "podman", "podman_exec", "podman_healthcheck_run", "podman_history", "podman_image_exists", "podman_import",

@@ -8,7 +8,7 @@ import socket
 
 from imagepipe import commands, podmanfacts, runner
 from imagepipe.errors import PipelineError
-from imagepipe.hostenv import HostProfile
+from imagepipe.hostprofile import HostProfile
 
 
 def _assigned(address: str) -> bool:

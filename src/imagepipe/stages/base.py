@@ -18,7 +18,7 @@ from pathlib import Path
 from imagepipe import commands, hostenv, podmanfacts, runner
 from imagepipe.context import Context
 from imagepipe.errors import PipelineError, ToolFailed
-from imagepipe.hostenv import HostProfile
+from imagepipe.hostprofile import HostProfile
 
 log = logging.getLogger("imagepipe.stages.base")
 

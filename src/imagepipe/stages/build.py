@@ -7,7 +7,7 @@ import argparse
 import time
 from pathlib import Path
 
-from imagepipe import commands, gitinfo, hostenv, runner
+from imagepipe import commands, gitinfo, hostenv, hostprofile, runner
 from imagepipe.builders import buildsteps, kaniko, reproducible, wheels
 from imagepipe.context import Context, write_state
 from imagepipe.errors import PipelineError, ToolFailed, UsageError, pip_failure
@@ -31,7 +31,7 @@ def check_context(args: argparse.Namespace) -> None:
         raise UsageError(f"{ctx}/requirements.txt is missing: the builder installs dependencies from it")
 
 
-def build_argv(profile: hostenv.HostProfile, *, containerfile: Path, context: Path, image: str,
+def build_argv(profile: hostprofile.HostProfile, *, containerfile: Path, context: Path, image: str,
                wheelhouse: Path | None, no_cache: bool = False, timestamp: int | None = None) -> list[str]:
     """How this project runs buildah (the build stage and the benchmark alike); files and the image are
     stamped with `timestamp`, by default the commit's time (gitinfo.commit_time)."""

@@ -1,0 +1,25 @@
+"""What the host is, as a value: the facts hostenv detects, which the command builders read (a module of
+its own, so `commands` and `hostenv` do not import each other)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+# Where the persistent mount namespace for podman lives (tmpfs: gone at reboot, recreated on demand).
+NS_DIR = Path("/run/imagepipe")
+NS_FILE = NS_DIR / "podman-mntns"
+# podman's defaults when it sets rlimits itself; lower hard limits make crun fail with EPERM.
+PODMAN_DEFAULT_NOFILE = 1048576
+PODMAN_DEFAULT_NPROC = 4194304
+
+
+@dataclass(frozen=True)
+class HostProfile:
+    hybrid_cgroups: bool = False
+    nofile_hard: int = PODMAN_DEFAULT_NOFILE
+    nproc_hard: int = PODMAN_DEFAULT_NPROC
+
+    @property
+    def needs_mount_namespace(self) -> bool:
+        return self.hybrid_cgroups
