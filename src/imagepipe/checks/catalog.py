@@ -6,13 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from imagepipe.checks import prodchecks, runtimechecks
-from imagepipe.checks.types import Check
-
-if TYPE_CHECKING:
-    from imagepipe.checks.verifier import Verifier
+from imagepipe.checks.types import Check, CheckRun
 
 Family = Literal["image", "service"]  # reads the image (tree, config, a container of its own) | asks the service
 When = Literal["before", "startup", "serving", "tree"]  # before the service starts | its start-up | once it answers
@@ -24,7 +21,7 @@ class Spec:
     id: str
     family: Family
     when: When
-    fn: Callable[[Verifier], Check] | None = None  # None: produced by the start-up or the tree pass
+    fn: Callable[[CheckRun], Check] | None = None  # None: produced by the start-up or the tree pass
     worker: bool = False  # runs in a worker thread beside the main thread's checks (own containers/connections)
 
 

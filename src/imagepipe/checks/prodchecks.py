@@ -6,7 +6,7 @@ image against real or stand-in services on this machine (nothing leaves it).
 - chat: one chat turn through the real `openai` SDK in the image, the model calling `add_task`;
 - mcp: the official MCP client against the container's /mcp/.
 
-Each takes the running Verifier (`v`): its container, base URL, secrets and stand-ins.
+Each takes the running CheckRun (`v`): its container, base URL, secrets and stand-ins.
 """
 
 from __future__ import annotations
@@ -16,16 +16,13 @@ import json
 import re
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import requests
 
 from imagepipe import commands, runner
-from imagepipe.checks.types import Check
+from imagepipe.checks.types import Check, CheckRun
 from imagepipe.retry import wait_until
-
-if TYPE_CHECKING:
-    from imagepipe.checks.verifier import Verifier
 
 # verify sets the service's JWKS refetch cooldown (BETTER_AUTH_JWKS_COOLDOWN_SECONDS, 5 s by default) to this,
 # so that the rotation step fits in verify's time budget; the code path is the production one.
@@ -47,7 +44,7 @@ def _tls_failure(text: str) -> str:
     return f"TLS connection failed: {runner.first_error_line(text)[:200]}"
 
 
-def _psql(v: Verifier, dsn: str, *sql: str, ca: Path | None = None) -> runner.Result:
+def _psql(v: CheckRun, dsn: str, *sql: str, ca: Path | None = None) -> runner.Result:
     """psql of the image in a fresh container (so it answers even when the service container is gone)."""
     args = [a for q in sql for a in ("-c", q)]
     volumes = [f"{ca}:{CA_IN_CONTAINER}:ro"] if ca is not None else []
@@ -55,7 +52,7 @@ def _psql(v: Verifier, dsn: str, *sql: str, ca: Path | None = None) -> runner.Re
                                     entrypoint="", command=["psql", dsn, "-tA", "-F|", *args]), ok=(0, 1, 2, 127))
 
 
-def check_database_tls(v: Verifier) -> Check:
+def check_database_tls(v: CheckRun) -> Check:
     parts, ok = [], True
     # The service's own pool (every one of its sessions encrypted, as the server sees it) and psql's session.
     psql = _psql(v, v.running.dsn, SESSIONS_SQL, OWN_SQL)
@@ -91,7 +88,7 @@ def check_database_tls(v: Verifier) -> Check:
     return Check("database-tls", ok, value, "all sessions TLS, plain refused, verify-full ok", "; ".join(parts))
 
 
-def jwks_warm_up(v: Verifier) -> tuple[int, float]:
+def jwks_warm_up(v: CheckRun) -> tuple[int, float]:
     """The first EdDSA request, early in verify: the backend fetches the JWKS now, so the rotation step at
     the end waits out less of its refetch cooldown. API calls answer 503 until the database pool is up."""
     jwks = v.running.jwks
@@ -103,7 +100,7 @@ def jwks_warm_up(v: Verifier) -> tuple[int, float]:
     return wait_until(answered, timeout=30) or 503, time.monotonic()
 
 
-def check_auth_jwks(v: Verifier) -> Check:
+def check_auth_jwks(v: CheckRun) -> Check:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     jwks = v.running.jwks
@@ -122,7 +119,7 @@ def check_auth_jwks(v: Verifier) -> Check:
                  f"no restart -> {rotated} (JWKS fetched {jwks.fetches} times)")
 
 
-def check_chat(v: Verifier) -> Check:
+def check_chat(v: CheckRun) -> Check:
     user, title = "usr_verify_chat", "verify: buy milk"
     headers = {"Authorization": f"Bearer {v.token(user)}"}
     openai = v.running.openai
@@ -151,7 +148,7 @@ def check_chat(v: Verifier) -> Check:
                  f"request through the image's openai SDK: {'yes' if via_sdk else 'no'}")
 
 
-def check_mcp(v: Verifier) -> Check:
+def check_mcp(v: CheckRun) -> Check:
     user = "usr_verify_mcp"
     try:
         names, listed = asyncio.run(_mcp_session(f"{v.base}/mcp/", v.token(user)))

@@ -1,29 +1,25 @@
 """verify's runtime checks: the image run as a container, the service asked over HTTP, podman asked about
-the container. Each takes the running Verifier (`v`)."""
+the container. Each takes the running CheckRun (`v`)."""
 
 from __future__ import annotations
 
 import json
 import statistics
 import time
-from typing import TYPE_CHECKING
 
 import requests
 
 from imagepipe import commands, podmanfacts
-from imagepipe.checks.types import FRONTEND, Check
+from imagepipe.checks.types import FRONTEND, Check, CheckRun
 from imagepipe.retry import wait_until
 
-if TYPE_CHECKING:
-    from imagepipe.checks.verifier import Verifier
 
-
-def size(v: Verifier) -> Check:
+def size(v: CheckRun) -> Check:
     mb = v.size / 1e6
     return Check("size", mb < v.opt.max_size_mb, round(mb, 1), v.opt.max_size_mb,
                  f"{mb:.1f} MB uncompressed (limit {v.opt.max_size_mb:g} MB)")
 
-def user(v: Verifier) -> Check:
+def user(v: CheckRun) -> Check:
     out = v.sh(commands.podman_run(v.profile, v.image, remove=True, labels=v.opt.labels,
                                       command=["sh", "-c", "whoami; id -u"])).stdout.split()
     configured = v.config.get("User", "")
@@ -31,7 +27,7 @@ def user(v: Verifier) -> Check:
     return Check("user", ok, " ".join(out[:2]), "appuser 1001",
                  f"whoami/id -u in the container: {' '.join(out[:2]) or '?'}; image USER {configured or '(unset)'}")
 
-def port(v: Verifier) -> Check:
+def port(v: CheckRun) -> Check:
     exposed = sorted((v.config.get("ExposedPorts") or {}).keys())
     answered = v.get("/health").status_code == 200
     ok = "8000/tcp" in exposed and answered
@@ -39,20 +35,20 @@ def port(v: Verifier) -> Check:
                  f"EXPOSE {', '.join(exposed) or 'nothing'}; published as 127.0.0.1:{v.port} -> 8000, "
                  f"{'answers' if answered else 'does not answer'}")
 
-def health_endpoint(v: Verifier) -> Check:
+def health_endpoint(v: CheckRun) -> Check:
     response = v.get("/health")
     body = response.text
     ok = response.status_code == 200 and response.json() == {"status": "healthy"}
     return Check("health-endpoint", ok, f"{response.status_code} {body}", '200 {"status":"healthy"}',
                  f"GET /health -> {response.status_code} {body[:80]}")
 
-def docs(v: Verifier) -> Check:
+def docs(v: CheckRun) -> Check:
     docs, spec = v.get("/docs"), v.get("/openapi.json")
     ok = docs.status_code == 200 and spec.status_code == 200 and "paths" in spec.json()
     return Check("docs", ok, [docs.status_code, spec.status_code], [200, 200],
                  f"GET /docs -> {docs.status_code}, GET /openapi.json -> {spec.status_code}")
 
-def database(v: Verifier) -> Check:
+def database(v: CheckRun) -> Check:
     connected = bool(wait_until(lambda: "database connection OK" in v.logs(), timeout=30, interval=0.2))
     ready = v.get("/ready")
     psql = v.sh(commands.podman_exec(v.profile, v.name, "psql", v.running.dsn, "-tAc", "SELECT 1"), ok=(0, 1, 2))
@@ -70,7 +66,7 @@ def database(v: Verifier) -> Check:
               f"API write/read: {created.status_code}/{listed.status_code}")
     return Check("database", ok, {"ready": ready.status_code, "psql": psql_ok, "api": api_ok}, "all ok", detail)
 
-def env(v: Verifier) -> Check:
+def env(v: CheckRun) -> Check:
     logs = v.logs()
     line = next((ln for ln in logs.splitlines() if "settings loaded:" in ln), "")
     expected = ["DATABASE_URL=<set>", "BETTER_AUTH_SECRET=<set>", "OPENAI_API_KEY=<set>",
@@ -85,7 +81,7 @@ def env(v: Verifier) -> Check:
               if ok else f"missing in settings log: {missing}; secrets in logs: {leaked}; CORS ok: {cors_ok}")
     return Check("env", ok, {"missing": missing, "leaked": leaked, "cors": cors_ok}, "none missing/leaked", detail)
 
-def latency(v: Verifier) -> Check:
+def latency(v: CheckRun) -> Check:
     samples = []
     session = requests.Session()  # its own: it runs in a worker thread beside the other checks
     for _ in range(v.opt.latency_requests):
@@ -101,7 +97,7 @@ def latency(v: Verifier) -> Check:
                  f"p99 {p99 * 1000:.1f} ms, p50 {p50 * 1000:.1f} ms over {len(samples)} requests (limit "
                  f"{v.opt.latency_limit_s * 1000:g} ms)")
 
-def start_idle(v: Verifier) -> float:
+def start_idle(v: CheckRun) -> float:
     """The not-serving container health-status needs, started as verify begins so that its start period
     passes while the other checks run; returns when it started."""
     v.sh(commands.podman_run(v.profile, v.image, name=v.idle_name, detach=True, labels=v.opt.labels,
@@ -109,7 +105,7 @@ def start_idle(v: Verifier) -> float:
     return time.monotonic()
 
 
-def health_status(v: Verifier) -> Check:
+def health_status(v: CheckRun) -> Check:
     hc = v.config.get("Healthcheck") or {}
     test = hc.get("Test") or []
     if not test or test[0] == "NONE":
@@ -135,7 +131,7 @@ def health_status(v: Verifier) -> Check:
                  f"(start period {start_period:g} s, retries {retries})")
 
 
-def _health(v: Verifier, name: str) -> str:
+def _health(v: CheckRun, name: str) -> str:
     facts = podmanfacts.container(v.profile, name, stage="verify")
     return facts.health if facts else "missing"
 
@@ -154,7 +150,7 @@ print(json.dumps({"capeff": status["CapEff"].strip(), "uid": status["Uid"].split
 """
 
 
-def hardened(v: Verifier) -> Check:
+def hardened(v: CheckRun) -> Check:
     probe = v.sh(commands.podman_exec(v.profile, v.name, "python", "-c", HARDENED_PROBE), ok=(0, 1, 125, 126, 127))
     try:
         seen = json.loads(probe.stdout.strip().splitlines()[-1])

@@ -11,43 +11,20 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import requests
 
 from imagepipe import cancel, commands, podmanfacts, runner
 from imagepipe.checks import prodchecks
-from imagepipe.checks.types import CONTAINER_HOST, FRONTEND, Check
+from imagepipe.checks.types import CONTAINER_HOST, FRONTEND, Check, CheckRun, Services
 from imagepipe.errors import PipelineError
 from imagepipe.retry import wait_until
 from imagepipe.services import containernet, postgres, standins, tlscerts
 
-if TYPE_CHECKING:
-    from imagepipe.checks.verifier import Verifier
-
-
-@dataclass
-class Services:
-    """What the service runs against during verify: made by services(), stopped when it exits."""
-
-    openai: standins.FakeOpenAI  # served on the container gateway
-    jwks: standins.Jwks
-    dsn: str  # as the container sees it
-    tls: tlscerts.ServerTLS | None = None  # the throw-away database's CA and certificate
-    database: Future[postgres.TempPostgres] | None = None  # the throw-away one, starting beside the service
-
-    def dsn_with(self, **params: str) -> str:
-        """The database URL with these query parameters set (others kept)."""
-        base, _, query = self.dsn.partition("?")
-        pairs = dict(p.split("=", 1) for p in query.split("&") if "=" in p)
-        pairs.update(params)
-        return base + "?" + "&".join(f"{k}={v}" for k, v in pairs.items())
-
 
 @contextmanager
-def services(v: Verifier) -> Iterator[Services]:
+def services(v: CheckRun) -> Iterator[Services]:
     """The throw-away database and the stand-ins around the service's run, stopped whatever happens."""
     pg = None
     database: Future[postgres.TempPostgres] | None = None
@@ -89,7 +66,7 @@ def services(v: Verifier) -> Iterator[Services]:
             shutil.rmtree(tls.ca.parent, ignore_errors=True)
 
 
-def start_service(v: Verifier) -> None:
+def start_service(v: CheckRun) -> None:
     """The service container, hardened (read-only root, a tmpfs /tmp, no capabilities), until /health
     answers 200: the startup-time check. Then the database it was started with must be up."""
     s = v.running
@@ -106,7 +83,7 @@ def start_service(v: Verifier) -> None:
         s.database.result()  # a database that could not start fails the runtime checks, saying why
 
 
-def wait_for_health(v: Verifier, t0: float) -> Check:
+def wait_for_health(v: CheckRun, t0: float) -> Check:
     """The startup-time check: seconds from `podman run` to the first 200 on /health."""
     def answered() -> float | None:
         try:
@@ -127,7 +104,7 @@ def wait_for_health(v: Verifier, t0: float) -> Check:
                  f"first 200 on /health {elapsed:.2f} s after `podman run`", round(elapsed, 2))
 
 
-def death_note(v: Verifier) -> str:
+def death_note(v: CheckRun) -> str:
     """When the service container is gone, say so and show the tail of its log."""
     facts = podmanfacts.container(v.profile, v.name)
     if facts and facts.status == "running":

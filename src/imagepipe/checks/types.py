@@ -3,11 +3,17 @@ the registry, imagepipe.checks.catalog)."""
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import requests
+
+from imagepipe import runner
 from imagepipe.commands.skopeo import ToolAuth
+from imagepipe.hostprofile import HostProfile
+from imagepipe.services import postgres, standins, tlscerts
 from imagepipe.supplychain.inventory import Inventory
 
 CONTAINER_HOST = "host.containers.internal"  # podman's name for the host, seen from a bridged container
@@ -50,3 +56,59 @@ class VerifyResult:
         return bool(self.checks) and all(c.passed for c in self.checks)
 
 
+
+
+@dataclass
+class Services:
+    """What the service runs against during verify: made by services(), stopped when it exits."""
+
+    openai: standins.FakeOpenAI  # served on the container gateway
+    jwks: standins.Jwks
+    dsn: str  # as the container sees it
+    tls: tlscerts.ServerTLS | None = None  # the throw-away database's CA and certificate
+    database: Future[postgres.TempPostgres] | None = None  # the throw-away one, starting beside the service
+
+    def dsn_with(self, **params: str) -> str:
+        """The database URL with these query parameters set (others kept)."""
+        base, _, query = self.dsn.partition("?")
+        pairs = dict(p.split("=", 1) for p in query.split("&") if "=" in p)
+        pairs.update(params)
+        return base + "?" + "&".join(f"{k}={v}" for k, v in pairs.items())
+
+
+class CheckRun(Protocol):
+    """What a check may use of the verify run (checks.verifier.Verifier implements it): the image and its
+    config, the running service (HTTP and its logs), the services around it, podman, the run's options,
+    secrets and thread pool. Declared here so that the check modules need not import the verifier."""
+
+    profile: HostProfile
+    image: str
+    opt: VerifyOptions
+    name: str  # the serving container
+    idle_name: str  # the container where nothing listens (health-status)
+    port: int
+    base: str  # http://127.0.0.1:PORT
+    http: requests.Session
+    secrets: dict[str, str]
+    config: dict[str, Any]
+    size: int
+    services: Services | None
+    jwks_user: str
+    jwks_first: tuple[int, float]
+    idle_started: Future[float]
+    pool: ThreadPoolExecutor
+
+    @property
+    def running(self) -> Services: ...
+
+    def token(self, user: str) -> str: ...
+
+    def sh(self, argv: list[str], ok: tuple[int, ...] = (0,), timeout: float = 120) -> runner.Result: ...
+
+    def get(self, path: str, **kw: Any) -> requests.Response: ...
+
+    def logs(self, name: str | None = None) -> str: ...
+
+    def mark(self, what: str) -> None: ...
+
+    def add(self, check: Check) -> Check: ...

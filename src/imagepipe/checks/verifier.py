@@ -22,7 +22,7 @@ import requests
 from imagepipe import cancel, commands, podmanfacts, runner
 from imagepipe.checks import prodchecks, runtimechecks, session, staticchecks
 from imagepipe.checks.catalog import CHECK_IDS, SERVICE_CHECKS, TREE_CHECKS, Spec, select
-from imagepipe.checks.types import Check, VerifyOptions, VerifyResult
+from imagepipe.checks.types import Check, Services, VerifyOptions, VerifyResult
 from imagepipe.supplychain.inventory import Inventory
 from imagepipe.tokens import mint_hs256
 
@@ -54,7 +54,7 @@ class Verifier:
         self.size = 0
         self.base = f"http://127.0.0.1:{self.port}"
         self.http = requests.Session()
-        self.services: session.Services | None = None  # while the service runs (session.services)
+        self.services: Services | None = None  # while the service runs (session.services)
         self.jwks_user = "usr_verify_jwks"
         self.jwks_first: tuple[int, float] = (0, 0.0)
         self.idle_started: Future[float] = Future()
@@ -67,7 +67,7 @@ class Verifier:
         return mint_hs256(self.secrets["BETTER_AUTH_SECRET"], user)
 
     @property
-    def running(self) -> session.Services:
+    def running(self) -> Services:
         """The stand-ins and the database the service runs against; the service checks run inside
         session.services(), which sets them."""
         if self.services is None:
