@@ -23,6 +23,7 @@ class Spec:
     when: When
     fn: Callable[[CheckRun], Check] | None = None  # None: produced by the start-up or the tree pass
     worker: bool = False  # runs in a worker thread beside the main thread's checks (own containers/connections)
+    late: bool = False  # the main thread runs it after the quick ones: it waits (its wait overlaps the others)
 
 
 CATALOG: tuple[Spec, ...] = (  # in report order
@@ -30,12 +31,12 @@ CATALOG: tuple[Spec, ...] = (  # in report order
     Spec("user", "image", "before", runtimechecks.user, worker=True),
     Spec("port", "service", "serving", runtimechecks.port),
     Spec("health-endpoint", "service", "serving", runtimechecks.health_endpoint),
-    Spec("health-status", "service", "serving", runtimechecks.health_status),
+    Spec("health-status", "service", "serving", runtimechecks.health_status, late=True),  # the start period
     Spec("docs", "service", "serving", runtimechecks.docs),
     Spec("env", "service", "serving", runtimechecks.env),
     Spec("database", "service", "serving", runtimechecks.database),
     Spec("database-tls", "service", "serving", prodchecks.check_database_tls, worker=True),
-    Spec("auth-jwks", "service", "serving", prodchecks.check_auth_jwks),
+    Spec("auth-jwks", "service", "serving", prodchecks.check_auth_jwks, late=True),  # the JWKS cooldown
     Spec("chat", "service", "serving", prodchecks.check_chat),
     Spec("mcp", "service", "serving", prodchecks.check_mcp, worker=True),
     Spec("startup-time", "service", "startup"),
@@ -56,4 +57,6 @@ TREE_CHECKS = tuple(s.id for s in CATALOG if s.when == "tree")
 
 
 def select(when: When, *, worker: bool) -> list[Spec]:
-    return [s for s in CATALOG if s.when == when and s.worker is worker and s.fn is not None]
+    """The checks of one phase and thread, in the order they run: the catalog's, late ones last."""
+    found = [s for s in CATALOG if s.when == when and s.worker is worker and s.fn is not None]
+    return sorted(found, key=lambda s: s.late)

@@ -33,9 +33,6 @@ from imagepipe.services.postgres import free_port
 
 log = logging.getLogger("imagepipe.checks.verifier")
 CheckFn = Callable[[], Check]
-# The main thread's order: quick HTTP checks first; health-status waits out the idle container's start period,
-# auth-jwks the service's JWKS refetch cooldown, so they come late and their waits overlap the others.
-MAIN_ORDER = ("port", "health-endpoint", "docs", "database", "env", "hardened", "chat", "health-status", "auth-jwks")
 
 
 class Verifier:
@@ -180,7 +177,7 @@ class Verifier:
                 self.jwks_first = (0, time.monotonic())  # auth-jwks reports it
             # Independent of the HTTP checks below: their own containers or connections.
             side += [self.background(s.id, self.bind(s)) for s in select("serving", worker=True)]
-            for spec in sorted(select("serving", worker=False), key=lambda s: MAIN_ORDER.index(s.id)):
+            for spec in select("serving", worker=False):  # the catalog's order, the waiting ones last
                 self.guarded(spec.id, self.bind(spec))
             self.mark("main-thread checks done")
             for future in side:
