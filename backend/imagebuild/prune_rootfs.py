@@ -13,10 +13,12 @@ what remains. Copyright files always stay.
 from __future__ import annotations
 
 import os
+import platform
 import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 # Programs an operator and the checks need. Everything else in bin/sbin goes (tar, gpgv, apt, e2fsck, ...).
@@ -30,12 +32,14 @@ KEEP_PROGRAMS = {
 }
 # Loaded with dlopen, so no ELF file names them: libgcc_s (thread cancellation, C++ unwinding in glibc),
 # NSS modules (user and host lookups).
-KEEP_LIBS = re.compile(r"^(libgcc_s\.so\.1|libnss_(files|dns|compat)[.-].*|ld-linux-x86-64\.so\.2)$")
+KEEP_LIBS = re.compile(r"^(libgcc_s\.so\.1|libnss_(files|dns|compat)[.-].*|ld-linux[-\w]*\.so\.\d)$")
 BIN_DIRS = ("usr/bin", "usr/sbin", "usr/local/bin", "usr/local/sbin")
-LIB_DIRS = ("usr/lib/x86_64-linux-gnu", "usr/local/lib")
-DROP_TREES = ("usr/include", "usr/share/gcc", "usr/share/gdb", "usr/lib/x86_64-linux-gnu/perl",
-              "usr/lib/x86_64-linux-gnu/ossl-modules", "usr/lib/x86_64-linux-gnu/engines-3",
-              "usr/lib/x86_64-linux-gnu/sasl2", "usr/libexec", "usr/games")
+# The multiarch triplet of the interpreter running this (the image's: x86_64-linux-gnu, aarch64-linux-gnu).
+MULTIARCH = sysconfig.get_config_var("MULTIARCH") or f"{platform.machine()}-linux-gnu"
+LIB_DIRS = (f"usr/lib/{MULTIARCH}", "usr/local/lib")
+DROP_TREES = ("usr/include", "usr/share/gcc", "usr/share/gdb", f"usr/lib/{MULTIARCH}/perl",
+              f"usr/lib/{MULTIARCH}/ossl-modules", f"usr/lib/{MULTIARCH}/engines-3",
+              f"usr/lib/{MULTIARCH}/sasl2", "usr/libexec", "usr/games")
 LDD_LINE = re.compile(r"(?:=>\s*)?(/\S+)\s+\(0x")
 
 
@@ -116,7 +120,7 @@ def dpkg_records(root: Path) -> tuple[list[str], list[str]]:
             kept.append(stanza)
             continue
         pkg = name.group(1)
-        lists = [info / f"{pkg}.list", info / f"{pkg}:{arch.group(1) if arch else 'amd64'}.list"]
+        lists = [info / f"{pkg}.list", *([info / f"{pkg}:{arch.group(1)}.list"] if arch else [])]
         listing = next((p for p in lists if p.exists()), None)
         if listing is None:
             kept.append(stanza)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from imagepipe.paths import ROOT
 from imagepipe.stages import lint
 
 CONTAINERFILE = Path(__file__).resolve().parents[2] / "build/Containerfile"
@@ -57,3 +58,15 @@ def test_broken_variants_fail_with_rule_and_line(old, new, rule):
 def test_render_names_file_line_and_rule():
     v = lint.Violation("FR-004", 12, "USER is root")
     assert v.render(Path("build/Containerfile")) == "build/Containerfile:12: FR-004: USER is root"
+
+
+def test_no_architecture_literal_in_the_recipe():
+    """The Containerfile and the pruner take the multiarch triplet from the build's own interpreter, so
+    the same recipe builds linux/amd64 and linux/arm64."""
+    import re
+
+    literal = re.compile(r"x86_64|amd64|aarch64|arm64|i386|armhf")
+    for path in (ROOT / "build/Containerfile", ROOT / "backend/imagebuild/prune_rootfs.py"):
+        code = [ln.split("#", 1)[0] for ln in path.read_text().splitlines()]
+        found = [ln for ln in code if literal.search(ln)]
+        assert not found, f"{path.name}: {found}"

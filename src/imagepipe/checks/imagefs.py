@@ -13,7 +13,8 @@ from pathlib import Path
 
 from imagepipe import cancel, commands, imagetree, runner
 
-BUILD_TOOLS = ("gcc", "cc", "c++", "g++", "cpp", "make", "ld", "as", "clang", "x86_64-linux-gnu-gcc-12")
+BUILD_TOOLS = ("gcc", "cc", "c++", "g++", "cpp", "make", "ld", "as", "clang", "x86_64-linux-gnu-gcc-12",
+               "aarch64-linux-gnu-gcc-12")
 SECRET_PATTERNS = {
     "OpenAI-style key": re.compile(rb"\bsk-(?:proj-)?[A-Za-z0-9_-]{32,}"),
     # A header alone is just a string constant (cryptography and gnutls contain them); a key has a body.

@@ -59,6 +59,7 @@ Suites: bookworm-security
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 """
+MULTIARCH = "import sysconfig; print(sysconfig.get_config_var('MULTIARCH'))"  # the root's own triplet
 RUNTIME_PACKAGES = ["python3.11", "python3.11-venv", "python3-pip", "ca-certificates", "netbase", "tzdata"]
 
 
@@ -180,7 +181,8 @@ def _add_headers(root: Path, env: dict[str, str]) -> None:
     deb = next(debs.glob("libpython3.11-dev_*.deb"))
     extract = root / "tmp/hdr"
     runner.run(commands.dpkg_deb_extract(deb, extract), stage="base")
-    for sub in ("usr/include/python3.11", "usr/include/x86_64-linux-gnu/python3.11"):
+    triplet = runner.run(commands.chroot(root, "python3.11", "-c", MULTIARCH), stage="base").stdout.strip()
+    for sub in ("usr/include/python3.11", f"usr/include/{triplet}/python3.11"):
         dest = root / sub
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copytree(extract / sub, dest, dirs_exist_ok=True)
