@@ -11,6 +11,7 @@ import logging
 import os
 from dataclasses import dataclass
 
+from imagepipe import emulation
 from imagepipe.context import Context
 from imagepipe.errors import PipelineError
 
@@ -25,6 +26,8 @@ PACKAGES = [
     "gnupg", "lighttpd",  # image signatures (simple signing) and the server that publishes them
     # the local Kubernetes for the CI half (imagepipe.cluster): its store, container runtime and pod network
     "etcd-server", "containerd", "runc", "containernetworking-plugins", "iptables", "iproute2",
+    # linux/arm64 images built and run here under emulation (imagepipe.emulation)
+    "qemu-user-static", "binfmt-support",
 ]
 
 # Loopback registries speak plain HTTP; declaring them insecure lets every containers tool talk to them.
@@ -86,6 +89,7 @@ def provision(*, verbose: bool = False) -> ProvisionResult:
         raise PipelineError(f"provisioning failed: {e} (re-run with --verbose for pyinfra's output)",
                             stage="provision") from e
     result = ProvisionResult(changed=[], unchanged=[])
+    (result.changed if emulation.ensure("arm64") else result.unchanged).append("arm64 emulation (binfmt_misc)")
     for label, per_host in ops.items():
         for meta in per_host.values():
             if not meta.did_succeed():
