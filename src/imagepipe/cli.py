@@ -13,15 +13,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from imagepipe import cancel, cleanup, exitcodes, hostenv, refs, report, runner, stagetable
+from imagepipe import cancel, cleanup, exitcodes, hostenv, options, report, runner, stagetable
 from imagepipe.context import Context
 from imagepipe.errors import PipelineError, UsageError
+from imagepipe.options import Options
 from imagepipe.paths import ROOT
 from imagepipe.services import ports, registry
 from imagepipe.stages.promote import Promoted
 from imagepipe.stages.verify import Verified
-
-EMBEDDED = "embedded"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -34,7 +33,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="a stage or verb below (default: all, the stages in order)")
     p.add_argument("target", nargs="*", help="verify: the image to verify; registry: start|stop|status; "
                                              "test: arguments passed to pytest")
-    p.add_argument("--registry", default=EMBEDDED,
+    p.add_argument("--registry", default=options.EMBEDDED,
                    help="registry HOST[:PORT] to push to, used as given; `embedded` (the default) starts this "
                         "checkout's own docker-registry on 127.0.0.1:--embedded-port")
     p.add_argument("--embedded-port", type=int,
@@ -103,31 +102,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def validate(args: argparse.Namespace) -> None:
-    if not refs.is_repository(args.repo):
-        raise UsageError(f"invalid repository name {args.repo!r}: use lowercase letters, digits and . _ - / "
-                         "(e.g. --repo todo-backend)")
-    for tag in args.tag:
-        if not refs.is_tag(tag):
-            raise UsageError(f"invalid tag {tag!r}: up to 128 of A-Z a-z 0-9 _ . - , not starting with . or -")
-    args.embedded = args.registry == EMBEDDED
-    for option, port in (("--embedded-port", args.embedded_port), ("--sigserver-port", args.sigserver_port)):
-        if port is not None and not 0 < port < 65536:
-            raise UsageError(f"invalid {option} {port}: give a TCP port (1-65535)")
-    if not args.embedded and not refs.is_registry(args.registry):
-        raise UsageError(f"invalid registry {args.registry!r}: give HOST or HOST:PORT (e.g. 127.0.0.1:5000), "
-                         "or `embedded`")
-    if args.kube_context:
-        args.builder = "kaniko"
-    if args.build_ca is not None and not args.build_ca.is_file():
-        raise UsageError(f"--build-ca {args.build_ca}: no such file (give a PEM CA bundle)")
-    if args.job_deadline is not None and args.job_deadline <= 0:
-        raise UsageError("--job-deadline must be a positive number of seconds")
-    if args.max_size <= 0:
-        raise UsageError("--max-size must be a positive number of MB")
-    args.tls_verify = args.tls_verify != "false"
-
-
 @contextmanager
 def state_lock(state_dir: Path) -> Iterator[None]:
     """One pipeline at a time per state directory (registry data, wheelhouse, reports)."""
@@ -148,16 +122,19 @@ def state_lock(state_dir: Path) -> Iterator[None]:
         handle.close()
 
 
-def claim_ports(ctx: Context) -> None:
+def claim_ports(ctx: Context) -> Options:
     """This checkout's own servers: the embedded registry's and the signature server's ports, claimed for the
     state directory (imagepipe.services.ports), so another checkout's servers are never used."""
     a = ctx.args
     if a.stage == "cluster":  # the local cluster has a registry of its own
-        return
+        return a
+    registry_addr = None
     if a.embedded:
-        a.registry = f"{registry.LOOPBACK}:{ports.claim(ports.REGISTRY, ctx.state_dir, a.embedded_port)}"
+        registry_addr = f"{registry.LOOPBACK}:{ports.claim(ports.REGISTRY, ctx.state_dir, a.embedded_port)}"
+    sigserver = None
     if a.lookaside is None or a.stage == "registry":
-        a.sigserver_port = ports.claim(ports.SIGSERVER, ctx.state_dir, a.sigserver_port)
+        sigserver = ports.claim(ports.SIGSERVER, ctx.state_dir, a.sigserver_port)
+    return a.resolved(registry=registry_addr, sigserver_port=sigserver)
 
 
 def dispatch(ctx: Context) -> int:
@@ -197,7 +174,7 @@ def scrub_password(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    args = parse_args(sys.argv[1:] if argv is None else argv)  # argparse's view, until checked below
     if args.creds and ":" in args.creds and argv is None:
         # /proc/PID/cmdline is readable by every user: our own command line loses the password at once
         # (setproctitle rewrites the memory it is read from). `podman login` or IMAGEPIPE_REGISTRY_PASSWORD
@@ -213,12 +190,12 @@ def main(argv: list[str] | None = None) -> int:
     runner.VERBOSE = args.verbose
     cancel.install()
     try:
-        validate(args)
-        if args.stage == "test":  # before any lock: the suite runs pipelines of its own
+        opts = options.from_namespace(args)
+        if opts.stage == "test":  # before any lock: the suite runs pipelines of its own
             from imagepipe.verbs.test import run_tests
 
-            return run_tests(args)
-        ctx = Context(args=args, profile=hostenv.detect(), state_dir=args.state_dir.resolve())
+            return run_tests(opts)
+        ctx = Context(args=opts, profile=hostenv.detect(), state_dir=opts.state_dir.resolve())
         # The lock is taken first and released last: the run's cleanup (containers, databases, marker) runs
         # while no other run can start on this state directory.
         with state_lock(ctx.state_dir), cancel.running(cancel.Run(ctx.state_dir)) as run:
@@ -226,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             run.callback(lambda: cleanup.remove_run_containers(ctx.profile, run.id))
             run.callback(ctx.close_access)
             cleanup.clean_leftovers(ctx.profile, ctx.state_dir, run)
-            claim_ports(ctx)
+            ctx.args = claim_ports(ctx)  # the one time the run's options gain what it claimed
             return dispatch(ctx)
     except cancel.Interrupted as e:
         cancel.acknowledge()

@@ -3,7 +3,6 @@ Stages hand each other typed values (imagepipe.refs, stages.verify.Verified) exp
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -11,13 +10,14 @@ from pathlib import Path
 
 from imagepipe import cancel, hostprofile
 from imagepipe.files import write_atomic
+from imagepipe.options import Options
 from imagepipe.registryaccess import Access, open_access
 from imagepipe.registryauth import resolve
 
 
 @dataclass
 class Context:
-    args: argparse.Namespace
+    args: Options
     profile: hostprofile.HostProfile
     state_dir: Path
     run_id: str = "norun"

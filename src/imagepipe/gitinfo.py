@@ -3,12 +3,12 @@ where the source lives (for the cluster's Job and for provenance)."""
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 
 from imagepipe import commands, runner
 from imagepipe.errors import PipelineError, UsageError
+from imagepipe.options import Options
 from imagepipe.paths import ROOT
 from imagepipe.refs import ImageRef
 
@@ -17,7 +17,7 @@ def _git(*args: str, ok_codes: tuple[int, ...] = (0,)) -> str:
     return runner.run(commands.git(ROOT, *args), ok_codes=ok_codes).stdout.strip()
 
 
-def content_hash(args: argparse.Namespace) -> str:
+def content_hash(args: Options) -> str:
     """Hash of the Containerfile and the context's files (what the build reads), for tags of dirty trees."""
     h = hashlib.sha256(args.containerfile.read_bytes())
     for path in sorted(args.context.rglob("*")):
@@ -36,7 +36,7 @@ def commit_time() -> int | None:
         return None
 
 
-def git_tag(args: argparse.Namespace) -> str:
+def git_tag(args: Options) -> str:
     """The git short SHA; a tree that differs from the commit (or lives outside it) adds a content hash, so
     a tag never names two different images."""
     try:
@@ -49,7 +49,7 @@ def git_tag(args: argparse.Namespace) -> str:
     return f"{sha}-dirty-{content_hash(args)}" if dirty else sha
 
 
-def local_image(args: argparse.Namespace) -> ImageRef:
+def local_image(args: Options) -> ImageRef:
     """The local name the build stage gives this tree's image."""
     return ImageRef("localhost", args.repo, git_tag(args))
 

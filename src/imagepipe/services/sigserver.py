@@ -16,6 +16,8 @@ from imagepipe.services import ports
 
 log = logging.getLogger("imagepipe.services.sigserver")
 
+DEFAULT_PORT = 5080
+
 
 class SignatureServer:
     def __init__(self, state_dir: Path, addr: str) -> None:
@@ -63,9 +65,10 @@ class SignatureServer:
         return runner.stop_service(self.pidfile)
 
 
-def on_port(state_dir: Path, port: int) -> SignatureServer:
-    """The signature server of a state directory, on loopback."""
-    return SignatureServer(state_dir, f"127.0.0.1:{port}")
+def on_port(state_dir: Path, port: int | None) -> SignatureServer:
+    """The signature server of a state directory, on loopback (port None: not claimed, because --lookaside
+    names where consumers read; the store is still written here)."""
+    return SignatureServer(state_dir, f"127.0.0.1:{port or DEFAULT_PORT}")
 
 
 def lookaside_url(lookaside: str | None, server: SignatureServer) -> str:

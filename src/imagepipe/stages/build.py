@@ -3,7 +3,6 @@ kaniko (which pushes as it builds: in podman here, or as ci/kaniko.yaml's Job in
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -11,13 +10,14 @@ from imagepipe import commands, gitinfo, hostenv, hostprofile, runner
 from imagepipe.builders import buildsteps, kaniko, reproducible, wheels
 from imagepipe.context import Context, write_state
 from imagepipe.errors import PipelineError, ToolFailed, UsageError, pip_failure
+from imagepipe.options import Options
 from imagepipe.refs import BuildFacts, BuiltImage, ImageRef, PushedImage
 from imagepipe.stages.push import ensure_registry
 
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
-def check_context(args: argparse.Namespace) -> None:
+def check_context(args: Options) -> None:
     ctx, cf = args.context, args.containerfile
     if not cf.is_file():
         raise UsageError(f"Containerfile not found: {cf} (pass --containerfile PATH)")

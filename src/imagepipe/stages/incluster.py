@@ -39,6 +39,8 @@ def check_image(ref: str, option: str) -> None:
 
 def build(ctx: Context) -> PushedImage:
     a = ctx.args
+    if a.kube_context is None:  # the stage table sends only --kube-context runs here
+        raise UsageError("the cluster build needs --kube-context NAME")
     if commands.registry_is_local(a.registry):
         raise UsageError(f"--kube-context pushes from the cluster: give a --registry it can reach ({a.registry} "
                          "is this machine's loopback)")

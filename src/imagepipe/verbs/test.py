@@ -7,15 +7,15 @@ the test extras and the backend's pinned requirements, run pytest. pytest's own 
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tomllib
 
 from imagepipe import runner, venvstamp
+from imagepipe.options import Options
 from imagepipe.paths import ROOT
 
 
-def run_tests(args: argparse.Namespace) -> int:
+def run_tests(args: Options) -> int:
     if not args.no_provision:
         from imagepipe.stages.provision import provision
 
