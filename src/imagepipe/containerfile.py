@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 
 from dockerfile_parse import DockerfileParser
 
+# The recipe's literal FROM (the contract's); the base stage makes it resolve.
+BASE_REF = "docker.io/library/python:3.11-slim"
+
 KNOWN = {"FROM", "RUN", "CMD", "LABEL", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT", "VOLUME", "USER",
          "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL", "MAINTAINER"}
 

@@ -81,3 +81,7 @@ def container(profile: HostProfile, name: str, *, stage: str | None = None) -> C
 def network(profile: HostProfile, name: str, *, stage: str | None = None) -> NetworkFacts | None:
     raw = _inspect(profile, "network", name, stage)
     return None if raw is None else parse_network(raw)
+
+
+def image_exists(profile: HostProfile, ref: str) -> bool:
+    return runner.run(commands.podman_image_exists(profile, ref), ok_codes=(0, 1)).code == 0

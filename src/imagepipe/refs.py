@@ -5,10 +5,9 @@ stages instead of strings split by hand."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from imagepipe.builders.buildsteps import Step
 from imagepipe.errors import UsageError
 
 # The grammar's pieces, as in distribution/reference's regexp.go.
@@ -80,6 +79,22 @@ def is_registry(text: str) -> bool:
     """HOST, HOST:PORT, [IPv6] or [IPv6]:PORT, with a TCP port."""
     port = re.search(r"(?<!:):(\d+)$", text) if not text.endswith("]") else None
     return re.fullmatch(DOMAIN, text) is not None and (port is None or 0 < int(port.group(1)) < 65536)
+
+
+@dataclass
+class Step:
+    """One Containerfile instruction's build time (imagepipe.builders.buildsteps reads them)."""
+
+    stage: int
+    instruction: str
+    seconds: float = 0.0
+    cached: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["seconds"] = round(self.seconds, 2)
+        d["instruction"] = self.instruction if len(self.instruction) <= 100 else self.instruction[:99] + "…"
+        return d
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import json
 import pytest
 from pipeline_support import Pipeline
 
+from imagepipe import podmanfacts
 from imagepipe.services.postgres import free_port
 
 
@@ -39,13 +40,12 @@ def kube(tmp_path_factory, green):
     from imagepipe.builders import kanikojob
     from imagepipe.cluster import binaries
     from imagepipe.cluster.local import LocalCluster
-    from imagepipe.stages import base
 
     reason = binaries.unavailable()
     if reason:
         pytest.skip(reason)
     executor = os.environ.get("IMAGEPIPE_KANIKO_IMAGE") or kanikojob.executor_image(kanikojob.load())
-    if not base.image_exists(hostenv.detect(), executor):
+    if not podmanfacts.image_exists(hostenv.detect(), executor):
         pytest.skip(f"no kaniko executor image {executor} on this machine (see README 'kaniko')")
     work = tmp_path_factory.mktemp("kube")
     cluster = LocalCluster(work / "cluster")

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from imagepipe import commands, hostenv, runner
+from imagepipe import commands, hostenv, podmanfacts, runner
 from imagepipe.builders import kaniko, kanikojob, parity
 from imagepipe.checks.verifier import CHECK_IDS
-from imagepipe.stages import base
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +34,7 @@ def profile():
 @pytest.fixture(scope="session")
 def executor(profile):
     ref = os.environ.get("IMAGEPIPE_KANIKO_IMAGE") or kanikojob.executor_image(kanikojob.load())
-    if not base.image_exists(profile, ref):
+    if not podmanfacts.image_exists(profile, ref):
         pytest.skip(f"no kaniko executor image {ref} on this machine (set IMAGEPIPE_KANIKO_IMAGE or see "
                     "README 'kaniko' for how to supply one)")
     return ref

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from imagepipe import runner
+from imagepipe import imagemount, runner
 from imagepipe.checks import imagefs
 from imagepipe.supplychain import inventory, referrers, trust
 
@@ -74,7 +74,7 @@ def test_sbom_lists_every_package_and_distribution_in_the_image(pipeline, attest
     sbom_blob = reg.get_blob(report["sbom"]["blob"])
     components = {(c["name"], c["version"]) for c in json.loads(sbom_blob)["components"]}
     purls = [c["purl"] for c in json.loads(sbom_blob)["components"]]
-    with imagefs.mounted(report["image"]) as root:
+    with imagemount.mounted(report["image"]) as root:
         dists = sorted(root.glob("opt/venv/lib/python3.11/site-packages/*.dist-info"))
         metadata = [(d / "METADATA").read_text() for d in dists]
         status = (root / "var/lib/dpkg/status").read_text()
@@ -107,7 +107,7 @@ def test_signing_key_stays_private(pipeline, attested):
     subprocess.run(["gpgconf", "--kill", "gpg-agent"], env={**os.environ, "GNUPGHOME": str(home)}, check=True)
     body = [ln for ln in secret.splitlines() if ln and not ln.startswith("-----") and ":" not in ln][1]
     assert body not in proc.stdout + proc.stderr and body not in json.dumps(report)
-    with imagefs.mounted(report["image"]) as root:
+    with imagemount.mounted(report["image"]) as root:
         found = imagefs.scan(root, [body])
     assert not [s for s in found.secrets if "run-time secret" in s], "the key is not in the image"
 

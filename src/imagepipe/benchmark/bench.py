@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from imagepipe import commands, runner
+from imagepipe import commands, imagemount, podmanfacts, runner
 from imagepipe.benchmark import kanikotrials, servicebench
 from imagepipe.benchmark.figures import Metric, metrics
 from imagepipe.benchmark.harness import Harness, Variant
@@ -20,11 +20,11 @@ from imagepipe.builders import kaniko, kanikojob, reproducible, wheels
 from imagepipe.checks import imagefs
 from imagepipe.checks.types import CONTAINER_HOST, VerifyOptions
 from imagepipe.checks.verifier import Verifier
+from imagepipe.containerfile import BASE_REF
 from imagepipe.paths import ROOT
 from imagepipe.services import containernet, postgres, standins
 from imagepipe.services.postgres import TempPostgres
 from imagepipe.services.registry import EmbeddedRegistry
-from imagepipe.stages import base
 
 
 class Bench(Harness):
@@ -32,7 +32,7 @@ class Bench(Harness):
         """kaniko over the same tree, next to buildah's figures: a cold build (empty cache repository), a
         code-only rebuild with the cache, and a second clean build for reproducibility."""
         executor = kanikojob.executor_image(kanikojob.load()) if self.kaniko_image is None else self.kaniko_image
-        if not base.image_exists(self.profile, executor):
+        if not podmanfacts.image_exists(self.profile, executor):
             f["kaniko"] = None
             return
         kaniko.seed_mirror(self.profile, self.registry_addr)
@@ -82,7 +82,7 @@ class Bench(Harness):
         shutil.rmtree(self.work, ignore_errors=True)
         self.work.mkdir(parents=True)
         registry = EmbeddedRegistry(self.work, self.registry_addr)
-        gateway, subnet = containernet.bridge(self.profile, base.BASE_REF, labels=self.labels)
+        gateway, subnet = containernet.bridge(self.profile, BASE_REF, labels=self.labels)
         pg = postgres.for_containers(gateway, subnet)
         openai = standins.FakeOpenAI(host=gateway)  # a chat turn's memory is measured
         try:
@@ -106,7 +106,7 @@ class Bench(Harness):
                                        wheelhouse=house,
                                        commit_build=commit, steps_key="steps")
         f["size_mb"] = self.image_facts(image).size / 1e6
-        with imagefs.mounted(image) as root:
+        with imagemount.mounted(image) as root:
             f["size_by_dir_mb"] = {k: round(v / 1e6, 1) for k, v in list(imagefs.size_by_top(root).items())[:8]}
         f["cold_layers"] = self.layers(image)
         f["first_push_mb"], f["digest"] = self.push(image, f"bench-{variant.name}:1")

@@ -13,12 +13,11 @@ from typing import Any
 
 import psutil
 
-from imagepipe import hostenv
+from imagepipe import hostenv, podmanfacts
 from imagepipe.builders import kanikojob, kubejob
 from imagepipe.cluster import binaries, images
 from imagepipe.cluster.local import LocalCluster
 from imagepipe.paths import ROOT
-from imagepipe.stages import base
 
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -54,7 +53,7 @@ def _commit(bare: Path, change: str | None) -> str:
 
 
 def measure(work: Path, executor_local: str) -> dict[str, Any] | None:
-    if binaries.unavailable() or not base.image_exists(hostenv.detect(), executor_local):
+    if binaries.unavailable() or not podmanfacts.image_exists(hostenv.detect(), executor_local):
         return None
     cluster = LocalCluster(work / "cluster")
     print("    cluster: up", flush=True)

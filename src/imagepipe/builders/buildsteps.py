@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
+
+from imagepipe.refs import Step
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 BUILDAH_STEP = re.compile(r"^(?:\[(\d+)/\d+\] )?STEP (\d+)/(\d+): (.*)$")
@@ -14,20 +16,6 @@ KANIKO_STEP = re.compile(r"^INFO\[\d+\] ((?:FROM|RUN|COPY|ADD|ENV|ARG|WORKDIR|US
                          r"|LABEL|SHELL|VOLUME|STOPSIGNAL|ONBUILD)\b.*)$")
 KANIKO_STAGE = re.compile(r"Building stage '([^']*)' \[idx: '(\d+)'")
 KANIKO_CACHED_CMD = re.compile(r"Using caching version of cmd: (.*)$")
-
-
-@dataclass
-class Step:
-    stage: int
-    instruction: str
-    seconds: float = 0.0
-    cached: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["seconds"] = round(self.seconds, 2)
-        d["instruction"] = self.instruction if len(self.instruction) <= 100 else self.instruction[:99] + "…"
-        return d
 
 
 @dataclass

@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imagepipe import commands, runner
+from imagepipe import commands, podmanfacts, runner
 from imagepipe.builders import buildsteps, kanikojob
+from imagepipe.containerfile import BASE_REF
 from imagepipe.errors import PipelineError, ToolFailed, pip_failure
 from imagepipe.hostprofile import HostProfile
+from imagepipe.refs import Step
 from imagepipe.registryaccess import registry_cas
 from imagepipe.registryauth import RegistryAuth, write_private
-from imagepipe.stages import base
 
 log = logging.getLogger("imagepipe.builders.kaniko")
 
@@ -42,13 +43,13 @@ class KanikoBuild:
     digest: str
     destination: str
     seconds: float
-    steps: list[buildsteps.Step]
+    steps: list[Step]
 
 
 def executor_image(profile: HostProfile, override: str | None) -> str:
     """The executor image to run: present locally, or pullable; otherwise one line on how to supply one."""
     ref = override or kanikojob.executor_image(kanikojob.load())
-    if base.image_exists(profile, ref):
+    if podmanfacts.image_exists(profile, ref):
         return ref
     try:
         runner.run(commands.podman_pull(profile, ref), stage="build", timeout=600, what="pulling the executor")
@@ -152,7 +153,7 @@ def seed_mirror(profile: HostProfile, registry: str) -> str:
     """kaniko pulls its base from a registry, never from local storage: the local python:3.11-slim (the
     official image or the offline stand-in) goes to the loopback registry, which kaniko uses as its mirror
     of docker.io."""
-    dest = f"{registry}/{base.BASE_REF.split('/', 1)[1]}"
-    runner.run(commands.skopeo_copy_from_storage(base.BASE_REF, dest), stage="build", timeout=600,
+    dest = f"{registry}/{BASE_REF.split('/', 1)[1]}"
+    runner.run(commands.skopeo_copy_from_storage(BASE_REF, dest), stage="build", timeout=600,
                what="seeding the registry mirror with the base image")
     return dest

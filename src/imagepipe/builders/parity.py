@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imagepipe import commands, imagetree, runner, tables
-from imagepipe.checks import imagefs
+from imagepipe import commands, imagemount, imagetree, runner, tables
 
 CONFIG_FIELDS = ("User", "ExposedPorts", "Healthcheck", "Cmd", "Entrypoint", "Env", "WorkingDir", "Labels")
 
@@ -167,7 +166,7 @@ def read_config(ref: str, auth: commands.ToolAuth | None = None) -> dict[str, An
 
 
 def read_tree(ref: str) -> dict[str, imagetree.Entry]:
-    with imagefs.mounted(ref) as root:
+    with imagemount.mounted(ref) as root:
         return imagetree.tree(root)
 
 

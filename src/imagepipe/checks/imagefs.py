@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import stat
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imagepipe import cancel, commands, imagetree, runner
+from imagepipe import imagetree
 
 BUILD_TOOLS = ("gcc", "cc", "c++", "g++", "cpp", "make", "ld", "as", "clang", "x86_64-linux-gnu-gcc-12",
                "aarch64-linux-gnu-gcc-12")
@@ -28,20 +26,6 @@ SECRET_HINTS = {"OpenAI-style key": (b"sk-",), "private key": (b"PRIVATE KEY----
                 "GitHub token": (b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_")}
 SKIP_TOP = frozenset({"proc", "sys", "dev"})
 MAX_SCAN_BYTES = 8 * 1024 * 1024
-
-
-@contextmanager
-def mounted(image: str) -> Iterator[Path]:
-    run = cancel.current()
-    # named after the run, so a cancelled run's clean-up finds it (cleanup.remove_run_containers)
-    name = f"imagepipe-{run.id}-{secrets.token_hex(3)}" if run is not None else None
-    ctr = runner.run(commands.buildah_from(image, name=name), stage="verify").stdout.strip()
-    try:
-        path = runner.run(commands.buildah_mount(ctr), stage="verify").stdout.strip()
-        yield Path(path)
-    finally:
-        runner.run(commands.buildah_umount(ctr), ok_codes=(0, 1, 125))
-        runner.run(commands.buildah_rm(ctr), ok_codes=(0, 1, 125))
 
 
 def walk(root: Path, unreadable: list[tuple[str, str]] | None = None) -> Iterator[tuple[str, os.stat_result]]:

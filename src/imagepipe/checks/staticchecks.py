@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from imagepipe import commands, runner
+from imagepipe import commands, imagemount, runner
 from imagepipe.checks import debsec, imagefs
 from imagepipe.checks.types import Check
 from imagepipe.hostprofile import HostProfile
@@ -21,7 +21,7 @@ def run(profile: HostProfile, image: str, *, config: dict[str, Any], secrets: di
         state_dir: Path) -> tuple[list[Check], inventory.Inventory]:
     """The static checks from one mount of the image, and the inventory they read (the SBOM's too)."""
     t0 = time.monotonic()
-    with imagefs.mounted(image) as root:
+    with imagemount.mounted(image) as root:
         found = imagefs.scan(root, list(secrets.values()))
         tools = imagefs.find_build_tools(root)
         contents = inventory.read(root)

@@ -9,12 +9,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagepipe import commands, hostenv, runner
+from imagepipe import commands, hostenv, podmanfacts, runner
 from imagepipe.cluster.facts import Facts
-from imagepipe.stages import base
+from imagepipe.containerfile import BASE_REF
 
 GIT_IMAGE = "localhost/imagepipe-git:1"
-GIT_CONTAINERFILE = f"""FROM {base.BASE_REF}
+GIT_CONTAINERFILE = f"""FROM {BASE_REF}
 # git for the Job's clone step (runs as 65532 with a read-only root: HOME is the workspace)
 RUN apt-get update -q && apt-get install -y -q --no-install-recommends git ca-certificates \\
  && rm -rf /var/lib/apt/lists/*
@@ -34,7 +34,7 @@ def push_pause(binary: Path, dest: str) -> None:
 def git_image(dest: str) -> str:
     """The clone step's image in the cluster's registry (built here once, from the base)."""
     profile = hostenv.detect()
-    if not base.image_exists(profile, GIT_IMAGE):
+    if not podmanfacts.image_exists(profile, GIT_IMAGE):
         with tempfile.TemporaryDirectory(prefix="imagepipe-git-") as tmp:
             (Path(tmp) / "Containerfile").write_text(GIT_CONTAINERFILE)
             runner.run(commands.buildah_bud(profile, containerfile=Path(tmp) / "Containerfile", context=Path(tmp),
@@ -69,7 +69,7 @@ def stock(facts: Facts, executor_local: str, *, executor_tag: str) -> Stocked:
     kaniko's docker.io mirror, and an empty repository on its git server."""
     executor = mirror(executor_local, f"{facts.registry}/osscontainertools/kaniko:{executor_tag}")
     git = git_image(f"{facts.registry}/imagepipe/git:1")
-    mirror(base.BASE_REF, f"{facts.registry}/library/python:3.11-slim")
+    mirror(BASE_REF, f"{facts.registry}/library/python:3.11-slim")
     bare = Path(facts.dir) / "git/todo.git"
     runner.run(["git", "init", "-q", "--bare", str(bare)], stage="cluster")
     return Stocked(executor, git, bare)

@@ -15,14 +15,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from imagepipe import commands, hostenv, podmanfacts, runner
+from imagepipe import commands, hostenv, imagemount, podmanfacts, runner
+from imagepipe.containerfile import BASE_REF
 from imagepipe.context import Context
 from imagepipe.errors import PipelineError, ToolFailed
 from imagepipe.hostprofile import HostProfile
 
 log = logging.getLogger("imagepipe.stages.base")
 
-BASE_REF = "docker.io/library/python:3.11-slim"
 STANDIN_LABEL = "io.imagepipe.standin"
 # Bumped whenever the recipe changes: an older stand-in found locally is rebuilt.
 STANDIN_VERSION = "2"
@@ -63,10 +63,6 @@ MULTIARCH = "import sysconfig; print(sysconfig.get_config_var('MULTIARCH'))"  # 
 RUNTIME_PACKAGES = ["python3.11", "python3.11-venv", "python3-pip", "ca-certificates", "netbase", "tzdata"]
 
 
-def image_exists(profile: HostProfile, ref: str) -> bool:
-    return runner.run(commands.podman_image_exists(profile, ref), ok_codes=(0, 1)).code == 0
-
-
 def standin_version(profile: HostProfile, ref: str = BASE_REF) -> str | None:
     """The stand-in recipe version of a local image, or None when it is not our stand-in."""
     facts = podmanfacts.image(profile, ref)
@@ -76,7 +72,7 @@ def standin_version(profile: HostProfile, ref: str = BASE_REF) -> str | None:
 def ensure_base(profile: HostProfile, *, state_dir: Path, override: str | None = None, rebuild: bool = False) -> str:
     """Returns a one-line description of what python:3.11-slim now is."""
     if override:
-        if not image_exists(profile, override):
+        if not podmanfacts.image_exists(profile, override):
             try:
                 runner.run(commands.podman_pull(profile, override), stage="base", what=f"pulling {override}")
             except ToolFailed as e:
@@ -85,7 +81,7 @@ def ensure_base(profile: HostProfile, *, state_dir: Path, override: str | None =
                                     stage="base") from None
         runner.run(commands.podman_tag(profile, override, BASE_REF), stage="base")
         return f"{override} tagged as {BASE_REF}"
-    if image_exists(profile, BASE_REF) and not rebuild:
+    if podmanfacts.image_exists(profile, BASE_REF) and not rebuild:
         version = standin_version(profile)
         if version is None:
             return f"{BASE_REF} present"
@@ -111,7 +107,7 @@ def ensure_base(profile: HostProfile, *, state_dir: Path, override: str | None =
 def standin_pending_fixes(profile: HostProfile, state_dir: Path) -> list[str]:
     """bookworm-security fixes the local stand-in lacks ([] when it has them all, or when the security
     index cannot be had: the verify stage's `vulnerabilities` check then says so)."""
-    from imagepipe.checks import debsec, imagefs
+    from imagepipe.checks import debsec
     from imagepipe.supplychain import inventory
 
     try:
@@ -119,7 +115,7 @@ def standin_pending_fixes(profile: HostProfile, state_dir: Path) -> list[str]:
     except PipelineError as e:
         log.info("cannot check the stand-in for security fixes: %s", e.message)
         return []
-    with imagefs.mounted(BASE_REF) as root:
+    with imagemount.mounted(BASE_REF) as root:
         installed = {d.name: d.version for d in inventory.debian_packages(root)}
     return debsec.pending_fixes(installed, index)
 

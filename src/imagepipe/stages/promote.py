@@ -9,15 +9,14 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagepipe import commands, gitinfo, podmanfacts, runner
-from imagepipe.checks import imagefs
+from imagepipe import commands, gitinfo, imagemount, podmanfacts, runner
+from imagepipe.containerfile import BASE_REF
 from imagepipe.context import Context
 from imagepipe.errors import PipelineError
 from imagepipe.paths import ROOT
 from imagepipe.refs import BuildFacts, PushedImage
 from imagepipe.registryaccess import Access
 from imagepipe.services import sigserver
-from imagepipe.stages import base
 from imagepipe.stages.verify import Verified
 from imagepipe.supplychain import attest, inventory, provenance, referrers, sbom, signing
 
@@ -116,11 +115,11 @@ def attach(ctx: Context, image: PushedImage, contents: inventory.Inventory | Non
     repo_ref, digest = image.ref.name, image.digest
     facts = image.facts or BuildFacts(a.builder)
     if contents is None:  # verify's static pass read it; mounted again only when that pass failed
-        with imagefs.mounted(str(image)) as root:
+        with imagemount.mounted(str(image)) as root:
             contents = inventory.read(root)
     debs, dists = list(contents.debs), list(contents.dists)
     base_digest = base_image_digest(ctx)
-    bom = sbom.build(image=repo_ref, digest=digest, base_ref=base.BASE_REF, base_digest=base_digest,
+    bom = sbom.build(image=repo_ref, digest=digest, base_ref=BASE_REF, base_digest=base_digest,
                      debs=debs, dists=dists)
     source, commit = gitinfo.provenance_source()
     requirements = {str(p.relative_to(ROOT) if p.is_relative_to(ROOT) else p):
@@ -129,7 +128,7 @@ def attach(ctx: Context, image: PushedImage, contents: inventory.Inventory | Non
     described = provenance.BuildFacts(
         image=repo_ref, digest=digest, containerfile=str(a.containerfile), context=str(a.context),
         source_uri=source, commit=commit, builder=facts.builder, builder_version=facts.builder_version,
-        base_ref=base.BASE_REF, base_digest=base_digest, requirements=requirements, invocation=ctx.run_id,
+        base_ref=BASE_REF, base_digest=base_digest, requirements=requirements, invocation=ctx.run_id,
         started=facts.started, finished=facts.finished)
     reg = referrers.Registry(ctx.access(image.ref.registry, stage="promote"), image.ref.repository)
     published.sbom = attest.publish_attestation(reg, repo_ref=repo_ref, digest=digest, artifact_type=sbom.MEDIA_TYPE,
@@ -144,11 +143,11 @@ def attach(ctx: Context, image: PushedImage, contents: inventory.Inventory | Non
 def base_image_digest(ctx: Context) -> str | None:
     """The local base's digest, or None when it cannot be read (the documents then say so: never a
     placeholder digest)."""
-    facts = podmanfacts.image(ctx.profile, base.BASE_REF, stage="promote")
+    facts = podmanfacts.image(ctx.profile, BASE_REF, stage="promote")
     if facts and facts.digest:
         return facts.digest
     log.warning("the base image %s cannot be inspected: the SBOM and provenance record it without a digest",
-                base.BASE_REF)
+                BASE_REF)
     return None
 
 

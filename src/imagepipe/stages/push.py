@@ -6,14 +6,13 @@ from __future__ import annotations
 import logging
 import re
 
-from imagepipe import commands, gitinfo, registryhttp, runner
+from imagepipe import commands, gitinfo, podmanfacts, registryhttp, runner
 from imagepipe.context import Context, write_state
 from imagepipe.errors import PipelineError, ToolFailed, UsageError
 from imagepipe.refs import BuildFacts, BuiltImage, ImageRef, PushedImage
 from imagepipe.registryaccess import Access
 from imagepipe.retry import retry
 from imagepipe.services import registry
-from imagepipe.stages import base
 
 log = logging.getLogger("imagepipe")
 
@@ -32,7 +31,7 @@ def alone(ctx: Context) -> BuiltImage:
     if ctx.args.builder == "kaniko":
         raise UsageError("kaniko pushes as it builds: run `python build/pipeline.py build --builder kaniko`")
     image = gitinfo.local_image(ctx.args)
-    if not base.image_exists(ctx.profile, str(image)):
+    if not podmanfacts.image_exists(ctx.profile, str(image)):
         raise UsageError(f"no local image {image}: run the build stage first (python build/pipeline.py build)")
     return BuiltImage(image, BuildFacts("buildah"))  # its build ran earlier, in another invocation
 

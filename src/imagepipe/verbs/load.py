@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import json
 
-from imagepipe import exitcodes, gitinfo, hostenv
+from imagepipe import exitcodes, gitinfo, hostenv, podmanfacts
 from imagepipe.benchmark import load
 from imagepipe.context import Context
 from imagepipe.errors import UsageError
-from imagepipe.stages import base
 from imagepipe.stagetable import timed
 
 
 def run(ctx: Context) -> int:
     hostenv.ensure_mount_namespace(ctx.profile)
     image = ctx.args.target[0] if ctx.args.target else str(gitinfo.local_image(ctx.args))
-    if not base.image_exists(ctx.profile, image):
+    if not podmanfacts.image_exists(ctx.profile, image):
         raise UsageError(f"no image {image}: build it first (python build/pipeline.py build) or name one")
     result = timed(ctx, "load", f"{image}: wrk 60 s at concurrency 32 on the tasks API",
                    lambda: load.load_test(ctx.profile, ctx.state_dir, image, labels=ctx.labels))
