@@ -155,7 +155,7 @@ def dispatch(ctx: Context) -> int:
     report.finish(ctx, verified.result, facts=verified.image.facts,
                   published=promoted.published if promoted else None)
     if not verified.result.passed:
-        print(f"verification failed: latest was not moved ({ctx.args.registry}/{ctx.args.repo}:latest is unchanged)")
+        print(f"verification failed: latest was not moved ({ctx.repository.with_tag('latest')} is unchanged)")
         return exitcodes.CHECKS_FAILED
     return exitcodes.OK
 

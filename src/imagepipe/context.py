@@ -11,6 +11,7 @@ from pathlib import Path
 from imagepipe import cancel, hostprofile
 from imagepipe.files import write_atomic
 from imagepipe.options import Options
+from imagepipe.refs import ImageRef
 from imagepipe.registryaccess import Access, open_access
 from imagepipe.registryauth import resolve
 
@@ -42,6 +43,11 @@ class Context:
         """The run's auth files and trust bundles go when it ends (and a killed run's, on the next run)."""
         self._access.clear()
         shutil.rmtree(self.access_dir, ignore_errors=True)
+
+    @property
+    def repository(self) -> ImageRef:
+        """REGISTRY/REPO, the one reference every stage derives its tags and digests from."""
+        return ImageRef(self.args.registry, self.args.repo)
 
     @property
     def labels(self) -> dict[str, str]:

@@ -109,11 +109,11 @@ def kaniko_local(ctx: Context) -> PushedImage:
     started = time.time()
     build = kaniko.build_local(
         ctx.profile, executor=executor, context=a.context, containerfile=a.containerfile,
-        destination=f"{a.registry}/{a.repo}:{tag}", cache_repo=f"{a.registry}/{a.repo}/cache",
+        destination=str(ctx.repository.with_tag(tag)), cache_repo=f"{ctx.repository.name}/cache",
         registry=a.registry, work_dir=ctx.state_dir / "kaniko", labels=ctx.labels, auth=access.auth,
         wheelhouse=house, run_id=ctx.run_id)
     facts = BuildFacts("kaniko", version_of(executor), tuple(build.steps), started, time.time())
-    pushed = PushedImage(ImageRef(a.registry, a.repo, digest=build.digest), tag, facts)
+    pushed = PushedImage(ctx.repository.with_digest(build.digest), tag, facts)
     print(buildsteps.render(build.steps))
     write_state(ctx.state_dir / "last-push.json", {"tag": build.destination, "image": str(pushed), "builder": "kaniko"})
     print(f"    kaniko ({executor}) pushed {build.destination}\n    digest {build.digest}")

@@ -12,7 +12,7 @@ from imagepipe import commands, gitinfo, runner
 from imagepipe.builders import kanikojob, kubejob
 from imagepipe.context import Context, write_state
 from imagepipe.errors import PipelineError, UsageError
-from imagepipe.refs import BuildFacts, ImageRef, PushedImage
+from imagepipe.refs import BuildFacts, PushedImage
 from imagepipe.services import hostaccess
 
 log = logging.getLogger("imagepipe")
@@ -51,7 +51,7 @@ def build(ctx: Context) -> PushedImage:
     labels = ctx.labels
     settings = kanikojob.ClusterSettings(
         name=f"todo-backend-kaniko-{ctx.run_id}", labels=labels, git_url=url, commit=commit,
-        destination=f"{a.registry}/{a.repo}:{tag}", cache_repo=f"{a.registry}/{a.repo}/cache",
+        destination=str(ctx.repository.with_tag(tag)), cache_repo=f"{ctx.repository.name}/cache",
         registry_secret=a.kube_secret or f"imagepipe-{ctx.run_id}-registry", executor=a.kaniko_image,
         git_image=a.git_image, mirror=a.registry_mirror, insecure=tuple(a.insecure_registry),
         ca_secret=f"imagepipe-{ctx.run_id}-ca" if a.build_ca else None, deadline=a.job_deadline)
@@ -69,7 +69,7 @@ def build(ctx: Context) -> PushedImage:
                                 on_log=lambda line: print(f"    | {line}", flush=True))
     executor = kanikojob.executor_image(job)
     facts = BuildFacts("kaniko", executor.rsplit(":", 1)[-1], (), started, time.time(), cluster=result.as_dict())
-    pushed = PushedImage(ImageRef(a.registry, a.repo, digest=result.digest), tag, facts)
+    pushed = PushedImage(ctx.repository.with_digest(result.digest), tag, facts)
     write_state(ctx.state_dir / "last-push.json", {"tag": settings.destination, "image": str(pushed),
                                                    "builder": "kaniko", "job": result.job})
     phases = ", ".join(f"{k} {v:.1f} s" for k, v in result.as_dict()["phases"].items())

@@ -33,7 +33,7 @@ def signing_setup(ctx: Context) -> tuple[signing.SigningKey, Path, str, Path]:
     else:
         server.ensure_running()
     lookaside = sigserver.lookaside_url(a.lookaside, server)
-    scope = f"{a.registry}/{a.repo}"
+    scope = ctx.repository.name
     regd = signing.registries_d(ctx.state_dir / "sigstore" / "registries.d", scope=scope, staging=server.store,
                                 lookaside=lookaside)
     return key, server.store, lookaside, regd

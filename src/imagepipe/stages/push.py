@@ -9,7 +9,7 @@ import re
 from imagepipe import commands, gitinfo, podmanfacts, registryhttp, runner
 from imagepipe.context import Context, write_state
 from imagepipe.errors import PipelineError, ToolFailed, UsageError
-from imagepipe.refs import BuildFacts, BuiltImage, ImageRef, PushedImage
+from imagepipe.refs import BuildFacts, BuiltImage, PushedImage
 from imagepipe.registryaccess import Access
 from imagepipe.retry import retry
 from imagepipe.services import registry
@@ -41,7 +41,7 @@ def run(ctx: Context, built: BuiltImage) -> PushedImage:
     access = ensure_registry(ctx)
     a = ctx.args
     tag = built.ref.tag or "latest"
-    dest = ImageRef(a.registry, a.repo, tag)
+    dest = ctx.repository.with_tag(tag)
     digestfile = ctx.state_dir / "push.digest"
     digestfile.unlink(missing_ok=True)
     argv = commands.buildah_push(str(built.ref), str(dest), digestfile=digestfile, auth=access.tool)

@@ -10,9 +10,9 @@ from imagepipe.verbs.signer import lookaside_url, public_key
 
 def run(ctx: Context) -> int:
     a = ctx.args
-    files = trust.write(f"{a.registry}/{a.repo}", public_key=public_key(ctx), lookaside=lookaside_url(ctx),
+    files = trust.write(ctx.repository.name, public_key=public_key(ctx), lookaside=lookaside_url(ctx),
                         state_dir=ctx.state_dir, install=a.install)
-    print(f"policy: {files.policy} (images of {a.registry}/{a.repo} must be signed by {files.public_key})")
+    print(f"policy: {files.policy} (images of {ctx.repository.name} must be signed by {files.public_key})")
     print(f"signatures read from {lookaside_url(ctx)} ({files.registries_d})")
     if not a.install:
         print(f"use: podman pull --signature-policy {files.policy} … (lookaside: copy {files.registries_d}/* to "
