@@ -15,7 +15,6 @@ import contextlib
 import hashlib
 import os
 import re
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -171,14 +170,13 @@ def verify_signature(signature: bytes, public_key: Path, *, work: Path) -> tuple
     home.mkdir(parents=True, exist_ok=True)
     os.chmod(home, 0o700)
     home = short_home(home)
-    env = {**os.environ, "GNUPGHOME": str(home)}
+    env = {"GNUPGHOME": str(home)}
     with agent_stopped(home):
-        subprocess.run(commands.gpg("--import", str(public_key)), env=env, capture_output=True, check=False)
-        # subprocess, not runner: gpg's verdict is on the status fd (stderr) whatever its exit code
-        proc = subprocess.run(commands.gpg("--status-fd", "2", "--decrypt"), input=signature, env=env,
-                              capture_output=True, check=False)
-    status = proc.stderr.decode(errors="replace")
-    valid = re.search(r"\[GNUPG:\] VALIDSIG ([0-9A-F]+)", status)
-    if proc.returncode != 0 or valid is None:
+        runner.run(commands.gpg("--import", str(public_key)), env=env, ok_codes=(0, 1, 2), stream=False)
+        # gpg's verdict is on the status fd (stderr), read whatever its exit code
+        proc = runner.run(commands.gpg("--status-fd", "2", "--decrypt"), input=signature, env=env,
+                          ok_codes=(0, 1, 2), stream=False)
+    valid = re.search(r"\[GNUPG:\] VALIDSIG ([0-9A-F]+)", proc.stderr)
+    if proc.code != 0 or valid is None:
         raise PipelineError("signature does not verify with the pipeline's public key", stage="attest")
     return valid.group(1), json.loads(proc.stdout)
