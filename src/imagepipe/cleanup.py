@@ -7,7 +7,7 @@ import contextlib
 import shutil
 from pathlib import Path
 
-from imagepipe import cancel, commands, hostenv, hostprofile, runner
+from imagepipe import cancel, commands, hostenv, hostprofile, output, runner
 from imagepipe.errors import PipelineError, ToolFailed
 
 
@@ -45,9 +45,9 @@ def clean_leftovers(profile: hostprofile.HostProfile, state_dir: Path, run: canc
             from imagepipe.builders import kubejob
 
             try:
-                print(f"    deleted {kubejob.clean_leftover(entry)} of interrupted run {marker['id']}")
+                output.say(f"deleted {kubejob.clean_leftover(entry)} of interrupted run {marker['id']}")
             except PipelineError as e:
-                print(f"    could not delete the cluster Job of interrupted run {marker['id']}: {e.message}")
+                output.say(f"could not delete the cluster Job of interrupted run {marker['id']}: {e.message}")
         Path(marker["_marker"]).unlink(missing_ok=True)
-        print(f"    cleaned up after interrupted run {marker['id']}: {containers} container(s), "
-              f"{databases} throw-away PostgreSQL")
+        output.say(f"cleaned up after interrupted run {marker['id']}: {containers} container(s), "
+                   f"{databases} throw-away PostgreSQL")

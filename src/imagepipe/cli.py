@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import fcntl
 import importlib
-import logging
 import os
 import sys
 import traceback
@@ -13,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from imagepipe import cancel, cleanup, exitcodes, hostenv, options, report, runner, stagetable
+from imagepipe import cancel, cleanup, exitcodes, hostenv, options, output, report, runner, stagetable
 from imagepipe.context import Context
 from imagepipe.errors import PipelineError, UsageError
 from imagepipe.options import Options
@@ -93,7 +92,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--junit", type=Path, help="write JUnit XML here")
     p.add_argument("--keep", action="store_true", help="keep the verify containers for debugging")
     p.add_argument("--state-dir", type=Path, default=Path(os.environ.get("IMAGEPIPE_STATE", ROOT / ".state")))
-    p.add_argument("--json", action="store_true", help="bench: print the figures as JSON")
+    p.add_argument("--json", action="store_true", help="output as JSON events, one per line (level, stage, "
+                                                       "message); bench's figures and load's result as one event")
+    p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     p.add_argument("--bench-runs", type=int, default=3, help="bench: alternating rounds of the service figures "
                                                                "(the median is reported)")
     p.add_argument("--kaniko-trials", action="store_true", help="bench: also time kaniko's cached rebuild under "
@@ -115,7 +116,7 @@ def state_lock(state_dir: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            print(f"waiting for another pipeline run to finish (lock {state_dir / 'pipeline.lock'})", file=sys.stderr)
+            output.error(f"waiting for another pipeline run to finish (lock {state_dir / 'pipeline.lock'})")
             fcntl.flock(handle, fcntl.LOCK_EX)
         yield
     finally:
@@ -155,7 +156,7 @@ def dispatch(ctx: Context) -> int:
     report.finish(ctx, verified.result, facts=verified.image.facts,
                   published=promoted.published if promoted else None)
     if not verified.result.passed:
-        print(f"verification failed: latest was not moved ({ctx.repository.with_tag('latest')} is unchanged)")
+        output.block(f"verification failed: latest was not moved ({ctx.repository.with_tag('latest')} is unchanged)")
         return exitcodes.CHECKS_FAILED
     return exitcodes.OK
 
@@ -182,11 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         import setproctitle
 
         setproctitle.setproctitle(" ".join(scrub_password([sys.executable, *sys.orig_argv[1:]])))
-    # Progress (logging included) goes to stdout; stderr carries only the error line and its detail.
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="    %(message)s",
-                        stream=sys.stdout)
-    for noisy in ("urllib3", "sh", "pyinfra", "httpx", "httpcore", "mcp"):  # the MCP client logs each request
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Progress goes to stdout; stderr carries only the error line and its detail (imagepipe.output).
+    output.configure(verbose=args.verbose, quiet=args.quiet, as_json=args.json)
     runner.VERBOSE = args.verbose
     cancel.install()
     try:
@@ -207,20 +205,20 @@ def main(argv: list[str] | None = None) -> int:
             return dispatch(ctx)
     except cancel.Interrupted as e:
         cancel.acknowledge()
-        print(f"interrupted by {e.name} during the {stagetable.CURRENT[0]} stage: its tools were stopped and what it "
-              "started was removed; no tag was moved", file=sys.stderr)
+        output.error(f"interrupted by {e.name} during the {stagetable.CURRENT[0]} stage: its tools were stopped "
+                     "and what it started was removed; no tag was moved")
         cancel.exit_now(e.exit_code)
         return e.exit_code  # not reached
     except PipelineError as e:
         where = f"[{e.stage}] " if e.stage else ""
-        print(f"error: {where}{e.message}", file=sys.stderr)
+        output.error(f"error: {where}{e.message}")
         if e.detail:
-            print("    " + "\n    ".join(e.detail.splitlines()[-runner.TAIL_LINES:]), file=sys.stderr)
+            output.error("    " + "\n    ".join(e.detail.splitlines()[-runner.TAIL_LINES:]))
         if args.verbose:
             traceback.print_exc()
         return stagetable.exit_code(e)
     except Exception as e:  # the outer edge: one line, the traceback only on request
-        print(f"internal error: {type(e).__name__}: {e} (re-run with --verbose for the traceback)", file=sys.stderr)
+        output.error(f"internal error: {type(e).__name__}: {e} (re-run with --verbose for the traceback)")
         if args.verbose:
             traceback.print_exc()
         return exitcodes.INTERNAL

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from imagepipe import commands, runner
+from imagepipe import commands, output, runner
 from imagepipe.errors import PipelineError, UsageError
 from imagepipe.options import Options
 from imagepipe.paths import ROOT
@@ -76,7 +76,7 @@ def job_source(url: str | None = None) -> tuple[str, str]:
         raise UsageError("--kube-context builds from git: pass --git-url URL (a repository the cluster can fetch "
                          "from), or give this repository a remote `origin`")
     if _git("status", "--porcelain", "--untracked-files=no"):
-        print(f"    the Job builds commit {commit[:12]} as committed: uncommitted changes are not in it")
+        output.say(f"the Job builds commit {commit[:12]} as committed: uncommitted changes are not in it")
     return url, commit
 
 

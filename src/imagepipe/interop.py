@@ -11,7 +11,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagepipe import runner
+from imagepipe import output, runner
 from imagepipe.cluster.binaries import CACHE, go
 from imagepipe.errors import PipelineError
 from imagepipe.paths import ROOT
@@ -57,8 +57,7 @@ def ensure() -> Tools:
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    print(f"==> test: building oras, crane and a referrers-API registry from their Go modules (once; {target})",
-          flush=True)
+    output.stage(f"==> test: building oras, crane and a referrers-API registry from their Go modules (once; {target})")
     with tempfile.TemporaryDirectory(prefix="imagepipe-gobuild-") as tmp:
         env = {"GOCACHE": f"{tmp}/cache", "GOMODCACHE": f"{tmp}/mod", "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod",
                "GOTOOLCHAIN": "local"}

@@ -58,7 +58,8 @@ class Options:
     junit: Path | None
     keep: bool
     state_dir: Path
-    json: bool
+    json: bool  # output as JSON events
+    quiet: bool
     bench_runs: int
     kaniko_trials: bool
     verbose: bool

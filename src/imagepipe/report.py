@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from imagepipe import tables
+from imagepipe import output, tables
 from imagepipe.checks.types import VerifyResult
 from imagepipe.context import Context
 from imagepipe.refs import BuildFacts
@@ -73,8 +73,7 @@ def finish(ctx: Context, result: VerifyResult, *, facts: BuildFacts | None = Non
            published: dict[str, object] | None = None) -> None:
     """The table on the terminal; the JSON report and JUnit XML where asked for, with the build's steps and
     what promote published when the run had them."""
-    print()
-    print(table(result))
+    output.block("\n" + table(result))
     builder = ctx.args.builder
     extra: dict[str, Any] = {"timings": {k: round(v, 2) for k, v in ctx.timings.items()}}
     if "build" in ctx.timings:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from imagepipe import cancel, exitcodes
+from imagepipe import cancel, exitcodes, output
 from imagepipe.context import Context
 from imagepipe.errors import PipelineError, UsageError
 from imagepipe.stages import base, build, lint, promote, provision, push, verify
@@ -93,8 +93,8 @@ CURRENT = ["start-up"]  # the stage under way, named in the one line a cancelled
 
 def timed(ctx: Context, name: str, what: str, fn: Callable[[], T]) -> T:
     """One step of progress: its line, its timing in the report, its name on any error it raises."""
-    print(f"==> {name}: {what}", flush=True)
-    CURRENT[0] = name
+    CURRENT[0] = output.CURRENT_STAGE[0] = name
+    output.stage(f"==> {name}: {what}")
     cancel.stage_delay(name)
     t0 = time.monotonic()
     try:
@@ -103,7 +103,7 @@ def timed(ctx: Context, name: str, what: str, fn: Callable[[], T]) -> T:
         e.stage = e.stage or name
         raise
     ctx.timings[name] = time.monotonic() - t0
-    print(f"    {name} done in {ctx.timings[name]:.1f} s", flush=True)
+    output.say(f"{name} done in {ctx.timings[name]:.1f} s")
     return result
 
 

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from imagepipe import commands, imagemount, podmanfacts, runner
+from imagepipe import commands, imagemount, output, podmanfacts, runner
 from imagepipe.benchmark import kanikotrials, servicebench
 from imagepipe.benchmark.figures import Metric, metrics
 from imagepipe.benchmark.harness import Harness, Variant
@@ -48,7 +48,7 @@ class Bench(Harness):
             k.setdefault("steps", [s.as_dict() for s in b.steps])
             return b.seconds, b.digest
 
-        print("    kaniko: cold build", flush=True)
+        output.say("kaniko: cold build")
         k["cold_build_s"], k["digest"] = build("1", "cache-a")
         ref = f"{self.registry_addr}/bench-kaniko@{k['digest']}"
         runner.run(commands.podman_pull(self.profile, ref), stage="bench", timeout=600)
@@ -56,12 +56,12 @@ class Bench(Harness):
         main = context / "app/main.py"
         original = main.read_text()
         main.write_text(original + "\n# benchmark: a code-only change\n")
-        print("    kaniko: code-only rebuild", flush=True)
+        output.say("kaniko: code-only rebuild")
         try:
             k["rebuild_s"], _ = build("2", "cache-a")
         finally:
             main.write_text(original)
-        print("    kaniko: second clean build (reproducibility)", flush=True)
+        output.say("kaniko: second clean build (reproducibility)")
         _, again = build("repro", "cache-b")
         k["reproducible"] = again == k["digest"]
         f["kaniko"] = k
@@ -101,7 +101,7 @@ class Bench(Harness):
         context = self.work / f"ctx-{variant.name}"
         shutil.copytree(ROOT / "backend", context, ignore=shutil.ignore_patterns("__pycache__"))
         image = f"localhost/bench-{variant.name}:1"
-        print(f"    {variant.name}: cold build", flush=True)
+        output.say(f"{variant.name}: cold build")
         f["cold_build_s"] = self.build(variant, context, image, cold=True,
                                        wheelhouse=house,
                                        commit_build=commit, steps_key="steps")
@@ -122,7 +122,7 @@ class Bench(Harness):
         self.push(image, f"bench-{variant.name}:warm")
         main = context / "app/main.py"
         main.write_text(main.read_text() + "\n# benchmark: a code-only change\n")
-        print(f"    {variant.name}: code-only rebuild and push", flush=True)
+        output.say(f"{variant.name}: code-only rebuild and push")
         f["rebuild_s"] = self.build(variant, context, f"localhost/bench-{variant.name}:2", cold=False,
                                     wheelhouse=house, steps_key="steps_rebuild")
         if commit:  # a committed change is normalised like the first push was (not timed)
@@ -152,11 +152,11 @@ class Bench(Harness):
         ours.figures.update(service["ours"])
         naive.figures.update(service["baseline"])
 
-        print("    ours: cold build from PyPI (no wheelhouse: psycopg-c compiled)", flush=True)
+        output.say("ours: cold build from PyPI (no wheelhouse: psycopg-c compiled)")
         ours.figures["cold_build_pypi_s"] = self.build(ours, self.work / "ctx-ours", "localhost/bench-ours:pypi",
                                                        cold=True, wheelhouse=None, steps_key="steps_pypi")
 
-        print("    ours: second clean build (reproducibility)", flush=True)
+        output.say("ours: second clean build (reproducibility)")
         # The code-only change above went into ctx-ours; undo it, then a clean build must give the same digest.
         main = self.work / "ctx-ours/app/main.py"
         main.write_text(main.read_text().replace("\n# benchmark: a code-only change\n", ""))
@@ -171,8 +171,7 @@ class Bench(Harness):
         self.kaniko(ours.figures, house)
         self.cluster(ours.figures)
 
-        print("    ours: verify stage (once to warm the page cache after the builds' writes, then measured)",
-              flush=True)
+        output.say("ours: verify stage (once to warm the page cache after the builds' writes, then measured)")
         os.sync()
         Verifier(self.profile, f"{self.registry_addr}/bench-ours@{ours.figures['digest']}",
                  VerifyOptions(state_dir=self.state_dir, labels=self.labels)).run()

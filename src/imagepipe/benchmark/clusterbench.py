@@ -13,7 +13,7 @@ from typing import Any
 
 import psutil
 
-from imagepipe import hostenv, podmanfacts
+from imagepipe import hostenv, output, podmanfacts
 from imagepipe.builders import kanikojob, kubejob
 from imagepipe.cluster import binaries, images
 from imagepipe.cluster.local import LocalCluster
@@ -56,7 +56,7 @@ def measure(work: Path, executor_local: str) -> dict[str, Any] | None:
     if binaries.unavailable() or not podmanfacts.image_exists(hostenv.detect(), executor_local):
         return None
     cluster = LocalCluster(work / "cluster")
-    print("    cluster: up", flush=True)
+    output.say("cluster: up")
     facts = cluster.up()
     old = os.environ.get("KUBECONFIG")
     os.environ["KUBECONFIG"] = facts.kubeconfig
@@ -68,7 +68,7 @@ def measure(work: Path, executor_local: str) -> dict[str, Any] | None:
         executor, git_image, bare = stocked.executor, stocked.git_image, stocked.bare
         api = kubejob.Cluster(facts.context, "default")
         for name, change in (("cold", None), ("rebuild", "\n# benchmark: a code-only change\n")):
-            print(f"    cluster: the Job, {name}", flush=True)
+            output.say(f"cluster: the Job, {name}")
             commit = _commit(bare, change)
             settings = kanikojob.ClusterSettings(
                 name=f"bench-{name}", labels={"io.imagepipe.bench": name}, git_url=f"{facts.git_url}/todo.git",

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from imagepipe import commands, runner
+from imagepipe import commands, output, runner
 from imagepipe.builders import kaniko, parity
 from imagepipe.hostprofile import HostProfile
 from imagepipe.paths import ROOT
@@ -32,7 +32,7 @@ def run(profile: HostProfile, *, executor: str, context: Path, registry: str, wo
     original = main.read_text()
     out = []
     for n, (name, trial) in enumerate(TRIALS.items()):
-        print(f"    kaniko trial: {name}", flush=True)
+        output.say(f"kaniko trial: {name}")
 
         def build(tag: str, trial: dict[str, str] = trial, n: int = n) -> kaniko.KanikoBuild:
             return kaniko.build_local(profile, executor=executor, context=context,

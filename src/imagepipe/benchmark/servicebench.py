@@ -16,7 +16,7 @@ from typing import Any
 import psutil
 import requests
 
-from imagepipe import podmanfacts
+from imagepipe import output, podmanfacts
 from imagepipe.benchmark.harness import SECRET, Harness
 from imagepipe.tokens import mint_hs256
 
@@ -88,7 +88,7 @@ def measure(h: Harness, images: dict[str, str], *, dsn: str, openai_url: str, ro
     for r in range(rounds):
         order = list(images) if r % 2 == 0 else list(reversed(images))
         for name in order:
-            print(f"    service round {r + 1}/{rounds}: {name}", flush=True)
+            output.say(f"service round {r + 1}/{rounds}: {name}")
             one_round(h, images[name], dsn, openai_url, samples[name])
     out: dict[str, dict[str, Any]] = {}
     for name, figures in samples.items():

@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagepipe import runner
+from imagepipe import output, runner
 from imagepipe.errors import PipelineError
 from imagepipe.paths import ROOT
 
@@ -82,8 +82,7 @@ def ensure() -> Binaries:
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     ver = version()
-    print(f"==> cluster: building Kubernetes {ver} from the Go module (once per machine; cached in {target})",
-          flush=True)
+    output.stage(f"==> cluster: building Kubernetes {ver} from the Go module (once per machine; cached in {target})")
     # Build and module caches of their own, removed afterwards (they peak near 3.6 GB).
     with tempfile.TemporaryDirectory(prefix="imagepipe-gobuild-") as tmp:
         env = {"GOCACHE": f"{tmp}/cache", "GOMODCACHE": f"{tmp}/mod", "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod",

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from imagepipe import commands, hostenv, imagemount, podmanfacts, runner
+from imagepipe import commands, hostenv, imagemount, output, podmanfacts, runner
 from imagepipe.containerfile import BASE_REF
 from imagepipe.context import Context
 from imagepipe.errors import PipelineError, ToolFailed
@@ -199,4 +199,4 @@ def run(ctx: Context, _: None = None) -> None:
     """The stage: the base image resolves locally (present, --base-image, pulled, or the stand-in)."""
     hostenv.ensure_mount_namespace(ctx.profile)
     a = ctx.args
-    print(f"    {ensure_base(ctx.profile, state_dir=ctx.state_dir, override=a.base_image, rebuild=a.rebuild_base)}")
+    output.say(f"{ensure_base(ctx.profile, state_dir=ctx.state_dir, override=a.base_image, rebuild=a.rebuild_base)}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from imagepipe import commands, gitinfo, hostenv, hostprofile, runner
+from imagepipe import commands, gitinfo, hostenv, hostprofile, output, runner
 from imagepipe.builders import buildsteps, kaniko, reproducible, wheels
 from imagepipe.context import Context, write_state
 from imagepipe.errors import PipelineError, ToolFailed, UsageError, pip_failure
@@ -85,8 +85,8 @@ def buildah(ctx: Context) -> BuiltImage:
         # trees skip this (1-2 s): their digest names no commit anyway, and edit-build loops want speed.
         reproducible.rewrite(str(image), work_dir=ctx.state_dir)
     facts = BuildFacts("buildah", version, tuple(timer.finish()), started, time.time())
-    print(buildsteps.render(list(facts.steps)))
-    print(f"    built {image}")
+    output.block(buildsteps.render(list(facts.steps)))
+    output.say(f"built {image}")
     return BuiltImage(image, facts)
 
 
@@ -114,9 +114,9 @@ def kaniko_local(ctx: Context) -> PushedImage:
         wheelhouse=house, run_id=ctx.run_id)
     facts = BuildFacts("kaniko", version_of(executor), tuple(build.steps), started, time.time())
     pushed = PushedImage(ctx.repository.with_digest(build.digest), tag, facts)
-    print(buildsteps.render(build.steps))
+    output.block(buildsteps.render(build.steps))
     write_state(ctx.state_dir / "last-push.json", {"tag": build.destination, "image": str(pushed), "builder": "kaniko"})
-    print(f"    kaniko ({executor}) pushed {build.destination}\n    digest {build.digest}")
+    output.say(f"kaniko ({executor}) pushed {build.destination}\ndigest {build.digest}")
     return pushed
 
 

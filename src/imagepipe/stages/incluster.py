@@ -8,7 +8,7 @@ import logging
 import re
 import time
 
-from imagepipe import commands, gitinfo, runner
+from imagepipe import commands, gitinfo, output, runner
 from imagepipe.builders import kanikojob, kubejob
 from imagepipe.context import Context, write_state
 from imagepipe.errors import PipelineError, UsageError
@@ -62,17 +62,17 @@ def build(ctx: Context) -> PushedImage:
     if a.build_ca:
         secrets.append(kubejob.ca_secret(str(settings.ca_secret), labels, a.build_ca.read_bytes()))
     cluster = kubejob.Cluster(a.kube_context, a.kube_namespace)
-    print(f"    Job {settings.name} in {a.kube_namespace}: commit {commit[:12]} from {url}", flush=True)
+    output.say(f"Job {settings.name} in {a.kube_namespace}: commit {commit[:12]} from {url}")
     started = time.time()
     timeout = float(job["spec"].get("activeDeadlineSeconds") or 1800) + 120
     result, _ = kubejob.run_job(cluster, job, secrets=secrets, timeout=timeout,
-                                on_log=lambda line: print(f"    | {line}", flush=True))
+                                on_log=lambda line: output.say(f"| {line}"))
     executor = kanikojob.executor_image(job)
     facts = BuildFacts("kaniko", executor.rsplit(":", 1)[-1], (), started, time.time(), cluster=result.as_dict())
     pushed = PushedImage(ctx.repository.with_digest(result.digest), tag, facts)
     write_state(ctx.state_dir / "last-push.json", {"tag": settings.destination, "image": str(pushed),
                                                    "builder": "kaniko", "job": result.job})
     phases = ", ".join(f"{k} {v:.1f} s" for k, v in result.as_dict()["phases"].items())
-    print(f"    the Job {result.job} (pod {result.pod} on {result.node}) pushed {settings.destination}\n"
-          f"    {phases}\n    digest {result.digest}")
+    output.say(f"the Job {result.job} (pod {result.pod} on {result.node}) pushed {settings.destination}\n"
+               f"{phases}\ndigest {result.digest}")
     return pushed

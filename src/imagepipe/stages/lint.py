@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from imagepipe import commands, runner
+from imagepipe import commands, output, runner
 from imagepipe.context import Context
 from imagepipe.errors import LintFailed
 from imagepipe.paths import ROOT
@@ -37,12 +37,12 @@ def run(ctx: Context, _: None = None) -> None:
     """The stage: contract rules, then hadolint; every violation printed, the first one named in the error."""
     violations = lint(ctx.args.containerfile, hadolint_config=ROOT / "build/hadolint.yaml")
     for v in violations:
-        print(f"    {v.render(ctx.args.containerfile)}")
+        output.say(f"{v.render(ctx.args.containerfile)}")
     if violations:
         first = violations[0]
         raise LintFailed(f"{len(violations)} Containerfile violation(s), first: line {first.line} "
                          f"{first.rule}: {first.message}", stage="lint")
-    print("    contract rules FR-001..FR-010, NFR-002 and hadolint: clean")
+    output.say("contract rules FR-001..FR-010, NFR-002 and hadolint: clean")
 
 
 def display_path(path: Path) -> str:

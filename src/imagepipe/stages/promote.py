@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagepipe import commands, gitinfo, imagemount, podmanfacts, runner
+from imagepipe import commands, gitinfo, imagemount, output, podmanfacts, runner
 from imagepipe.containerfile import BASE_REF
 from imagepipe.context import Context
 from imagepipe.errors import PipelineError
@@ -72,7 +72,7 @@ def _promote(ctx: Context, image: PushedImage, contents: inventory.Inventory | N
             if got != digest:
                 raise PipelineError(f"{dest} points at {got} after promotion, expected {digest}", stage="promote")
             published.signed_tags.append(dest)
-            print(f"    {dest} -> {digest} (signed by {key.fingerprint[-16:]})")
+            output.say(f"{dest} -> {digest} (signed by {key.fingerprint[-16:]})")
     except BaseException:
         # A promotion cut short (cancelled or failed) moves no tag: each one already moved goes back.
         for problem in rollback(image, moved, access):
@@ -136,8 +136,8 @@ def attach(ctx: Context, image: PushedImage, contents: inventory.Inventory | Non
     published.provenance = attest.publish_attestation(
         reg, repo_ref=repo_ref, digest=digest, artifact_type=provenance.MEDIA_TYPE,
         payload=provenance.statement(described).encode(), key=key, staging=staging, repo=a.repo)
-    print(f"    SBOM ({len(debs)} Debian packages, {len(dists)} Python distributions) {published.sbom['digest']}")
-    print(f"    provenance (SLSA v1) {published.provenance['digest']}")
+    output.say(f"SBOM ({len(debs)} Debian packages, {len(dists)} Python distributions) {published.sbom['digest']}")
+    output.say(f"provenance (SLSA v1) {published.provenance['digest']}")
 
 
 def base_image_digest(ctx: Context) -> str | None:

@@ -11,7 +11,7 @@ import logging
 import os
 from dataclasses import dataclass
 
-from imagepipe import emulation
+from imagepipe import emulation, output
 from imagepipe.context import Context
 from imagepipe.errors import PipelineError
 
@@ -103,6 +103,6 @@ def run(ctx: Context, _: None = None) -> None:
     """The stage: prepare this machine, say what changed."""
     result = provision(verbose=ctx.args.verbose)
     if result.changed:
-        print(f"    changed: {', '.join(result.changed)}")
+        output.say(f"changed: {', '.join(result.changed)}")
     else:
-        print("    no changes: the host was already prepared")
+        output.say("no changes: the host was already prepared")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import re
 
-from imagepipe import commands, gitinfo, podmanfacts, registryhttp, runner
+from imagepipe import commands, gitinfo, output, podmanfacts, registryhttp, runner
 from imagepipe.context import Context, write_state
 from imagepipe.errors import PipelineError, ToolFailed, UsageError
 from imagepipe.refs import BuildFacts, BuiltImage, PushedImage
@@ -71,5 +71,5 @@ def run(ctx: Context, built: BuiltImage) -> PushedImage:
                             "`python build/pipeline.py registry status`)", stage="push", detail=e.output) from None
     pushed = PushedImage(dest.with_digest(digestfile.read_text().strip()), tag, built.facts)
     write_state(ctx.state_dir / "last-push.json", {"tag": str(dest), "image": str(pushed)})
-    print(f"    pushed {dest}\n    digest {pushed.digest}")
+    output.say(f"pushed {dest}\ndigest {pushed.digest}")
     return pushed

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-
-from imagepipe import exitcodes
+from imagepipe import exitcodes, output
 from imagepipe.context import Context
 from imagepipe.errors import UsageError
 from imagepipe.refs import ImageRef
@@ -22,8 +20,8 @@ def run(ctx: Context) -> int:
     access = ctx.access(ref.registry, stage="attest")
     problems = attest.verify(ref, public_key=public_key(ctx), lookaside=lookaside_url(ctx), access=access)
     for problem in problems:
-        print(f"attest: {problem}", file=sys.stderr)
+        output.error(f"attest: {problem}")
     if problems:
         return exitcodes.CHECKS_FAILED
-    print(f"{a.target[1]}: signed, SBOM and provenance attached, signed and naming this digest")
+    output.block(f"{a.target[1]}: signed, SBOM and provenance attached, signed and naming this digest")
     return exitcodes.OK

@@ -7,7 +7,7 @@ import os
 import platform
 import time
 
-from imagepipe import exitcodes, hostenv
+from imagepipe import exitcodes, hostenv, output
 from imagepipe.benchmark import bench, figures, kanikotrials
 from imagepipe.context import Context
 from imagepipe.stagetable import BY_NAME, run_stage, timed
@@ -31,5 +31,5 @@ def run(ctx: Context) -> int:
     if runner_.trials and not a.json:
         text += "\n" + kanikotrials.render(runner_.trials)
     (ctx.state_dir / "bench-last.json").write_text(as_json + "\n")
-    print(text)
+    output.block(text)
     return exitcodes.OK

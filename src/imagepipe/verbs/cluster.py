@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from imagepipe import exitcodes
+from imagepipe import exitcodes, output
 from imagepipe.cluster.facts import Facts
 from imagepipe.cluster.local import LocalCluster
 from imagepipe.context import Context
@@ -15,16 +15,16 @@ def run(ctx: Context) -> int:
     cluster = LocalCluster(ctx.state_dir / "cluster")
     if action == "up":
         f = cluster.up()
-        print(f"cluster {f.context} up (node Ready in {f.ready_seconds} s)\n"
-              f"    export KUBECONFIG={f.kubeconfig}\n"
-              f"    registry {f.registry} (plain HTTP; pods and this host reach it), git {f.git_url}\n"
-              f"    python build/pipeline.py --kube-context {f.context} --registry {f.registry} ...")
+        output.block(f"cluster {f.context} up (node Ready in {f.ready_seconds} s)\n"
+                     f"    export KUBECONFIG={f.kubeconfig}\n"
+                     f"    registry {f.registry} (plain HTTP; pods and this host reach it), git {f.git_url}\n"
+                     f"    python build/pipeline.py --kube-context {f.context} --registry {f.registry} ...")
     elif action == "down":
-        print("cluster stopped and removed" if cluster.down() else "no cluster in this state directory")
+        output.block("cluster stopped and removed" if cluster.down() else "no cluster in this state directory")
     elif action == "status":
         found = Facts.load(cluster.dir)
-        print(f"cluster {found.context}: kubeconfig {found.kubeconfig}, registry {found.registry}" if found
-              else "no cluster")
+        output.block(f"cluster {found.context}: kubeconfig {found.kubeconfig}, registry {found.registry}" if found
+                     else "no cluster")
     else:
         raise UsageError(f"unknown cluster action {action!r}: use up, down or status")
     return exitcodes.OK

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from imagepipe import exitcodes, gitinfo, hostenv, podmanfacts
+from imagepipe import exitcodes, gitinfo, hostenv, output, podmanfacts
 from imagepipe.benchmark import load
 from imagepipe.context import Context
 from imagepipe.errors import UsageError
@@ -19,8 +19,8 @@ def run(ctx: Context) -> int:
         raise UsageError(f"no image {image}: build it first (python build/pipeline.py build) or name one")
     result = timed(ctx, "load", f"{image}: wrk 60 s at concurrency 32 on the tasks API",
                    lambda: load.load_test(ctx.profile, ctx.state_dir, image, labels=ctx.labels))
-    print(json.dumps(result, indent=2))
+    output.block(json.dumps(result, indent=2))
     (ctx.state_dir / "load-last.json").write_text(json.dumps(result, indent=2) + "\n")
     ok = result["errors"] == 0 and result["rss_growth_mb"] < 20 and result["connection_growth"] <= 0
-    print("load test passed: no errors, memory and connections flat" if ok else "load test FAILED")
+    output.block("load test passed: no errors, memory and connections flat" if ok else "load test FAILED")
     return exitcodes.OK if ok else exitcodes.CHECKS_FAILED

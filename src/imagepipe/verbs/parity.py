@@ -3,7 +3,7 @@ any difference no rule explains."""
 
 from __future__ import annotations
 
-from imagepipe import commands, exitcodes, report, runner
+from imagepipe import commands, exitcodes, output, report, runner
 from imagepipe.builders import parity
 from imagepipe.context import Context
 from imagepipe.refs import PushedImage
@@ -30,7 +30,7 @@ def run(ctx: Context) -> int:
     result = timed(ctx, "parity", "configs, file trees, layers",
                    lambda: parity.compare(str(buildah_image), str(kaniko_image), auth))
     result.seconds = seconds
-    print(parity.render(result))
+    output.block(parity.render(result))
     if a.report:
         report.write_json(a.report, result.as_dict())
     return exitcodes.OK if result.passed else exitcodes.CHECKS_FAILED

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from imagepipe import exitcodes
+from imagepipe import exitcodes, output
 from imagepipe.context import Context
 from imagepipe.errors import UsageError
 from imagepipe.services import ports, registry, sigserver
@@ -17,20 +17,20 @@ def run(ctx: Context) -> int:
         raise UsageError(f"`registry {action}` manages the embedded registry only: drop --registry "
                          f"{a.registry} (use --embedded-port to choose its port)")
     if action == "start":
-        print(f"registry {reg.ensure_running()} on {reg.addr} (data: {reg.dir / 'data'})")
+        output.block(f"registry {reg.ensure_running()} on {reg.addr} (data: {reg.dir / 'data'})")
     elif action == "stop":
-        print("registry stopped" if reg.stop() else "registry was not running (from this state directory)")
+        output.block("registry stopped" if reg.stop() else "registry was not running (from this state directory)")
         if sigs.stop():
-            print("signature server stopped")
+            output.block("signature server stopped")
     elif action == "status":
-        print(f"state directory {ctx.state_dir}")
+        output.block(f"state directory {ctx.state_dir}")
         if a.embedded:
-            print(f"registry {reg.addr}: {_serving(reg.port, ctx)} (embedded, bound to loopback only, "
-                  f"data {reg.dir / 'data'})")
+            output.block(f"registry {reg.addr}: {_serving(reg.port, ctx)} (embedded, bound to loopback only, "
+                         f"data {reg.dir / 'data'})")
         else:
-            print(f"registry {reg.addr}: {registry.probe(reg.addr)} (named with --registry)")
-        print(f"signatures {sigs.url}: {_serving(sigs.port, ctx)} (lighttpd, bound to loopback only, "
-              f"store {sigs.store})")
+            output.block(f"registry {reg.addr}: {registry.probe(reg.addr)} (named with --registry)")
+        output.block(f"signatures {sigs.url}: {_serving(sigs.port, ctx)} (lighttpd, bound to loopback only, "
+                     f"store {sigs.store})")
     else:
         raise UsageError(f"unknown registry action {action!r}: use start, stop or status")
     return exitcodes.OK

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import tomllib
 
-from imagepipe import runner, venvstamp
+from imagepipe import output, runner, venvstamp
 from imagepipe.options import Options
 from imagepipe.paths import ROOT
 
@@ -19,9 +19,9 @@ def run_tests(args: Options) -> int:
     if not args.no_provision:
         from imagepipe.stages.provision import provision
 
-        print("==> test: provisioning the host", flush=True)
+        output.stage("==> test: provisioning the host")
         result = provision(verbose=args.verbose)
-        print(f"    {'changed: ' + ', '.join(result.changed) if result.changed else 'no changes'}", flush=True)
+        output.say(f"{'changed: ' + ', '.join(result.changed) if result.changed else 'no changes'}")
     cluster_binaries()
     interop_tools()
     with open(ROOT / "pyproject.toml", "rb") as f:
@@ -30,19 +30,19 @@ def run_tests(args: Options) -> int:
     stamp = ROOT / ".venv/.test-deps"
     want = venvstamp.wanted(("\n".join(extras) + requirements.read_text()).encode())
     if not venvstamp.is_current(stamp, want):
-        print("==> test: installing test dependencies and backend/requirements.txt", flush=True)
+        output.stage("==> test: installing test dependencies and backend/requirements.txt")
         # two installs: the backend's requirements are hashed (--require-hashes covers a whole command)
         if runner.passthrough([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
                                "--require-hashes", "-r", str(requirements)]) or \
                 runner.passthrough([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
                                     *extras]):
-            print("error: installing the test dependencies failed (see pip's output above)", file=sys.stderr)
+            output.error("error: installing the test dependencies failed (see pip's output above)")
             return 3
         venvstamp.mark(stamp, want)
-    print("==> test: pytest " + " ".join(args.target), flush=True)
+    output.stage("==> test: pytest " + " ".join(args.target))
     code = runner.passthrough([sys.executable, "-m", "pytest", *args.target], cwd=ROOT)
     if code == 5:
-        print("error: pytest collected no tests", file=sys.stderr)
+        output.error("error: pytest collected no tests")
     return code
 
 
@@ -53,10 +53,10 @@ def cluster_binaries() -> None:
 
     reason = binaries.unavailable()
     if reason:
-        print(f"==> test: {reason}: the cluster tests will be skipped", flush=True)
+        output.stage(f"==> test: {reason}: the cluster tests will be skipped")
         return
     found = binaries.ensure()
-    print(f"==> test: Kubernetes {binaries.version()} binaries in {found.dir}", flush=True)
+    output.stage(f"==> test: Kubernetes {binaries.version()} binaries in {found.dir}")
 
 
 def interop_tools() -> None:
@@ -66,6 +66,6 @@ def interop_tools() -> None:
 
     reason = interop.unavailable()
     if reason:
-        print(f"==> test: {reason}: the registry interop tests will be skipped", flush=True)
+        output.stage(f"==> test: {reason}: the registry interop tests will be skipped")
         return
-    print(f"==> test: oras and crane in {interop.ensure().dir}", flush=True)
+    output.stage(f"==> test: oras and crane in {interop.ensure().dir}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from imagepipe import exitcodes
+from imagepipe import exitcodes, output
 from imagepipe.context import Context
 from imagepipe.supplychain import trust
 from imagepipe.verbs.signer import lookaside_url, public_key
@@ -12,9 +12,9 @@ def run(ctx: Context) -> int:
     a = ctx.args
     files = trust.write(ctx.repository.name, public_key=public_key(ctx), lookaside=lookaside_url(ctx),
                         state_dir=ctx.state_dir, install=a.install)
-    print(f"policy: {files.policy} (images of {ctx.repository.name} must be signed by {files.public_key})")
-    print(f"signatures read from {lookaside_url(ctx)} ({files.registries_d})")
+    output.block(f"policy: {files.policy} (images of {ctx.repository.name} must be signed by {files.public_key})")
+    output.block(f"signatures read from {lookaside_url(ctx)} ({files.registries_d})")
     if not a.install:
-        print(f"use: podman pull --signature-policy {files.policy} … (lookaside: copy {files.registries_d}/* to "
-              "/etc/containers/registries.d/, or rerun with --install)")
+        output.block(f"use: podman pull --signature-policy {files.policy} … (lookaside: copy "
+                     f"{files.registries_d}/* to /etc/containers/registries.d/, or rerun with --install)")
     return exitcodes.OK
