@@ -18,7 +18,6 @@ from imagepipe.errors import PipelineError, UsageError
 from imagepipe.options import Options
 from imagepipe.paths import ROOT
 from imagepipe.services import ports, registry
-from imagepipe.stages.promote import Promoted
 from imagepipe.stages.verify import Verified
 
 
@@ -150,9 +149,8 @@ def dispatch(ctx: Context) -> int:
     if name != "all":
         verb = importlib.import_module(f"imagepipe.verbs.{stagetable.verb(name).module}")
         return int(verb.run(ctx))
-    values = stagetable.run_all(ctx)
-    verified: Verified = values["verify"]
-    promoted: Promoted | None = values.get("promote")
+    outcome = stagetable.run_all(ctx)
+    verified, promoted = outcome.verified, outcome.promoted
     report.finish(ctx, verified.result, facts=verified.image.facts,
                   published=promoted.published if promoted else None)
     if not verified.result.passed:
@@ -189,11 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     cancel.install()
     try:
         opts = options.from_namespace(args)
-        if opts.stage == "test":  # before any lock: the suite runs pipelines of its own
-            from imagepipe.verbs.test import run_tests
-
-            return run_tests(opts)
         ctx = Context(args=opts, profile=hostenv.detect(), state_dir=opts.state_dir.resolve())
+        if opts.stage == "test":  # before any lock: the suite runs pipelines of its own
+            from imagepipe.verbs import test
+
+            return test.run(ctx)
         # The lock is taken first and released last: the run's cleanup (containers, databases, marker) runs
         # while no other run can start on this state directory.
         with state_lock(ctx.state_dir), cancel.running(cancel.Run(ctx.state_dir)) as run:

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from imagepipe import cancel, exitcodes, output
 from imagepipe.context import Context
 from imagepipe.errors import PipelineError, UsageError
+from imagepipe.refs import BuiltImage, PushedImage
 from imagepipe.stages import base, build, lint, promote, provision, push, verify
 
 T = TypeVar("T")
@@ -112,18 +113,30 @@ def run_stage(ctx: Context, stage: Stage, value: Any = None) -> Any:
     return timed(ctx, stage.name, what, lambda: stage.run(ctx, value))
 
 
-def run_all(ctx: Context) -> dict[str, Any]:
-    """The stages in order, each given the value of the one before; promote is not reached when verify
-    failed. Returns each stage's value by name (the report reads verify's and promote's)."""
-    value: Any = None
-    values: dict[str, Any] = {}
-    for stage in STAGES:
-        if not stage.applies(ctx):
-            continue
-        value = values[stage.name] = run_stage(ctx, stage, value)
-        if isinstance(value, verify.Verified) and not value.result.passed:
-            break
-    return values
+@dataclass(frozen=True)
+class Outcome:
+    """What `all` ends with: the verified image, and what promote published (None: verify failed)."""
+    verified: verify.Verified
+    promoted: promote.Promoted | None
+
+
+def run_all(ctx: Context) -> Outcome:
+    """The whole job, as it reads: prepare, build, push (kaniko pushes as it builds), verify, promote (only
+    when every check passed), each step handed the typed value of the one before."""
+    for name in ("provision", "base", "lint"):
+        if BY_NAME[name].applies(ctx):
+            run_stage(ctx, BY_NAME[name])
+    pushed: PushedImage
+    if ctx.args.builder == "buildah":
+        built: BuiltImage = timed(ctx, "build", build.describe(ctx), lambda: build.buildah(ctx))
+        pushed = run_stage(ctx, BY_NAME["push"], built)
+    else:
+        pushed = timed(ctx, "build", build.describe(ctx), lambda: build.with_kaniko(ctx))
+    verified: verify.Verified = run_stage(ctx, BY_NAME["verify"], pushed)
+    if not verified.result.passed:
+        return Outcome(verified, None)
+    promoted: promote.Promoted = run_stage(ctx, BY_NAME["promote"], verified)
+    return Outcome(verified, promoted)
 
 
 def run_one(ctx: Context, name: str) -> Any:

@@ -48,12 +48,13 @@ def build_argv(profile: hostprofile.HostProfile, *, containerfile: Path, context
 
 
 def run(ctx: Context, _: None = None) -> BuiltImage | PushedImage:
-    """The stage, for the chosen builder."""
-    if ctx.args.builder == "buildah":
-        return buildah(ctx)
-    if ctx.args.kube_context:
-        return cluster(ctx)
-    return kaniko_local(ctx)
+    """`build` on its own, for the chosen builder (the whole job calls buildah() or kaniko() itself)."""
+    return buildah(ctx) if ctx.args.builder == "buildah" else with_kaniko(ctx)
+
+
+def with_kaniko(ctx: Context) -> PushedImage:
+    """kaniko pushes as it builds: in the cluster with --kube-context, else the executor in podman."""
+    return cluster(ctx) if ctx.args.kube_context else kaniko_local(ctx)
 
 
 def describe(ctx: Context) -> str:

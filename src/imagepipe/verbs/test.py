@@ -11,11 +11,14 @@ import sys
 import tomllib
 
 from imagepipe import output, runner, venvstamp
-from imagepipe.options import Options
+from imagepipe.context import Context
 from imagepipe.paths import ROOT
 
 
-def run_tests(args: Options) -> int:
+def run(ctx: Context) -> int:
+    """The verb, with every verb's shape; run without the state directory's lock (the suite runs pipelines
+    of its own, each taking it)."""
+    args = ctx.args
     if not args.no_provision:
         from imagepipe.stages.provision import provision
 
