@@ -22,6 +22,23 @@ def podman(profile: HostProfile, *args: str) -> list[str]:
     return ["podman", *args]
 
 
+def _on(condition: bool, *flags: str) -> list[str]:
+    return list(flags) if condition else []
+
+
+def _each(flag: str, values: Sequence[str]) -> list[str]:
+    return [part for value in values for part in (flag, value)]
+
+
+def _limits(profile: HostProfile) -> list[str]:
+    """Explicit limits well below this process's hard limits (podman's defaults are higher). Capped at
+    16384: crun refused nproc 65536 on a host reporting a hard limit of 96365."""
+    if profile.nofile_hard >= 1048576 and profile.nproc_hard >= 4194304:
+        return []
+    nofile, nproc = min(profile.nofile_hard, 16384), min(profile.nproc_hard, 16384)
+    return ["--ulimit", f"nofile={nofile}:{nofile}", "--ulimit", f"nproc={nproc}:{nproc}"]
+
+
 def podman_run(
     profile: HostProfile,
     image: str,
@@ -45,50 +62,18 @@ def podman_run(
     add_hosts: Sequence[str] = (),
     command: Sequence[str] = (),
 ) -> list[str]:
-    """`podman run` with one flag per option, in podman's order (long, and flat on purpose: one line per
-    option reads faster than helpers, and the table test pins every combination the pipeline uses)."""
-    args = ["run"]
-    if detach:
-        args.append("-d")
-    if remove:
-        args.append("--rm")
-    if name:
-        args += ["--name", name]
-    if profile.hybrid_cgroups:
-        args.append("--cgroups=disabled")
-    # Explicit limits well below this process's hard limits (podman's defaults are higher). Capped at
-    # 16384: crun refused nproc 65536 on a host reporting a hard limit of 96365.
-    if profile.nofile_hard < 1048576 or profile.nproc_hard < 4194304:
-        nofile, nproc = min(profile.nofile_hard, 16384), min(profile.nproc_hard, 16384)
-        args += ["--ulimit", f"nofile={nofile}:{nofile}", "--ulimit", f"nproc={nproc}:{nproc}"]
-    for key, value in (env or {}).items():
-        args += ["-e", f"{key}={value}"]
-    for mapping in publish:
-        args += ["-p", mapping]
-    if network:
-        args += ["--network", network]
-    for host in add_hosts:
-        args += ["--add-host", host]
-    if user:
-        args += ["--user", user]
-    if entrypoint is not None:
-        args += ["--entrypoint", entrypoint]
-    if read_only:
-        args.append("--read-only")
-    for mount in tmpfs:
-        args += ["--tmpfs", mount]
-    if cap_drop_all:
-        args += ["--cap-drop", "ALL"]
-    for cap in cap_add:
-        args += ["--cap-add", cap]
-    if no_new_privileges:
-        args += ["--security-opt", "no-new-privileges"]
-    if privileged:
-        args.append("--privileged")
-    for volume in volumes:
-        args += ["-v", volume]
-    for key, value in (labels or {}).items():
-        args += ["--label", f"{key}={value}"]
+    """`podman run` with one flag per option, in podman's order (the table test pins every combination the
+    pipeline uses)."""
+    args = ["run", *_on(detach, "-d"), *_on(remove, "--rm"), *_each("--name", [name] if name else []),
+            *_on(profile.hybrid_cgroups, "--cgroups=disabled"), *_limits(profile),
+            *_each("-e", [f"{k}={v}" for k, v in (env or {}).items()]), *_each("-p", publish),
+            *_each("--network", [network] if network else []), *_each("--add-host", add_hosts),
+            *_each("--user", [user] if user else []),
+            *_each("--entrypoint", [entrypoint] if entrypoint is not None else []),
+            *_on(read_only, "--read-only"), *_each("--tmpfs", tmpfs), *_on(cap_drop_all, "--cap-drop", "ALL"),
+            *_each("--cap-add", cap_add), *_on(no_new_privileges, "--security-opt", "no-new-privileges"),
+            *_on(privileged, "--privileged"), *_each("-v", volumes),
+            *_each("--label", [f"{k}={v}" for k, v in (labels or {}).items()])]
     return podman(profile, *args, image, *command)
 
 
