@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imagepipe import commands, imagemount, imagetree, runner, tables
+from imagepipe import commands, imagemount, imagetree, runner, tables, toolfacts
 
 CONFIG_FIELDS = ("User", "ExposedPorts", "Healthcheck", "Cmd", "Entrypoint", "Env", "WorkingDir", "Labels")
 
@@ -161,8 +161,8 @@ def read_layers(ref: str, auth: commands.ToolAuth | None = None) -> list[dict[st
 
 
 def read_config(ref: str, auth: commands.ToolAuth | None = None) -> dict[str, Any]:
-    raw = json.loads(runner.run(commands.skopeo_inspect(ref, config=True, auth=auth), stage="parity").stdout)
-    return dict(raw.get("config") or {})
+    return toolfacts.skopeo_config(runner.run(commands.skopeo_inspect(ref, config=True, auth=auth),
+                                              stage="parity").stdout)
 
 
 def read_tree(ref: str) -> dict[str, imagetree.Entry]:

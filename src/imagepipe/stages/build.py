@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from imagepipe import commands, gitinfo, hostenv, hostprofile, output, runner
+from imagepipe import commands, gitinfo, hostenv, hostprofile, output, runner, toolfacts
 from imagepipe.builders import buildsteps, kaniko, reproducible, wheels
 from imagepipe.context import Context, write_state
 from imagepipe.errors import PipelineError, ToolFailed, UsageError, pip_failure
@@ -73,7 +73,7 @@ def buildah(ctx: Context) -> BuiltImage:
                       wheelhouse=house)
     timer = buildsteps.StepTimer("buildah")
     started = time.time()
-    version = runner.run(commands.buildah_version()).stdout.split()[2]
+    version = toolfacts.buildah_version(runner.run(commands.buildah_version()).stdout)
     try:
         runner.run(argv, stage="build", timeout=3600, what="buildah bud", on_line=timer.line)
     except ToolFailed as e:

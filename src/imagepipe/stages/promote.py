@@ -4,12 +4,11 @@ signed; the SBOM and provenance are attached to the digest and signed. A cancel 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagepipe import commands, gitinfo, imagemount, output, podmanfacts, runner
+from imagepipe import commands, gitinfo, imagemount, output, podmanfacts, runner, toolfacts
 from imagepipe.containerfile import BASE_REF
 from imagepipe.context import Context
 from imagepipe.errors import PipelineError
@@ -153,4 +152,4 @@ def base_image_digest(ctx: Context) -> str | None:
 
 def tag_digest(ref: str, access: Access) -> str | None:
     result = runner.run(commands.skopeo_inspect(ref, auth=access.tool), stage="promote", ok_codes=(0, 1, 2))
-    return json.loads(result.stdout).get("Digest") if result.code == 0 else None
+    return toolfacts.skopeo_digest(result.stdout) if result.code == 0 else None
