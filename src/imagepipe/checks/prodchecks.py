@@ -21,7 +21,7 @@ from typing import Any
 import requests
 
 from imagepipe import commands, runner
-from imagepipe.checks.types import Check, CheckRun
+from imagepipe.checks.types import Check, CheckRun, ImageCheck, ServiceCheck, ServiceView
 from imagepipe.retry import wait_until
 
 # verify sets the service's JWKS refetch cooldown (BETTER_AUTH_JWKS_COOLDOWN_SECONDS, 5 s by default) to this,
@@ -44,7 +44,7 @@ def _tls_failure(text: str) -> str:
     return f"TLS connection failed: {runner.first_error_line(text)[:200]}"
 
 
-def _psql(v: CheckRun, dsn: str, *sql: str, ca: Path | None = None) -> runner.Result:
+def _psql(v: ImageCheck, dsn: str, *sql: str, ca: Path | None = None) -> runner.Result:
     """psql of the image in a fresh container (so it answers even when the service container is gone)."""
     args = [a for q in sql for a in ("-c", q)]
     volumes = [f"{ca}:{CA_IN_CONTAINER}:ro"] if ca is not None else []
@@ -88,7 +88,7 @@ def check_database_tls(v: CheckRun) -> Check:
     return Check("database-tls", ok, value, "all sessions TLS, plain refused, verify-full ok", "; ".join(parts))
 
 
-def jwks_warm_up(v: CheckRun) -> tuple[int, float]:
+def jwks_warm_up(v: ServiceView) -> tuple[int, float]:
     """The first EdDSA request, early in verify: the backend fetches the JWKS now, so the rotation step at
     the end waits out less of its refetch cooldown. API calls answer 503 until the database pool is up."""
     jwks = v.running.jwks
@@ -100,7 +100,7 @@ def jwks_warm_up(v: CheckRun) -> tuple[int, float]:
     return wait_until(answered, timeout=30) or 503, time.monotonic()
 
 
-def check_auth_jwks(v: CheckRun) -> Check:
+def check_auth_jwks(v: ServiceView) -> Check:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     jwks = v.running.jwks
@@ -119,7 +119,7 @@ def check_auth_jwks(v: CheckRun) -> Check:
                  f"no restart -> {rotated} (JWKS fetched {jwks.fetches} times)")
 
 
-def check_chat(v: CheckRun) -> Check:
+def check_chat(v: ServiceCheck) -> Check:
     user, title = "usr_verify_chat", "verify: buy milk"
     headers = {"Authorization": f"Bearer {v.token(user)}"}
     openai = v.running.openai
@@ -148,7 +148,7 @@ def check_chat(v: CheckRun) -> Check:
                  f"request through the image's openai SDK: {'yes' if via_sdk else 'no'}")
 
 
-def check_mcp(v: CheckRun) -> Check:
+def check_mcp(v: ServiceView) -> Check:
     user = "usr_verify_mcp"
     try:
         names, listed = asyncio.run(_mcp_session(f"{v.base}/mcp/", v.token(user)))

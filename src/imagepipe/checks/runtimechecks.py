@@ -10,16 +10,16 @@ import time
 import requests
 
 from imagepipe import commands, podmanfacts
-from imagepipe.checks.types import FRONTEND, Check, CheckRun
+from imagepipe.checks.types import FRONTEND, Check, CheckRun, ImageCheck, RunTools, ServiceCheck, ServiceView
 from imagepipe.retry import wait_until
 
 
-def size(v: CheckRun) -> Check:
+def size(v: ImageCheck) -> Check:
     mb = v.size / 1e6
     return Check("size", mb < v.opt.max_size_mb, round(mb, 1), v.opt.max_size_mb,
                  f"{mb:.1f} MB uncompressed (limit {v.opt.max_size_mb:g} MB)")
 
-def user(v: CheckRun) -> Check:
+def user(v: ImageCheck) -> Check:
     out = v.sh(commands.podman_run(v.profile, v.image, remove=True, labels=v.opt.labels,
                                       command=["sh", "-c", "whoami; id -u"])).stdout.split()
     configured = v.config.get("User", "")
@@ -35,20 +35,20 @@ def port(v: CheckRun) -> Check:
                  f"EXPOSE {', '.join(exposed) or 'nothing'}; published as 127.0.0.1:{v.port} -> 8000, "
                  f"{'answers' if answered else 'does not answer'}")
 
-def health_endpoint(v: CheckRun) -> Check:
+def health_endpoint(v: ServiceView) -> Check:
     response = v.get("/health")
     body = response.text
     ok = response.status_code == 200 and response.json() == {"status": "healthy"}
     return Check("health-endpoint", ok, f"{response.status_code} {body}", '200 {"status":"healthy"}',
                  f"GET /health -> {response.status_code} {body[:80]}")
 
-def docs(v: CheckRun) -> Check:
+def docs(v: ServiceView) -> Check:
     docs, spec = v.get("/docs"), v.get("/openapi.json")
     ok = docs.status_code == 200 and spec.status_code == 200 and "paths" in spec.json()
     return Check("docs", ok, [docs.status_code, spec.status_code], [200, 200],
                  f"GET /docs -> {docs.status_code}, GET /openapi.json -> {spec.status_code}")
 
-def database(v: CheckRun) -> Check:
+def database(v: ServiceCheck) -> Check:
     connected = bool(wait_until(lambda: "database connection OK" in v.logs(), timeout=30, interval=0.2))
     ready = v.get("/ready")
     psql = v.sh(commands.podman_exec(v.profile, v.name, "psql", v.running.dsn, "-tAc", "SELECT 1"), ok=(0, 1, 2))
@@ -66,7 +66,7 @@ def database(v: CheckRun) -> Check:
               f"API write/read: {created.status_code}/{listed.status_code}")
     return Check("database", ok, {"ready": ready.status_code, "psql": psql_ok, "api": api_ok}, "all ok", detail)
 
-def env(v: CheckRun) -> Check:
+def env(v: ServiceCheck) -> Check:
     logs = v.logs()
     line = next((ln for ln in logs.splitlines() if "settings loaded:" in ln), "")
     expected = ["DATABASE_URL=<set>", "BETTER_AUTH_SECRET=<set>", "OPENAI_API_KEY=<set>",
@@ -81,7 +81,7 @@ def env(v: CheckRun) -> Check:
               if ok else f"missing in settings log: {missing}; secrets in logs: {leaked}; CORS ok: {cors_ok}")
     return Check("env", ok, {"missing": missing, "leaked": leaked, "cors": cors_ok}, "none missing/leaked", detail)
 
-def latency(v: CheckRun) -> Check:
+def latency(v: ServiceCheck) -> Check:
     samples = []
     session = requests.Session()  # its own: it runs in a worker thread beside the other checks
     for _ in range(v.opt.latency_requests):
@@ -131,7 +131,7 @@ def health_status(v: CheckRun) -> Check:
                  f"(start period {start_period:g} s, retries {retries})")
 
 
-def _health(v: CheckRun, name: str) -> str:
+def _health(v: RunTools, name: str) -> str:
     facts = podmanfacts.container(v.profile, name, stage="verify")
     return facts.health if facts else "missing"
 
@@ -150,7 +150,7 @@ print(json.dumps({"capeff": status["CapEff"].strip(), "uid": status["Uid"].split
 """
 
 
-def hardened(v: CheckRun) -> Check:
+def hardened(v: ServiceCheck) -> Check:
     probe = v.sh(commands.podman_exec(v.profile, v.name, "python", "-c", HARDENED_PROBE), ok=(0, 1, 125, 126, 127))
     try:
         seen = json.loads(probe.stdout.strip().splitlines()[-1])

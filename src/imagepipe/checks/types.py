@@ -76,39 +76,61 @@ class Services:
         return base + "?" + "&".join(f"{k}={v}" for k, v in pairs.items())
 
 
-class CheckRun(Protocol):
-    """What a check may use of the verify run (checks.verifier.Verifier implements it): the image and its
-    config, the running service (HTTP and its logs), the services around it, podman, the run's options,
-    secrets and thread pool. Declared here so that the check modules need not import the verifier."""
+class ServiceView(Protocol):
+    """The running service: its container, its HTTP endpoint, its logs, and what runs around it."""
 
-    profile: HostProfile
-    image: str
-    opt: VerifyOptions
     name: str  # the serving container
     idle_name: str  # the container where nothing listens (health-status)
     port: int
     base: str  # http://127.0.0.1:PORT
     http: requests.Session
-    secrets: dict[str, str]
-    config: dict[str, Any]
-    size: int
     services: Services | None
     jwks_user: str
     jwks_first: tuple[int, float]
     idle_started: Future[float]
-    pool: ThreadPoolExecutor
 
     @property
     def running(self) -> Services: ...
 
     def token(self, user: str) -> str: ...
 
-    def sh(self, argv: list[str], ok: tuple[int, ...] = (0,), timeout: float = 120) -> runner.Result: ...
-
     def get(self, path: str, **kw: Any) -> requests.Response: ...
 
     def logs(self, name: str | None = None) -> str: ...
 
+
+class ImageView(Protocol):
+    """The image under test: its reference and the facts podman read (config, size)."""
+
+    image: str
+    config: dict[str, Any]
+    size: int
+
+
+class RunTools(Protocol):
+    """What the run lends a check: the host, the options, the run's secrets, podman, a worker pool, and the
+    result it adds to."""
+
+    profile: HostProfile
+    opt: VerifyOptions
+    secrets: dict[str, str]
+    pool: ThreadPoolExecutor
+
+    def sh(self, argv: list[str], ok: tuple[int, ...] = (0,), timeout: float = 120) -> runner.Result: ...
+
     def mark(self, what: str) -> None: ...
 
     def add(self, check: Check) -> Check: ...
+
+
+class ImageCheck(ImageView, RunTools, Protocol):
+    """What a check of the image itself uses (no service)."""
+
+
+class ServiceCheck(ServiceView, RunTools, Protocol):
+    """What a check of the running service uses (not the image's facts)."""
+
+
+class CheckRun(ServiceView, ImageView, RunTools, Protocol):
+    """What a check may use of the verify run (checks.verifier.Verifier implements it), declared here so
+    that the check modules need not import the verifier."""
