@@ -8,11 +8,10 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from imagepipe import output, runner
-from imagepipe.cluster.binaries import CACHE, go
+from imagepipe.cluster.binaries import CACHE, Binaries, go
 from imagepipe.errors import PipelineError
 from imagepipe.paths import ROOT
 
@@ -21,12 +20,7 @@ TARGETS = {"oras": "oras.land/oras/cmd/oras", "crane": "github.com/google/go-con
            "referrers-registry": "./referrers-registry"}
 
 
-@dataclass(frozen=True)
-class Tools:
-    dir: Path
-
-    def path(self, name: str) -> Path:
-        return self.dir / name
+Tools = Binaries  # a directory of built programs, as the cluster's
 
 
 def cache_dir() -> Path:

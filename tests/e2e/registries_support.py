@@ -191,10 +191,8 @@ class Distribution:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=30)
-            self.proc = None
+        terminate(self.proc)
+        self.proc = None
         shutil.rmtree(self.certs_d, ignore_errors=True)
 
 
@@ -220,10 +218,14 @@ class ReferrersRegistry:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=30)
-            self.proc = None
+        terminate(self.proc)
+        self.proc = None
+
+
+def terminate(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is not None:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 class FailingUploads:

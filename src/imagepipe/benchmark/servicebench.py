@@ -66,20 +66,20 @@ def one_round(h: Harness, image: str, dsn: str, openai_url: str, out: dict[str, 
         out["chat_status"].append(chat_turn(base))
         out["rss_chat_mb"].append(rss_mb(h, name))
         out["health_p99_ms"].append(h.health_p99(base))
-        rps, p99, errors = h.api_load(base)
-        out["api_rps"].append(rps)
-        out["api_p99_ms"].append(p99)
-        out["api_errors"].append(errors)
+        record_load(out, h.api_load(base), "")
     finally:
         h.stop_container(name)
     name, base, _ = h.start_container(image, dsn, env={"WEB_CONCURRENCY": "2", "OPENAI_BASE_URL": openai_url})
     try:
-        rps, p99, errors = h.api_load(base)
-        out["api_rps_2w"].append(rps)
-        out["api_p99_ms_2w"].append(p99)
-        out["api_errors_2w"].append(errors)
+        record_load(out, h.api_load(base), "_2w")
     finally:
         h.stop_container(name)
+
+
+def record_load(out: dict[str, list[Any]], load: tuple[float, float, int], suffix: str) -> None:
+    """wrk's (req/s, p99 ms, errors) under api_rps, api_p99_ms, api_errors (+ suffix)."""
+    for key, value in zip(("api_rps", "api_p99_ms", "api_errors"), load, strict=True):
+        out[key + suffix].append(value)
 
 
 def measure(h: Harness, images: dict[str, str], *, dsn: str, openai_url: str, rounds: int) -> dict[str, dict[str, Any]]:
