@@ -129,7 +129,8 @@ def check_chat(v: ServiceCheck) -> Check:
     turn = v.http.post(f"{v.base}/api/{user}/chat", json={"message": "remind me to buy milk"}, headers=headers,
                        timeout=30)
     if turn.status_code != 200:
-        return Check("chat", False, turn.status_code, 200, f"POST /chat -> {turn.status_code}: {turn.text[:200]}")
+        return Check("chat", False, turn.status_code, 200,
+                     f"POST /chat -> {turn.status_code}: {turn.text[:200]}{last_error(v)}")
     body = turn.json()
     calls = body.get("tool_calls") or []
     tool_status = calls[0].get("result", {}).get("error") if calls else "no tool call"
@@ -148,12 +149,20 @@ def check_chat(v: ServiceCheck) -> Check:
                  f"request through the image's openai SDK: {'yes' if via_sdk else 'no'}")
 
 
+def last_error(v: ServiceView) -> str:
+    """The service's last error line (the chat agent and the MCP server load on first use, so an import that
+    fails shows there, not at start-up)."""
+    lines = [ln.strip() for ln in v.logs().splitlines() if re.search(r"\w+(Error|Exception)\b", ln)]
+    return f"; service log: {lines[-1][:200]}" if lines else ""
+
+
 def check_mcp(v: ServiceView) -> Check:
     user = "usr_verify_mcp"
     try:
         names, listed = asyncio.run(_mcp_session(f"{v.base}/mcp/", v.token(user)))
     except Exception as e:  # noqa: BLE001 - the SDK raises many types; all mean the MCP path is broken
-        return Check("mcp", False, None, sorted(MCP_TOOLS), f"MCP client failed: {type(e).__name__}: {e}"[:300])
+        return Check("mcp", False, None, sorted(MCP_TOOLS),
+                     f"MCP client failed: {type(e).__name__}: {e}"[:300] + last_error(v))
     anonymous = requests.post(f"{v.base}/mcp/", timeout=5, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
                               headers={"Accept": "application/json, text/event-stream"}).status_code
     ok = names == MCP_TOOLS and isinstance(listed, dict) and "tasks" in listed and anonymous == 401
