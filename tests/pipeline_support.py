@@ -38,3 +38,16 @@ class Pipeline:
         proc = subprocess.run(["skopeo", "inspect", "--tls-verify=false", f"docker://{self.registry}/{repo}:{tag}"],
                               capture_output=True, text=True)
         return json.loads(proc.stdout)["Digest"] if proc.returncode == 0 else None
+
+
+def registry_client(registry: str, repo: str):  # noqa: ANN201 - imagepipe.supplychain.referrers.Registry
+    """Our registry client for a test's reads and tampering: anonymous, reached as the pipeline reaches it."""
+    import tempfile
+
+    from imagepipe.registryaccess import open_access
+    from imagepipe.registryauth import RegistryAuth
+    from imagepipe.supplychain import referrers
+
+    access = open_access(RegistryAuth(registry), tls_verify=True, work=Path(tempfile.mkdtemp(prefix="imagepipe-t-")),
+                         stage="test")
+    return referrers.Registry(access, repo, stage="test")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from kube_support import NAMESPACE
+from pipeline_support import registry_client
 from test_cancel_e2e import Started
 
 from imagepipe.supplychain import referrers
@@ -37,10 +38,10 @@ def test_the_whole_job_on_the_cluster_is_green_signed_and_names_the_commit(pipel
     check = pipeline.run("attest", "verify", image, "--no-provision", env=kube.env())
     assert check.returncode == 0, check.stderr
     # the provenance names the commit the Job fetched: this one
-    reg = referrers.Registry(kube.registry, "todo-backend-k8s")
+    reg = registry_client(kube.registry, "todo-backend-k8s")
     digest = image.split("@")[1]
-    index = referrers.referrers(reg, digest)
-    prov = next(m for m in index["manifests"] if "slsa" in json.dumps(m) or "in-toto" in m.get("artifactType", ""))
+    _, listed = referrers.referrers(reg, digest)
+    prov = next(m for m in listed if "slsa" in json.dumps(m) or "in-toto" in m.get("artifactType", ""))
     manifest = json.loads(reg.get_manifest(prov["digest"])[0])
     statement = json.loads(reg.get_blob(manifest["layers"][0]["digest"]))
     source = statement["predicate"]["buildDefinition"]["externalParameters"]["source"]
@@ -297,7 +298,7 @@ def test_a_registry_refusing_the_credentials(pipeline, kube, tmp_path):
         core.delete_namespaced_secret("imagepipe-test-wrong", NAMESPACE)
     one_line(early, "refused the credentials from --creds")
     assert "wrong-pass" not in early.stdout + early.stderr, "the password is never printed"
-    assert "Job " not in early.stdout, "no Job was submitted"
+    assert "Job todo-backend-kaniko-" not in early.stdout, "no Job was submitted"
     no_leftovers(kube, early)
     one_line(in_job, "refused kaniko's credentials")
     no_leftovers(kube, in_job)

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from pipeline_support import registry_client
 
 from imagepipe import imagemount, runner
 from imagepipe.checks import imagefs
@@ -70,7 +71,7 @@ def test_sbom_lists_every_package_and_distribution_in_the_image(pipeline, attest
     report, _ = attested
     registry, rest = report["image"].split("/", 1)
     repo, digest = rest.split("@")
-    reg = referrers.Registry(registry, repo)
+    reg = registry_client(registry, repo)
     sbom_blob = reg.get_blob(report["sbom"]["blob"])
     components = {(c["name"], c["version"]) for c in json.loads(sbom_blob)["components"]}
     purls = [c["purl"] for c in json.loads(sbom_blob)["components"]]
@@ -137,7 +138,7 @@ def test_tampering_is_caught_and_named(pipeline, attested, tmp_path):
     fpr = subprocess.run(["gpg", "--batch", "--with-colons", "--list-secret-keys"], env=env, capture_output=True,
                          text=True, check=True).stdout.split("fpr:::::::::")[1].split(":")[0]
     manifest = tmp_path / "manifest.json"
-    manifest.write_bytes(referrers.Registry(registry, repo).get_manifest(digest)[0])
+    manifest.write_bytes(registry_client(registry, repo).get_manifest(digest)[0])
     for p in saved:
         p.unlink()
     subprocess.run(["skopeo", "standalone-sign", str(manifest), f"{registry}/{repo}:latest", fpr, "-o",
@@ -151,8 +152,8 @@ def test_tampering_is_caught_and_named(pipeline, attested, tmp_path):
             p.write_bytes(data)
     # the attestations re-tagged onto another digest of the repository
     other_digest = variant(image, f"{registry}/{repo}:other", "other-image")
-    reg = referrers.Registry(registry, repo)
-    index = referrers.referrers(reg, digest)
+    reg = registry_client(registry, repo)
+    index = referrers.tag_index(reg, digest)
     moved = f"{registry}/{repo}@{other_digest}"
     reg.put_manifest(referrers.tag_for(other_digest), json.dumps(index).encode(), referrers.OCI_INDEX)
     bad = attest_verify(pipeline, moved)
@@ -207,7 +208,7 @@ def test_failed_verify_signs_and_attests_nothing(pipeline, green, tmp_path):
     registry, rest = report["image"].split("/", 1)
     repo, digest = rest.split("@")
     assert not (pipeline.state / "sigstore/lookaside" / f"{repo}@{digest.replace(':', '=')}").exists()
-    assert referrers.referrers(referrers.Registry(registry, repo), digest)["manifests"] == []
+    assert referrers.referrers(registry_client(registry, repo), digest)[1] == []
     assert pipeline.digest("latest", repo=repo) is None
     assert "signature" not in report and "sbom" not in report
 
