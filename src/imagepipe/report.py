@@ -19,6 +19,7 @@ def as_dict(result: VerifyResult, *, builder: str, extra: dict[str, Any] | None 
         "image": result.image,
         "builder": builder,
         "verify_seconds": round(result.seconds, 2),
+        "verify_phases": [{"phase": what, "at_s": at} for what, at in result.phases],
         "checks": [{"id": c.id, "passed": c.passed, "value": c.value, "limit": c.limit, "detail": c.detail,
                     "seconds": c.seconds} for c in result.checks],
         **(extra or {}),

@@ -186,6 +186,7 @@ class Bench(Harness):
                       "buildah code-only rebuild": o["steps_rebuild"],
                       **({"kaniko cold": k["steps"]} if k.get("steps") else {})},
             "verify_checks_s": {c.id: c.seconds for c in verify.checks},
+            "verify_phases": verify.phases,
         }
         return metrics(ours.figures, naive.figures)
 

@@ -155,6 +155,10 @@ def render_details(details: dict[str, Any]) -> str:
         lines.append(f"steps, {name}:")
         lines += [f"  {s['seconds']:6.1f} s {'cached' if s['cached'] else '      '} [{s['stage']}] "
                   f"{s['instruction'][:80]}" for s in steps if s["seconds"] >= 0.1]
+    phases = details.get("verify_phases", [])
+    if phases:
+        lines.append("verify, its critical path (seconds since it started): " + ", ".join(
+            f"{at} {what}" for what, at in phases))
     checks = details.get("verify_checks_s", {})
     if checks:
         lines.append("verify, seconds per check: " + ", ".join(f"{k} {v}" for k, v in checks.items()))

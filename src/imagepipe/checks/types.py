@@ -50,6 +50,8 @@ class VerifyResult:
     seconds: float = 0.0
     # what the static pass read from the image's tree; promote's SBOM lists it (not in the report)
     inventory: Inventory | None = None
+    # the run's critical path: (phase, seconds since verify started), the report's `verify_phases`
+    phases: list[tuple[str, float]] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:

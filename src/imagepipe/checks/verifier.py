@@ -82,8 +82,10 @@ class Verifier:
         return out.stdout + out.stderr
 
     def mark(self, what: str) -> None:
-        """Where the time goes (--verbose): the run's phases with their offsets."""
-        log.debug("verify at +%.2f s: %s", time.monotonic() - self.t0, what)
+        """Where the time goes: the run's phases with their offsets (the report's verify_phases; --verbose)."""
+        offset = time.monotonic() - self.t0
+        self.result.phases.append((what, round(offset, 2)))
+        log.debug("verify at +%.2f s: %s", offset, what)
 
     def add(self, check: Check) -> Check:
         self.result.checks.append(check)
@@ -179,6 +181,7 @@ class Verifier:
             side += [self.background(s.id, self.bind(s)) for s in select("serving", worker=True)]
             for spec in select("serving", worker=False):  # the catalog's order, the waiting ones last
                 self.guarded(spec.id, self.bind(spec))
+                self.mark(f"{spec.id} done")
             self.mark("main-thread checks done")
             for future in side:
                 self.add(future.result())
