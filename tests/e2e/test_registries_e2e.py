@@ -170,6 +170,12 @@ def test_whole_job_on_tls_registry_with_htpasswd(pipeline, green, tls_registry, 
     assert report["passed"] and report["signature"]["tags"] == [f"{tls_registry.addr}/todo-backend:latest"]
     attest_verify(pipeline, image, how, tmp_path)
     no_password_anywhere(proc, report, pipeline)
+    if how == "creds":  # nor in the image: its every file and its config, read from the pulled tree
+        from imagepipe import imagemount
+        from imagepipe.checks import imagefs
+
+        with imagemount.mounted(image) as root:
+            assert imagefs.scan(root, [PASSWORD]).secrets == []
     standard_clients_find(image, report, tls_registry.addr, ca=tls_registry.ca, tmp_path=tmp_path, authed=True)
 
 
