@@ -129,7 +129,7 @@ class Bench(Harness):
             reproducible.rewrite(f"localhost/bench-{variant.name}:2", work_dir=self.work)
         pushed, _ = self.push(f"localhost/bench-{variant.name}:2", f"bench-{variant.name}:2")
         f["rebuild_push_kb"] = pushed / 1e3
-        f["push_zstd_mb"] = self.push_bytes_zstd(image, f"bench-{variant.name}-zstd:1") / 1e6
+        f["push_zstd_mb"] = self.compressed_bytes(image, "zstd") / 1e6
 
     def _run(self, pg: TempPostgres, openai_url: str) -> list[Metric]:
         requirements = ROOT / "backend/requirements.txt"

@@ -45,7 +45,7 @@ def build_metrics(o: dict[str, Any], b: dict[str, Any]) -> list[Metric]:
                round(b["first_push_mb"], 1), o["first_push_mb"] <= 30, "the first push's bytes in the registry"),
         Metric("compressed bytes a node pulls (zstd)", "MB", "<= 30", round(o["push_zstd_mb"], 1),
                round(b["push_zstd_mb"], 1), o["push_zstd_mb"] <= 30,
-               "buildah push --compression-format zstd (podman >= 4, containerd >= 1.5 read it)"),
+               "the layers compressed with zstd (podman >= 4, containerd >= 1.5 read it)"),
         Metric("cold build (base present)", "s", "<= 25", round(o["cold_build_s"], 1),
                round(b["cold_build_s"], 1), o["cold_build_s"] <= 25,
                "ours from the host wheelhouse (offline, no compiler); baseline pip from PyPI"),

@@ -3,7 +3,9 @@ service started and probed (start-up, /health latency, the tasks API under wrk).
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -75,13 +77,18 @@ class Harness:
                    stage="bench", timeout=1800)
         return self.blob_bytes() - before, digestfile.read_text().strip()
 
-    def push_bytes_zstd(self, image: str, repo_tag: str) -> int:
-        """Bytes the registry stores for `image` pushed with zstd layers (what a node would pull)."""
-        before = self.blob_bytes()
-        argv = commands.buildah_push(image, f"{self.registry_addr}/{repo_tag}", digestfile=self.work / "digest",
-                                     compression="zstd")
-        runner.run(argv, stage="bench", timeout=1800)
-        return self.blob_bytes() - before
+    def compressed_bytes(self, image: str, compression: str) -> int:
+        """The bytes of `image`'s layers compressed with `compression` (gzip, zstd): what a node pulls on
+        first deploy. Measured from a dir: copy, since a push would reuse the layers the registry has."""
+        layout = self.work / f"compressed-{compression}"
+        shutil.rmtree(layout, ignore_errors=True)
+        runner.run(commands.skopeo_to_dir(f"containers-storage:{image}", layout, compress=compression),
+                   stage="bench", timeout=600)
+        manifest = json.loads((layout / "manifest.json").read_text())
+        try:
+            return sum(int(layer["size"]) for layer in manifest["layers"])
+        finally:
+            shutil.rmtree(layout, ignore_errors=True)
 
     def start_container(self, image: str, dsn: str, env: dict[str, str] | None = None) -> tuple[str, str, float]:
         name, port = f"imagepipe-bench-{free_port()}", free_port()

@@ -53,13 +53,8 @@ def buildah_bud(
     return argv
 
 
-def buildah_push(image: str, dest: str, *, digestfile: Path, auth: ToolAuth | None = None,
-                 compression: str | None = None) -> list[str]:
-    """`compression` zstd: layers compressed with zstd (podman >= 4, containerd >= 1.5 read it); local storage
-    holds them uncompressed, so each push compresses anew."""
-    extra = ["--compression-format", compression] if compression else []
-    return ["buildah", "push", *auth_flags(dest, auth), *extra, "--digestfile", str(digestfile), image,
-            f"docker://{dest}"]
+def buildah_push(image: str, dest: str, *, digestfile: Path, auth: ToolAuth | None = None) -> list[str]:
+    return ["buildah", "push", *auth_flags(dest, auth), "--digestfile", str(digestfile), image, f"docker://{dest}"]
 
 
 def buildah_containers() -> list[str]:

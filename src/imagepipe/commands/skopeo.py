@@ -71,11 +71,15 @@ def skopeo_copy_from_storage(image: str, dest: str) -> list[str]:
             f"docker://{dest}"]
 
 
-def skopeo_to_dir(src: str, layout: Path, *, auth: ToolAuth | None = None) -> list[str]:
-    """An image (docker://REF, or containers-storage:NAME when given so) into a `dir:` layout."""
+def skopeo_to_dir(src: str, layout: Path, *, auth: ToolAuth | None = None, compress: str | None = None) -> list[str]:
+    """An image (docker://REF, or containers-storage:NAME when given so) into a `dir:` layout; `compress`
+    (gzip, zstd): its layers compressed so (what a registry would store; bench measures it)."""
     source = src if src.startswith("containers-storage:") else f"docker://{src}"
     tls = [] if src.startswith("containers-storage:") else auth_flags(src, auth, prefix="src-")
-    return ["skopeo", "copy", "-q", *tls, source, f"dir:{layout}"]
+    packed = ["--dest-compress", "--dest-compress-format", compress] if compress else []
+    if compress == "zstd":  # a docker v2s2 manifest has no zstd layer type: OCI only (which has no HEALTHCHECK)
+        packed = ["--format", "oci", *packed]
+    return ["skopeo", "copy", "-q", *tls, *packed, source, f"dir:{layout}"]
 
 
 def skopeo_dir_to_storage(layout: Path, image: str) -> list[str]:
