@@ -6,12 +6,10 @@ Cached outside the clone, keyed by the go.sum and our source, so a machine build
 from __future__ import annotations
 
 import hashlib
-import shutil
-import tempfile
 from pathlib import Path
 
-from imagepipe import output, runner
-from imagepipe.cluster.binaries import CACHE, Binaries, go
+from imagepipe import output
+from imagepipe.cluster.binaries import CACHE, Binaries, go, go_build
 from imagepipe.errors import PipelineError
 from imagepipe.paths import ROOT
 
@@ -48,18 +46,6 @@ def ensure() -> Tools:
     if toolchain is None:
         raise PipelineError("cannot build oras and crane: Go is not installed", stage="test")
     target = cache_dir()
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
     output.stage(f"==> test: building oras, crane and a referrers-API registry from their Go modules (once; {target})")
-    with tempfile.TemporaryDirectory(prefix="imagepipe-gobuild-") as tmp:
-        env = {"GOCACHE": f"{tmp}/cache", "GOMODCACHE": f"{tmp}/mod", "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod",
-               "GOTOOLCHAIN": "local"}
-        for name, package in TARGETS.items():
-            runner.run([toolchain, "build", "-C", str(MODULE), "-trimpath", "-ldflags", "-s -w", "-o",
-                        str(partial / name), package], env=env, stage="test", timeout=1800, what=f"building {name}")
-        runner.run(["chmod", "-R", "u+w", tmp], ok_codes=(0, 1))
-    (partial / ".complete").write_text("\n".join(TARGETS) + "\n")
-    shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)
-    return Tools(target)
+    builds = [(name, package, "-s -w") for name, package in TARGETS.items()]
+    return go_build(toolchain, MODULE, builds, target, stage="test", stamp=" ".join(TARGETS))

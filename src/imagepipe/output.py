@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 log = logging.getLogger("imagepipe")
-CURRENT_STAGE = ["-"]  # set by the stage table as each stage starts (the JSON events carry it)
+CURRENT_STAGE = ["start-up"]  # set by the stage table as each stage starts (the JSON events carry it)
 
 
 class TextFormat(logging.Formatter):

@@ -89,12 +89,12 @@ def exit_code(error: PipelineError) -> int:
     return EXIT_CODES.get(error.stage or "", exitcodes.USAGE)
 
 
-CURRENT = ["start-up"]  # the stage under way, named in the one line a cancelled run prints
+CURRENT = output.CURRENT_STAGE  # the stage under way: the line a cancelled run prints, the JSON events
 
 
 def timed(ctx: Context, name: str, what: str, fn: Callable[[], T]) -> T:
     """One step of progress: its line, its timing in the report, its name on any error it raises."""
-    CURRENT[0] = output.CURRENT_STAGE[0] = name
+    CURRENT[0] = name
     output.stage(f"==> {name}: {what}")
     cancel.stage_delay(name)
     t0 = time.monotonic()

@@ -77,27 +77,30 @@ def ensure() -> Binaries:
     if toolchain is None:
         raise PipelineError("cannot build the local cluster: Go is not installed (apt-get install golang, or Go "
                             "from go.dev)", stage="cluster")
-    target = cache_dir()
+    target, ver = cache_dir(), version()
+    output.stage(f"==> cluster: building Kubernetes {ver} from the Go module (once per machine; cached in {target})")
+    flags = f"-s -w -X k8s.io/component-base/version.gitVersion={ver}"
+    builds = [(name, f"k8s.io/kubernetes/cmd/{name}", flags) for name in COMPONENTS] + [("pause", "./pause", "-s -w")]
+    return go_build(toolchain, MODULE, builds, target, stage="cluster", stamp=ver)
+
+
+def go_build(toolchain: str, module: Path, builds: list[tuple[str, str, str]], target: Path, *, stage: str,
+             stamp: str) -> Binaries:
+    """Each (name, package, ldflags) of `module` built into `target`, which appears whole or not at all. Build
+    and module caches of their own, removed afterwards (for Kubernetes they peak near 3.6 GB)."""
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    ver = version()
-    output.stage(f"==> cluster: building Kubernetes {ver} from the Go module (once per machine; cached in {target})")
-    # Build and module caches of their own, removed afterwards (they peak near 3.6 GB).
     with tempfile.TemporaryDirectory(prefix="imagepipe-gobuild-") as tmp:
         env = {"GOCACHE": f"{tmp}/cache", "GOMODCACHE": f"{tmp}/mod", "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod",
                "GOTOOLCHAIN": "local"}
-        flags = f"-s -w -X k8s.io/component-base/version.gitVersion={ver}"
-        for name in COMPONENTS:
-            runner.run([toolchain, "build", "-C", str(MODULE), "-trimpath", "-ldflags", flags, "-o",
-                        str(partial / name), f"k8s.io/kubernetes/cmd/{name}"], env=env, stage="cluster", timeout=3600,
-                       what=f"building {name}")
+        for name, package, flags in builds:
+            runner.run([toolchain, "build", "-C", str(module), "-trimpath", "-ldflags", flags, "-o",
+                        str(partial / name), package], env=env, stage=stage, timeout=3600, what=f"building {name}")
             log.info("built %s", name)
-        runner.run([toolchain, "build", "-C", str(MODULE), "-trimpath", "-ldflags", "-s -w", "-o",
-                    str(partial / "pause"), "./pause"], env=env, stage="cluster", timeout=600, what="building pause")
         # the module cache is read-only on disk: make it removable
         runner.run(["chmod", "-R", "u+w", tmp], ok_codes=(0, 1))
-    (partial / ".complete").write_text(ver + "\n")
+    (partial / ".complete").write_text(stamp + "\n")
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
     return Binaries(target)

@@ -13,7 +13,6 @@ from imagepipe.builders import kanikojob, kubejob
 from imagepipe.context import Context, write_state
 from imagepipe.errors import PipelineError, UsageError
 from imagepipe.refs import BuildFacts, PushedImage
-from imagepipe.services import hostaccess
 
 log = logging.getLogger("imagepipe")
 
@@ -44,7 +43,7 @@ def build(ctx: Context) -> PushedImage:
     if commands.registry_is_local(a.registry):
         raise UsageError(f"--kube-context pushes from the cluster: give a --registry it can reach ({a.registry} "
                          "is this machine's loopback)")
-    hostaccess.check_pullable_from_here(a.registry)
+    ctx.access(stage="build")  # verify pulls from here what the Job pushes there: TLS, trust, login, now
     url, commit = gitinfo.job_source(a.git_url)
     tag = f"{gitinfo.git_tag(a)}-kaniko"
     manifest = kanikojob.load()
