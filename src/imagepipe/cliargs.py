@@ -93,18 +93,25 @@ def signing(add: Add) -> None:
     add("--install", action="store_true", default=False, help="trust: install the policy system-wide")
 
 
+def targeting(add: Add) -> None:
+    add("--platform", action="append", default=[], metavar="OS/ARCH[,OS/ARCH]",
+        help="the platforms to build and verify, e.g. linux/amd64,linux/arm64 (repeatable; default: the host's); "
+        "another architecture runs under qemu user emulation, and several make one index")
+
+
 def benching(add: Add) -> None:
     add("--bench-runs", type=int, default=3, help="bench: alternating rounds of the service figures (median)")
     add("--kaniko-trials", action="store_true", default=False,
         help="bench: also time kaniko's cached rebuild under each fork option that touches caching")
 
 
-GROUPS = (state, auth, building, kube, verifying, signing, benching)
-JOB = (auth, building, kube, verifying, signing)
+GROUPS = (state, auth, building, targeting, kube, verifying, signing, benching)
+JOB = (auth, building, targeting, kube, verifying, signing)
 COMMANDS: dict[str, tuple[Callable[[Add], None], ...]] = {
-    "all": JOB, "provision": (), "base": (building,), "lint": (building,), "build": (auth, building, kube),
-    "push": (auth, building), "verify": (auth, verifying), "promote": JOB,
-    "registry": (), "parity": (auth, building, kube, verifying), "bench": (building, benching),
+    "all": JOB, "provision": (), "base": (building, targeting), "lint": (building,),
+    "build": (auth, building, targeting, kube), "push": (auth, building, targeting),
+    "verify": (auth, targeting, verifying), "promote": JOB, "registry": (),
+    "parity": (auth, building, targeting, kube, verifying), "bench": (building, targeting, benching),
     "load": (building, verifying), "trust": (signing,), "attest": (auth, signing), "cluster": (), "test": (),
 }
 TARGETS = {"verify": "REGISTRY/REPO@sha256:… to verify", "registry": "start | stop | status",

@@ -10,8 +10,18 @@ from dataclasses import dataclass, field
 
 from dockerfile_parse import DockerfileParser
 
+from imagepipe.platforms import Platform
+
 # The recipe's literal FROM (the contract's); the base stage makes it resolve.
 BASE_REF = "docker.io/library/python:3.11-slim"
+# Another architecture's base, kept under its own local name (one name holds one image here); buildah takes
+# it in place of the first FROM (`--from`), so the Containerfile stays the same for every platform.
+FOREIGN_BASE = "localhost/imagepipe/python"
+
+
+def base_ref(platform: Platform) -> str:
+    """The local image that is python:3.11-slim for `platform`: the literal name for the host's own."""
+    return BASE_REF if not platform.emulated else f"{FOREIGN_BASE}:3.11-slim-{platform.slug}"
 
 KNOWN = {"FROM", "RUN", "CMD", "LABEL", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT", "VOLUME", "USER",
          "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL", "MAINTAINER"}

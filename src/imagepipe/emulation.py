@@ -54,3 +54,12 @@ def ensure(arch: str) -> bool:
                             f"run {arch} programs; reinstall qemu-user-static (Debian registers it with F)",
                             stage="provision")
     return changed
+
+
+def require(arch: str, *, stage: str) -> None:
+    """A stage that runs `arch` programs checks the set-up provision made, without changing the host."""
+    found = handler(arch) if mounted() else None
+    if found is None or not found.enabled or not found.fix_binary:
+        raise PipelineError(f"{arch} programs cannot run here: binfmt_misc's {HANDLERS.get(arch, arch)} handler "
+                            "is not registered with the fix-binary flag; run `python3 build/pipeline.py provision` "
+                            "(it installs qemu-user-static and registers it)", stage=stage)

@@ -10,6 +10,7 @@ from imagepipe import commands, output, runner
 from imagepipe.errors import PipelineError, UsageError
 from imagepipe.options import Options
 from imagepipe.paths import ROOT
+from imagepipe.platforms import Platform
 from imagepipe.refs import ImageRef
 
 
@@ -49,9 +50,17 @@ def git_tag(args: Options) -> str:
     return f"{sha}-dirty-{content_hash(args)}" if dirty else sha
 
 
-def local_image(args: Options) -> ImageRef:
-    """The local name the build stage gives this tree's image."""
-    return ImageRef("localhost", args.repo, git_tag(args))
+def local_image(args: Options, platform: Platform | None = None) -> ImageRef:
+    """The local name the build stage gives this tree's image for `platform` (platform_tag)."""
+    return ImageRef("localhost", args.repo, platform_tag(git_tag(args), platform, len(args.platforms) > 1))
+
+
+def platform_tag(tag: str, platform: Platform | None, multi: bool) -> str:
+    """One platform's tag: the tree's own for a single host-platform build; `-linux-arm64` appended for
+    another architecture, and for every platform of a multi-platform run (the index takes the plain tag)."""
+    if platform is None or not (multi or platform.emulated):
+        return tag
+    return f"{tag}-{platform.slug}"
 
 
 def is_commit_tag(tag: str) -> bool:

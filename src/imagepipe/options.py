@@ -13,6 +13,7 @@ from typing import Literal
 
 from imagepipe import refs
 from imagepipe.errors import UsageError
+from imagepipe.platforms import Platform, parse_list
 
 EMBEDDED = "embedded"
 Builder = Literal["buildah", "kaniko"]
@@ -26,6 +27,7 @@ class Options:
     embedded: bool  # the registry is this checkout's own (the default, or --registry embedded)
     embedded_port: int | None
     builder: Builder  # kaniko with --kube-context
+    platforms: tuple[Platform, ...]  # at least one; the host's by default
     kaniko_image: str | None
     kube_context: str | None
     kube_namespace: str
@@ -96,7 +98,9 @@ def from_namespace(ns: argparse.Namespace) -> Options:
     """The options, checked; argparse's namespace is not used after this."""
     check(ns)
     values = dict(vars(ns))
+    values.pop("platform", None)
     values.update(
+        platforms=parse_list(getattr(ns, "platform", [])),
         target=tuple(ns.target), tag=tuple(ns.tag), insecure_registry=tuple(ns.insecure_registry),
         embedded=ns.registry == EMBEDDED, builder="kaniko" if ns.kube_context else ns.builder,
         tls_verify=ns.tls_verify != "false",

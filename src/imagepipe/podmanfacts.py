@@ -21,6 +21,7 @@ class ImageFacts:
     layers: tuple[str, ...]
     labels: dict[str, str]
     config: dict[str, Any]  # the image config, with the health check where podman reports it (beside Config)
+    architecture: str = ""  # OCI: amd64, arm64
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,8 @@ def parse_image(raw: dict[str, Any]) -> ImageFacts:
     config.setdefault("Healthcheck", raw.get("Healthcheck") or raw.get("HealthCheck"))
     return ImageFacts(id=str(raw.get("Id", "")), digest=str(raw.get("Digest", "")), size=int(raw.get("Size") or 0),
                       layers=tuple((raw.get("RootFS") or {}).get("Layers") or ()),
-                      labels=dict(raw.get("Labels") or config.get("Labels") or {}), config=config)
+                      labels=dict(raw.get("Labels") or config.get("Labels") or {}), config=config,
+                      architecture=str(raw.get("Architecture", "")))
 
 
 def parse_container(raw: dict[str, Any]) -> ContainerFacts:

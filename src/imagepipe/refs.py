@@ -107,6 +107,8 @@ class BuildFacts:
     started: float = 0.0
     finished: float = 0.0
     cluster: dict[str, Any] | None = None  # a Job's name, pod, node, pulled images and phases (--kube-context)
+    platform: str | None = None  # os/arch built for (None: the host's, not recorded)
+    emulated: bool = False  # built under qemu user emulation
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
-from imagepipe import cancel, exitcodes, output
+from imagepipe import cancel, exitcodes, multiarch, output
 from imagepipe.context import Context
 from imagepipe.errors import PipelineError, UsageError
+from imagepipe.platforms import Platform
 from imagepipe.refs import BuiltImage, PushedImage
 from imagepipe.stages import base, build, lint, promote, provision, push, verify
 
@@ -92,8 +94,9 @@ def exit_code(error: PipelineError) -> int:
 CURRENT = output.CURRENT_STAGE  # the stage under way: the line a cancelled run prints, the JSON events
 
 
-def timed(ctx: Context, name: str, what: str, fn: Callable[[], T]) -> T:
-    """One step of progress: its line, its timing in the report, its name on any error it raises."""
+def timed(ctx: Context, name: str, what: str, fn: Callable[[], T], *, key: str | None = None) -> T:
+    """One step of progress: its line, its timing in the report (under `key`, e.g. one platform's build),
+    its stage's name on any error it raises."""
     CURRENT[0] = name
     output.stage(f"==> {name}: {what}")
     cancel.stage_delay(name)
@@ -103,8 +106,8 @@ def timed(ctx: Context, name: str, what: str, fn: Callable[[], T]) -> T:
     except PipelineError as e:
         e.stage = e.stage or name
         raise
-    ctx.timings[name] = time.monotonic() - t0
-    output.say(f"{name} done in {ctx.timings[name]:.1f} s")
+    ctx.timings[key or name] = time.monotonic() - t0
+    output.say(f"{key or name} done in {ctx.timings[key or name]:.1f} s")
     return result
 
 
@@ -126,6 +129,8 @@ def run_all(ctx: Context) -> Outcome:
     for name in ("provision", "base", "lint"):
         if BY_NAME[name].applies(ctx):
             run_stage(ctx, BY_NAME[name])
+    if len(ctx.args.platforms) > 1:
+        return run_platforms(ctx)
     pushed: PushedImage
     if ctx.args.builder == "buildah":
         built: BuiltImage = timed(ctx, "build", build.describe(ctx), lambda: build.buildah(ctx))
@@ -136,6 +141,36 @@ def run_all(ctx: Context) -> Outcome:
     if not verified.result.passed:
         return Outcome(verified, None)
     promoted: promote.Promoted = run_stage(ctx, BY_NAME["promote"], verified)
+    return Outcome(verified, promoted)
+
+
+def run_platforms(ctx: Context) -> Outcome:
+    """Several platforms: each built and pushed, one index over them, each verified (another architecture
+    under emulation), and the index promoted only when every platform passed."""
+    images: list[tuple[Platform, PushedImage]] = []
+    for p in ctx.args.platforms:
+        how = f"{p}, emulated" if p.emulated else str(p)
+        if ctx.args.builder == "buildah":
+            built = timed(ctx, "build", f"buildah bud ({how})", partial(build.buildah, ctx, p),
+                          key=f"build {p.slug}")
+            pushed = timed(ctx, "push", f"{p} to {ctx.args.registry}", partial(push.run, ctx, built),
+                           key=f"push {p.slug}")
+        else:
+            pushed = timed(ctx, "build", f"{build.describe(ctx)} ({how})", partial(build.with_kaniko, ctx, p),
+                           key=f"build {p.slug}")
+        images.append((p, pushed))
+    index = timed(ctx, "push", "the index over " + ", ".join(str(p) for p, _ in images),
+                  lambda: multiarch.assemble(ctx, images, multiarch.index_tag(ctx)), key="index")
+    results: list[tuple[Platform, verify.Verified]] = []
+    for p, image in images:
+        how = f"{p}, emulated" if p.emulated else str(p)
+        results.append((p, timed(ctx, "verify", f"{image} ({how})", partial(verify.run, ctx, image),
+                                 key=f"verify {p.slug}")))
+    result = multiarch.combined(index.index, [(p, v.result) for p, v in results])
+    verified = verify.Verified(index.index, result)
+    if not result.passed:
+        return Outcome(verified, None)
+    promoted = timed(ctx, "promote", "sign and tag the verified index", lambda: promote.run_index(ctx, index, results))
     return Outcome(verified, promoted)
 
 

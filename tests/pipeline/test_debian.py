@@ -49,7 +49,7 @@ def test_status_and_status_d(tmp_path):
 
 
 def test_security_index_keeps_the_newest_and_finds_pending_fixes(tmp_path):
-    cache = tmp_path / "bookworm-security-Packages"
+    cache = tmp_path / "bookworm-security-Packages-amd64"
     cache.write_text("Package: libssl3\nVersion: 3.0.15-1~deb12u1\n\nPackage: libssl3\nVersion: 3.0.17-1~deb12u2\n\n"
                      "Package: zlib1g\nVersion: 1:1.2.13.dfsg-1\n")
     os.utime(cache, (time.time(), time.time()))  # fresh: no download
@@ -57,3 +57,11 @@ def test_security_index_keeps_the_newest_and_finds_pending_fixes(tmp_path):
     assert index == {"libssl3": "3.0.17-1~deb12u2", "zlib1g": "1:1.2.13.dfsg-1"}
     installed = {"libssl3": "3.0.15-1~deb12u1", "zlib1g": "1:1.2.13.dfsg-1", "bash": "5.2.15-2+b7"}
     assert debsec.pending_fixes(installed, index) == ["libssl3 3.0.15-1~deb12u1 -> 3.0.17-1~deb12u2"]
+
+
+def test_the_security_index_is_the_architecture_s_own(monkeypatch):
+    monkeypatch.delenv("IMAGEPIPE_DEBIAN_SECURITY_INDEX", raising=False)
+    assert debsec.index_url("arm64").endswith("/main/binary-arm64/Packages.xz")
+    assert debsec.index_url().endswith("/main/binary-amd64/Packages.xz")
+    monkeypatch.setenv("IMAGEPIPE_DEBIAN_SECURITY_INDEX", "http://mirror.example/{arch}/Packages.xz")
+    assert debsec.index_url("arm64") == "http://mirror.example/arm64/Packages.xz"

@@ -18,9 +18,10 @@ from typing import Any
 
 from imagepipe import commands, podmanfacts, runner
 from imagepipe.builders import buildsteps, kanikojob
-from imagepipe.containerfile import BASE_REF
+from imagepipe.containerfile import BASE_REF, base_ref
 from imagepipe.errors import PipelineError, ToolFailed, pip_failure
 from imagepipe.hostprofile import HostProfile
+from imagepipe.platforms import Platform
 from imagepipe.refs import Step
 from imagepipe.registryaccess import registry_cas
 from imagepipe.registryauth import RegistryAuth, write_private
@@ -65,7 +66,7 @@ def local_argv(profile: HostProfile, *, executor: str, job: dict[str, Any], cont
                containerfile: Path, destination: str, cache_repo: str, registry: str, termination_log: Path,
                name: str, labels: dict[str, str], docker_config_file: Path | None = None,
                wheelhouse: Path | None = None, registry_ca: Path | None = None,
-               trial: dict[str, str] | None = None) -> list[str]:
+               trial: dict[str, str] | None = None, platform: Platform | None = None) -> list[str]:
     """podman running the executor as the Job would: the manifest's args (rewritable ones set), its
     securityContext as podman expresses it, and the termination-log file kubelet would provide."""
     sec = kanikojob.security(job)
@@ -74,6 +75,8 @@ def local_argv(profile: HostProfile, *, executor: str, job: dict[str, Any], cont
                                 destination=destination, cache_repo=cache_repo, loopback_registry=loopback)
     if wheelhouse is not None:  # local-only, as for buildah: the wheelhouse keys the layer cache
         args.append(f"--build-arg=WHEELHOUSE={wheelhouse.name}")
+    if platform is not None and platform.emulated:  # its RUN steps under qemu user emulation (binfmt, F flag)
+        args.append(f"--custom-platform={platform}")
     env = kanikojob.executor_env(job)
     for key, value in (trial or {}).items():  # bench's flag trials: FF_* env values, or extra --flags
         if key.startswith("--"):
@@ -101,7 +104,8 @@ def local_argv(profile: HostProfile, *, executor: str, job: dict[str, Any], cont
 def build_local(profile: HostProfile, *, executor: str, context: Path, containerfile: Path, destination: str,
                 cache_repo: str, registry: str, work_dir: Path, labels: dict[str, str],
                 auth: RegistryAuth | None = None, wheelhouse: Path | None = None,
-                run_id: str | None = None, trial: dict[str, str] | None = None) -> KanikoBuild:
+                run_id: str | None = None, trial: dict[str, str] | None = None,
+                platform: Platform | None = None) -> KanikoBuild:
     """With `auth`, kaniko gets the run's credentials as its docker config (0600, removed afterwards) and the
     registry's certs.d CA, if it has one."""
     job = kanikojob.load()
@@ -117,7 +121,7 @@ def build_local(profile: HostProfile, *, executor: str, context: Path, container
                       destination=destination, cache_repo=cache_repo, registry=registry,
                       termination_log=termination_log, name=f"imagepipe-kaniko-{run_id}", labels=labels,
                       docker_config_file=config_file, wheelhouse=wheelhouse, registry_ca=cas[0] if cas else None,
-                      trial=trial)
+                      trial=trial, platform=platform)
     t0 = time.monotonic()
     timer = buildsteps.StepTimer("kaniko")
     try:
@@ -149,11 +153,13 @@ def explain_failure(e: ToolFailed, *, registry: str, context: Path) -> PipelineE
     return PipelineError(f"kaniko failed: {line}", stage="build", detail=out)
 
 
-def seed_mirror(profile: HostProfile, registry: str) -> str:
+def seed_mirror(profile: HostProfile, registry: str, platform: Platform | None = None) -> str:
     """kaniko pulls its base from a registry, never from local storage: the local python:3.11-slim (the
     official image or the offline stand-in) goes to the loopback registry, which kaniko uses as its mirror
-    of docker.io."""
+    of docker.io. Another platform's run gets that platform's base under the name, just before it (the
+    platforms of a run build one after the other)."""
     dest = f"{registry}/{BASE_REF.split('/', 1)[1]}"
-    runner.run(commands.skopeo_copy_from_storage(BASE_REF, dest), stage="build", timeout=600,
+    source = base_ref(platform) if platform is not None else BASE_REF
+    runner.run(commands.skopeo_copy_from_storage(source, dest), stage="build", timeout=600,
                what="seeding the registry mirror with the base image")
     return dest

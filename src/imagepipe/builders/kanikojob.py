@@ -109,12 +109,18 @@ class ClusterSettings:
     insecure: tuple[str, ...] = ()  # --insecure-registry: plain-HTTP registries kaniko may push to and pull from
     ca_secret: str | None = None  # --build-ca: a Secret holding ca.crt, mounted at CA_MOUNT
     deadline: int | None = None  # --job-deadline: activeDeadlineSeconds
+    # --platform: `arch` pins the pod to nodes of that architecture (kubernetes.io/arch), `custom_platform` has
+    # kaniko build another architecture under the node's emulation (a cluster without such nodes)
+    node_arch: str | None = None
+    custom_platform: str | None = None
 
 
 def cluster_args(job: dict[str, Any], s: ClusterSettings) -> list[str]:
     args = rewrite(executor_args(job), {"--destination": s.destination, "--cache-repo": s.cache_repo})
     if s.mirror:
         args += [f"--registry-mirror={s.mirror}", "--skip-default-registry-fallback"]
+    if s.custom_platform:
+        args.append(f"--custom-platform={s.custom_platform}")
     return args + [f"--insecure-registry={host}" for host in s.insecure]
 
 
@@ -144,6 +150,8 @@ def job_for(job: dict[str, Any], s: ClusterSettings) -> dict[str, Any]:
     for volume in pod["volumes"]:
         if "secret" in volume and volume["name"] == "registry-credentials":
             volume["secret"]["secretName"] = s.registry_secret
+    if s.node_arch:
+        pod.setdefault("nodeSelector", {})["kubernetes.io/arch"] = s.node_arch
     if s.ca_secret:
         pod["volumes"].append({"name": "build-ca", "secret": {"secretName": s.ca_secret}})
         kaniko["volumeMounts"].append({"name": "build-ca", "mountPath": CA_MOUNT, "subPath": "ca.crt",

@@ -77,6 +77,22 @@ class Cluster:
         return PipelineError(f"the cluster refused to {what}: {e.status} {e.reason} ({message})", stage="build")
 
 
+def node_architectures(cluster: Cluster) -> set[str]:
+    """The architectures of the cluster's Ready-or-not nodes (kubernetes.io/arch); empty when this identity
+    may not list nodes (a namespaced Role): each platform is then built with --custom-platform on any node,
+    which is native where the node happens to match."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        nodes = cluster.core.list_node(_request_timeout=30)
+    except ApiException as e:
+        if e.status in (401, 403):
+            return set()
+        raise cluster.explain(e, "list nodes") from None
+    return {str((n.metadata.labels or {}).get("kubernetes.io/arch")) for n in nodes.items
+            if (n.metadata.labels or {}).get("kubernetes.io/arch")}
+
+
 def registry_secret(name: str, labels: dict[str, str], docker_config: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
             "metadata": {"name": name, "labels": labels},

@@ -1,22 +1,49 @@
-"""A host-side wheelhouse for requirements.txt: built once (compiling psycopg's C extension once), keyed by
-the file's hash, then mounted into builds so they need no network for Python packages."""
+"""A host-side wheelhouse for requirements.txt, per architecture: built once (compiling psycopg's C extension
+once), keyed by the file's hash, then mounted into builds so they need no network for Python packages. The
+host's own architecture is built by this interpreter's pip; another one inside that platform's base image
+under emulation (with the compiler and libpq headers the builder stage would install), so every wheel is
+for the image's own interpreter and libc."""
 
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
 from imagepipe import commands, runner
+from imagepipe.containerfile import base_ref
+from imagepipe.hostprofile import HostProfile
+from imagepipe.platforms import Platform, host
+
+# Inside the foreign base: what the builder stage installs to compile, then pip wheel as on the host.
+FOREIGN_SCRIPT = (
+    "set -eu; apt-get update -qq -o Acquire::Languages=none; "
+    "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev libpq-dev "
+    ">/dev/null; CFLAGS='-g0 -O2' pip wheel -q --disable-pip-version-check {hashes} -r /req/requirements.txt "
+    "-w /out")
 
 
-def wheelhouse(requirements: Path, state_dir: Path) -> Path:
+def wheelhouse(requirements: Path, state_dir: Path, profile: HostProfile | None = None,
+               platform: Platform | None = None) -> Path:
+    platform = platform or host()
     key = hashlib.sha256(requirements.read_bytes()).hexdigest()[:16]
-    target = state_dir / "wheelhouse" / key
-    if not (target / ".complete").exists():
-        target.mkdir(parents=True, exist_ok=True)
-        # every download checked against the file's hashes (the image's offline install trusts this directory)
-        hashed = "--hash=" in requirements.read_text()
+    # the host's keeps its historical name, so caches made before multi-arch stay valid
+    target = state_dir / "wheelhouse" / (key if not platform.emulated else f"{key}-{platform.slug}")
+    if (target / ".complete").exists():
+        return target
+    shutil.rmtree(target, ignore_errors=True)  # a cut-short build's leftovers
+    target.mkdir(parents=True)
+    # every download checked against the file's hashes (the image's offline install trusts this directory)
+    hashed = "--hash=" in requirements.read_text()
+    if not platform.emulated:
         runner.run(commands.pip_wheel(requirements, target, require_hashes=hashed), stage="build", timeout=1800,
                    what="building the wheelhouse")
-        (target / ".complete").touch()
+    else:
+        assert profile is not None, "another platform's wheelhouse is built in a container"
+        script = FOREIGN_SCRIPT.format(hashes="--require-hashes" if hashed else "")
+        runner.run(commands.podman_run(profile, base_ref(platform), remove=True, platform=str(platform),
+                                       volumes=[f"{requirements.parent}:/req:ro", f"{target}:/out"],
+                                       command=["sh", "-c", script]),
+                   stage="build", timeout=3600, what=f"building the {platform} wheelhouse (emulated)")
+    (target / ".complete").touch()
     return target

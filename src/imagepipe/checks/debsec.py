@@ -12,21 +12,22 @@ from debian import deb822, debian_support
 
 from imagepipe.errors import PipelineError
 
-DEFAULT_INDEX = "http://deb.debian.org/debian-security/dists/bookworm-security/main/binary-amd64/Packages.xz"
-
-
-def index_url() -> str:
-    """The security index's URL, read when it is fetched (not at import)."""
-    return os.environ.get("IMAGEPIPE_DEBIAN_SECURITY_INDEX", DEFAULT_INDEX)
+DEFAULT_INDEX = "http://deb.debian.org/debian-security/dists/bookworm-security/main/binary-{arch}/Packages.xz"
 CACHE_SECONDS = 3600
 
 
-def security_index(cache_dir: Path) -> dict[str, str]:
-    """Package -> newest version in bookworm-security (cached for an hour)."""
-    cache = cache_dir / "bookworm-security-Packages"
+def index_url(arch: str = "amd64") -> str:
+    """The security index's URL for a Debian architecture, read when it is fetched (not at import);
+    IMAGEPIPE_DEBIAN_SECURITY_INDEX may hold `{arch}`."""
+    return os.environ.get("IMAGEPIPE_DEBIAN_SECURITY_INDEX", DEFAULT_INDEX).replace("{arch}", arch)
+
+
+def security_index(cache_dir: Path, arch: str = "amd64") -> dict[str, str]:
+    """Package -> newest version in bookworm-security for `arch` (cached for an hour)."""
+    cache = cache_dir / f"bookworm-security-Packages-{arch}"
     if not cache.exists() or time.time() - cache.stat().st_mtime > CACHE_SECONDS:
         try:
-            response = requests.get(index_url(), timeout=60)
+            response = requests.get(index_url(arch), timeout=60)
             response.raise_for_status()
         except requests.RequestException as e:
             raise PipelineError(f"cannot fetch the Debian security index ({e}); check network access to "

@@ -18,7 +18,7 @@ BAKED = ("BETTER_AUTH_SECRET", "OPENAI_API_KEY", "DATABASE_URL")  # must never b
 
 
 def run(profile: HostProfile, image: str, *, config: dict[str, Any], secrets: dict[str, str],
-        state_dir: Path) -> tuple[list[Check], inventory.Inventory]:
+        state_dir: Path, arch: str = "amd64") -> tuple[list[Check], inventory.Inventory]:
     """The static checks from one mount of the image, and the inventory they read (the SBOM's too)."""
     t0 = time.monotonic()
     with imagemount.mounted(image) as root:
@@ -34,7 +34,7 @@ def run(profile: HostProfile, image: str, *, config: dict[str, Any], secrets: di
     for check in checks:  # they share one pass: each shows its time
         check.seconds = walked
     t1 = time.monotonic()
-    vulns = vulnerabilities(installed, image, state_dir, unreadable=contents.unreadable)
+    vulns = vulnerabilities(installed, image, state_dir, unreadable=contents.unreadable, arch=arch)
     vulns.seconds = round(time.monotonic() - t1, 2)
     return [*checks, vulns], contents
 
@@ -85,13 +85,14 @@ def junk(found: imagefs.Scan) -> Check:
                  else f"found: {', '.join(found.junk[:5])}")
 
 
-def vulnerabilities(installed: dict[str, str], image: str, state_dir: Path, *, unreadable: str | None) -> Check:
+def vulnerabilities(installed: dict[str, str], image: str, state_dir: Path, *, unreadable: str | None,
+                    arch: str = "amd64") -> Check:
     if unreadable or not installed:  # nothing compared is not nothing vulnerable
         why = unreadable or "no installed package in /var/lib/dpkg/status or status.d"
         return Check("vulnerabilities", False, [why], [],
                      f"the image's Debian packages cannot be listed ({why}): nothing could be compared with the "
                      "security index; keep dpkg's status file in the image")
-    index = debsec.security_index(state_dir / "cache")
+    index = debsec.security_index(state_dir / "cache", arch)  # the image's own architecture's index
     pending = debsec.pending_fixes(installed, index)
     scanner = runner.installed("trivy") or runner.installed("grype")
     if scanner:

@@ -52,6 +52,8 @@ class VerifyResult:
     inventory: Inventory | None = None
     # the run's critical path: (phase, seconds since verify started), the report's `verify_phases`
     phases: list[tuple[str, float]] = field(default_factory=list)
+    architecture: str = ""  # the image's, as its config says
+    emulated: bool = False  # run under qemu user emulation (speed limits are the contract's, not ours)
 
     @property
     def passed(self) -> bool:

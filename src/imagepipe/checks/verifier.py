@@ -29,6 +29,7 @@ from imagepipe.tokens import mint_hs256
 __all__ = ["CHECK_IDS", "Verifier"]  # CHECK_IDS: the tests read the report order here
 from imagepipe.errors import PipelineError, ToolFailed
 from imagepipe.hostprofile import HostProfile
+from imagepipe.platforms import host
 from imagepipe.services.postgres import free_port
 
 log = logging.getLogger("imagepipe.checks.verifier")
@@ -128,11 +129,14 @@ class Verifier:
         if facts is None:
             raise PipelineError(f"{self.image} is not in local storage after the pull", stage="verify")
         self.config, self.size = facts.config, facts.size
+        self.result.architecture = facts.architecture
+        self.result.emulated = bool(facts.architecture) and facts.architecture != host().arch
         interrupted = False
         self.mark("pulled and inspected")
         try:
             static = self.pool.submit(staticchecks.run, self.profile, self.image, config=self.config,
-                                      secrets=self.secrets, state_dir=self.opt.state_dir)
+                                      secrets=self.secrets, state_dir=self.opt.state_dir,
+                                      arch=facts.architecture or "amd64")
             self.idle_started = self.pool.submit(runtimechecks.start_idle, self)
             before = [self.background(s.id, self.bind(s)) for s in select("before", worker=True)]
             for spec in select("before", worker=False):

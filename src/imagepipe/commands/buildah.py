@@ -28,6 +28,8 @@ def buildah_bud(
     target: str | None = None,
     pull: str = "never",
     no_cache: bool = False,
+    platform: str | None = None,
+    from_image: str | None = None,
 ) -> list[str]:
     # docker format: OCI has no HEALTHCHECK field; --force-rm: intermediate containers go even when the build
     # fails or is cancelled
@@ -47,6 +49,10 @@ def buildah_bud(
         argv += ["--build-arg", f"{key}={value}"]
     if target:
         argv += ["--target", target]
+    if platform:  # another architecture: its RUN steps under qemu user emulation
+        argv += ["--platform", platform]
+    if from_image:  # in place of the first FROM: that platform's base, kept under its own local name
+        argv += ["--from", from_image]
     for tag in tags:
         argv += ["-t", tag]
     argv += ["-f", str(containerfile), str(context)]

@@ -60,8 +60,9 @@ def psql(bindir: Path, *, dsn: str | None = None, host: str = "127.0.0.1", port:
     return [str(bindir / "psql"), *where, "-v", "ON_ERROR_STOP=1", "-q", "-tA", "-c", sql]
 
 
-def debootstrap(root: Path, mirror: str, *, suite: str = "bookworm") -> list[str]:
-    return ["debootstrap", "--variant=minbase", suite, str(root), mirror]
+def debootstrap(root: Path, mirror: str, *, suite: str = "bookworm", arch: str | None = None) -> list[str]:
+    """A minimal Debian root; `arch` another Debian architecture (its second stage runs under emulation)."""
+    return ["debootstrap", "--variant=minbase", *([f"--arch={arch}"] if arch else []), suite, str(root), mirror]
 
 
 def chroot(root: Path, *argv: str) -> list[str]:

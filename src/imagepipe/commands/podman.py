@@ -61,6 +61,7 @@ def podman_run(
     labels: dict[str, str] | None = None,
     add_hosts: Sequence[str] = (),
     command: Sequence[str] = (),
+    platform: str | None = None,
 ) -> list[str]:
     """`podman run` with one flag per option, in podman's order (the table test pins every combination the
     pipeline uses)."""
@@ -73,12 +74,14 @@ def podman_run(
             *_on(read_only, "--read-only"), *_each("--tmpfs", tmpfs), *_on(cap_drop_all, "--cap-drop", "ALL"),
             *_each("--cap-add", cap_add), *_on(no_new_privileges, "--security-opt", "no-new-privileges"),
             *_on(privileged, "--privileged"), *_each("-v", volumes),
-            *_each("--label", [f"{k}={v}" for k, v in (labels or {}).items()])]
+            *_each("--label", [f"{k}={v}" for k, v in (labels or {}).items()]),
+            *_each("--platform", [platform] if platform else [])]
     return podman(profile, *args, image, *command)
 
 
-def podman_pull(profile: HostProfile, ref: str, *, auth: ToolAuth | None = None) -> list[str]:
-    return podman(profile, "pull", "-q", *auth_flags(ref, auth), ref)
+def podman_pull(profile: HostProfile, ref: str, *, auth: ToolAuth | None = None,
+                platform: str | None = None) -> list[str]:
+    return podman(profile, "pull", "-q", *(["--platform", platform] if platform else []), *auth_flags(ref, auth), ref)
 
 
 def podman_inspect(profile: HostProfile, kind: str, name: str) -> list[str]:
@@ -104,9 +107,11 @@ def podman_tag(profile: HostProfile, src: str, dest: str) -> list[str]:
     return podman(profile, "tag", src, dest)
 
 
-def podman_import(profile: HostProfile, tarball: Path, ref: str, *, changes: Sequence[str] = ()) -> list[str]:
-    """A root filesystem tarball as an image, with Containerfile instructions applied (`--change`)."""
-    argv = ["import"]
+def podman_import(profile: HostProfile, tarball: Path, ref: str, *, changes: Sequence[str] = (),
+                  arch: str | None = None) -> list[str]:
+    """A root filesystem tarball as an image, with Containerfile instructions applied (`--change`), for
+    another architecture with `arch`."""
+    argv = ["import", *(["--arch", arch] if arch else [])]
     for change in changes:
         argv += ["--change", change]
     return podman(profile, *argv, str(tarball), ref)

@@ -52,13 +52,14 @@ def skopeo_inspect(ref: str, *, raw: bool = False, config: bool = False, auth: T
 
 
 def skopeo_copy(src: str, dest: str, *, auth: ToolAuth | None = None, sign_by: str | None = None,
-                registries_d: Path | None = None) -> list[str]:
+                registries_d: Path | None = None, all_images: bool = False) -> list[str]:
     """Registry-side retag: copies the manifest by digest, blobs are already there; with `sign_by`, a simple
     signing signature of the destination is written to the lookaside store that `registries_d` names."""
     argv = ["skopeo"]
     if registries_d is not None:
         argv += ["--registries.d", str(registries_d)]
-    argv += ["copy", "--preserve-digests", *auth_flags(src, auth, prefix="src-"),
+    # --all: an index is copied whole (without it skopeo would pick the host's platform and change the digest)
+    argv += ["copy", *(["--all"] if all_images else []), "--preserve-digests", *auth_flags(src, auth, prefix="src-"),
              *auth_flags(dest, auth, prefix="dest-")]
     if sign_by:
         argv += ["--sign-by", sign_by]

@@ -15,11 +15,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from imagepipe import commands, hostenv, imagemount, output, podmanfacts, runner
-from imagepipe.containerfile import BASE_REF
+from imagepipe import commands, emulation, hostenv, imagemount, output, podmanfacts, runner
+from imagepipe.containerfile import BASE_REF, base_ref
 from imagepipe.context import Context
 from imagepipe.errors import PipelineError, ToolFailed
 from imagepipe.hostprofile import HostProfile
+from imagepipe.platforms import Platform, host
 
 log = logging.getLogger("imagepipe.stages.base")
 
@@ -69,25 +70,29 @@ def standin_version(profile: HostProfile, ref: str = BASE_REF) -> str | None:
     return facts.labels.get(STANDIN_LABEL) if facts else None
 
 
-def ensure_base(profile: HostProfile, *, state_dir: Path, override: str | None = None, rebuild: bool = False) -> str:
-    """Returns a one-line description of what python:3.11-slim now is."""
+def ensure_base(profile: HostProfile, *, state_dir: Path, override: str | None = None, rebuild: bool = False,
+                platform: Platform | None = None) -> str:
+    """Returns a one-line description of what python:3.11-slim now is for `platform` (default: the host's)."""
+    platform = platform or host()
+    ref = base_ref(platform)
     if override:
-        if not podmanfacts.image_exists(profile, override):
+        if not podmanfacts.image_exists(profile, override) or platform.emulated:
             try:
-                runner.run(commands.podman_pull(profile, override), stage="base", what=f"pulling {override}")
+                runner.run(commands.podman_pull(profile, override, platform=str(platform)), stage="base",
+                           what=f"pulling {override} ({platform})")
             except ToolFailed as e:
-                raise PipelineError(f"base image {override} cannot be pulled: {e.message} "
+                raise PipelineError(f"base image {override} cannot be pulled for {platform}: {e.message} "
                                     "(check the reference, or omit --base-image to use the stand-in)",
                                     stage="base") from None
-        runner.run(commands.podman_tag(profile, override, BASE_REF), stage="base")
-        return f"{override} tagged as {BASE_REF}"
-    if podmanfacts.image_exists(profile, BASE_REF) and not rebuild:
-        version = standin_version(profile)
+        runner.run(commands.podman_tag(profile, override, ref), stage="base")
+        return f"{override} tagged as {ref}"
+    if podmanfacts.image_exists(profile, ref) and not rebuild:
+        version = standin_version(profile, ref)
         if version is None:
-            return f"{BASE_REF} present"
-        pending = standin_pending_fixes(profile, state_dir) if version == STANDIN_VERSION else []
+            return f"{ref} present"
+        pending = standin_pending_fixes(profile, state_dir, ref, platform) if version == STANDIN_VERSION else []
         if version == STANDIN_VERSION and not pending:
-            return f"{BASE_REF} present (offline stand-in v{version})"
+            return f"{ref} present (offline stand-in v{version}, {platform})"
         if pending:  # as the official image is republished with security updates, so is the stand-in
             log.info("the local stand-in misses %d bookworm-security fix(es) (%s): rebuilding it", len(pending),
                      ", ".join(pending[:3]))
@@ -96,37 +101,47 @@ def ensure_base(profile: HostProfile, *, state_dir: Path, override: str | None =
         rebuild = True
     if not rebuild:
         try:
-            runner.run(commands.podman_pull(profile, BASE_REF), stage="base", timeout=300, what="pulling the base")
-            return f"{BASE_REF} pulled"
+            runner.run(commands.podman_pull(profile, BASE_REF, platform=str(platform)), stage="base", timeout=300,
+                       what="pulling the base")
+            if ref != BASE_REF:
+                runner.run(commands.podman_tag(profile, BASE_REF, ref), stage="base")
+            return f"{BASE_REF} pulled ({platform})"
         except ToolFailed as e:
             log.info("cannot pull %s (%s); building the offline stand-in", BASE_REF, e.message)
-    build_standin(profile, state_dir=state_dir)
-    return f"{BASE_REF} built as an offline stand-in from Debian bookworm"
+    build_standin(profile, state_dir=state_dir, platform=platform)
+    emulated = " under emulation" if platform.emulated else ""
+    return f"{ref} built as an offline stand-in from Debian bookworm ({platform}{emulated})"
 
 
-def standin_pending_fixes(profile: HostProfile, state_dir: Path) -> list[str]:
+def standin_pending_fixes(profile: HostProfile, state_dir: Path, ref: str = BASE_REF,
+                          platform: Platform | None = None) -> list[str]:
     """bookworm-security fixes the local stand-in lacks ([] when it has them all, or when the security
     index cannot be had: the verify stage's `vulnerabilities` check then says so)."""
     from imagepipe.checks import debsec
     from imagepipe.supplychain import inventory
 
     try:
-        index = debsec.security_index(state_dir / "cache")
+        index = debsec.security_index(state_dir / "cache", (platform or host()).arch)
     except PipelineError as e:
         log.info("cannot check the stand-in for security fixes: %s", e.message)
         return []
-    with imagemount.mounted(BASE_REF) as root:
+    with imagemount.mounted(ref) as root:
         installed = {d.name: d.version for d in inventory.debian_packages(root)}
     return debsec.pending_fixes(installed, index)
 
 
-def build_standin(profile: HostProfile, *, state_dir: Path) -> None:
+def build_standin(profile: HostProfile, *, state_dir: Path, platform: Platform | None = None) -> None:
+    """debootstrap for the platform's Debian architecture; another architecture's second stage and every
+    chroot step run under qemu user emulation (provision registered it; checked here again)."""
+    platform = platform or host()
+    if platform.emulated:
+        emulation.ensure(platform.arch)
     work = Path(tempfile.mkdtemp(prefix="standin-", dir=state_dir))
     root = work / "rootfs"
     try:
         mirror, security = mirrors()
-        runner.run(commands.debootstrap(root, mirror), stage="base",
-                   timeout=1200, what="debootstrap")
+        runner.run(commands.debootstrap(root, mirror, arch=platform.arch), stage="base",
+                   timeout=2400, what=f"debootstrap ({platform})")
         (root / "etc/dpkg/dpkg.cfg.d/slim-excludes").write_text(DPKG_EXCLUDES)
         (root / "etc/apt/sources.list").unlink(missing_ok=True)
         (root / "etc/apt/sources.list.d/debian.sources").write_text(SOURCES.format(mirror=mirror, security=security))
@@ -162,7 +177,8 @@ def build_standin(profile: HostProfile, *, state_dir: Path) -> None:
             'LABEL org.opencontainers.image.description="STAND-IN for python:3.11-slim, built offline from '
             'Debian bookworm with Debian python3.11; not the official image"',
         ]
-        runner.run(commands.podman_import(profile, tarball, BASE_REF, changes=changes), stage="base", timeout=600,
+        runner.run(commands.podman_import(profile, tarball, base_ref(platform), changes=changes, arch=platform.arch),
+                   stage="base", timeout=600,
                    what="importing the stand-in")
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -196,7 +212,10 @@ def _empty_dir(path: Path) -> None:
 
 
 def run(ctx: Context, _: None = None) -> None:
-    """The stage: the base image resolves locally (present, --base-image, pulled, or the stand-in)."""
+    """The stage: the base image resolves locally for every requested platform (present, --base-image,
+    pulled, or the stand-in)."""
     hostenv.ensure_mount_namespace(ctx.profile)
     a = ctx.args
-    output.say(f"{ensure_base(ctx.profile, state_dir=ctx.state_dir, override=a.base_image, rebuild=a.rebuild_base)}")
+    for platform in a.platforms:
+        output.say(ensure_base(ctx.profile, state_dir=ctx.state_dir, override=a.base_image, rebuild=a.rebuild_base,
+                               platform=platform))

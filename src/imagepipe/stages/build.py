@@ -6,11 +6,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from imagepipe import commands, gitinfo, hostenv, hostprofile, output, runner, toolfacts
+from imagepipe import commands, emulation, gitinfo, hostenv, hostprofile, output, runner, toolfacts
 from imagepipe.builders import buildsteps, kaniko, reproducible, wheels
+from imagepipe.containerfile import base_ref
 from imagepipe.context import Context, write_state
 from imagepipe.errors import PipelineError, ToolFailed, UsageError, pip_failure
 from imagepipe.options import Options
+from imagepipe.platforms import Platform
 from imagepipe.refs import BuildFacts, BuiltImage, ImageRef, PushedImage
 from imagepipe.stages.push import ensure_registry
 
@@ -32,9 +34,13 @@ def check_context(args: Options) -> None:
 
 
 def build_argv(profile: hostprofile.HostProfile, *, containerfile: Path, context: Path, image: str,
-               wheelhouse: Path | None, no_cache: bool = False, timestamp: int | None = None) -> list[str]:
+               wheelhouse: Path | None, no_cache: bool = False, timestamp: int | None = None,
+               platform: Platform | None = None) -> list[str]:
     """How this project runs buildah (the build stage and the benchmark alike); files and the image are
-    stamped with `timestamp`, by default the commit's time (gitinfo.commit_time)."""
+    stamped with `timestamp`, by default the commit's time (gitinfo.commit_time). Another architecture
+    (`platform`) builds from that platform's base under emulation; the host's own adds no flag, so its
+    layers are the same as a plain build's."""
+    foreign = platform is not None and platform.emulated
     return commands.buildah_bud(
         profile, containerfile=containerfile, context=context, tags=[image],
         # Offline builds get no CA bundle: pip could not reach PyPI even if it tried, which proves the
@@ -44,6 +50,8 @@ def build_argv(profile: hostprofile.HostProfile, *, containerfile: Path, context
         build_args={"WHEELHOUSE": wheelhouse.name} if wheelhouse else None,
         timestamp=gitinfo.commit_time() if timestamp is None else timestamp,
         no_cache=no_cache,
+        platform=str(platform) if foreign else None,
+        from_image=base_ref(platform) if platform is not None and foreign else None,
     )
 
 
@@ -52,9 +60,9 @@ def run(ctx: Context, _: None = None) -> BuiltImage | PushedImage:
     return buildah(ctx) if ctx.args.builder == "buildah" else with_kaniko(ctx)
 
 
-def with_kaniko(ctx: Context) -> PushedImage:
+def with_kaniko(ctx: Context, platform: Platform | None = None) -> PushedImage:
     """kaniko pushes as it builds: in the cluster with --kube-context, else the executor in podman."""
-    return cluster(ctx) if ctx.args.kube_context else kaniko_local(ctx)
+    return cluster(ctx, platform) if ctx.args.kube_context else kaniko_local(ctx, platform)
 
 
 def describe(ctx: Context) -> str:
@@ -64,13 +72,18 @@ def describe(ctx: Context) -> str:
     return f"kaniko Job in {a.kube_context}" if a.kube_context else f"kaniko executor (podman), pushing to {a.registry}"
 
 
-def buildah(ctx: Context) -> BuiltImage:
+def buildah(ctx: Context, platform: Platform | None = None) -> BuiltImage:
+    """One platform's image (default: the first requested)."""
     check_context(ctx.args)
     hostenv.ensure_mount_namespace(ctx.profile)
-    image = gitinfo.local_image(ctx.args)
-    house = wheels.wheelhouse(ctx.args.context / "requirements.txt", ctx.state_dir) if ctx.args.offline else None
+    platform = platform or ctx.args.platforms[0]
+    if platform.emulated:
+        emulation.require(platform.arch, stage="build")
+    image = gitinfo.local_image(ctx.args, platform)
+    house = (wheels.wheelhouse(ctx.args.context / "requirements.txt", ctx.state_dir, ctx.profile, platform)
+             if ctx.args.offline else None)
     argv = build_argv(ctx.profile, containerfile=ctx.args.containerfile, context=ctx.args.context, image=str(image),
-                      wheelhouse=house)
+                      wheelhouse=house, platform=platform)
     timer = buildsteps.StepTimer("buildah")
     started = time.time()
     version = toolfacts.buildah_version(runner.run(commands.buildah_version()).stdout)
@@ -85,18 +98,22 @@ def buildah(ctx: Context) -> BuiltImage:
         # A commit's build gets a content-only config, so two clean builds of it share one digest. Dirty
         # trees skip this (1-2 s): their digest names no commit anyway, and edit-build loops want speed.
         reproducible.rewrite(str(image), work_dir=ctx.state_dir)
-    facts = BuildFacts("buildah", version, tuple(timer.finish()), started, time.time())
+    facts = BuildFacts("buildah", version, tuple(timer.finish()), started, time.time(), platform=str(platform),
+                       emulated=platform.emulated)
     output.block(buildsteps.render(list(facts.steps)))
-    output.say(f"built {image}")
+    output.say(f"built {image} ({platform}{', emulated' if platform.emulated else ''})")
     return BuiltImage(image, facts)
 
 
-def kaniko_local(ctx: Context) -> PushedImage:
+def kaniko_local(ctx: Context, platform: Platform | None = None) -> PushedImage:
     """kaniko builds and pushes in one go (it has no local image store); the digest comes from its
-    termination log, as in the cluster."""
+    termination log, as in the cluster. Another architecture: `--custom-platform`, under emulation."""
     check_context(ctx.args)
     hostenv.ensure_mount_namespace(ctx.profile)
     a = ctx.args
+    platform = platform or a.platforms[0]
+    if platform.emulated:
+        emulation.require(platform.arch, stage="build")
     try:
         access = ensure_registry(ctx)
     except PipelineError as e:
@@ -104,16 +121,18 @@ def kaniko_local(ctx: Context) -> PushedImage:
         raise
     executor = kaniko.executor_image(ctx.profile, a.kaniko_image)
     if commands.registry_is_local(a.registry):
-        kaniko.seed_mirror(ctx.profile, a.registry)
-    tag = kaniko_tag(ctx)
-    house = wheels.wheelhouse(a.context / "requirements.txt", ctx.state_dir) if a.offline else None
+        kaniko.seed_mirror(ctx.profile, a.registry, platform)
+    tag = kaniko_tag(ctx, platform)
+    house = (wheels.wheelhouse(a.context / "requirements.txt", ctx.state_dir, ctx.profile, platform)
+             if a.offline else None)
     started = time.time()
     build = kaniko.build_local(
         ctx.profile, executor=executor, context=a.context, containerfile=a.containerfile,
         destination=str(ctx.repository.with_tag(tag)), cache_repo=f"{ctx.repository.name}/cache",
         registry=a.registry, work_dir=ctx.state_dir / "kaniko", labels=ctx.labels, auth=access.auth,
-        wheelhouse=house, run_id=ctx.run_id)
-    facts = BuildFacts("kaniko", version_of(executor), tuple(build.steps), started, time.time())
+        wheelhouse=house, run_id=ctx.run_id, platform=platform)
+    facts = BuildFacts("kaniko", version_of(executor), tuple(build.steps), started, time.time(),
+                       platform=str(platform), emulated=platform.emulated)
     pushed = PushedImage(ctx.repository.with_digest(build.digest), tag, facts)
     output.block(buildsteps.render(build.steps))
     write_state(ctx.state_dir / "last-push.json", {"tag": build.destination, "image": str(pushed), "builder": "kaniko"})
@@ -121,17 +140,17 @@ def kaniko_local(ctx: Context) -> PushedImage:
     return pushed
 
 
-def cluster(ctx: Context) -> PushedImage:
+def cluster(ctx: Context, platform: Platform | None = None) -> PushedImage:
     """ci/kaniko.yaml's Job in the --kube-context cluster (stages.incluster)."""
     from imagepipe.stages import incluster
 
     check_context(ctx.args)
-    return incluster.build(ctx)
+    return incluster.build(ctx, platform or ctx.args.platforms[0])
 
 
-def kaniko_tag(ctx: Context) -> str:
+def kaniko_tag(ctx: Context, platform: Platform | None = None) -> str:
     """kaniko's images get their own tag: a buildah image of the same tree is another image."""
-    return f"{gitinfo.git_tag(ctx.args)}-kaniko"
+    return gitinfo.platform_tag(f"{gitinfo.git_tag(ctx.args)}-kaniko", platform, len(ctx.args.platforms) > 1)
 
 
 def version_of(executor: str) -> str:

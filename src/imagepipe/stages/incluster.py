@@ -12,6 +12,7 @@ from imagepipe import commands, gitinfo, output, runner
 from imagepipe.builders import kanikojob, kubejob
 from imagepipe.context import Context, write_state
 from imagepipe.errors import PipelineError, UsageError
+from imagepipe.platforms import Platform
 from imagepipe.refs import BuildFacts, PushedImage
 
 log = logging.getLogger("imagepipe")
@@ -36,8 +37,19 @@ def check_image(ref: str, option: str) -> None:
              runner.first_error_line(result.stderr))
 
 
-def build(ctx: Context) -> PushedImage:
+def placement(node_arches: set[str], platform: Platform) -> tuple[str | None, str | None]:
+    """(nodeSelector arch, kaniko --custom-platform) for one platform's Job: nodes of that architecture when
+    the cluster has them; otherwise the nodes' own architecture, building the platform under emulation."""
+    if platform.arch in node_arches:
+        return platform.arch, None
+    if len(node_arches) == 1:
+        return next(iter(node_arches)), str(platform)
+    return None, str(platform)
+
+
+def build(ctx: Context, platform: Platform | None = None) -> PushedImage:
     a = ctx.args
+    platform = platform or a.platforms[0]
     if a.kube_context is None:  # the stage table sends only --kube-context runs here
         raise UsageError("the cluster build needs --kube-context NAME")
     if commands.registry_is_local(a.registry):
@@ -45,29 +57,36 @@ def build(ctx: Context) -> PushedImage:
                          "is this machine's loopback)")
     ctx.access(stage="build")  # verify pulls from here what the Job pushes there: TLS, trust, login, now
     url, commit = gitinfo.job_source(a.git_url)
-    tag = f"{gitinfo.git_tag(a)}-kaniko"
+    tag = gitinfo.platform_tag(f"{gitinfo.git_tag(a)}-kaniko", platform, len(a.platforms) > 1)
     manifest = kanikojob.load()
     labels = ctx.labels
+    cluster = kubejob.Cluster(a.kube_context, a.kube_namespace)
+    node_arch, custom = placement(kubejob.node_architectures(cluster), platform)
+    if len(a.platforms) > 1 or platform.emulated:
+        where = f"on {node_arch} nodes" if node_arch else "on any node"
+        output.say(f"{platform}: {where}" + (f", built under emulation (--custom-platform={custom})" if custom else ""))
     settings = kanikojob.ClusterSettings(
-        name=f"todo-backend-kaniko-{ctx.run_id}", labels=labels, git_url=url, commit=commit,
+        name=f"todo-backend-kaniko-{ctx.run_id}" + (f"-{platform.arch}" if len(a.platforms) > 1 else ""),
+        labels=labels, git_url=url, commit=commit,
         destination=str(ctx.repository.with_tag(tag)), cache_repo=f"{ctx.repository.name}/cache",
         registry_secret=a.kube_secret or f"imagepipe-{ctx.run_id}-registry", executor=a.kaniko_image,
         git_image=a.git_image, mirror=a.registry_mirror, insecure=tuple(a.insecure_registry),
-        ca_secret=f"imagepipe-{ctx.run_id}-ca" if a.build_ca else None, deadline=a.job_deadline)
+        ca_secret=f"imagepipe-{ctx.run_id}-ca" if a.build_ca else None, deadline=a.job_deadline,
+        node_arch=node_arch if (len(a.platforms) > 1 or platform.emulated) else None, custom_platform=custom)
     job = kanikojob.job_for(manifest, settings)
     for container, image in kanikojob.images(job).items():
         check_image(image, "--kaniko-image" if container == "kaniko" else "--git-image")
     secrets = [] if a.kube_secret else [kubejob.registry_secret(settings.registry_secret, labels, docker_config(ctx))]
     if a.build_ca:
         secrets.append(kubejob.ca_secret(str(settings.ca_secret), labels, a.build_ca.read_bytes()))
-    cluster = kubejob.Cluster(a.kube_context, a.kube_namespace)
     output.say(f"Job {settings.name} in {a.kube_namespace}: commit {commit[:12]} from {url}")
     started = time.time()
     timeout = float(job["spec"].get("activeDeadlineSeconds") or 1800) + 120
     result, _ = kubejob.run_job(cluster, job, secrets=secrets, timeout=timeout,
                                 on_log=lambda line: output.say(f"| {line}"))
     executor = kanikojob.executor_image(job)
-    facts = BuildFacts("kaniko", executor.rsplit(":", 1)[-1], (), started, time.time(), cluster=result.as_dict())
+    facts = BuildFacts("kaniko", executor.rsplit(":", 1)[-1], (), started, time.time(), cluster=result.as_dict(),
+                       platform=str(platform), emulated=custom is not None)
     pushed = PushedImage(ctx.repository.with_digest(result.digest), tag, facts)
     write_state(ctx.state_dir / "last-push.json", {"tag": settings.destination, "image": str(pushed),
                                                    "builder": "kaniko", "job": result.job})

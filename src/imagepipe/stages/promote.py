@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imagepipe import commands, gitinfo, imagemount, output, podmanfacts, runner, toolfacts
-from imagepipe.containerfile import BASE_REF
+from imagepipe.containerfile import BASE_REF, base_ref
 from imagepipe.context import Context
 from imagepipe.errors import PipelineError
+from imagepipe.multiarch import PushedIndex
 from imagepipe.paths import ROOT
+from imagepipe.platforms import Platform
 from imagepipe.refs import BuildFacts, PushedImage
 from imagepipe.registryaccess import Access
 from imagepipe.services import sigserver
@@ -44,6 +46,9 @@ class Promoted:
     published: dict[str, object]  # signature, SBOM and provenance, for the report
 
 
+Instance = tuple[Platform | None, PushedImage, inventory.Inventory | None]  # None: a single-platform run
+
+
 def run(ctx: Context, verified: Verified) -> Promoted:
     """The stage: every tag moved to the verified digest and signed; SBOM and provenance attached."""
     if not verified.result.passed:  # never reached from main(); a guard against future callers
@@ -51,22 +56,43 @@ def run(ctx: Context, verified: Verified) -> Promoted:
     image = verified.image
     key, staging, lookaside, regd = signing_setup(ctx)
     with signing.agent_stopped(key.gnupghome):
-        return _promote(ctx, image, verified.result.inventory, key, staging, lookaside, regd)
+        return _promote(ctx, image, [(None, image, verified.result.inventory)], key, staging, lookaside, regd)
 
 
-def _promote(ctx: Context, image: PushedImage, contents: inventory.Inventory | None, key: signing.SigningKey,
+def run_index(ctx: Context, index: PushedIndex, verified: list[tuple[Platform, Verified]]) -> Promoted:
+    """A multi-platform run: each platform's image attested and signed, then every tag moved to the index and
+    signed; only when every platform passed."""
+    if not all(v.result.passed for _, v in verified):
+        raise PipelineError("refusing to promote an index with a platform that failed verification", stage="promote")
+    key, staging, lookaside, regd = signing_setup(ctx)
+    with signing.agent_stopped(key.gnupghome):
+        return _promote(ctx, index.index, [(p, v.image, v.result.inventory) for p, v in verified], key, staging,
+                        lookaside, regd)
+
+
+def _promote(ctx: Context, image: PushedImage, instances: list[Instance], key: signing.SigningKey,
              staging: Path, lookaside: str, regd: Path) -> Promoted:
     digest = image.digest
     published = attest.Published(signer=key.fingerprint, lookaside=lookaside)
+    is_index = instances[0][0] is not None
     # The attestations first: they move no tag, so a failure there leaves every tag where it was.
-    attach(ctx, image, contents, key, staging, published)
+    platforms: dict[str, object] = {}
+    for platform, instance, contents in instances:
+        own = attest.Published(signer=key.fingerprint, lookaside=lookaside) if is_index else published
+        attach(ctx, instance, contents, key, staging, own, platform)
+        if platform is not None:
+            platforms[str(platform)] = {"image": str(instance), "emulated": platform.emulated, "sbom": own.sbom,
+                                        "provenance": own.provenance}
     access = ctx.access(image.ref.registry, stage="promote")
     moved: list[tuple[str, str | None]] = []  # (tag ref, the digest it named before; None: it did not exist)
     try:
         for tag in ["latest", *ctx.args.tag]:
             dest = str(image.ref.with_tag(tag))
             moved.append((dest, tag_digest(dest, access)))
-            signing.sign_tag(str(image), dest, key=key, registries=regd, auth=access.tool)
+            signing.sign_tag(str(image), dest, key=key, registries=regd, auth=access.tool, all_images=is_index)
+            if is_index:  # a pull of one platform through the tag checks that platform's own signature
+                for _, instance, _ in instances:
+                    sign_instance(ctx, instance, dest, key, staging)
             got = tag_digest(dest, access)
             if got != digest:
                 raise PipelineError(f"{dest} points at {got} after promotion, expected {digest}", stage="promote")
@@ -81,7 +107,20 @@ def _promote(ctx: Context, image: PushedImage, contents: inventory.Inventory | N
     published.signatures = {f.name: "sha256:" + hashlib.sha256(f.read_bytes()).hexdigest()
                             for f in sorted(signed.glob("signature-*"))}
     published.digest = digest
-    return Promoted([dest for dest, _ in moved], published.report())
+    report = published.report()
+    if platforms:
+        report["platforms"] = platforms
+    return Promoted([dest for dest, _ in moved], report)
+
+
+def sign_instance(ctx: Context, instance: PushedImage, dest: str, key: signing.SigningKey, staging: Path) -> None:
+    """One platform's manifest signed for the tag `dest` (containers/image checks, when it pulls one
+    platform of an index by tag, the signatures of that platform's manifest against the tag)."""
+    reg = referrers.Registry(ctx.access(instance.ref.registry, stage="promote"), instance.ref.repository)
+    fetched = reg.get_manifest(instance.digest)
+    if fetched is None:
+        raise PipelineError(f"{instance} vanished from the registry before it was signed", stage="promote")
+    signing.sign_manifest(fetched[0], dest, key=key, staging=staging, repo=ctx.args.repo, digest=instance.digest)
 
 
 def rollback(image: PushedImage, moved: list[tuple[str, str | None]], access: Access) -> list[str]:
@@ -99,7 +138,8 @@ def rollback(image: PushedImage, moved: list[tuple[str, str | None]], access: Ac
                 problems.append(f"could not remove {dest}, which this promotion created: the registry refuses to "
                                 f"delete tags (distribution 2.8 does); it names {now}, a verified image")
             continue
-        back = runner.run(commands.skopeo_copy(str(image.ref.with_digest(before)), dest, auth=access.tool),
+        back = runner.run(commands.skopeo_copy(str(image.ref.with_digest(before)), dest, auth=access.tool,
+                                               all_images=True),
                           timeout=120, ok_codes=(0, 1, 2))
         if back.code != 0 or tag_digest(dest, access) != before:
             problems.append(f"could not restore {dest} to {before}: it names {tag_digest(dest, access)} "
@@ -108,8 +148,9 @@ def rollback(image: PushedImage, moved: list[tuple[str, str | None]], access: Ac
 
 
 def attach(ctx: Context, image: PushedImage, contents: inventory.Inventory | None, key: signing.SigningKey,
-           staging: Path, published: attest.Published) -> None:
-    """SBOM and provenance as signed OCI artifacts whose subject is the digest."""
+           staging: Path, published: attest.Published, platform: Platform | None = None) -> None:
+    """SBOM and provenance as signed OCI artifacts whose subject is the digest; in a multi-platform run each
+    platform's image gets its own, naming the platform."""
     a = ctx.args
     repo_ref, digest = image.ref.name, image.digest
     facts = image.facts or BuildFacts(a.builder)
@@ -117,9 +158,10 @@ def attach(ctx: Context, image: PushedImage, contents: inventory.Inventory | Non
         with imagemount.mounted(str(image)) as root:
             contents = inventory.read(root)
     debs, dists = list(contents.debs), list(contents.dists)
-    base_digest = base_image_digest(ctx)
+    base_digest = base_image_digest(ctx, platform)
+    named = str(platform) if platform is not None else None
     bom = sbom.build(image=repo_ref, digest=digest, base_ref=BASE_REF, base_digest=base_digest,
-                     debs=debs, dists=dists)
+                     debs=debs, dists=dists, platform=named)
     source, commit = gitinfo.provenance_source()
     requirements = {str(p.relative_to(ROOT) if p.is_relative_to(ROOT) else p):
                     hashlib.sha256(p.read_bytes()).hexdigest()
@@ -128,7 +170,8 @@ def attach(ctx: Context, image: PushedImage, contents: inventory.Inventory | Non
         image=repo_ref, digest=digest, containerfile=str(a.containerfile), context=str(a.context),
         source_uri=source, commit=commit, builder=facts.builder, builder_version=facts.builder_version,
         base_ref=BASE_REF, base_digest=base_digest, requirements=requirements, invocation=ctx.run_id,
-        started=facts.started, finished=facts.finished)
+        started=facts.started, finished=facts.finished, platform=named,
+        emulated=platform.emulated if platform is not None else False)
     reg = referrers.Registry(ctx.access(image.ref.registry, stage="promote"), image.ref.repository)
     published.sbom = attest.publish_attestation(reg, repo_ref=repo_ref, digest=digest, artifact_type=sbom.MEDIA_TYPE,
                                                 payload=bom.encode(), key=key, staging=staging, repo=a.repo)
@@ -139,10 +182,10 @@ def attach(ctx: Context, image: PushedImage, contents: inventory.Inventory | Non
     output.say(f"provenance (SLSA v1) {published.provenance['digest']}")
 
 
-def base_image_digest(ctx: Context) -> str | None:
-    """The local base's digest, or None when it cannot be read (the documents then say so: never a
-    placeholder digest)."""
-    facts = podmanfacts.image(ctx.profile, BASE_REF, stage="promote")
+def base_image_digest(ctx: Context, platform: Platform | None = None) -> str | None:
+    """The local base's digest (for `platform`), or None when it cannot be read (the documents then say so:
+    never a placeholder digest)."""
+    facts = podmanfacts.image(ctx.profile, base_ref(platform) if platform else BASE_REF, stage="promote")
     if facts and facts.digest:
         return facts.digest
     log.warning("the base image %s cannot be inspected: the SBOM and provenance record it without a digest",

@@ -35,6 +35,8 @@ class BuildFacts:
     invocation: str  # the run id
     started: float
     finished: float
+    platform: str | None = None  # os/arch, in a multi-platform run
+    emulated: bool = False  # built under qemu user emulation
 
 
 def _time(ts: float) -> str:
@@ -55,7 +57,9 @@ def predicate(f: BuildFacts) -> dict[str, Any]:
                 "containerfile": f.containerfile, "context": f.context,
                 "source": {"uri": f.source_uri, "digest": {"gitCommit": f.commit}},
                 "builder": {"name": f.builder, "version": f.builder_version},
+                **({"platform": f.platform} if f.platform else {}),
             },
+            **({"internalParameters": {"emulated": f.emulated}} if f.platform else {}),
             "resolvedDependencies": deps,
         },
         "runDetails": {

@@ -3,6 +3,7 @@ distribution in it (inventory.py), each with its version and purl, and the base 
 
 from __future__ import annotations
 
+from cyclonedx.model import Property
 from cyclonedx.model.bom import Bom
 from cyclonedx.model.component import Component, ComponentType
 from cyclonedx.output.json import JsonV1Dot6
@@ -15,13 +16,17 @@ MEDIA_TYPE = "application/vnd.cyclonedx+json"
 
 
 def build(*, image: str, digest: str, base_ref: str, base_digest: str | None, debs: list[DebPackage],
-          dists: list[PyDist]) -> str:
+          dists: list[PyDist], platform: str | None = None) -> str:
     repo = ImageRef.parse(image).repository.split("/")[-1]
     base = ImageRef.parse(base_ref)
     bom = Bom()
+    # the platform of a multi-platform run's image: in the purl (as the purl spec's oci `arch` qualifier) and as
+    # a property
+    qualifiers = {"repository_url": image} | ({"arch": platform.split("/")[1]} if platform else {})
     bom.metadata.component = Component(
         name=image, version=digest, type=ComponentType.CONTAINER, bom_ref=f"image:{digest}",
-        purl=PackageURL(type="oci", name=repo, version=digest, qualifiers={"repository_url": image}))
+        purl=PackageURL(type="oci", name=repo, version=digest, qualifiers=qualifiers),
+        properties=[Property(name="imagepipe:platform", value=platform)] if platform else None)
     # An unknown base digest is left out (CycloneDX's version is optional), never filled with a placeholder.
     bom.components.add(Component(
         name=base_ref, version=base_digest, type=ComponentType.CONTAINER, bom_ref=f"base:{base_ref}",

@@ -136,9 +136,11 @@ def registries_d(directory: Path, *, scope: str, staging: Path, lookaside: str) 
     return directory
 
 
-def sign_tag(src: str, dest: str, *, key: SigningKey, registries: Path, auth: commands.ToolAuth | None) -> None:
+def sign_tag(src: str, dest: str, *, key: SigningKey, registries: Path, auth: commands.ToolAuth | None,
+             all_images: bool = False) -> None:
     """Tag `dest` with `src`'s digest and sign it (simple signing, while copying)."""
-    argv = commands.skopeo_copy(src, dest, auth=auth, sign_by=key.fingerprint, registries_d=registries)
+    argv = commands.skopeo_copy(src, dest, auth=auth, sign_by=key.fingerprint, registries_d=registries,
+                                all_images=all_images)
     runner.run(argv, stage="promote", timeout=600, env=key.env, what=f"signing {dest}")
 
 
