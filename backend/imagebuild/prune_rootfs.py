@@ -27,6 +27,7 @@ KEEP_PROGRAMS = {
     "psql", "pg_isready",  # FR-008: database connectivity from inside the container
     "sh", "dash", "bash",  # a shell (verify runs `sh -c`, operators exec bash)
     "whoami", "id",  # FR-004 is checked with these
+    "uname",  # which machine this is: verify's architecture check, operators of a multi-arch image
     "true", "false", "env", "cat", "ls", "echo", "sleep", "uvicorn",  # the basics an operator reaches for
     "nologin",  # appuser's login shell
 }

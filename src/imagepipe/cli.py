@@ -69,7 +69,8 @@ def dispatch(ctx: Context) -> int:
     outcome = stagetable.run_all(ctx)
     verified, promoted = outcome.verified, outcome.promoted
     report.finish(ctx, verified.result, facts=verified.image.facts,
-                  published=promoted.published if promoted else None)
+                  published=promoted.published if promoted else None,
+                  platforms=[report.platform_entry(str(p), v.result, v.image.facts) for p, v in outcome.platforms])
     if not verified.result.passed:
         output.block(f"verification failed: latest was not moved ({ctx.repository.with_tag('latest')} is unchanged)")
         return exitcodes.CHECKS_FAILED

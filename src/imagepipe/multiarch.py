@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from imagepipe import gitinfo, output
+from imagepipe import output
 from imagepipe.checks.types import Check, VerifyResult
 from imagepipe.context import Context
 from imagepipe.errors import PipelineError
@@ -78,10 +78,10 @@ def assemble(ctx: Context, images: list[tuple[Platform, PushedImage]], tag: str)
     return PushedIndex(pushed, tuple(images))
 
 
-def index_tag(ctx: Context) -> str:
-    """The plain tag of the tree (the per-platform images carry `-linux-ARCH`); kaniko's keep their suffix."""
-    tag = gitinfo.git_tag(ctx.args)
-    return f"{tag}-kaniko" if ctx.args.builder == "kaniko" else tag
+def index_tag(images: list[tuple[Platform, PushedImage]]) -> str:
+    """The tag the platforms' images share, without their `-linux-ARCH` (kaniko's keep `-kaniko`)."""
+    platform, first = images[0]
+    return (first.tag or "latest").removesuffix(f"-{platform.slug}")
 
 
 def combined(index: PushedImage, results: list[tuple[Platform, VerifyResult]]) -> VerifyResult:

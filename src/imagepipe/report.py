@@ -70,8 +70,18 @@ def _short(value: Any, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def platform_entry(platform: str, result: VerifyResult, facts: BuildFacts | None) -> dict[str, Any]:
+    """One platform of a multi-platform run: its image, whether it ran emulated, its build and its checks."""
+    return {"platform": platform, "image": result.image, "passed": result.passed, "emulated": result.emulated,
+            "architecture": result.architecture, "verify_seconds": round(result.seconds, 2),
+            "build_steps": [s.as_dict() for s in facts.steps] if facts else [],
+            "build_emulated": facts.emulated if facts else None,
+            "checks": [{"id": c.id, "passed": c.passed, "value": c.value, "limit": c.limit, "detail": c.detail}
+                       for c in result.checks]}
+
+
 def finish(ctx: Context, result: VerifyResult, *, facts: BuildFacts | None = None,
-           published: dict[str, object] | None = None) -> None:
+           published: dict[str, object] | None = None, platforms: list[dict[str, Any]] | None = None) -> None:
     """The table on the terminal; the JSON report and JUnit XML where asked for, with the build's steps and
     what promote published when the run had them."""
     output.block("\n" + table(result))
@@ -84,6 +94,12 @@ def finish(ctx: Context, result: VerifyResult, *, facts: BuildFacts | None = Non
     if facts is not None and facts.cluster:
         extra["cluster"] = facts.cluster
     extra.update(published or {})
+    if platforms:  # with promote's per-platform SBOM and provenance merged in, when it ran
+        attested = (published or {}).get("platforms")
+        for entry in platforms:
+            more = attested.get(entry["platform"]) if isinstance(attested, dict) else None
+            entry.update(more if isinstance(more, dict) else {})
+        extra["platforms"] = platforms
     if ctx.args.report:
         write_json(ctx.args.report, as_dict(result, builder=builder, extra=extra))
     if ctx.args.junit:

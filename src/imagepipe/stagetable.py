@@ -121,6 +121,7 @@ class Outcome:
     """What `all` ends with: the verified image, and what promote published (None: verify failed)."""
     verified: verify.Verified
     promoted: promote.Promoted | None
+    platforms: tuple[tuple[Platform, verify.Verified], ...] = ()  # a multi-platform run's, one by one
 
 
 def run_all(ctx: Context) -> Outcome:
@@ -160,18 +161,18 @@ def run_platforms(ctx: Context) -> Outcome:
                            key=f"build {p.slug}")
         images.append((p, pushed))
     index = timed(ctx, "push", "the index over " + ", ".join(str(p) for p, _ in images),
-                  lambda: multiarch.assemble(ctx, images, multiarch.index_tag(ctx)), key="index")
+                  lambda: multiarch.assemble(ctx, images, multiarch.index_tag(images)), key="index")
     results: list[tuple[Platform, verify.Verified]] = []
     for p, image in images:
         how = f"{p}, emulated" if p.emulated else str(p)
-        results.append((p, timed(ctx, "verify", f"{image} ({how})", partial(verify.run, ctx, image),
+        results.append((p, timed(ctx, "verify", f"{image} ({how})", partial(verify.run, ctx, image, p),
                                  key=f"verify {p.slug}")))
     result = multiarch.combined(index.index, [(p, v.result) for p, v in results])
     verified = verify.Verified(index.index, result)
     if not result.passed:
-        return Outcome(verified, None)
+        return Outcome(verified, None, tuple(results))
     promoted = timed(ctx, "promote", "sign and tag the verified index", lambda: promote.run_index(ctx, index, results))
-    return Outcome(verified, promoted)
+    return Outcome(verified, promoted, tuple(results))
 
 
 def run_one(ctx: Context, name: str) -> Any:

@@ -29,6 +29,7 @@ class Spec:
 CATALOG: tuple[Spec, ...] = (  # in report order
     Spec("size", "image", "before", runtimechecks.size),
     Spec("user", "image", "before", runtimechecks.user, worker=True),
+    Spec("architecture", "image", "before", runtimechecks.architecture, worker=True),
     Spec("port", "service", "serving", runtimechecks.port),
     Spec("health-endpoint", "service", "serving", runtimechecks.health_endpoint),
     Spec("health-status", "service", "serving", runtimechecks.health_status, late=True),  # the start period

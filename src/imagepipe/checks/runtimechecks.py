@@ -11,6 +11,7 @@ import requests
 
 from imagepipe import commands, podmanfacts
 from imagepipe.checks.types import FRONTEND, Check, CheckRun, ImageCheck, RunTools, ServiceCheck, ServiceView
+from imagepipe.platforms import MACHINES, host
 from imagepipe.retry import wait_until
 
 
@@ -26,6 +27,19 @@ def user(v: ImageCheck) -> Check:
     ok = out[:2] == ["appuser", "1001"] and configured not in ("", "root", "0")
     return Check("user", ok, " ".join(out[:2]), "appuser 1001",
                  f"whoami/id -u in the container: {' '.join(out[:2]) or '?'}; image USER {configured or '(unset)'}")
+
+def architecture(v: ImageCheck) -> Check:
+    """The image is the platform it claims (and the run asked for), and its programs run as that machine:
+    `uname -m` inside it (under qemu user emulation for another architecture)."""
+    machine = v.sh(commands.podman_run(v.profile, v.image, remove=True, labels=v.opt.labels,
+                                       command=["uname", "-m"])).stdout.strip()
+    expected = v.opt.platform.split("/")[1] if v.opt.platform else v.architecture
+    want = MACHINES.get(expected, "?")
+    ok = v.architecture == expected and machine == want
+    how = "under qemu user emulation" if v.architecture != host().arch else "natively"
+    return Check("architecture", ok, machine, want,
+                 f"image config linux/{v.architecture or '?'}, `uname -m` in the container: {machine or '?'} ({how})")
+
 
 def port(v: CheckRun) -> Check:
     exposed = sorted((v.config.get("ExposedPorts") or {}).keys())

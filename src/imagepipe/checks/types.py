@@ -41,6 +41,7 @@ class VerifyOptions:
     keep: bool = False  # leave containers behind for debugging
     labels: dict[str, str] = field(default_factory=dict)  # on every container verify starts (the run's)
     pull_auth: ToolAuth | None = None  # the run's registry access, for the pull by digest
+    platform: str | None = None  # os/arch the image must be (a multi-platform run's); None: whatever it says
 
 
 @dataclass
@@ -109,6 +110,7 @@ class ImageView(Protocol):
     image: str
     config: dict[str, Any]
     size: int
+    architecture: str  # the image's (OCI: amd64, arm64), as podman read it
 
 
 class RunTools(Protocol):

@@ -50,6 +50,7 @@ class Verifier:
         self.result = VerifyResult(image=image)
         self.config: dict[str, Any] = {}
         self.size = 0
+        self.architecture = ""
         self.base = f"http://127.0.0.1:{self.port}"
         self.http = requests.Session()
         self.services: Services | None = None  # while the service runs (session.services)
@@ -129,7 +130,7 @@ class Verifier:
         if facts is None:
             raise PipelineError(f"{self.image} is not in local storage after the pull", stage="verify")
         self.config, self.size = facts.config, facts.size
-        self.result.architecture = facts.architecture
+        self.result.architecture = self.architecture = facts.architecture
         self.result.emulated = bool(facts.architecture) and facts.architecture != host().arch
         interrupted = False
         self.mark("pulled and inspected")

@@ -89,10 +89,9 @@ def _promote(ctx: Context, image: PushedImage, instances: list[Instance], key: s
         for tag in ["latest", *ctx.args.tag]:
             dest = str(image.ref.with_tag(tag))
             moved.append((dest, tag_digest(dest, access)))
+            # an index: skopeo signs it and each platform's manifest, all for this tag (containers/image checks,
+            # when it pulls one platform of an index by tag, that platform's signatures too)
             signing.sign_tag(str(image), dest, key=key, registries=regd, auth=access.tool, all_images=is_index)
-            if is_index:  # a pull of one platform through the tag checks that platform's own signature
-                for _, instance, _ in instances:
-                    sign_instance(ctx, instance, dest, key, staging)
             got = tag_digest(dest, access)
             if got != digest:
                 raise PipelineError(f"{dest} points at {got} after promotion, expected {digest}", stage="promote")
@@ -111,16 +110,6 @@ def _promote(ctx: Context, image: PushedImage, instances: list[Instance], key: s
     if platforms:
         report["platforms"] = platforms
     return Promoted([dest for dest, _ in moved], report)
-
-
-def sign_instance(ctx: Context, instance: PushedImage, dest: str, key: signing.SigningKey, staging: Path) -> None:
-    """One platform's manifest signed for the tag `dest` (containers/image checks, when it pulls one
-    platform of an index by tag, the signatures of that platform's manifest against the tag)."""
-    reg = referrers.Registry(ctx.access(instance.ref.registry, stage="promote"), instance.ref.repository)
-    fetched = reg.get_manifest(instance.digest)
-    if fetched is None:
-        raise PipelineError(f"{instance} vanished from the registry before it was signed", stage="promote")
-    signing.sign_manifest(fetched[0], dest, key=key, staging=staging, repo=ctx.args.repo, digest=instance.digest)
 
 
 def rollback(image: PushedImage, moved: list[tuple[str, str | None]], access: Access) -> list[str]:

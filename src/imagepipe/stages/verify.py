@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
-from imagepipe import hostenv
+from imagepipe import hostenv, multiarch
 from imagepipe.checks.types import VerifyOptions, VerifyResult
 from imagepipe.checks.verifier import Verifier
 from imagepipe.context import Context
 from imagepipe.errors import UsageError
+from imagepipe.platforms import Platform
 from imagepipe.refs import ImageRef, PushedImage
+from imagepipe.supplychain.attest import INDEX_TYPES
+from imagepipe.supplychain.referrers import Registry
 
 
 @dataclass(frozen=True)
@@ -27,9 +31,26 @@ def alone(ctx: Context) -> PushedImage:
     return PushedImage(ImageRef.parse(ctx.args.target[0]))
 
 
-def run(ctx: Context, image: PushedImage) -> Verified:
+def run(ctx: Context, image: PushedImage, platform: Platform | None = None) -> Verified:
+    """One image; an index named from outside (`verify REF@sha256:…`): each requested platform's image in it
+    (the host's by default), another architecture under emulation."""
     hostenv.ensure_mount_namespace(ctx.profile)
-    pull = ctx.access(image.ref.registry, stage="verify").tool if image.ref.registry else None
+    access = ctx.access(image.ref.registry, stage="verify")
     options = VerifyOptions(max_size_mb=ctx.args.max_size, database_url=ctx.args.database_url,
-                            state_dir=ctx.state_dir, keep=ctx.args.keep, labels=ctx.labels, pull_auth=pull)
+                            state_dir=ctx.state_dir, keep=ctx.args.keep, labels=ctx.labels, pull_auth=access.tool,
+                            platform=str(platform) if platform else None)
+    if image.tag is None:  # named from outside: it may be an index
+        fetched = Registry(access, image.ref.repository, stage="verify").get_manifest(image.digest)
+        if fetched is not None and fetched[1].split(";")[0] in INDEX_TYPES:
+            listed = dict(multiarch.platforms_of(fetched[0]))
+            missing = [str(p) for p in ctx.args.platforms if str(p) not in listed]
+            if missing:
+                raise UsageError(f"{image} is an index without {', '.join(missing)} (it has "
+                                 f"{', '.join(listed)}): pass --platform with one of those")
+            results = []
+            for p in ctx.args.platforms:
+                one = PushedImage(image.ref.with_digest(listed[str(p)]))
+                each = dataclasses.replace(options, platform=str(p))
+                results.append((p, Verifier(ctx.profile, str(one), each).run()))
+            return Verified(image, multiarch.combined(image, results))
     return Verified(image, Verifier(ctx.profile, str(image), options).run())

@@ -80,28 +80,51 @@ def signed_by_key(signatures: list[bytes], digest: str, public_key: Path, work: 
     return False, "; ".join(dict.fromkeys(reasons))
 
 
+INDEX_TYPES = ("application/vnd.docker.distribution.manifest.list.v2+json", "application/vnd.oci.image.index.v1+json")
+
+
 def verify(ref: ImageRef, *, public_key: Path, lookaside: str, access: Access) -> list[str]:
-    """Problems with REGISTRY/REPO@sha256:… (empty: signed, attested, consistent)."""
+    """Problems with REGISTRY/REPO@sha256:… (empty: signed, attested, consistent). An index: its own
+    signature, then each platform's image as an image, with the platform its documents name."""
     digest, repo = str(ref.digest), ref.repository
     reg = referrers.Registry(access, repo, stage="attest")
     problems: list[str] = []
     with tempfile.TemporaryDirectory(prefix="imagepipe-attest-") as tmp:
         work = Path(tmp)
         ok, why = signed_by_key(fetch_signatures(lookaside, repo, digest), digest, public_key, work)
+        fetched = reg.get_manifest(digest)
+        is_index = fetched is not None and json.loads(fetched[0]).get("mediaType", fetched[1]) in INDEX_TYPES
         if not ok:
-            problems.append(f"image {digest}: {why}")
-        _, listed = referrers.referrers(reg, digest)
-        for kind, media in (("SBOM", sbom.MEDIA_TYPE), ("provenance", PROVENANCE_TYPE)):
-            found = [d for d in listed if d.get("artifactType") == media]
-            if not found:
-                problems.append(f"{kind}: no {media} artifact refers to {digest}")
-                continue
-            problems += _check_artifact(reg, kind, found[-1], digest, repo, lookaside, public_key, work)
+            problems.append(f"{'index' if is_index else 'image'} {digest}: {why}")
+        if fetched is not None and is_index:
+            for entry in json.loads(fetched[0]).get("manifests", []):
+                platform = f"{entry['platform']['os']}/{entry['platform']['architecture']}"
+                ok, why = signed_by_key(fetch_signatures(lookaside, repo, entry["digest"]), entry["digest"],
+                                        public_key, work)
+                found = [] if ok else [f"image {entry['digest']}: {why}"]
+                found += _check_image(reg, entry["digest"], repo, lookaside, public_key, work, platform)
+                problems += [f"{platform}: {p}" for p in found]
+        else:
+            problems += _check_image(reg, digest, repo, lookaside, public_key, work, None)
+    return problems
+
+
+def _check_image(reg: referrers.Registry, digest: str, repo: str, lookaside: str, public_key: Path, work: Path,
+                 platform: str | None) -> list[str]:
+    """An image's SBOM and provenance: present, signed, about it (and, in an index, about its platform)."""
+    problems: list[str] = []
+    _, listed = referrers.referrers(reg, digest)
+    for kind, media in (("SBOM", sbom.MEDIA_TYPE), ("provenance", PROVENANCE_TYPE)):
+        found = [d for d in listed if d.get("artifactType") == media]
+        if not found:
+            problems.append(f"{kind}: no {media} artifact refers to {digest}")
+            continue
+        problems += _check_artifact(reg, kind, found[-1], digest, repo, lookaside, public_key, work, platform)
     return problems
 
 
 def _check_artifact(reg: referrers.Registry, kind: str, desc: dict[str, Any], digest: str, repo: str,
-                    lookaside: str, public_key: Path, work: Path) -> list[str]:
+                    lookaside: str, public_key: Path, work: Path, platform: str | None = None) -> list[str]:
     fetched = reg.get_manifest(desc["digest"])
     if fetched is None:
         return [f"{kind}: artifact manifest {desc['digest']} is missing"]
@@ -127,4 +150,16 @@ def _check_artifact(reg: referrers.Registry, kind: str, desc: dict[str, Any], di
         subjects = [s.get("digest", {}).get("sha256") for s in doc.get("subject", [])]
         if digest.split(":", 1)[1] not in subjects:
             problems.append(f"provenance: its statement's subject is not {digest}")
+    if platform is not None and named_platform(kind, doc) != platform:
+        problems.append(f"{kind}: names platform {named_platform(kind, doc)}, not {platform}")
     return problems
+
+
+def named_platform(kind: str, doc: dict[str, Any]) -> str | None:
+    """The platform an SBOM (metadata component property) or a provenance (externalParameters) names."""
+    if kind == "SBOM":
+        props = ((doc.get("metadata") or {}).get("component") or {}).get("properties") or []
+        return next((p.get("value") for p in props if p.get("name") == "imagepipe:platform"), None)
+    params = ((doc.get("predicate") or {}).get("buildDefinition") or {}).get("externalParameters") or {}
+    value = params.get("platform")
+    return str(value) if value else None
