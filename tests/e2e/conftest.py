@@ -4,11 +4,13 @@ green pipeline run the other tests compare against."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from pipeline_support import Pipeline
 
-from imagepipe import podmanfacts
+from imagepipe import hostenv, podmanfacts
+from imagepipe.builders import kanikojob
 from imagepipe.services.postgres import free_port
 
 
@@ -26,6 +28,21 @@ def green(pipeline, tmp_path_factory):
     return proc, json.loads((out / "r.json").read_text()), (out / "r.xml").read_text()
 
 
+@pytest.fixture(scope="session")
+def profile():
+    p = hostenv.detect()
+    hostenv.ensure_mount_namespace(p)
+    return p
+
+
+@pytest.fixture(scope="session")
+def executor(profile):
+    """The kaniko executor image; the tests that need one are skipped, with the reason, where it is absent."""
+    ref = os.environ.get("IMAGEPIPE_KANIKO_IMAGE") or kanikojob.executor_image(kanikojob.load())
+    if not podmanfacts.image_exists(profile, ref):
+        pytest.skip(f"no kaniko executor image {ref} on this machine (set IMAGEPIPE_KANIKO_IMAGE or see "
+                    "README 'kaniko' for how to supply one)")
+    return ref
 
 
 @pytest.fixture(scope="session")

@@ -9,35 +9,18 @@ in ci/kaniko.yaml, or IMAGEPIPE_KANIKO_IMAGE) and are skipped, with that reason,
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from imagepipe import commands, hostenv, podmanfacts, runner
-from imagepipe.builders import kaniko, kanikojob, parity
+from imagepipe import commands, runner
+from imagepipe.builders import kaniko, parity
 from imagepipe.checks.verifier import CHECK_IDS
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 PITFALLS = Path(__file__).resolve().parent / "pitfalls"
-
-
-@pytest.fixture(scope="session")
-def profile():
-    p = hostenv.detect()
-    hostenv.ensure_mount_namespace(p)
-    return p
-
-
-@pytest.fixture(scope="session")
-def executor(profile):
-    ref = os.environ.get("IMAGEPIPE_KANIKO_IMAGE") or kanikojob.executor_image(kanikojob.load())
-    if not podmanfacts.image_exists(profile, ref):
-        pytest.skip(f"no kaniko executor image {ref} on this machine (set IMAGEPIPE_KANIKO_IMAGE or see "
-                    "README 'kaniko' for how to supply one)")
-    return ref
 
 
 def test_missing_executor_is_one_line_with_the_fix(pipeline):
