@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from imagepipe import commands, imagemount, output, podmanfacts, runner
-from imagepipe.benchmark import kanikotrials, servicebench
+from imagepipe.benchmark import kanikotrials, platformbench, servicebench
 from imagepipe.benchmark.figures import Metric, metrics
 from imagepipe.benchmark.harness import Harness, Variant
 from imagepipe.builders import kaniko, kanikojob, reproducible, wheels
@@ -179,8 +179,11 @@ class Bench(Harness):
                           VerifyOptions(state_dir=self.state_dir, labels=self.labels)).run()
         ours.figures["verify_s"] = verify.seconds
         ours.figures["verify_passed"] = verify.passed
+        rows = [platformbench.measure(self, p, dsn) for p in self.platforms if p.emulated]
         o, k = ours.figures, ours.figures.get("kaniko") or {}
         self.details = {
+            **({"platforms": {r["platform"]: {"size_by_dir_mb": r["size_by_dir_mb"], "steps": r["steps"],
+                                              "pieces_s": r["pieces_s"]} for r in rows}} if rows else {}),
             "size_by_dir_mb": o["size_by_dir_mb"],
             "steps": {"buildah cold (wheelhouse)": o["steps"], "buildah cold (PyPI)": o["steps_pypi"],
                       "buildah code-only rebuild": o["steps_rebuild"],
@@ -188,5 +191,5 @@ class Bench(Harness):
             "verify_checks_s": {c.id: c.seconds for c in verify.checks},
             "verify_phases": verify.phases,
         }
-        return metrics(ours.figures, naive.figures)
+        return [*metrics(ours.figures, naive.figures), *platformbench.platform_metrics(rows, ours.figures)]
 

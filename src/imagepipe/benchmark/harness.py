@@ -18,6 +18,7 @@ from imagepipe import commands, gitinfo, podmanfacts, runner
 from imagepipe.builders import buildsteps, reproducible
 from imagepipe.errors import PipelineError
 from imagepipe.hostprofile import HostProfile
+from imagepipe.platforms import Platform
 from imagepipe.retry import wait_until
 from imagepipe.services.postgres import free_port
 from imagepipe.stages.build import build_argv
@@ -36,8 +37,9 @@ class Variant:
 class Harness:
     def __init__(self, profile: HostProfile, state_dir: Path, *, runs: int = 3, load_seconds: int = 10,
                  kaniko_image: str | None = None, labels: dict[str, str] | None = None,
-                 kaniko_trials: bool = False) -> None:
+                 kaniko_trials: bool = False, platforms: tuple[Platform, ...] = ()) -> None:
         self.profile = profile
+        self.platforms = platforms  # other architectures get rows of their own (benchmark.platformbench)
         self.kaniko_trials = kaniko_trials
         self.trials: list[dict[str, Any]] = []
         # One stamp for every build of the run: a commit made while the benchmark runs must not make its
@@ -54,9 +56,9 @@ class Harness:
     # --- helpers -------------------------------------------------------------------------------------
 
     def build(self, variant: Variant, context: Path, tag: str, *, cold: bool, wheelhouse: Path | None,
-              commit_build: bool = False, steps_key: str | None = None) -> float:
+              commit_build: bool = False, steps_key: str | None = None, platform: Platform | None = None) -> float:
         argv = build_argv(self.profile, containerfile=variant.containerfile, context=context, image=tag,
-                          wheelhouse=wheelhouse, no_cache=cold, timestamp=self.timestamp)
+                          wheelhouse=wheelhouse, no_cache=cold, timestamp=self.timestamp, platform=platform)
         timer = buildsteps.StepTimer("buildah")
         t0 = time.monotonic()
         runner.run(argv, stage="bench", timeout=3600, what=f"building {tag}", on_line=timer.line)
