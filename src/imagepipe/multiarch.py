@@ -53,25 +53,32 @@ def platforms_of(document: bytes) -> list[tuple[str, str]]:
     return [(f"{m['platform']['os']}/{m['platform']['architecture']}", m["digest"]) for m in doc.get("manifests", [])]
 
 
-def assemble(ctx: Context, images: list[tuple[Platform, PushedImage]], tag: str) -> PushedIndex:
-    """The index of the pushed images, under `tag`. Each entry's platform is checked against the image's
-    own config first: an index that claims arm64 for an amd64 image would run the wrong code on every node."""
-    reg = referrers.Registry(ctx.access(stage="push"), ctx.args.repo, stage="push")
+def put_index(reg: referrers.Registry, tag: str, images: list[tuple[Platform, str]], *, stage: str) -> str:
+    """The index of images already in `reg`'s repository ((platform, reference) each), put under `tag`; its
+    digest. Each entry's platform is checked against the image's own config first: an index that claims
+    arm64 for an amd64 image would run the wrong code on every node."""
     entries = []
-    for platform, image in images:
-        fetched = reg.get_manifest(image.digest)
+    for platform, ref in images:
+        fetched = reg.get_manifest(ref)
         if fetched is None:
-            raise PipelineError(f"{image} is not in the registry: the index cannot name it", stage="push")
+            raise PipelineError(f"{reg.repo}:{ref} is not in the registry: the index cannot name it", stage=stage)
         body, media_type = fetched
         config = json.loads(reg.get_blob(json.loads(body)["config"]["digest"]))
         found = f"{config.get('os')}/{config.get('architecture')}"
         if found != str(platform):
-            raise PipelineError(f"the image built for {platform} is {found} ({image}): the builder ignored the "
-                                "platform; nothing was indexed", stage="push")
-        entries.append(Entry(platform, media_type.split(";")[0], len(body), image.digest))
+            raise PipelineError(f"the image built for {platform} is {found} ({reg.repo}@{ref}): the builder "
+                                "ignored the platform; nothing was indexed", stage=stage)
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        entries.append(Entry(platform, media_type.split(";")[0], len(body), digest))
     document = index_document(entries)
     reg.put_manifest(tag, document, LIST_TYPE)
-    digest = "sha256:" + hashlib.sha256(document).hexdigest()
+    return "sha256:" + hashlib.sha256(document).hexdigest()
+
+
+def assemble(ctx: Context, images: list[tuple[Platform, PushedImage]], tag: str) -> PushedIndex:
+    """The index of this run's pushed images, under `tag`."""
+    reg = referrers.Registry(ctx.access(stage="push"), ctx.args.repo, stage="push")
+    digest = put_index(reg, tag, [(p, image.digest) for p, image in images], stage="push")
     pushed = PushedImage(ctx.repository.with_digest(digest), tag)
     output.say(f"index {ctx.repository.with_tag(tag)} -> {digest} "
                f"({', '.join(str(p) for p, _ in images)})")

@@ -11,20 +11,23 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imagepipe import commands, podmanfacts, runner
+from imagepipe import commands, multiarch, podmanfacts, runner
 from imagepipe.builders import buildsteps, kanikojob
 from imagepipe.containerfile import BASE_REF, base_ref
 from imagepipe.errors import PipelineError, ToolFailed, pip_failure
 from imagepipe.hostprofile import HostProfile
 from imagepipe.platforms import Platform
 from imagepipe.refs import Step
-from imagepipe.registryaccess import registry_cas
+from imagepipe.registryaccess import open_access, registry_cas
 from imagepipe.registryauth import RegistryAuth, write_private
+from imagepipe.supplychain import referrers
 
 log = logging.getLogger("imagepipe.builders.kaniko")
 
@@ -153,13 +156,24 @@ def explain_failure(e: ToolFailed, *, registry: str, context: Path) -> PipelineE
     return PipelineError(f"kaniko failed: {line}", stage="build", detail=out)
 
 
-def seed_mirror(profile: HostProfile, registry: str, platform: Platform | None = None) -> str:
+def seed_mirror(profile: HostProfile, registry: str, platforms: Sequence[Platform] = (), *,
+                stage: str = "build") -> str:
     """kaniko pulls its base from a registry, never from local storage: the local python:3.11-slim (the
-    official image or the offline stand-in) goes to the loopback registry, which kaniko uses as its mirror
-    of docker.io. Another platform's run gets that platform's base under the name, just before it (the
-    platforms of a run build one after the other)."""
+    official image or the offline stand-in) goes to the registry kaniko uses as its mirror of docker.io.
+    Several platforms: each one's base under `3.11-slim-linux-ARCH`, and an index of them under the name,
+    as docker.io has it (kaniko's --custom-platform then picks its own)."""
     dest = f"{registry}/{BASE_REF.split('/', 1)[1]}"
-    source = base_ref(platform) if platform is not None else BASE_REF
-    runner.run(commands.skopeo_copy_from_storage(source, dest), stage="build", timeout=600,
-               what="seeding the registry mirror with the base image")
+    if len(platforms) < 2:
+        source = base_ref(platforms[0]) if platforms else BASE_REF
+        runner.run(commands.skopeo_copy_from_storage(source, dest), stage=stage, timeout=600,
+                   what="seeding the registry mirror with the base image")
+        return dest
+    repo, tag = dest.split("/", 1)[1].rsplit(":", 1)
+    for p in platforms:
+        runner.run(commands.skopeo_copy_from_storage(base_ref(p), f"{dest}-{p.slug}"), stage=stage, timeout=600,
+                   what=f"seeding the registry mirror with the {p} base")
+    with tempfile.TemporaryDirectory(prefix="imagepipe-mirror-") as work:
+        access = open_access(RegistryAuth(registry), tls_verify=True, work=Path(work), stage=stage)
+        reg = referrers.Registry(access, repo, stage=stage)
+        multiarch.put_index(reg, tag, [(p, f"{tag}-{p.slug}") for p in platforms], stage=stage)
     return dest

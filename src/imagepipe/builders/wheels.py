@@ -15,9 +15,11 @@ from imagepipe.containerfile import base_ref
 from imagepipe.hostprofile import HostProfile
 from imagepipe.platforms import Platform, host
 
+CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 # Inside the foreign base: what the builder stage installs to compile, then pip wheel as on the host.
 FOREIGN_SCRIPT = (
-    "set -eu; apt-get update -qq -o Acquire::Languages=none; "
+    "set -eu; if [ -f /run/host-ca.crt ]; then export PIP_CERT=/run/host-ca.crt; fi; "
+    "apt-get update -qq -o Acquire::Languages=none; "
     "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev libpq-dev "
     ">/dev/null; CFLAGS='-g0 -O2' pip wheel -q --disable-pip-version-check {hashes} -r /req/requirements.txt "
     "-w /out")
@@ -41,8 +43,10 @@ def wheelhouse(requirements: Path, state_dir: Path, profile: HostProfile | None 
     else:
         assert profile is not None, "another platform's wheelhouse is built in a container"
         script = FOREIGN_SCRIPT.format(hashes="--require-hashes" if hashed else "")
+        # the host's CA bundle, as the build gets it: PyPI may sit behind a proxy only the host trusts
+        ca = [f"{CA_BUNDLE}:/run/host-ca.crt:ro"] if CA_BUNDLE.exists() else []
         runner.run(commands.podman_run(profile, base_ref(platform), remove=True, platform=str(platform),
-                                       volumes=[f"{requirements.parent}:/req:ro", f"{target}:/out"],
+                                       volumes=[f"{requirements.parent}:/req:ro", f"{target}:/out", *ca],
                                        command=["sh", "-c", script]),
                    stage="build", timeout=3600, what=f"building the {platform} wheelhouse (emulated)")
     (target / ".complete").touch()

@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imagepipe import commands, hostenv, podmanfacts, runner
+from imagepipe.builders.kaniko import seed_mirror
 from imagepipe.cluster.facts import Facts
-from imagepipe.containerfile import BASE_REF
+from imagepipe.containerfile import BASE_REF, base_ref
+from imagepipe.platforms import MACHINES, Platform, host
 
 GIT_IMAGE = "localhost/imagepipe-git:1"
 GIT_CONTAINERFILE = f"""FROM {BASE_REF}
@@ -69,7 +71,11 @@ def stock(facts: Facts, executor_local: str, *, executor_tag: str) -> Stocked:
     kaniko's docker.io mirror, and an empty repository on its git server."""
     executor = mirror(executor_local, f"{facts.registry}/osscontainertools/kaniko:{executor_tag}")
     git = git_image(f"{facts.registry}/imagepipe/git:1")
-    mirror(BASE_REF, f"{facts.registry}/library/python:3.11-slim")
+    # the base of every platform this machine has one for (the host's, and arm64's once built), as an index
+    profile = hostenv.detect()
+    bases = [p for p in (host(), *(Platform("linux", a) for a in MACHINES)) if podmanfacts.image_exists(
+        profile, base_ref(p))]
+    seed_mirror(profile, facts.registry, list(dict.fromkeys(bases)), stage="cluster")
     bare = Path(facts.dir) / "git/todo.git"
     runner.run(["git", "init", "-q", "--bare", str(bare)], stage="cluster")
     return Stocked(executor, git, bare)

@@ -121,7 +121,7 @@ def kaniko_local(ctx: Context, platform: Platform | None = None) -> PushedImage:
         raise
     executor = kaniko.executor_image(ctx.profile, a.kaniko_image)
     if commands.registry_is_local(a.registry):
-        kaniko.seed_mirror(ctx.profile, a.registry, platform)
+        kaniko.seed_mirror(ctx.profile, a.registry, a.platforms)
     tag = kaniko_tag(ctx, platform)
     house = (wheels.wheelhouse(a.context / "requirements.txt", ctx.state_dir, ctx.profile, platform)
              if a.offline else None)
