@@ -49,7 +49,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("lint", 12, "the Containerfile against the contract and hadolint", lint.run,
           describe=lambda ctx: lint.display_path(ctx.args.containerfile)),
     Stage("build", 13, "buildah bud (or kaniko with --builder kaniko)", build.run, describe=build.describe),
-    Stage("push", 14, "the local image to the registry", push.run, alone=push.alone,
+    Stage("push", 14, "the local image to the registry", push.run_any, alone=push.alone,
           describe=lambda ctx: f"to {ctx.args.registry}", applies=lambda ctx: ctx.args.builder == "buildah"),
     Stage("verify", 15, "run the image and prove the contract", verify.run, alone=verify.alone),
     Stage("promote", 16, "sign and tag the verified digest", promote.run,

@@ -55,9 +55,12 @@ def build_argv(profile: hostprofile.HostProfile, *, containerfile: Path, context
     )
 
 
-def run(ctx: Context, _: None = None) -> BuiltImage | PushedImage:
-    """`build` on its own, for the chosen builder (the whole job calls buildah() or kaniko() itself)."""
-    return buildah(ctx) if ctx.args.builder == "buildah" else with_kaniko(ctx)
+def run(ctx: Context, _: None = None) -> list[BuiltImage] | list[PushedImage]:
+    """`build` on its own, for the chosen builder and each platform (the whole job calls buildah() or
+    with_kaniko() itself)."""
+    if ctx.args.builder == "buildah":
+        return [buildah(ctx, p) for p in ctx.args.platforms]
+    return [with_kaniko(ctx, p) for p in ctx.args.platforms]
 
 
 def with_kaniko(ctx: Context, platform: Platform | None = None) -> PushedImage:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import re
 
-from imagepipe import commands, gitinfo, output, podmanfacts, registryhttp, runner
+from imagepipe import commands, gitinfo, multiarch, output, podmanfacts, registryhttp, runner
 from imagepipe.context import Context, write_state
 from imagepipe.errors import PipelineError, ToolFailed, UsageError
 from imagepipe.refs import BuildFacts, BuiltImage, PushedImage
@@ -26,14 +26,27 @@ def ensure_registry(ctx: Context) -> Access:
     return ctx.access(stage="push")
 
 
-def alone(ctx: Context) -> BuiltImage:
-    """`push` on its own: this tree's local image, which the build stage made earlier."""
+def alone(ctx: Context) -> list[BuiltImage]:
+    """`push` on its own: this tree's local image, which the build stage made earlier (several platforms:
+    each one's, then their index)."""
     if ctx.args.builder == "kaniko":
         raise UsageError("kaniko pushes as it builds: run `python build/pipeline.py build --builder kaniko`")
-    image = gitinfo.local_image(ctx.args)
-    if not podmanfacts.image_exists(ctx.profile, str(image)):
-        raise UsageError(f"no local image {image}: run the build stage first (python build/pipeline.py build)")
-    return BuiltImage(image, BuildFacts("buildah"))  # its build ran earlier, in another invocation
+    images = [gitinfo.local_image(ctx.args, p) for p in ctx.args.platforms]
+    for image in images:
+        if not podmanfacts.image_exists(ctx.profile, str(image)):
+            raise UsageError(f"no local image {image}: run the build stage first (python build/pipeline.py build"
+                             f"{' --platform ' + ','.join(map(str, ctx.args.platforms)) if len(images) > 1 else ''})")
+    return [BuiltImage(i, BuildFacts("buildah")) for i in images]  # built earlier, in another invocation
+
+
+def run_any(ctx: Context, built: BuiltImage | list[BuiltImage]) -> PushedImage:
+    """The stage: one image, or each platform's and then their index (`push --platform a,b` on its own)."""
+    if isinstance(built, BuiltImage):
+        return run(ctx, built)
+    pushed = [(p, run(ctx, b)) for p, b in zip(ctx.args.platforms, built, strict=True)]
+    if len(pushed) == 1:
+        return pushed[0][1]
+    return multiarch.assemble(ctx, pushed, multiarch.index_tag(pushed)).index
 
 
 def run(ctx: Context, built: BuiltImage) -> PushedImage:
