@@ -76,8 +76,15 @@ def platform_entry(platform: str, result: VerifyResult, facts: BuildFacts | None
             "architecture": result.architecture, "verify_seconds": round(result.seconds, 2),
             "build_steps": [s.as_dict() for s in facts.steps] if facts else [],
             "build_emulated": facts.emulated if facts else None,
+            "size_by_dir_mb": size_by_dir(result),
             "checks": [{"id": c.id, "passed": c.passed, "value": c.value, "limit": c.limit, "detail": c.detail}
                        for c in result.checks]}
+
+
+def size_by_dir(result: VerifyResult, top: int = 8) -> dict[str, float]:
+    """Where an image's bytes are (verify's tree pass), the largest directories first, in MB."""
+    sizes = result.inventory.sizes if result.inventory else {}
+    return {k: round(v / 1e6, 1) for k, v in list(sizes.items())[:top]}
 
 
 def finish(ctx: Context, result: VerifyResult, *, facts: BuildFacts | None = None,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
-from imagepipe import cancel, exitcodes, multiarch, output
+from imagepipe import cancel, exitcodes, multiarch, output, report
 from imagepipe.context import Context
 from imagepipe.errors import PipelineError, UsageError
 from imagepipe.platforms import Platform
@@ -165,8 +165,11 @@ def run_platforms(ctx: Context) -> Outcome:
     results: list[tuple[Platform, verify.Verified]] = []
     for p, image in images:
         how = f"{p}, emulated" if p.emulated else str(p)
-        results.append((p, timed(ctx, "verify", f"{image} ({how})", partial(verify.run, ctx, image, p),
-                                 key=f"verify {p.slug}")))
+        verified_p = timed(ctx, "verify", f"{image} ({how})", partial(verify.run, ctx, image, p),
+                           key=f"verify {p.slug}")
+        sizes = ", ".join(f"{d} {mb}" for d, mb in report.size_by_dir(verified_p.result).items())
+        output.say(f"{p}: size by directory (MB): {sizes}")
+        results.append((p, verified_p))
     result = multiarch.combined(index.index, [(p, v.result) for p, v in results])
     verified = verify.Verified(index.index, result)
     if not result.passed:

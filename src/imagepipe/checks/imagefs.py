@@ -42,6 +42,7 @@ class Scan:
     setuid: list[str] = field(default_factory=list)
     junk: list[str] = field(default_factory=list)
     secrets: list[str] = field(default_factory=list)
+    sizes: dict[str, int] = field(default_factory=dict)  # bytes of regular files per directory two levels down
 
 
 def scan(root: Path, secret_values: list[str], *, app_dir: str = "/app", uid: int = 1001) -> Scan:
@@ -62,6 +63,8 @@ def scan(root: Path, secret_values: list[str], *, app_dir: str = "/app", uid: in
             out.writable.append(path)
         if not stat.S_ISREG(mode):
             continue
+        top = "/" + "/".join(path.strip("/").split("/")[:2])
+        out.sizes[top] = out.sizes.get(top, 0) + st.st_size
         if mode & (stat.S_ISUID | stat.S_ISGID):
             out.setuid.append(path)
         hit = _secret_in(root, path, name, st.st_size, needles)

@@ -3,6 +3,7 @@ one pass over the tree (imagefs.scan); run in a worker thread while the service 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -36,7 +37,8 @@ def run(profile: HostProfile, image: str, *, config: dict[str, Any], secrets: di
     t1 = time.monotonic()
     vulns = vulnerabilities(installed, image, state_dir, unreadable=contents.unreadable, arch=arch)
     vulns.seconds = round(time.monotonic() - t1, 2)
-    return [*checks, vulns], contents
+    sizes = dict(sorted(found.sizes.items(), key=lambda kv: -kv[1]))
+    return [*checks, vulns], dataclasses.replace(contents, sizes=sizes)
 
 
 def readable(found: imagefs.Scan) -> Check:

@@ -4,7 +4,7 @@ truth: the SBOM lists it, the `vulnerabilities` check compares it with Debian's 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.parser import HeaderParser
 from pathlib import Path
 
@@ -39,6 +39,7 @@ class Inventory:
     debs: tuple[DebPackage, ...]
     dists: tuple[PyDist, ...]
     unreadable: str | None = None  # why dpkg's records could not be read (the package list is then unknown)
+    sizes: dict[str, int] = field(default_factory=dict)  # where the bytes are: per directory (verify's tree pass)
 
 
 def read(root: Path) -> Inventory:
