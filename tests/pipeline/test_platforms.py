@@ -127,3 +127,23 @@ def test_the_combined_result_names_each_platform_and_fails_with_any():
     assert [c.id for c in result.checks] == ["size@linux-amd64", "size@linux-arm64 (emulated)"]
     assert not result.passed
     assert multiarch.combined(PushedImage(index), [(AMD64, ok)]).passed
+
+
+def test_each_platform_s_documents_name_it_and_attest_reads_it_back():
+    from imagepipe.supplychain import attest, provenance, sbom
+
+    digest = "sha256:" + "d" * 64
+    bom = json.loads(sbom.build(image="r.example/x", digest=digest, base_ref=BASE_REF, base_digest=None, debs=[],
+                                dists=[], platform="linux/arm64"))
+    assert attest.named_platform("SBOM", bom) == "linux/arm64"
+    assert "arch=arm64" in bom["metadata"]["component"]["purl"]
+    facts = provenance.BuildFacts(
+        image="r.example/x", digest=digest, containerfile="C", context="ctx", source_uri="git+https://g/a",
+        commit="0" * 40, builder="buildah", builder_version="1", base_ref=BASE_REF, base_digest=None,
+        requirements={}, invocation="r1", started=0.0, finished=1.0, platform="linux/arm64", emulated=True)
+    statement = json.loads(provenance.statement(facts))
+    assert attest.named_platform("provenance", statement) == "linux/arm64"
+    assert statement["predicate"]["buildDefinition"]["internalParameters"] == {"emulated": True}
+    single = json.loads(sbom.build(image="r.example/x", digest=digest, base_ref=BASE_REF, base_digest=None, debs=[],
+                                   dists=[]))
+    assert attest.named_platform("SBOM", single) is None
