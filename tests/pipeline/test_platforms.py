@@ -147,3 +147,20 @@ def test_each_platform_s_documents_name_it_and_attest_reads_it_back():
     single = json.loads(sbom.build(image="r.example/x", digest=digest, base_ref=BASE_REF, base_digest=None, debs=[],
                                    dists=[]))
     assert attest.named_platform("SBOM", single) is None
+
+
+def test_bench_marks_emulated_rows_and_holds_them_to_the_contract():
+    from imagepipe.benchmark.figures import render_details
+    from imagepipe.benchmark.platformbench import platform_metrics
+
+    row = {"platform": "linux/arm64", "emulated": True, "cold_build_s": 100.0, "wheelhouse_s": 300.0,
+           "rebuild_s": 4.0, "size_mb": 111.0, "start_s": 5.5, "pieces_s": {"apt-update": 3.0, "compileall": 20.0},
+           "size_by_dir_mb": {"/opt/venv": 42.5}, "steps": []}
+    metrics = platform_metrics([row], {"cold_build_s": 20.0, "rebuild_s": 4.0, "size_mb": 101.5, "start_s": 0.7})
+    assert [m.name for m in metrics] == [f"linux/arm64 (emulated): {n}" for n in (
+        "cold build", "code-only rebuild", "image size", "start -> first 200")]
+    size, start = metrics[2], metrics[3]
+    assert size.met is False and start.met is True and "contract" in start.target
+    assert "compileall 20 s" in metrics[0].note
+    text = render_details({"platforms": {"linux/arm64": row}})
+    assert "linux/arm64: size by directory (MB): /opt/venv 42.5" in text

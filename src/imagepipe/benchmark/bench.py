@@ -18,7 +18,7 @@ from imagepipe.benchmark.figures import Metric, metrics
 from imagepipe.benchmark.harness import Harness, Variant
 from imagepipe.builders import kaniko, kanikojob, reproducible, wheels
 from imagepipe.checks import imagefs
-from imagepipe.checks.types import CONTAINER_HOST, VerifyOptions
+from imagepipe.checks.types import CONTAINER_HOST, VerifyOptions, VerifyResult
 from imagepipe.checks.verifier import Verifier
 from imagepipe.containerfile import BASE_REF
 from imagepipe.paths import ROOT
@@ -180,16 +180,21 @@ class Bench(Harness):
         ours.figures["verify_s"] = verify.seconds
         ours.figures["verify_passed"] = verify.passed
         rows = [platformbench.measure(self, p, dsn) for p in self.platforms if p.emulated]
-        o, k = ours.figures, ours.figures.get("kaniko") or {}
-        self.details = {
-            **({"platforms": {r["platform"]: {"size_by_dir_mb": r["size_by_dir_mb"], "steps": r["steps"],
-                                              "pieces_s": r["pieces_s"]} for r in rows}} if rows else {}),
-            "size_by_dir_mb": o["size_by_dir_mb"],
-            "steps": {"buildah cold (wheelhouse)": o["steps"], "buildah cold (PyPI)": o["steps_pypi"],
-                      "buildah code-only rebuild": o["steps_rebuild"],
-                      **({"kaniko cold": k["steps"]} if k.get("steps") else {})},
-            "verify_checks_s": {c.id: c.seconds for c in verify.checks},
-            "verify_phases": verify.phases,
-        }
+        self.details = details(ours.figures, verify, rows)
         return [*metrics(ours.figures, naive.figures), *platformbench.platform_metrics(rows, ours.figures)]
 
+
+def details(o: dict[str, Any], verify: VerifyResult, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Where size and time go: ours by directory, each build's steps, verify's checks and phases, and each
+    other platform's size, steps and pieces."""
+    k = o.get("kaniko") or {}
+    return {
+        **({"platforms": {r["platform"]: {"size_by_dir_mb": r["size_by_dir_mb"], "steps": r["steps"],
+                                          "pieces_s": r["pieces_s"]} for r in rows}} if rows else {}),
+        "size_by_dir_mb": o["size_by_dir_mb"],
+        "steps": {"buildah cold (wheelhouse)": o["steps"], "buildah cold (PyPI)": o["steps_pypi"],
+                  "buildah code-only rebuild": o["steps_rebuild"],
+                  **({"kaniko cold": k["steps"]} if k.get("steps") else {})},
+        "verify_checks_s": {c.id: c.seconds for c in verify.checks},
+        "verify_phases": verify.phases,
+    }

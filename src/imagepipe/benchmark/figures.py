@@ -162,6 +162,14 @@ def render_details(details: dict[str, Any]) -> str:
     checks = details.get("verify_checks_s", {})
     if checks:
         lines.append("verify, seconds per check: " + ", ".join(f"{k} {v}" for k, v in checks.items()))
+    for platform, row in details.get("platforms", {}).items():
+        lines.append(f"{platform}: size by directory (MB): " + ", ".join(
+            f"{k} {v}" for k, v in row["size_by_dir_mb"].items()))
+        lines.append(f"{platform}: alone in its base (s): " + ", ".join(
+            f"{k} {v}" for k, v in row["pieces_s"].items()))
+        lines.append(f"{platform}: steps, cold build:")
+        lines += [f"  {s['seconds']:6.1f} s {'cached' if s['cached'] else '      '} [{s['stage']}] "
+                  f"{s['instruction'][:80]}" for s in row["steps"] if s["seconds"] >= 0.1]
     return "\n".join(lines)
 
 
