@@ -164,3 +164,45 @@ def test_bench_marks_emulated_rows_and_holds_them_to_the_contract():
     assert "compileall 20 s" in metrics[0].note
     text = render_details({"platforms": {"linux/arm64": row}})
     assert "linux/arm64: size by directory (MB): /opt/venv 42.5" in text
+
+
+@pytest.mark.parametrize("status, expected", [(200, {"amd64", "arm64"}), (403, set())])
+def test_the_job_reads_the_nodes_architectures_or_does_without(tmp_path, monkeypatch, status, expected):
+    """A local server answering /api/v1/nodes as the API server does: the labels, or a 403 for an identity
+    with a namespaced Role (each platform then built with --custom-platform)."""
+    import http.server
+    import threading
+
+    from imagepipe.builders import kubejob
+
+    nodes = {"kind": "NodeList", "apiVersion": "v1", "metadata": {}, "items": [
+        {"metadata": {"name": f"n{i}", "labels": {"kubernetes.io/arch": arch}}} for i, arch in enumerate(
+            ("amd64", "arm64", "amd64"))]}
+    forbidden = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403,
+                 "message": 'nodes is forbidden: User "ci" cannot list resource "nodes"'}
+
+    class Api(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            body = json.dumps(nodes if status == 200 else forbidden).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Api)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(json.dumps({
+            "apiVersion": "v1", "kind": "Config", "current-context": "c",
+            "clusters": [{"name": "k", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}],
+            "users": [{"name": "ci", "user": {"token": "t0ken"}}],
+            "contexts": [{"name": "c", "context": {"cluster": "k", "user": "ci"}}]}))
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        assert kubejob.node_architectures(kubejob.Cluster("c", "ci")) == expected
+    finally:
+        server.shutdown()

@@ -83,12 +83,17 @@ def node_architectures(cluster: Cluster) -> set[str]:
     which is native where the node happens to match."""
     from kubernetes.client.exceptions import ApiException
 
-    try:
-        nodes = cluster.core.list_node(_request_timeout=30)
-    except ApiException as e:
-        if e.status in (401, 403):
-            return set()
-        raise cluster.explain(e, "list nodes") from None
+    def listed(**kw: Any) -> Any:
+        try:
+            return cluster.core.list_node(**kw)
+        except ApiException as e:
+            if e.status in (401, 403):
+                return None
+            raise
+
+    nodes = cluster.call("list nodes", listed)  # an unreachable cluster is its one line
+    if nodes is None:
+        return set()
     return {str((n.metadata.labels or {}).get("kubernetes.io/arch")) for n in nodes.items
             if (n.metadata.labels or {}).get("kubernetes.io/arch")}
 

@@ -61,8 +61,9 @@ def build(ctx: Context, platform: Platform | None = None) -> PushedImage:
     manifest = kanikojob.load()
     labels = ctx.labels
     cluster = kubejob.Cluster(a.kube_context, a.kube_namespace)
-    node_arch, custom = placement(kubejob.node_architectures(cluster), platform)
-    if len(a.platforms) > 1 or platform.emulated:
+    placed = len(a.platforms) > 1 or platform.emulated  # the host's platform alone: the manifest as it is
+    node_arch, custom = placement(kubejob.node_architectures(cluster), platform) if placed else (None, None)
+    if placed:
         where = f"on {node_arch} nodes" if node_arch else "on any node"
         output.say(f"{platform}: {where}" + (f", built under emulation (--custom-platform={custom})" if custom else ""))
     settings = kanikojob.ClusterSettings(
@@ -72,7 +73,7 @@ def build(ctx: Context, platform: Platform | None = None) -> PushedImage:
         registry_secret=a.kube_secret or f"imagepipe-{ctx.run_id}-registry", executor=a.kaniko_image,
         git_image=a.git_image, mirror=a.registry_mirror, insecure=tuple(a.insecure_registry),
         ca_secret=f"imagepipe-{ctx.run_id}-ca" if a.build_ca else None, deadline=a.job_deadline,
-        node_arch=node_arch if (len(a.platforms) > 1 or platform.emulated) else None, custom_platform=custom)
+        node_arch=node_arch, custom_platform=custom)
     job = kanikojob.job_for(manifest, settings)
     for container, image in kanikojob.images(job).items():
         check_image(image, "--kaniko-image" if container == "kaniko" else "--git-image")
