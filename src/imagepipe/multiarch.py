@@ -19,7 +19,7 @@ from imagepipe.platforms import Platform
 from imagepipe.refs import PushedImage
 from imagepipe.supplychain import referrers
 
-LIST_TYPE = "application/vnd.docker.distribution.manifest.list.v2+json"
+LIST_TYPE = referrers.DOCKER_LIST  # the images are docker format (HEALTHCHECK), so is their index
 
 
 @dataclass(frozen=True)

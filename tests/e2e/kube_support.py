@@ -13,9 +13,9 @@ from pipeline_support import ROOT
 
 from imagepipe.cluster import configs, images
 from imagepipe.cluster.facts import Facts
+from imagepipe.paths import HOST_CA_BUNDLE
 
 NAMESPACE = "imagepipe-ci"
-CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
 @dataclass
@@ -42,7 +42,7 @@ class Kube:
         return ["--no-provision", "--kube-context", context or self.builder, "--kube-namespace", NAMESPACE,
                 "--registry", self.registry, "--repo", repo, "--kaniko-image", self.executor,
                 "--git-image", self.git_image, "--git-url", self.git_url, "--registry-mirror", self.registry,
-                "--insecure-registry", self.registry, "--build-ca", str(CA_BUNDLE)]
+                "--insecure-registry", self.registry, "--build-ca", str(HOST_CA_BUNDLE)]
 
     def admin(self):  # noqa: ANN201 - the kubernetes client's untyped API
         from kubernetes import client, config

@@ -17,10 +17,9 @@ from imagepipe import hostenv, output, podmanfacts
 from imagepipe.builders import kanikojob, kubejob
 from imagepipe.cluster import binaries, images
 from imagepipe.cluster.local import LocalCluster
-from imagepipe.paths import ROOT
+from imagepipe.paths import HOST_CA_BUNDLE, ROOT
 
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
-CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
 def rss_mb(cluster: LocalCluster, names: tuple[str, ...]) -> dict[str, float]:
@@ -75,10 +74,10 @@ def measure(work: Path, executor_local: str) -> dict[str, Any] | None:
                 commit=commit, destination=f"{facts.registry}/bench-job:{name}",
                 cache_repo=f"{facts.registry}/bench-job/cache", registry_secret=f"bench-{name}", executor=executor,
                 git_image=git_image, mirror=facts.registry, insecure=(facts.registry,),
-                ca_secret=f"bench-{name}-ca" if CA_BUNDLE.exists() else None)
+                ca_secret=f"bench-{name}-ca" if HOST_CA_BUNDLE.exists() else None)
             secrets = [kubejob.registry_secret(f"bench-{name}", {}, json.dumps({"auths": {}}))]
             if settings.ca_secret:
-                secrets.append(kubejob.ca_secret(settings.ca_secret, {}, CA_BUNDLE.read_bytes()))
+                secrets.append(kubejob.ca_secret(settings.ca_secret, {}, HOST_CA_BUNDLE.read_bytes()))
             result, _ = kubejob.run_job(api, kanikojob.job_for(kanikojob.load(), settings), secrets=secrets,
                                         timeout=1800, on_log=lambda _line: None)
             out[f"job_{name}"] = result.as_dict()["phases"]

@@ -23,6 +23,7 @@ from imagepipe.builders import buildsteps, kanikojob
 from imagepipe.containerfile import BASE_REF, base_ref
 from imagepipe.errors import PipelineError, ToolFailed, pip_failure
 from imagepipe.hostprofile import HostProfile
+from imagepipe.paths import HOST_CA_BUNDLE
 from imagepipe.platforms import Platform
 from imagepipe.refs import Step
 from imagepipe.registryaccess import open_access, registry_cas
@@ -31,7 +32,6 @@ from imagepipe.supplychain import referrers
 
 log = logging.getLogger("imagepipe.builders.kaniko")
 
-CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 # Where the local run mounts things inside the executor container.
 CONTEXT_MOUNT = "/workspace/context"
 CONTAINERFILE_MOUNT = "/workspace/Containerfile"
@@ -90,8 +90,8 @@ def local_argv(profile: HostProfile, *, executor: str, job: dict[str, Any], cont
                f"{termination_log}:/dev/termination-log"]
     if wheelhouse is not None:
         volumes.append(f"{wheelhouse}:{WHEELS_MOUNT}:ro")
-    elif CA_BUNDLE.exists():
-        volumes.append(f"{CA_BUNDLE}:{CA_MOUNT}:ro")
+    elif HOST_CA_BUNDLE.exists():
+        volumes.append(f"{HOST_CA_BUNDLE}:{CA_MOUNT}:ro")
     if docker_config_file is not None:
         volumes.append(f"{docker_config_file}:{DOCKER_CONFIG_MOUNT}:ro")
     if registry_ca is not None:  # the registry's own CA from certs.d, which kaniko does not read

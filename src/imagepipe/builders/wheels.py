@@ -13,9 +13,9 @@ from pathlib import Path
 from imagepipe import commands, runner
 from imagepipe.containerfile import base_ref
 from imagepipe.hostprofile import HostProfile
+from imagepipe.paths import HOST_CA_BUNDLE
 from imagepipe.platforms import Platform, host
 
-CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 # Inside the foreign base: what the builder stage installs to compile, then pip wheel as on the host.
 FOREIGN_SCRIPT = (
     "set -eu; if [ -f /run/host-ca.crt ]; then export PIP_CERT=/run/host-ca.crt; fi; "
@@ -44,7 +44,7 @@ def wheelhouse(requirements: Path, state_dir: Path, profile: HostProfile | None 
         assert profile is not None, "another platform's wheelhouse is built in a container"
         script = FOREIGN_SCRIPT.format(hashes="--require-hashes" if hashed else "")
         # the host's CA bundle, as the build gets it: PyPI may sit behind a proxy only the host trusts
-        ca = [f"{CA_BUNDLE}:/run/host-ca.crt:ro"] if CA_BUNDLE.exists() else []
+        ca = [f"{HOST_CA_BUNDLE}:/run/host-ca.crt:ro"] if HOST_CA_BUNDLE.exists() else []
         runner.run(commands.podman_run(profile, base_ref(platform), remove=True, platform=str(platform),
                                        volumes=[f"{requirements.parent}:/req:ro", f"{target}:/out", *ca],
                                        command=["sh", "-c", script]),

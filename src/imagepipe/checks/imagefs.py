@@ -63,7 +63,7 @@ def scan(root: Path, secret_values: list[str], *, app_dir: str = "/app", uid: in
             out.writable.append(path)
         if not stat.S_ISREG(mode):
             continue
-        top = "/" + "/".join(path.strip("/").split("/")[:2])
+        top = top_dir(path)
         out.sizes[top] = out.sizes.get(top, 0) + st.st_size
         if mode & (stat.S_ISUID | stat.S_ISGID):
             out.setuid.append(path)
@@ -112,12 +112,17 @@ JUNK_NAMES = {".git", "tests", "test", "__pycache__", ".pytest_cache", ".mypy_ca
 BUILD_MOUNTS = ("/run/host-ca.crt", "/run/wheels")
 
 
+def top_dir(path: str, depth: int = 2) -> str:
+    """The directory `depth` levels down that a path's bytes are counted under (/usr/lib, /opt/venv)."""
+    return "/" + "/".join(path.strip("/").split("/")[:depth])
+
+
 def size_by_top(root: Path, depth: int = 2) -> dict[str, int]:
     """Bytes of regular files under each directory `depth` levels down (/usr/lib, /opt/venv, ...), largest
     first: where an image's size goes."""
     sizes: dict[str, int] = {}
     for path, st in walk(root, []):
         if stat.S_ISREG(st.st_mode):
-            key = "/" + "/".join(path.strip("/").split("/")[:depth])
+            key = top_dir(path, depth)
             sizes[key] = sizes.get(key, 0) + st.st_size
     return dict(sorted(sizes.items(), key=lambda kv: -kv[1]))

@@ -12,11 +12,10 @@ from imagepipe.containerfile import base_ref
 from imagepipe.context import Context, write_state
 from imagepipe.errors import PipelineError, ToolFailed, UsageError, pip_failure
 from imagepipe.options import Options
+from imagepipe.paths import HOST_CA_BUNDLE
 from imagepipe.platforms import Platform
 from imagepipe.refs import BuildFacts, BuiltImage, ImageRef, PushedImage
 from imagepipe.stages.push import ensure_registry
-
-CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
 def check_context(args: Options) -> None:
@@ -45,7 +44,7 @@ def build_argv(profile: hostprofile.HostProfile, *, containerfile: Path, context
         profile, containerfile=containerfile, context=context, tags=[image],
         # Offline builds get no CA bundle: pip could not reach PyPI even if it tried, which proves the
         # wheelhouse alone served the Python packages.
-        ca_bundle=CA_BUNDLE if CA_BUNDLE.exists() and wheelhouse is None else None,
+        ca_bundle=HOST_CA_BUNDLE if HOST_CA_BUNDLE.exists() and wheelhouse is None else None,
         wheelhouse=wheelhouse,
         build_args={"WHEELHOUSE": wheelhouse.name} if wheelhouse else None,
         timestamp=gitinfo.commit_time() if timestamp is None else timestamp,
@@ -124,7 +123,8 @@ def kaniko_local(ctx: Context, platform: Platform | None = None) -> PushedImage:
         raise
     executor = kaniko.executor_image(ctx.profile, a.kaniko_image)
     if commands.registry_is_local(a.registry):
-        kaniko.seed_mirror(ctx.profile, a.registry, a.platforms)
+        if platform == a.platforms[0]:  # the first platform's run seeds every platform's base, once
+            kaniko.seed_mirror(ctx.profile, a.registry, a.platforms)
     tag = kaniko_tag(ctx, platform)
     house = (wheels.wheelhouse(a.context / "requirements.txt", ctx.state_dir, ctx.profile, platform)
              if a.offline else None)

@@ -12,8 +12,7 @@ from imagepipe.context import Context
 from imagepipe.errors import UsageError
 from imagepipe.platforms import Platform
 from imagepipe.refs import ImageRef, PushedImage
-from imagepipe.supplychain.attest import INDEX_TYPES
-from imagepipe.supplychain.referrers import Registry
+from imagepipe.supplychain.referrers import INDEX_TYPES, Registry
 
 
 @dataclass(frozen=True)

@@ -80,9 +80,6 @@ def signed_by_key(signatures: list[bytes], digest: str, public_key: Path, work: 
     return False, "; ".join(dict.fromkeys(reasons))
 
 
-INDEX_TYPES = ("application/vnd.docker.distribution.manifest.list.v2+json", "application/vnd.oci.image.index.v1+json")
-
-
 def verify(ref: ImageRef, *, public_key: Path, lookaside: str, access: Access) -> list[str]:
     """Problems with REGISTRY/REPO@sha256:… (empty: signed, attested, consistent). An index: its own
     signature, then each platform's image as an image, with the platform its documents name."""
@@ -93,7 +90,7 @@ def verify(ref: ImageRef, *, public_key: Path, lookaside: str, access: Access) -
         work = Path(tmp)
         ok, why = signed_by_key(fetch_signatures(lookaside, repo, digest), digest, public_key, work)
         fetched = reg.get_manifest(digest)
-        is_index = fetched is not None and json.loads(fetched[0]).get("mediaType", fetched[1]) in INDEX_TYPES
+        is_index = fetched is not None and json.loads(fetched[0]).get("mediaType", fetched[1]) in referrers.INDEX_TYPES
         if not ok:
             problems.append(f"{'index' if is_index else 'image'} {digest}: {why}")
         if fetched is not None and is_index:

@@ -23,11 +23,13 @@ from imagepipe.retry import retry
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+INDEX_TYPES = (DOCKER_LIST, OCI_INDEX)  # a manifest that names other manifests (per platform)
 EMPTY = b"{}"
 EMPTY_DESC = {"mediaType": "application/vnd.oci.empty.v1+json",
               "digest": "sha256:" + hashlib.sha256(EMPTY).hexdigest(), "size": 2}
 ACCEPT = ", ".join([OCI_MANIFEST, OCI_INDEX, "application/vnd.docker.distribution.manifest.v2+json",
-                    "application/vnd.docker.distribution.manifest.list.v2+json"])
+                    DOCKER_LIST])
 
 
 @dataclass(frozen=True)
