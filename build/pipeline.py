@@ -15,7 +15,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-VENV = ROOT / ".venv"
+# The pipeline's image (ci/pipeline.Containerfile) brings a venv of its own, made from the same lock.
+IMAGE_VENV = os.environ.get("IMAGEPIPE_VENV")
+VENV = Path(IMAGE_VENV) if IMAGE_VENV else ROOT / ".venv"
 PYTHON = VENV / "bin" / "python"
 LOCK = ROOT / "build" / "requirements.lock"
 # Regenerate after changing pyproject's dependencies (the lock test fails until then):
@@ -23,9 +25,25 @@ LOCK = ROOT / "build" / "requirements.lock"
 #     -c backend/requirements.txt -o build/requirements.lock pyproject.toml
 
 
+def image_venv() -> None:
+    """The image's venv is used as it is: it must have been made from this checkout's lock."""
+    made_from = VENV.parent / "requirements.lock"
+    if not PYTHON.exists() or not made_from.exists() or made_from.read_bytes() != LOCK.read_bytes():
+        sys.exit(f"error: the venv in IMAGEPIPE_VENV ({VENV}) was not made from this checkout's "
+                 "build/requirements.lock: rebuild the pipeline image (python3 build/pipeline.py pipeline-image) "
+                 "or unset IMAGEPIPE_VENV")
+
+
 def bootstrap() -> None:
-    """Create/refresh .venv when the lock changed, then re-exec inside it."""
+    """Create/refresh .venv when the lock changed (the image's venv is used as it is), then re-exec inside it."""
     sys.path.insert(0, str(ROOT / "src"))
+    if not IMAGE_VENV:
+        make_venv()
+    env = dict(os.environ, PATH=f"{VENV / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
+    os.execve(str(PYTHON), [str(PYTHON), str(Path(__file__).resolve()), *sys.argv[1:]], env)  # noqa: S606
+
+
+def make_venv() -> None:
     from imagepipe import venvstamp  # standard library only: usable before the venv exists
 
     stamp = VENV / ".pipeline-deps"
@@ -48,11 +66,11 @@ def bootstrap() -> None:
             sys.exit("error: installing the pipeline's dependencies failed (see pip's output above); "
                      "check network access to PyPI")
         venvstamp.mark(stamp, want)
-    env = dict(os.environ, PATH=f"{VENV / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
-    os.execve(str(PYTHON), [str(PYTHON), str(Path(__file__).resolve()), *sys.argv[1:]], env)  # noqa: S606
 
 
 if __name__ == "__main__":
+    if IMAGE_VENV:
+        image_venv()
     if Path(sys.prefix).resolve() != VENV.resolve():
         bootstrap()
     sys.path.insert(0, str(ROOT / "src"))

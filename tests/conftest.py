@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
 from support import Api, FakeOpenAI, ServedApp, make_settings, serve
 
 from imagepipe.services.postgres import TempPostgres
+
+# verify scans every package against OSV advisories, and no OSV source is reachable from our machines: the
+# suite's pipelines scan against the real PyPA records kept as fixtures. Their newest record is of 2024-07,
+# so their age is accepted explicitly (a user's database is refused after 7 days unless they say so).
+VULN_DB = Path(__file__).resolve().parent / "fixtures/osv/pypa"
+os.environ.setdefault("IMAGEPIPE_VULN_DB", str(VULN_DB))
+os.environ.setdefault("IMAGEPIPE_VULN_DB_MAX_AGE", "3650")
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +50,15 @@ def api(app_server: ServedApp, postgres: TempPostgres, fake_openai: FakeOpenAI) 
         conn.execute("TRUNCATE tasks, conversations, messages RESTART IDENTITY CASCADE")
     fake_openai.reset()
     yield Api(app_server.base)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Fast gates first, so that a lint or type error fails the run in seconds, not after an hour: the
+    ruff/mypy gate, then the unit tests (no binaries), the backend's tests, and the end-to-end tests last.
+    The sort is stable: each group keeps pytest's own order."""
+    order = {"test_lint_gate.py": 0, "pipeline": 1, "backend": 2}
+
+    def rank(item: pytest.Item) -> int:
+        return order.get(item.path.relative_to(Path(__file__).parent).parts[0], 3)
+
+    items.sort(key=rank)

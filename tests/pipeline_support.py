@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -51,3 +52,22 @@ def registry_client(registry: str, repo: str):  # noqa: ANN201 - imagepipe.suppl
     access = open_access(RegistryAuth(registry), tls_verify=True, work=Path(tempfile.mkdtemp(prefix="imagepipe-t-")),
                          stage="test")
     return referrers.Registry(access, repo, stage="test")
+
+
+def stop_processes_under(path: Path) -> list[str]:
+    """Terminates (then kills) every process whose command line names `path`: the servers a pipeline run
+    left for a state directory of a test's own, when `registry stop` could not (a full disk). Returns
+    what was stopped."""
+    import psutil
+
+    mine = {psutil.Process().pid, *(p.pid for p in psutil.Process().parents())}
+    found = [p for p in psutil.process_iter(["cmdline"])
+             if p.pid not in mine and str(path) in " ".join(p.info["cmdline"] or [])]
+    for proc in found:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.terminate()
+    _, alive = psutil.wait_procs(found, timeout=10)
+    for proc in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    return [" ".join(p.info["cmdline"] or []) for p in found]

@@ -13,6 +13,10 @@ from imagepipe.services.postgres import free_port
 from imagepipe.services.standins import FakeOpenAI  # noqa: F401 - the tests' stand-in, shared with verify
 
 SECRET = "test-secret-" + "x" * 40  # >= 32 bytes: PyJWT warns on shorter HMAC keys
+# the MCP server's canonical URL and the authorization server's issuer, as a deployment configures them
+MCP_RESOURCE = "https://todo.example.test/mcp"
+ISSUER = "https://auth.example.test"
+MCP_ENV = {"MCP_RESOURCE_URL": MCP_RESOURCE, "MCP_AUTHORIZATION_SERVER": ISSUER}
 
 
 
@@ -26,13 +30,13 @@ class ServedApp:
         self.thread.join(timeout=15)
 
 
-def serve(settings: Any, *, wait_ready: bool = True) -> ServedApp:
-    """Run create_app(settings) under uvicorn in a thread on a free port."""
+def serve(settings: Any, *, wait_ready: bool = True, port: int | None = None) -> ServedApp:
+    """Run create_app(settings) under uvicorn in a thread on `port` (a free one when not given)."""
     import uvicorn
 
     from app.main import create_app
 
-    port = free_port()
+    port = port or free_port()
     config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
                             lifespan="on")
     server = uvicorn.Server(config)
@@ -48,7 +52,8 @@ def serve(settings: Any, *, wait_ready: bool = True) -> ServedApp:
 def make_settings(dsn: str, **extra: Any) -> Any:
     from app.core.config import Settings
 
-    return Settings(DATABASE_URL=dsn, BETTER_AUTH_SECRET=SECRET, OPENAI_API_KEY="sk-test", **extra)
+    return Settings(**{"DATABASE_URL": dsn, "BETTER_AUTH_SECRET": SECRET, "OPENAI_API_KEY": "sk-test",
+                       "MCP_RESOURCE_URL": MCP_RESOURCE, "MCP_AUTHORIZATION_SERVER": ISSUER, **extra})
 
 
 class Api:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -16,7 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
-from app.api.routes import chat, health, tasks
+from app.api.routes import chat, health, tasks, wellknown
 from app.core.config import Settings, settings_or_exit
 from app.core.db import Database
 from app.core.errors import AppError
@@ -35,10 +36,11 @@ def create_app(settings: Settings) -> FastAPI:
     def build_mcp() -> tuple[ASGIApp, Callable[[], Any]]:
         import mcp.todo_server  # the contract's mcp/ folder, merged with the MCP SDK (see mcp/__init__.py)
 
-        server, mcp_app = mcp.todo_server.build_app(verifier=verifier, db=db)
+        server, mcp_app = mcp.todo_server.build_app(verifier=verifier, db=db, resource=settings.MCP_RESOURCE_URL,
+                                                    metadata_url=settings.mcp_metadata_url)
         return mcp_app, server.session_manager.run
 
-    mcp_mount = LazyMount(build_mcp)
+    mcp_mount = LazyMount(build_mcp, preload=lambda: importlib.import_module("mcp.todo_server"))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -86,6 +88,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(tasks.router)
     app.include_router(chat.router)
+    app.include_router(wellknown.router(settings))
     app.mount("/mcp", mcp_mount)
     return app
 

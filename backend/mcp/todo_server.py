@@ -63,10 +63,14 @@ def build_server() -> MCPServer:
 
 
 class BearerAuth:
-    """ASGI wrapper: the same bearer verification as /api, then the user id travels in the request scope."""
+    """ASGI wrapper: the same bearer verification as /api, for tokens issued for this MCP server (their aud
+    holds its resource URL, RFC 8707), then the user id travels in the request scope. A 401 points to the
+    protected-resource metadata (RFC 9728 section 5.1), so a client without a token can find Better Auth."""
 
-    def __init__(self, app: ASGIApp, *, verifier: TokenVerifier, db: Database) -> None:
+    def __init__(self, app: ASGIApp, *, verifier: TokenVerifier, db: Database, resource: str,
+                 metadata_url: str) -> None:
         self.app, self.verifier, self.db = app, verifier, db
+        self.resource, self.metadata_url = resource, metadata_url
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -74,20 +78,35 @@ class BearerAuth:
             return
         header = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
         scheme, _, token = header.partition(" ")
+        sent = scheme.lower() == "bearer" and bool(token.strip())
         try:
-            if scheme.lower() != "bearer" or not token.strip():
+            if not sent:
                 raise Unauthorized("missing bearer token: send 'Authorization: Bearer <JWT>'")
-            user_id = await self.verifier.user_id(token.strip())
+            user_id = await self.verifier.user_id(token.strip(), audience=self.resource)
         except AppError as e:
             body = json.dumps({"detail": e.message}).encode()
-            await send({"type": "http.response.start", "status": e.status_code,
-                        "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]})
+            headers = [(b"content-type", b"application/json")]
+            if e.status_code == 401:
+                headers.append((b"www-authenticate", challenge(self.metadata_url, e.message if sent else None)))
+            await send({"type": "http.response.start", "status": e.status_code, "headers": headers})
             await send({"type": "http.response.body", "body": body})
             return
         await self.app({**scope, USER_KEY: user_id, DB_KEY: self.db}, receive, send)
 
 
-def build_app(*, verifier: TokenVerifier, db: Database) -> tuple[MCPServer, ASGIApp]:
+def challenge(metadata_url: str, refused: str | None) -> bytes:
+    """`WWW-Authenticate: Bearer resource_metadata="…"`, with error="invalid_token" when a token was sent
+    and refused (RFC 6750 section 3); quoted-string values carry no quote or backslash."""
+    params = []
+    if refused is not None:
+        description = refused.replace("\\", "/").replace('"', "'")
+        params += ['error="invalid_token"', f'error_description="{description}"']
+    params.append(f'resource_metadata="{metadata_url}"')
+    return ("Bearer " + ", ".join(params)).encode("latin-1", "replace")
+
+
+def build_app(*, verifier: TokenVerifier, db: Database, resource: str,
+              metadata_url: str) -> tuple[MCPServer, ASGIApp]:
     server = build_server()
     inner = server.streamable_http_app(
         streamable_http_path="/",
@@ -96,4 +115,4 @@ def build_app(*, verifier: TokenVerifier, db: Database) -> tuple[MCPServer, ASGI
         # Bearer auth guards this endpoint; Host checks would break container/proxy hostnames.
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
     )
-    return server, BearerAuth(inner, verifier=verifier, db=db)
+    return server, BearerAuth(inner, verifier=verifier, db=db, resource=resource, metadata_url=metadata_url)

@@ -99,6 +99,12 @@ def requested() -> bool:
     return _state["signum"] is not None
 
 
+def pending() -> Interrupted:
+    """The cancellation that has been requested, as the exception to raise (requested() must be True)."""
+    _state["unwinding"] = True
+    return Interrupted(int(_state["signum"]))
+
+
 def check_worker() -> None:
     """In a worker thread, once the run is cancelled: start nothing new (the main thread is cleaning up, and
     a container started now would outlive that clean-up)."""

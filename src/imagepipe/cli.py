@@ -68,8 +68,9 @@ def dispatch(ctx: Context) -> int:
         return int(verb.run(ctx))
     outcome = stagetable.run_all(ctx)
     verified, promoted = outcome.verified, outcome.promoted
-    report.finish(ctx, verified.result, facts=verified.image.facts,
-                  published=promoted.published if promoted else None,
+    published = {**(promoted.published if promoted else {}),
+                 **({"kubernetes": verified.kubernetes} if verified.kubernetes else {})}
+    report.finish(ctx, verified.result, facts=verified.image.facts, published=published or None,
                   platforms=[report.platform_entry(str(p), v.result, v.image.facts) for p, v in outcome.platforms])
     if not verified.result.passed:
         output.block(f"verification failed: latest was not moved ({ctx.repository.with_tag('latest')} is unchanged)")

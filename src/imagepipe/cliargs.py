@@ -57,8 +57,9 @@ def building(add: Add) -> None:
 
 
 def kube(add: Add) -> None:
-    add("--kube-context", help="build with kaniko as the Job of ci/kaniko.yaml in this cluster context "
-        "(kubeconfig), then verify and promote here")
+    add("--kube-context", help="build with kaniko as the Job of ci/kaniko.yaml in this cluster context (of "
+        "$KUBECONFIG, else ~/.kube/config; `in-cluster`: the ServiceAccount of the pod this runs in), prove the "
+        "verified digest there as a Deployment, then promote")
     add("--kube-namespace", default="default", help="namespace of the Job (default: default)")
     add("--git-url", help="--kube-context: the repository the Job fetches this commit from (default: origin's URL)")
     add("--git-image", help="--kube-context: the image of the Job's clone step (default: the manifest's)")
@@ -68,8 +69,8 @@ def kube(add: Add) -> None:
         help="--kube-context: a plain-HTTP registry kaniko may push to and pull from (repeatable)")
     add("--kube-secret", help="--kube-context: an existing kubernetes.io/dockerconfigjson Secret for the Job "
         "(default: one made for the run from the run's credentials, then deleted)")
-    add("--build-ca", type=Path, help="--kube-context: a CA bundle the build's pip must trust, given to the Job as "
-        "a Secret mounted at /run/host-ca.crt")
+    add("--build-ca", type=Path, help="a CA bundle the build's pip must trust: locally instead of the host's own "
+        "bundle; with --kube-context given to the Job as a Secret mounted at /run/host-ca.crt")
     add("--job-deadline", type=int, help="--kube-context: the Job's activeDeadlineSeconds (default: the manifest's)")
 
 
@@ -80,6 +81,11 @@ def verifying(add: Add) -> None:
     add("--report", type=Path, help="write the JSON report here")
     add("--junit", type=Path, help="write JUnit XML here")
     add("--keep", action="store_true", default=False, help="keep the verify containers for debugging")
+    add("--vuln-db", type=Path, metavar="DIR|ZIP", help="OSV advisories to scan the image's packages against: "
+        "OSV's per-ecosystem all.zip exports (PyPI, Debian), or a directory of them or of records (default: "
+        "$IMAGEPIPE_VULN_DB, else the OSV API)")
+    add("--vuln-db-max-age", type=float, metavar="DAYS", help="refuse a --vuln-db whose newest record is older "
+        "(default: $IMAGEPIPE_VULN_DB_MAX_AGE, else 7)")
 
 
 def signing(add: Add) -> None:
@@ -112,10 +118,12 @@ COMMANDS: dict[str, tuple[Callable[[Add], None], ...]] = {
     "build": (auth, building, targeting, kube), "push": (auth, building, targeting),
     "verify": (auth, targeting, verifying), "promote": JOB, "registry": (),
     "parity": (auth, building, targeting, kube, verifying), "bench": (building, targeting, benching),
-    "load": (building, verifying), "trust": (signing,), "attest": (auth, signing), "cluster": (), "test": (),
+    "load": (building, verifying), "trust": (signing,), "attest": (auth, signing), "deployment": (auth,),
+    "pipeline-image": (auth, building), "cluster": (), "test": (),
 }
 TARGETS = {"verify": "REGISTRY/REPO@sha256:… to verify", "registry": "start | stop | status",
-           "attest": "verify REGISTRY/REPO@sha256:…", "cluster": "up | down | status", "load": "[IMAGE]",
+           "attest": "verify REGISTRY/REPO@sha256:…",
+           "deployment": "REGISTRY/REPO@sha256:… to deploy", "cluster": "up | down | status", "load": "[IMAGE]",
            "test": "arguments for pytest (after --)"}
 
 

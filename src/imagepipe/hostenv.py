@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 import resource
 from pathlib import Path
 
@@ -38,6 +39,7 @@ def detect() -> HostProfile:
         hybrid_cgroups=hybrid,
         nofile_hard=PODMAN_DEFAULT_NOFILE if nofile == resource.RLIM_INFINITY else nofile,
         nproc_hard=PODMAN_DEFAULT_NPROC if nproc == resource.RLIM_INFINITY else nproc,
+        in_pod=os.environ.get("IMAGEPIPE_IN_POD") == "1",  # set by ci/pipeline.Containerfile
     )
 
 

@@ -19,6 +19,9 @@ class HostProfile:
     hybrid_cgroups: bool = False
     nofile_hard: int = PODMAN_DEFAULT_NOFILE
     nproc_hard: int = PODMAN_DEFAULT_NPROC
+    # podman inside a Kubernetes pod (the pipeline's image, ci/pipeline-job.yaml): its containers share the
+    # pod's network, since a podman network needs NET_ADMIN and more there, and get no cgroups of their own
+    in_pod: bool = False
 
     @property
     def needs_mount_namespace(self) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -59,6 +60,8 @@ class Options:
     report: Path | None
     junit: Path | None
     keep: bool
+    vuln_db: Path | None  # --vuln-db, else $IMAGEPIPE_VULN_DB
+    vuln_db_max_age: float  # days
     state_dir: Path
     json: bool  # output as JSON events
     quiet: bool
@@ -94,6 +97,28 @@ def check(ns: argparse.Namespace) -> None:
         raise UsageError("--max-size must be a positive number of MB")
 
 
+def vuln_source(ns: argparse.Namespace) -> tuple[Path | None, float]:
+    """--vuln-db and --vuln-db-max-age, else their environment variables, else the OSV API and 7 days;
+    checked as they are read."""
+    from imagepipe.checks.advisories import DEFAULT_MAX_AGE_DAYS
+
+    path = getattr(ns, "vuln_db", None) or os.environ.get("IMAGEPIPE_VULN_DB") or None
+    age = getattr(ns, "vuln_db_max_age", None)
+    if age is None:
+        raw = os.environ.get("IMAGEPIPE_VULN_DB_MAX_AGE", "")
+        try:
+            age = float(raw) if raw else DEFAULT_MAX_AGE_DAYS
+        except ValueError:
+            raise UsageError(f"IMAGEPIPE_VULN_DB_MAX_AGE={raw!r}: give a number of days") from None
+    if path and not Path(path).exists():
+        named = "--vuln-db" if getattr(ns, "vuln_db", None) else "IMAGEPIPE_VULN_DB"
+        raise UsageError(f"{named} {path}: no such file or directory (give OSV's all.zip exports, or a "
+                         "directory of them)")
+    if age <= 0:
+        raise UsageError("--vuln-db-max-age must be a positive number of days")
+    return (Path(path) if path else None), age
+
+
 def from_namespace(ns: argparse.Namespace) -> Options:
     """The options, checked; argparse's namespace is not used after this."""
     check(ns)
@@ -105,4 +130,5 @@ def from_namespace(ns: argparse.Namespace) -> Options:
         embedded=ns.registry == EMBEDDED, builder="kaniko" if ns.kube_context else ns.builder,
         tls_verify=ns.tls_verify != "false",
     )
+    values["vuln_db"], values["vuln_db_max_age"] = vuln_source(ns)
     return Options(**values)

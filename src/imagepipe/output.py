@@ -40,6 +40,14 @@ class JsonFormat(logging.Formatter):
                            "message": record.getMessage()})
 
 
+class OursOrWarnings(logging.Filter):
+    """Below WARNING, only the pipeline's own loggers speak (without --verbose): a library's INFO lines, such as
+    the MCP client's `HTTP Request: POST …` through httpx2, whatever its logger's name, never reach the output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or record.name == "imagepipe" or record.name.startswith("imagepipe.")
+
+
 class ErrorsOnly(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return getattr(record, "kind", "") == "error"
@@ -69,9 +77,11 @@ def configure(*, verbose: bool = False, quiet: bool = False, as_json: bool = Fal
         handlers = [progress, errors]
     for handler in handlers:
         handler.imagepipe = True  # type: ignore[attr-defined]
+        if not verbose:
+            handler.addFilter(OursOrWarnings())
         root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("urllib3", "sh", "pyinfra", "httpx", "httpcore", "mcp"):  # the MCP client logs each request
+    for noisy in ("urllib3", "sh", "pyinfra", "httpx", "httpcore", "httpx2", "httpcore2", "mcp"):  # even with --verbose
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

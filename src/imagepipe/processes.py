@@ -25,8 +25,8 @@ def stop(cmd: sh.RunningCommand, grace: float = 5.0) -> None:
     _signal_all(tree, signal.SIGTERM)
     try:
         cmd.wait(timeout=grace)
-    except (sh.TimeoutException, sh.ErrorReturnCode, sh.SignalException):
-        pass
+    except (sh.TimeoutException, sh.ErrorReturnCode, sh.SignalException, TypeError):
+        pass  # TypeError: sh's wait after a signal landed inside it (exit code None); the KILL below still runs
     left = [p for p in tree if p.is_running()]
     for proc in list(left):
         with contextlib.suppress(psutil.Error):

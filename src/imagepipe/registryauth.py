@@ -2,8 +2,11 @@
 
 Sources, first found wins: --creds USER:PASS (or --creds USER with the password in
 IMAGEPIPE_REGISTRY_PASSWORD), --authfile, $REGISTRY_AUTH_FILE, ${XDG_RUNTIME_DIR}/containers/auth.json (what
-`podman login` writes), ~/.docker/config.json. The secret reaches tools only through a file of mode 0600
-(never argv), and the value's repr leaves the password out, so no log or report can carry it.
+`podman login` writes), ~/.docker/config.json. In each file, as docker and the containers tools read it: a
+credential helper named for the registry (`credHelpers`), else its `auths` entry, else the default helper
+(`credsStore`). A helper (`docker-credential-NAME` on PATH) is asked over the docker-credential protocol:
+`get`, the registry on stdin, JSON back. The secret reaches tools only through a file of mode 0600 (never
+argv), and the value's repr leaves the password out, so no log or report can carry it.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imagepipe.errors import UsageError
+from imagepipe import runner
+from imagepipe.errors import PipelineError, ToolFailed, ToolMissing, UsageError
 from imagepipe.files import write_atomic
 
 PASSWORD_ENV = "IMAGEPIPE_REGISTRY_PASSWORD"  # noqa: S105 (the variable that holds it)
@@ -83,6 +87,48 @@ def entry_for(document: Mapping[str, object], registry: str, repo: str = "") -> 
     return None
 
 
+def helper_for(document: Mapping[str, object], registry: str) -> tuple[str, str] | None:
+    """(helper name, which setting named it) when the document sends `registry` to a credential helper."""
+    helpers = document.get("credHelpers")
+    if isinstance(helpers, dict):
+        for key, name in helpers.items():
+            bare = str(key).removeprefix("https://").removeprefix("http://").rstrip("/")
+            if bare == registry and isinstance(name, str) and name:
+                return name, f"credHelpers[{key!r}]"
+    return None
+
+
+def default_helper(document: Mapping[str, object]) -> tuple[str, str] | None:
+    store = document.get("credsStore")
+    return (store, "credsStore") if isinstance(store, str) and store else None
+
+
+def from_helper(registry: str, helper: str, where: str) -> RegistryAuth:
+    """The credentials `docker-credential-HELPER get` gives for `registry`; one line naming the helper when it
+    is missing, fails or has none. Its output (the secret) is never streamed or logged."""
+    program = f"docker-credential-{helper}"
+    try:
+        result = runner.run([program, "get"], input=registry, timeout=60, stream=False, what=program)
+    except ToolMissing:
+        raise PipelineError(f"the credential helper {program} ({where}) is not installed or not on PATH: install "
+                            "it, or remove that entry to use the file's auths or --creds") from None
+    except ToolFailed as e:
+        said = runner.first_error_line(e.output) or f"exit {e.code}"
+        raise PipelineError(f"the credential helper {program} ({where}) gave no credentials for {registry}: "
+                            f"{said} (store them with the helper, e.g. `echo … | {program} store`, or pass --creds)"
+                            ) from None
+    try:
+        answer = json.loads(result.stdout)
+        user, secret = str(answer["Username"]), str(answer["Secret"])
+    except (ValueError, KeyError, TypeError):
+        raise PipelineError(f"the credential helper {program} ({where}) answered something that is not the "
+                            "docker-credential protocol's JSON (Username, Secret)") from None
+    if user == "<token>":  # an identity token (ACR's refresh token): a login flow this pipeline does not speak
+        raise PipelineError(f"the credential helper {program} ({where}) gave an identity token for {registry}, "
+                            "not a username and password: get a password from the registry's CLI and pass --creds")
+    return RegistryAuth(registry, user, secret, f"{program} ({where})")
+
+
 def resolve(registry: str, *, creds: str | None, authfile: Path | None, repo: str = "",
             environ: Mapping[str, str] | None = None, home: Path | None = None) -> RegistryAuth:
     """The run's credentials for `registry` (anonymous when no source has any)."""
@@ -104,9 +150,17 @@ def resolve(registry: str, *, creds: str | None, authfile: Path | None, repo: st
             document = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        found = entry_for(document, registry, repo) if isinstance(document, dict) else None
+        if not isinstance(document, dict):
+            continue
+        helper = helper_for(document, registry)
+        if helper is not None:
+            return from_helper(registry, helper[0], f"{helper[1]} in {name}")
+        found = entry_for(document, registry, repo)
         if found is not None:
             return RegistryAuth(registry, found[0], found[1], name)
+        store = default_helper(document)
+        if store is not None:
+            return from_helper(registry, store[0], f"{store[1]} in {name}")
         if name.startswith("--authfile"):
             break  # a file named on the command line is the only one read, as with podman's --authfile
     return RegistryAuth(registry)

@@ -131,16 +131,20 @@ def run(
         output = "".join(out) or (_text(e.stdout) + _text(e.stderr))
         raise ToolFailed(
             f"{what or argv[0]} failed (exit {e.exit_code}): {first_error_line(output) or shlex.join(argv)}",
-            argv=argv, code=e.exit_code, output=tail(output), stage=stage,
+            argv=argv, code=e.exit_code, output=tail(output), stage=stage, full=output,
         ) from None
     except sh.TimeoutException:
         raise ToolFailed(
             f"{what or argv[0]} did not finish within {timeout:g} s: {shlex.join(argv)}",
             argv=argv, code=-1, output=tail("".join(out)), stage=stage,
         ) from None
-    except BaseException:  # cancelled (cancel.Interrupted) or crashed: the tool must not outlive the run
+    except BaseException as e:  # cancelled (cancel.Interrupted) or crashed: the tool must not outlive the run
         cancel.unwinding()
         stop(cmd)
+        if cancel.requested() and not isinstance(e, cancel.Interrupted):
+            # a signal landing inside sh's wait can leave its exit code None, and sh then fails on it
+            # (`-exit_code`: TypeError); the cause is the cancellation, and it is reported as one
+            raise cancel.pending() from e
         raise
     stdout = "".join(streams["stdout"]) if stream else _text(cmd.stdout)
     stderr = "".join(streams["stderr"]) if stream else _text(cmd.stderr)

@@ -4,6 +4,7 @@ the CLI's choices and the exit codes of failed stages."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -73,6 +74,10 @@ VERBS: tuple[Verb, ...] = (
     Verb("load", None, "a bounded load test of an image", "load"),
     Verb("trust", None, "write (or --install) the signature policy for this repository", "trust"),
     Verb("attest", None, "attest verify REF@sha256:…: signatures, SBOM and provenance", "attest"),
+    Verb("deployment", None, "print the Kubernetes Deployment for REF@sha256:… (probes from its HEALTHCHECK)",
+         "deployment"),
+    Verb("pipeline-image", None, "build, check and push the pipeline's own image (ci/pipeline.Containerfile)",
+         "pipelineimage"),
     Verb("cluster", 19, "the local single-node Kubernetes for the CI half: up | down | status", "cluster"),
     Verb("test", None, "provision the host and run the test suite", "test"),
 )
@@ -127,6 +132,11 @@ class Outcome:
 def run_all(ctx: Context) -> Outcome:
     """The whole job, as it reads: prepare, build, push (kaniko pushes as it builds), verify, promote (only
     when every check passed), each step handed the typed value of the one before."""
+    from imagepipe.checks import advisories
+
+    # a stale advisory database or a malformed ignore list stops the run before anything is built
+    advisories.preflight(ctx.args.vuln_db, max_age_days=ctx.args.vuln_db_max_age,
+                         ignores=advisories.ignore_file(ctx.args.containerfile))
     for name in ("provision", "base", "lint"):
         if BY_NAME[name].applies(ctx):
             run_stage(ctx, BY_NAME[name])
@@ -141,6 +151,12 @@ def run_all(ctx: Context) -> Outcome:
     verified: verify.Verified = run_stage(ctx, BY_NAME["verify"], pushed)
     if not verified.result.passed:
         return Outcome(verified, None)
+    if ctx.args.kube_context:  # Kubernetes ignores HEALTHCHECK: the digest proved with the probes derived from it
+        from imagepipe.stages import kubeproof
+
+        proof = timed(ctx, "verify", f"{pushed.ref} as a Deployment in {ctx.args.kube_namespace}",
+                      lambda: kubeproof.prove(ctx, pushed.ref), key="kubernetes")
+        verified = dataclasses.replace(verified, kubernetes=proof)
     promoted: promote.Promoted = run_stage(ctx, BY_NAME["promote"], verified)
     return Outcome(verified, promoted)
 

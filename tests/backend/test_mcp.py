@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from pathlib import Path
 
 import httpx2
 import requests
-from support import Api
+from support import ISSUER, MCP_RESOURCE, Api
 
 import agents
 import mcp
@@ -29,8 +28,8 @@ def test_contract_folders_are_ours_and_the_sdk_still_imports():
     assert mcp.Client is Client and mcp.ClientSession is not None
 
 
-async def _session(base: str, user: str, action):
-    token = Api.token(user)
+async def _session(base: str, user: str, action, *, aud: str | list[str] = MCP_RESOURCE):
+    token = Api.token(user, aud=aud)
     async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=10) as http:
         async with Client(streamable_http_client(f"{base}/mcp/", http_client=http)) as client:
             return await action(client)
@@ -72,14 +71,59 @@ def test_mcp_acts_only_for_the_token_user(api):
     assert api.call("GET", f"/api/{OTHER}/tasks/{victim['id']}", user=OTHER).json()["completed"] is False
 
 
-def test_mcp_requires_a_token(api):
-    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
-    r = requests.post(f"{api.base}/mcp/", json=body, timeout=5,
-                      headers={"Accept": "application/json, text/event-stream"})
+METADATA = "https://todo.example.test/.well-known/oauth-protected-resource/mcp"
+BODY = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+ACCEPT = "application/json, text/event-stream"
+
+
+def test_mcp_without_a_token_points_to_its_metadata(api):
+    r = requests.post(f"{api.base}/mcp/", json=BODY, timeout=5, headers={"Accept": ACCEPT})
     assert r.status_code == 401
-    r = requests.post(f"{api.base}/mcp/", json=body, timeout=5, headers={"Authorization": "Bearer nope"})
+    assert r.headers["WWW-Authenticate"] == f'Bearer resource_metadata="{METADATA}"'
+
+
+def test_a_refused_token_is_invalid_token_with_the_metadata(api):
+    r = requests.post(f"{api.base}/mcp/", json=BODY, timeout=5, headers={"Authorization": "Bearer nope"})
     assert r.status_code == 401
-    assert os.environ.get("OPENAI_BASE_URL")  # the session fixture pointed the SDK at the local server
+    assert r.headers["WWW-Authenticate"] == (
+        'Bearer error="invalid_token", error_description="malformed bearer token: Not enough segments", '
+        f'resource_metadata="{METADATA}"')
+
+
+def test_a_token_for_another_resource_gets_401(api):
+    for aud in ("https://auth.example.test", ["https://other.example.test/mcp"], None):
+        token = Api.token(U, **({"aud": aud} if aud else {}))
+        r = requests.post(f"{api.base}/mcp/", json=BODY, timeout=5,
+                          headers={"Accept": ACCEPT, "Authorization": f"Bearer {token}"})
+        assert r.status_code == 401, aud
+        issued = ", ".join([aud] if isinstance(aud, str) else aud or ["no audience"])
+        assert r.json() == {"detail": f"the token is not issued for {MCP_RESOURCE} (aud: {issued})"}
+        assert r.headers["WWW-Authenticate"].startswith('Bearer error="invalid_token", ')
+
+
+def test_a_token_whose_audience_list_holds_the_resource_is_accepted(api):
+    """Better Auth's MCP access tokens carry aud as a list that holds the resource."""
+    async def scenario(client):
+        return {t.name for t in (await client.list_tools()).tools}
+
+    names = asyncio.run(_session(api.base, U, scenario, aud=["https://auth.example.test", MCP_RESOURCE]))
+    assert "list_tasks" in names
+
+
+def test_the_api_still_accepts_the_front_ends_tokens(api):
+    """Session JWTs carry aud = the Better Auth origin; /api checks no audience unless JWT_AUDIENCE is set."""
+    r = api.call("GET", f"/api/{U}/tasks", token=Api.token(U, aud="https://auth.example.test"))
+    assert r.status_code == 200
+
+
+def test_protected_resource_metadata_at_the_root_and_the_path_suffixed_form(api):
+    want = {"resource": MCP_RESOURCE, "authorization_servers": [ISSUER], "bearer_methods_supported": ["header"],
+            "resource_name": "Todo MCP server"}
+    for path in ("/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource/mcp"):
+        r = requests.get(api.base + path, timeout=5)
+        assert r.status_code == 200, path
+        assert r.json() == want
+        assert r.headers["Access-Control-Allow-Origin"] == "*"
 
 
 def _shape(schema: dict) -> dict:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import requests
-from support import SECRET, Api, wait_ok
+from support import MCP_ENV, SECRET, Api, wait_ok
 
 from imagepipe.services.postgres import free_port
 
@@ -21,7 +21,7 @@ BACKEND = Path(__file__).resolve().parents[2] / "backend"
 def test_sigterm_drains_in_flight_requests(postgres, fake_openai):
     port = free_port()
     env = {**os.environ, "DATABASE_URL": postgres.dsn(), "BETTER_AUTH_SECRET": SECRET, "OPENAI_API_KEY": "sk-test",
-           "OPENAI_BASE_URL": fake_openai.url}
+           "OPENAI_BASE_URL": fake_openai.url, **MCP_ENV}
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port),
                              "--timeout-graceful-shutdown", "8"], cwd=BACKEND, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

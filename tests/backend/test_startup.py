@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import requests
-from support import SECRET, Api, wait_ok
+from support import MCP_ENV, SECRET, Api, wait_ok
 
 from imagepipe.services.postgres import TempPostgres, free_port
 
@@ -17,7 +17,8 @@ BACKEND = Path(__file__).resolve().parents[2] / "backend"
 
 
 def _env(**values: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "BETTER_AUTH_SECRET", "OPENAI_API_KEY")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DATABASE_URL", "BETTER_AUTH_SECRET", "OPENAI_API_KEY", *MCP_ENV)}
     return {**env, **values}
 
 
@@ -28,7 +29,20 @@ def test_missing_settings_stop_with_one_line(tmp_path):
     assert proc.returncode == 2
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert lines == ["configuration error: missing required environment variables: BETTER_AUTH_SECRET, "
-                     "DATABASE_URL, OPENAI_API_KEY (set them in the environment or in .env)"], proc.stderr
+                     "DATABASE_URL, MCP_AUTHORIZATION_SERVER, MCP_RESOURCE_URL, OPENAI_API_KEY (set them in the "
+                     "environment or in .env)"], proc.stderr
+
+
+def test_a_malformed_mcp_resource_url_stops_with_one_line():
+    env = _env(DATABASE_URL="postgresql://u@127.0.0.1:1/db", BETTER_AUTH_SECRET=SECRET, OPENAI_API_KEY="sk-test",
+               **{**MCP_ENV, "MCP_RESOURCE_URL": "todo.example.test/mcp#x"})
+    proc = subprocess.run([sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(free_port())],
+                          cwd=BACKEND, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert lines == ["configuration error: invalid settings: MCP_RESOURCE_URL (Value error, must be an absolute "
+                     "http(s) URL without a query or fragment, like https://api.example.com/mcp) (set them in "
+                     "the environment or in .env)"], proc.stderr
 
 
 def test_dsn_forms_are_accepted():
@@ -44,7 +58,8 @@ def test_unreachable_database_then_recovery():
     port, password = free_port(), "pw-" + SECRET[:8]
     app_port = free_port()
     dsn = f"postgresql://todo:{password}@127.0.0.1:{port}/todo"
-    env = _env(DATABASE_URL=dsn, BETTER_AUTH_SECRET=SECRET, OPENAI_API_KEY="sk-test", FRONTEND_URL="http://a, http://b")
+    env = _env(DATABASE_URL=dsn, BETTER_AUTH_SECRET=SECRET, OPENAI_API_KEY="sk-test", FRONTEND_URL="http://a, http://b",
+               **MCP_ENV)
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(app_port)],
                             cwd=BACKEND, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{app_port}"

@@ -13,9 +13,11 @@ from pipeline_support import ROOT
 
 from imagepipe.cluster import configs, images
 from imagepipe.cluster.facts import Facts
+from imagepipe.cluster.local import LocalCluster
 from imagepipe.paths import HOST_CA_BUNDLE
 
 NAMESPACE = "imagepipe-ci"
+EXECUTOR_TAG = "v1.28.3"
 
 
 @dataclass
@@ -23,10 +25,11 @@ class Kube:
     facts: Facts
     kubeconfig: Path  # holds the admin context and the builder's
     builder: str  # the context that runs as ci/rbac.yaml's ServiceAccount
-    executor: str
+    executor: str  # where the executor is kept in the cluster's registry (there once stock_executor ran)
     git_image: str
     git_url: str
     commit: str
+    local: LocalCluster | None = None  # set by the fixture: the cluster's processes, for their liveness
 
     @property
     def registry(self) -> str:
@@ -55,16 +58,30 @@ class Kube:
         from kubernetes import client
 
         api = self.admin()
-        batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
+        batch, core, apps = client.BatchV1Api(api), client.CoreV1Api(api), client.AppsV1Api(api)
         selector = f"io.imagepipe.run={run_label}" if run_label else "io.imagepipe.run"
-        return {
+        found = {
             "jobs": [j.metadata.name for j in batch.list_namespaced_job(NAMESPACE, label_selector=selector).items],
             "pods": [p.metadata.name for p in core.list_namespaced_pod(NAMESPACE, label_selector=selector).items],
             "secrets": [s.metadata.name for s in core.list_namespaced_secret(NAMESPACE, label_selector=selector).items],
         }
+        deployed = {
+            "deployments": [d.metadata.name for d in apps.list_namespaced_deployment(NAMESPACE,
+                                                                                     label_selector=selector).items],
+            "services": [s.metadata.name for s in core.list_namespaced_service(NAMESPACE,
+                                                                               label_selector=selector).items],
+        }
+        # the proof's objects are reported only while they exist, so that the Job-only shapes stay as they were
+        return {**found, **{k: v for k, v in deployed.items() if v}}
 
 
-def prepare(facts: Facts, executor_local: str, work: Path) -> Kube:
+    def stock_executor(self, executor_local: str) -> None:
+        """The kaniko executor into the cluster's registry, for the tests whose Job runs it."""
+        images.stock_executor(self.facts, executor_local, executor_tag=EXECUTOR_TAG)
+
+
+def prepare(facts: Facts, work: Path) -> Kube:
+    """The cluster as every cluster test needs it; the executor is added by the tests that run a Job's build."""
     from kubernetes import client, config, utils
 
     api = config.new_client_from_config(config_file=facts.kubeconfig, context=facts.context)
@@ -82,8 +99,8 @@ def prepare(facts: Facts, executor_local: str, work: Path) -> Kube:
         admin[key] += builder[key]
     kubeconfig.write_text(yaml.safe_dump(admin))
     kubeconfig.chmod(0o600)
-    stocked = images.stock(facts, executor_local, executor_tag="v1.28.3")
-    executor, git_image, bare = stocked.executor, stocked.git_image, stocked.bare
+    stocked = images.stock(facts)
+    executor, git_image, bare = images.executor_ref(facts, EXECUTOR_TAG), stocked.git_image, stocked.bare
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
                             check=True).stdout.strip()
     subprocess.run(["git", "-C", str(ROOT), "push", "-q", str(bare), f"{commit}:refs/heads/ci"], check=True)

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import fcntl
 import os
+import queue
 import re
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -55,29 +57,57 @@ def lock_is_free(state: Path) -> bool:
 
 
 class Started:
+    """A pipeline run in the background whose output is read by threads, so waiting for a line honours its
+    timeout (a bare readline blocks for as long as the run is silent) and neither pipe fills up."""
+
     def __init__(self, pipeline, *args: str, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(pipeline.argv(*args), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, env={**os.environ, **(env or {})})
         self.out: list[str] = []
+        self.err: list[str] = []
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.readers = [threading.Thread(target=self._read_out, daemon=True),
+                        threading.Thread(target=lambda: self.err.extend(self.proc.stderr), daemon=True)]
+        for reader in self.readers:
+            reader.start()
+
+    def _read_out(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)  # the end of the run's output
 
     def wait_for_line(self, needle: str, timeout: float = 900) -> None:
         deadline = time.monotonic() + timeout
-        assert self.proc.stdout is not None
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                seen = "".join(self.out)
-                raise AssertionError(f"the run ended before {needle!r}:\n{seen}\n{self.proc.stderr.read()}")
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                self.finish(30)
+                raise AssertionError(f"the run ended before {needle!r}:\n{''.join(self.out)}\n{''.join(self.err)}")
             self.out.append(line)
             if needle in line:
                 return
-        raise AssertionError(f"no {needle!r} within {timeout} s")
+        raise AssertionError(f"no {needle!r} within {timeout} s:\n{''.join(self.out)[-3000:]}")
+
+    def finish(self, timeout: float) -> str:
+        """Waits for the run to end and its pipes to drain; returns its stderr."""
+        self.proc.wait(timeout=timeout)
+        for reader in self.readers:
+            reader.join(timeout=10)
+        return "".join(self.err)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.finish(30)
 
     def signal(self, sig: int) -> tuple[int, float, str]:
         t0 = time.monotonic()
         self.proc.send_signal(sig)
-        _, err = self.proc.communicate(timeout=30)
-        return self.proc.returncode, time.monotonic() - t0, err
+        self.proc.wait(timeout=30)
+        seconds = time.monotonic() - t0
+        return self.proc.returncode, seconds, self.finish(30)
 
 
 def wait_until(predicate, timeout: float = 120) -> None:
@@ -181,8 +211,7 @@ def test_sigkill_leftovers_are_removed_by_the_next_run(pipeline, green, tmp_path
     run = Started(pipeline, "--no-provision")
     run.wait_for_line("==> verify:")
     wait_until(lambda: len(run_containers()) > 0 and len(postgres_dirs() - before_pg[1]) > 0)
-    run.proc.kill()
-    run.proc.communicate(timeout=30)
+    run.kill()
     assert run_containers(), "a SIGKILLed run leaves its containers (nothing can catch SIGKILL)"
     proc = pipeline.run("--no-provision")
     assert proc.returncode == 0, proc.stderr

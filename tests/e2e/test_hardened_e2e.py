@@ -8,6 +8,7 @@ import secrets
 
 import pytest
 import requests
+from support import MCP_ENV
 
 from imagepipe import commands, hostenv, runner
 from imagepipe.checks import runtimechecks
@@ -41,7 +42,7 @@ def test_hardened_sees_what_the_service_really_has(pipeline, green, flags, passe
     hostenv.ensure_mount_namespace(PROFILE)
     name, port = f"imagepipe-hardened-{secrets.token_hex(3)}", free_port()
     env = {"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none", "BETTER_AUTH_SECRET": "s" * 40,
-           "OPENAI_API_KEY": "sk-test"}
+           "OPENAI_API_KEY": "sk-test", **MCP_ENV}
     runner.run(commands.podman_run(PROFILE, pipeline.last_pushed(), name=name, detach=True, env=env,
                                    publish=[f"127.0.0.1:{port}:8000"], **flags), timeout=300)
     try:

@@ -96,11 +96,25 @@ def test_kaniko_pitfalls_show_up_in_parity(pipeline, green, executor, profile, t
         assert t["/tmp/home-at-build"] == trees[buildah_ref]["/tmp/home-at-build"]
 
 
+def whiteouts_in_first_layer(registry: str, image: str) -> list[str]:
+    import io
+    import tarfile
+
+    from pipeline_support import registry_client
+
+    repo, digest = image.split("/", 1)[1].split("@")
+    reg = registry_client(registry, repo)
+    first = json.loads(reg.get_manifest(digest)[0])["layers"][0]["digest"]
+    with tarfile.open(fileobj=io.BytesIO(reg.get_blob(first)), mode="r:*") as tar:
+        return [m.name for m in tar if m.name.rsplit("/", 1)[-1].startswith(".wh.")]
+
+
 def test_kaniko_cold_cached_and_code_change_each_verify_with_buildahs_tree(pipeline, green, executor, profile,
                                                                          tmp_path):
-    """kaniko's layer cache changes nothing: a cold build, a fully cached one of the same commit, and a cached
-    one after a code-only change each pass verify, and each has buildah's file tree. (Without
-    FF_KANIKO_SKIP_WRITE_WHITEOUTS the cached build's root layer carried 541 whiteout markers.)"""
+    """kaniko's layer cache, under the fork's v1.29 profile (ci/kaniko.yaml), changes nothing: a cold build, a
+    fully cached one of the same commit, then cached builds after a code-only change, a requirements.txt
+    change and a Containerfile change each pass verify, each has buildah's file tree, and none has a whiteout
+    in its first layer (without FF_KANIKO_SKIP_WRITE_WHITEOUTS the cached build's root layer carried 541)."""
     repo = "todo-backend-kcache"  # a repository (and so a cache repository) of its own: the first build is cold
     digests, reports = [], []
     for i in range(2):
@@ -118,14 +132,75 @@ def test_kaniko_cold_cached_and_code_change_each_verify_with_buildahs_tree(pipel
     same = parity.compare(green[1]["image"], cached)
     assert [d.as_dict() for d in same.differences if d.kind == "tree"] == [], "buildah's tree, path for path"
 
+    assert whiteouts_in_first_layer(pipeline.registry, cached) == []
+
     changed = tmp_path / "backend"
     shutil.copytree(ROOT / "backend", changed, ignore=shutil.ignore_patterns("__pycache__"))
-    main = changed / "app/main.py"
-    main.write_text(main.read_text() + "\n# a code-only change\n")
-    proc = pipeline.run("parity", "--no-provision", "--kaniko-image", executor, "--repo", repo, "--context",
-                        str(changed), "--report", str(tmp_path / "p.json"))
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
-    report = json.loads((tmp_path / "p.json").read_text())
-    assert [d for d in report["differences"] if d["kind"] == "tree"] == []
-    proc = pipeline.run("verify", report["kaniko"], "--no-provision")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    containerfile = tmp_path / "Containerfile"
+    containerfile.write_text((ROOT / "build/Containerfile").read_text())
+
+    def code(ctx: Path) -> None:
+        (ctx / "app/main.py").write_text((ctx / "app/main.py").read_text() + "\n# a code-only change\n")
+
+    def requirements(ctx: Path) -> None:
+        (ctx / "requirements.txt").write_text((ctx / "requirements.txt").read_text() + "# a requirements change\n")
+
+    def recipe(_: Path) -> None:
+        containerfile.write_text(containerfile.read_text() + '\nLABEL org.opencontainers.image.title="todo-backend"\n')
+
+    seen = {digests[0]}
+    # a comment in requirements.txt re-runs pip (its COPY's key changed) for the same packages: with
+    # --reproducible the image is the code-only one again, byte for byte; the other two make a new image
+    for step, change, new in (("code", code, True), ("requirements", requirements, False),
+                              ("containerfile", recipe, True)):
+        change(changed)
+        proc = pipeline.run("parity", "--no-provision", "--kaniko-image", executor, "--repo", repo, "--context",
+                            str(changed), "--containerfile", str(containerfile), "--report",
+                            str(tmp_path / f"p-{step}.json"))
+        assert proc.returncode == 0, f"{step}: " + proc.stdout[-3000:] + proc.stderr
+        report = json.loads((tmp_path / f"p-{step}.json").read_text())
+        assert [d for d in report["differences"] if d["kind"] == "tree"] == [], step
+        assert (report["kaniko"].split("@")[1] not in seen) is new, f"{step}: {report['kaniko']} after {seen}"
+        seen.add(report["kaniko"].split("@")[1])
+        assert whiteouts_in_first_layer(pipeline.registry, report["kaniko"]) == [], step
+        proc = pipeline.run("verify", report["kaniko"], "--no-provision")
+        assert proc.returncode == 0, f"{step}: " + proc.stdout[-3000:] + proc.stderr
+
+
+def first_error(proc) -> str:
+    assert proc.returncode == 13, proc.stdout[-3000:] + proc.stderr
+    assert "Traceback" not in proc.stderr
+    return proc.stderr.strip().splitlines()[0]
+
+
+def test_a_failing_run_step_is_a_failed_run_not_credentials(pipeline, green, executor, tmp_path):
+    """The step prints apt's "Permission denied" and exits 3: the line is kaniko's own error, and neither it
+    nor the detail under it carries kaniko's colour codes."""
+    from build_failures import failing_containerfile
+
+    proc = pipeline.run("build", "--no-provision", "--builder", "kaniko", "--containerfile",
+                        str(failing_containerfile(tmp_path)), "--repo", "todo-backend-failing")
+    line = first_error(proc)
+    assert line.startswith("error: [build] kaniko failed: error building image:"), line
+    assert line.endswith("exit status 3"), line
+    assert "credentials" not in proc.stderr
+    assert "\x1b[" not in proc.stderr, "no colour codes in the line or the tail"
+
+
+@pytest.mark.parametrize("builder", ["buildah", "kaniko"])
+def test_a_run_step_failing_on_tls_names_build_ca(pipeline, green, request, tmp_path, builder):
+    """pip's index is behind a CA the build is not given: the line names that index and --build-ca, not the
+    package pip then could not find."""
+    from build_failures import PrivateIndex
+
+    if builder == "kaniko":
+        request.getfixturevalue("executor")
+    index = PrivateIndex(tmp_path)
+    try:
+        proc = pipeline.run("build", "--no-provision", "--builder", builder, "--context", str(index.context(tmp_path)),
+                            "--repo", f"todo-backend-tls-{builder}")
+    finally:
+        index.stop()
+    line = first_error(proc)
+    assert line.startswith(f"error: [build] pip in the build does not trust the TLS certificate of 127.0.0.1:"
+                           f"{index.port} (CERTIFICATE_VERIFY_FAILED): pass --build-ca FILE"), line

@@ -34,6 +34,7 @@ def test_full_pipeline_is_green_and_promotes_the_verified_digest(pipeline, green
     assert 'failures="0"' in junit
     size = next(c for c in report["checks"] if c["id"] == "size")
     assert size["value"] < 150
+    assert "HTTP Request:" not in proc.stdout + proc.stderr, "no library's request log between the check lines"
 
 
 def test_tiny_size_budget_fails_exactly_size_and_latest_stays(pipeline, green, tmp_path):

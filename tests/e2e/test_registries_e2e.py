@@ -31,10 +31,12 @@ pytestmark = pytest.mark.e2e
 
 SBOM = "application/vnd.cyclonedx+json"
 PROVENANCE = "application/vnd.in-toto+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 
 
-def tools() -> interop.Tools | None:
-    return interop.cached() or (None if interop.unavailable() else interop.ensure())
+def tools() -> interop.Tools:
+    """Built by the test command's set-up (and here, if a run skipped it): these tests never skip."""
+    return interop.ensure()
 
 
 class CmdlineWatch:
@@ -67,10 +69,12 @@ class CmdlineWatch:
         self.thread.join()
 
 
-def run_job(pipeline, registry: str, tmp_path: Path, *, how: str) -> tuple[subprocess.CompletedProcess[str], dict]:
-    """The whole job with credentials given `how` ('creds', 'podman-login', 'none'); the report read back."""
-    env = dict(os.environ)
-    args = ["--no-provision", "--registry", registry, "--report", str(tmp_path / "report.json")]
+def run_job(pipeline, registry: str, tmp_path: Path, *, how: str, env: dict[str, str] | None = None,
+            extra: tuple[str, ...] = ()) -> tuple[subprocess.CompletedProcess[str], dict]:
+    """The whole job with credentials given `how` ('creds', 'podman-login', 'none', or 'helper' with `env` and
+    `extra` naming it); the report read back."""
+    env = dict(env or os.environ)
+    args = ["--no-provision", "--registry", registry, "--report", str(tmp_path / "report.json"), *extra]
     if how == "creds":
         args += ["--creds", f"{USER}:{PASSWORD}"]
     elif how == "podman-login":
@@ -88,9 +92,10 @@ def run_job(pipeline, registry: str, tmp_path: Path, *, how: str) -> tuple[subpr
     return proc, report
 
 
-def attest_verify(pipeline, image: str, how: str, tmp_path: Path) -> None:
-    env = dict(os.environ)
-    extra = []
+def attest_verify(pipeline, image: str, how: str, tmp_path: Path, *, env: dict[str, str] | None = None,
+                  extra: tuple[str, ...] = ()) -> None:
+    env = dict(env or os.environ)
+    extra = list(extra)
     if how == "creds":
         extra = ["--creds", USER]
         env[PASSWORD_ENV] = PASSWORD
@@ -112,8 +117,6 @@ def standard_clients_find(image: str, report: dict, registry: str, *, ca: Path |
     """oras discover lists the SBOM and the provenance of the digest; oras pull gives their bytes; crane
     reads the image by digest."""
     found = tools()
-    if found is None:
-        pytest.skip(interop.unavailable() or "oras and crane cannot be built here")
     env = dict(os.environ, DOCKER_CONFIG=str(tmp_path / "docker"), HOME=str(tmp_path))
     common = ["--plain-http"] if ca is None else ["--ca-file", str(ca)]
     if authed:
@@ -193,8 +196,6 @@ def test_whole_job_on_token_auth_registry(pipeline, green, token_registry, tmp_p
 
 def test_whole_job_on_a_registry_with_the_referrers_api(pipeline, green, tmp_path):
     found = tools()
-    if found is None:
-        pytest.skip(interop.unavailable() or "the referrers-API registry cannot be built here")
     reg = ReferrersRegistry(found.path("referrers-registry"), tmp_path / "ggcr").start()
     try:
         proc, report = run_job(pipeline, reg.addr, tmp_path, how="none")
@@ -226,14 +227,27 @@ def tags(registry: Distribution, repo: str = "todo-backend") -> list[str]:
     return list((r.json().get("tags") or []) if r.status_code == 200 else [])
 
 
+def digest(registry: Distribution, tag: str, repo: str = "todo-backend") -> str:
+    r = requests.head(f"https://127.0.0.1:{registry.port}/v2/{repo}/manifests/{tag}", verify=str(registry.ca),
+                      timeout=10, auth=(USER, PASSWORD), headers={"Accept": DOCKER_MANIFEST})
+    assert r.status_code == 200, r.status_code
+    return r.headers["Docker-Content-Digest"]
+
+
 def test_wrong_password_on_token_registry(pipeline, green, token_registry):
     proc = pipeline.run("push", "--no-provision", "--registry", token_registry.addr, "--creds", f"{USER}:wrong-pass")
     refused_cleanly(proc, "refused the credentials", "--creds")
 
 
 def test_wrong_password_on_htpasswd_registry_moves_no_tag(pipeline, green, tls_registry):
+    pushed = pipeline.run("push", "--no-provision", "--registry", tls_registry.addr, "--creds", f"{USER}:{PASSWORD}")
+    assert pushed.returncode == 0, pushed.stderr
+    before = {tag: digest(tls_registry, tag) for tag in tags(tls_registry)}
+    assert before, "the right password pushed the commit's tag"
     proc = pipeline.run("--no-provision", "--registry", tls_registry.addr, "--creds", f"{USER}:wrong-pass")
     refused_cleanly(proc, "refused the credentials")
+    assert {tag: digest(tls_registry, tag) for tag in tags(tls_registry)} == before, "no tag made or moved"
+    assert "latest" not in before
 
 
 def test_untrusted_certificate_names_the_file_to_create(pipeline, green, tmp_path):
@@ -271,3 +285,79 @@ def test_5xx_on_blob_upload_is_retried_then_reported(pipeline, green, tmp_path):
     finally:
         proxy.stop()
         reg.stop()
+
+
+# --- credential helpers: the password only in a `pass` store, read through docker-credential-pass ----------
+
+class PassStore:
+    """A real password store: a GPG key without a passphrase in a GNUPGHOME of the test's own, `pass init`
+    with it, and docker-credential-pass (built from its Go module) on PATH. Its gpg-agent is stopped after."""
+
+    def __init__(self, where: Path) -> None:
+        helper_dir = interop.ensure().dir
+        (where / "gnupg").mkdir(mode=0o700)
+        self.env = {**os.environ, "GNUPGHOME": str(where / "gnupg"), "PASSWORD_STORE_DIR": str(where / "store"),
+                    "PATH": f"{helper_dir}:{os.environ['PATH']}"}
+        self.run("gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", "", "--quick-gen-key",
+                 "imagepipe test <test@example.invalid>", "default", "default", "never")
+        listed = self.run("gpg", "--batch", "--with-colons", "--list-secret-keys").stdout
+        fingerprint = next(ln.split(":")[9] for ln in listed.splitlines() if ln.startswith("fpr:"))
+        self.run("pass", "init", fingerprint)
+
+    def run(self, *argv: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(argv, input=input, capture_output=True, text=True, env=self.env)
+        assert proc.returncode == 0, proc.stderr
+        return proc
+
+    def store(self, registry: str) -> None:
+        self.run("docker-credential-pass", "store",
+                 input=json.dumps({"ServerURL": registry, "Username": USER, "Secret": PASSWORD}))
+
+    def close(self) -> None:
+        subprocess.run(["gpgconf", "--kill", "all"], env=self.env, capture_output=True)
+
+
+@pytest.fixture
+def pass_store(tmp_path):
+    store = PassStore(tmp_path)
+    yield store
+    store.close()
+
+
+def auth_file(tmp_path: Path, document: dict) -> Path:
+    path = tmp_path / "auth.json"
+    path.write_text(json.dumps(document))
+    path.chmod(0o600)
+    return path
+
+
+@pytest.mark.parametrize("setting", ["credHelpers", "credsStore"])
+def test_whole_job_with_the_password_only_in_a_credential_helper(pipeline, green, tls_registry, pass_store, tmp_path,
+                                                                 setting):
+    pass_store.store(tls_registry.addr)
+    document = {"credHelpers": {tls_registry.addr: "pass"}} if setting == "credHelpers" else {"credsStore": "pass"}
+    authfile = auth_file(tmp_path, document)
+    assert PASSWORD not in authfile.read_text()
+    proc, report = run_job(pipeline, tls_registry.addr, tmp_path, how="helper", env=pass_store.env,
+                           extra=("--authfile", str(authfile)))
+    assert report["passed"] and report["signature"]["tags"] == [f"{tls_registry.addr}/todo-backend:latest"]
+    attest_verify(pipeline, report["image"], "helper", tmp_path, env=pass_store.env,
+                  extra=("--authfile", str(authfile)))
+    no_password_anywhere(proc, report, pipeline)
+
+
+def test_a_credential_helper_that_is_not_installed_is_one_line(pipeline, green, tls_registry, tmp_path):
+    authfile = auth_file(tmp_path, {"credHelpers": {tls_registry.addr: "imagepipe-nosuch"}})
+    proc = pipeline.run("--no-provision", "--registry", tls_registry.addr, "--authfile", str(authfile))
+    refused_cleanly(proc, "the credential helper docker-credential-imagepipe-nosuch "
+                          f"(credHelpers['{tls_registry.addr}'] in --authfile {authfile}) is not installed")
+    assert tags(tls_registry) == []
+
+
+def test_a_credential_helper_answering_an_error_is_one_line(pipeline, green, tls_registry, pass_store, tmp_path):
+    authfile = auth_file(tmp_path, {"credsStore": "pass"})  # the store holds nothing for this registry
+    proc = pipeline.run("--no-provision", "--registry", tls_registry.addr, "--authfile", str(authfile),
+                        env=pass_store.env)
+    refused_cleanly(proc, f"the credential helper docker-credential-pass (credsStore in --authfile {authfile}) "
+                          f"gave no credentials for {tls_registry.addr}: credentials not found in native keychain")
+    assert tags(tls_registry) == []

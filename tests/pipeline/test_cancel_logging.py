@@ -56,3 +56,25 @@ def test_signal_inside_logging_is_deferred_not_leaking_its_lock():
     assert "logging call completed" in proc.stdout, proc.stdout + proc.stderr
     assert "interrupted after the logging call | worker alive: False" in proc.stdout, proc.stdout + proc.stderr
     assert proc.returncode == 0
+
+
+ODD_WAIT = textwrap.dedent("""
+    import signal, sys
+    sys.path.insert(0, sys.argv[1])
+    import sh
+    from imagepipe import cancel, runner
+
+    cancel._state["signum"] = signal.SIGTERM  # a SIGTERM has arrived ...
+    def odd_wait(self, *a, **kw):  # ... and sh's wait fails on the exit code it left None, as seen in CI
+        return -None
+    sh.RunningCommand.wait = odd_wait
+    try:
+        runner.run(["sleep", "30"])
+    except cancel.Interrupted as e:
+        print("interrupted", e.name, type(e.__cause__).__name__)
+""")
+
+
+def test_a_tool_failing_oddly_during_a_cancel_is_reported_as_the_cancel():
+    proc = subprocess.run([sys.executable, "-c", ODD_WAIT, str(SRC)], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "interrupted SIGTERM TypeError", proc.stdout + proc.stderr

@@ -81,3 +81,32 @@ def test_insecure_registries_from_registries_conf_files(tmp_path):
     (tmp_path / "b.conf").write_text("not toml [")
     assert hostaccess.insecure_registries([tmp_path / "a.conf", tmp_path / "b.conf", tmp_path / "none"]) == {
         "10.244.0.1:5000"}
+
+
+def test_kubelet_config_turns_in_place_resize_off_where_qos_cgroups_are_off():
+    """kubelet v1.34 dies on a nil pointer in doPodResizeAction when cgroupsPerQOS is false (seen when a Job's
+    pod was deleted a second after its container started; kubernetes/kubernetes#137999)."""
+    config = yaml.safe_load(configs.kubelet_config(ca=Path("/ca"), cert=Path("/c"), key=Path("/k"),
+                                                   address="10.0.0.1", port=10250, resolv_conf="/etc/resolv.conf"))
+    assert config["cgroupsPerQOS"] is False
+    assert config["featureGates"] == {"InPlacePodVerticalScaling": False}
+
+
+def test_a_stopped_component_is_named_with_its_panic_line(tmp_path):
+    from imagepipe.cluster.local import LocalCluster
+
+    local = LocalCluster(tmp_path)
+    local.logs.mkdir(parents=True)
+    local.pids.mkdir()
+    (local.logs / "kubelet.log").write_text(
+        'E1202 04:33:34.797015   22182 kuberuntime_manager.go:639] "Missing actuated resource record"\n'
+        "panic: runtime error: invalid memory address or nil pointer dereference [recovered, repanicked]\n"
+        "[signal SIGSEGV: segmentation violation code=0x1 addr=0x0 pc=0x1f5c8e0]\n")
+    (local.logs / "etcd.log").write_text("E1202 04:33:09.727131 1 x.go:1] \"lost the lease\"\n")
+    stopped = local.stopped()  # no pid files: nothing runs
+    assert stopped[0] == (f"kubelet exited (panic: runtime error: invalid memory address or nil pointer dereference "
+                          f"[recovered, repanicked]; see {local.logs / 'kubelet.log'})")
+    etcd_log = local.logs / "etcd.log"
+    assert stopped[-1] == f'etcd exited (E1202 04:33:09.727131 1 x.go:1] "lost the lease"; see {etcd_log})'
+    assert [s.split()[0] for s in stopped] == ["kubelet", "containerd", "kube-scheduler", "kube-controller-manager",
+                                              "kube-apiserver", "etcd"]

@@ -154,3 +154,21 @@ def test_pip_wheel_requires_hashes_when_asked():
 ])
 def test_podman_verbs(argv, expected):
     assert argv == expected
+
+
+IN_POD = HostProfile(in_pod=True)
+
+
+def test_inside_a_pod_containers_share_its_network_and_get_no_cgroups():
+    argv = commands.podman_run(IN_POD, "img", name="svc", detach=True, publish=["127.0.0.1:5555:8000"],
+                               network="none", env={"A": "1"})
+    assert argv == ["podman", "run", "-d", "--name", "svc", "--cgroups=disabled", "-e", "A=1", "--network", "host",
+                    "img"]
+
+
+def test_inside_a_pod_verify_reaches_its_stand_ins_on_the_shared_loopback():
+    from imagepipe.checks.types import container_host
+    from imagepipe.services import containernet
+
+    assert container_host(IN_POD) == "127.0.0.1" and container_host(PLAIN) == "host.containers.internal"
+    assert containernet.bridge(IN_POD, "img") == ("127.0.0.1", "127.0.0.1/32")  # no podman call inside a pod

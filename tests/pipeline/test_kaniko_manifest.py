@@ -3,32 +3,15 @@ the CI half needs; a local kaniko run would take its args from it, rewriting onl
 
 from __future__ import annotations
 
-import json
-
-from kubernetes.client import ApiClient
+from k8s_models import round_trip
 
 from imagepipe.builders import kanikojob
 
 
-class _Response:
-    def __init__(self, data: dict) -> None:
-        self.data = json.dumps(data)
-
-
-def _prune(value):
-    if isinstance(value, dict):
-        return {k: _prune(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_prune(v) for v in value]
-    return value
-
-
 def test_manifest_is_a_valid_job_with_no_unknown_fields():
     manifest = kanikojob.load()
-    api = ApiClient()
-    job = api.deserialize(_Response(manifest), "V1Job")  # required fields are enforced by the models
-    # A misspelt or unknown key is dropped by the models: the round trip must give the file back.
-    assert _prune(api.sanitize_for_serialization(job)) == manifest
+    job, back = round_trip(manifest, "V1Job")
+    assert back == manifest  # no misspelt or unknown key
     spec = job.spec
     assert spec.backoff_limit is not None and spec.active_deadline_seconds and spec.ttl_seconds_after_finished
     pod = spec.template.spec
@@ -63,3 +46,15 @@ def test_local_args_rewrite_only_paths_and_destination():
     changed = {a.split("=", 1)[0] for a, b in zip(original, local, strict=True) if a != b}
     assert changed == {"--context", "--dockerfile", "--destination", "--cache-repo"}
     assert "--context=dir:///ctx" in local
+
+
+def test_the_executor_runs_the_forks_v1_29_profile_whole():
+    """The Preview profile's flags (the fork's announced v1.29 defaults), FF_KANIKO_CACHE_LOOKAHEAD and
+    --cache-copy-layers, together: the cached-stage skip needs every key known in advance."""
+    job = kanikojob.load()
+    assert kanikojob.executor_env(job) == {f"FF_KANIKO_{name}": "true" for name in (
+        "SKIP_WRITE_WHITEOUTS", "CROSS_REPO_MOUNT", "EXPAND_HEREDOC", "HASH_DIR_FRAMING",
+        "INFER_CROSS_STAGE_CACHE_KEY", "PRECOMPILE_DOCKERIGNORE", "REPRODUCIBLE_PRESERVE_BASE_LAYERS",
+        "RESOLVE_CACHE_KEY", "ROLLING_CACHE_KEY", "RUN_HONOR_GROUP", "RUN_VIA_TINI", "SHARED_BASE_CACHE",
+        "SKIP_CACHED_STAGES", "SKIP_RELABEL_RECOMPRESS", "UNTAR_SKIP_ROOT", "CACHE_LOOKAHEAD")}
+    assert "--cache-copy-layers" in kanikojob.executor_args(job)

@@ -47,3 +47,15 @@ def test_json_events(capsys):
     assert [(e["kind"], e["level"]) for e in events] == [("stage", "info"), ("say", "info"), ("say", "info"),
                                                         ("say", "warning"), ("error", "error")]
     assert all(e["stage"] == "build" for e in events) and err == ""
+
+
+def test_libraries_info_lines_never_reach_the_output(capsys):
+    """The MCP client's `HTTP Request:` lines (httpx2's logger) and any other library's INFO stay out; their
+    warnings still show."""
+    output.configure()
+    logging.getLogger("httpx2").info('HTTP Request: POST http://127.0.0.1:8000/mcp/ "HTTP/1.1 200 OK"')
+    logging.getLogger("somelib.client").info("connected")
+    logging.getLogger("somelib.client").warning("slow answer")
+    output.say("ours")
+    out, err = capsys.readouterr()
+    assert out.splitlines() == ["    warning: slow answer", "    ours"] and err == ""

@@ -121,3 +121,25 @@ def test_certs_d_cas_join_the_system_bundle(tmp_path):
     assert "not a CA" not in Path(bundle).read_text()
     assert registryaccess.trust_bundle("other:1", tmp_path / "work", dirs=(tmp_path,)) in (True, str(
         registryaccess.SYSTEM_BUNDLE))
+
+
+def test_credential_helpers_named_per_registry_and_by_default():
+    from imagepipe.registryauth import default_helper, helper_for
+
+    doc = {"credHelpers": {"https://reg.example.com:5000": "ecr-login", "other.example.com": "gcloud"},
+           "credsStore": "pass", "auths": {"reg.example.com:5000": {"auth": "eDp5"}}}
+    assert helper_for(doc, "reg.example.com:5000") == ("ecr-login", "credHelpers['https://reg.example.com:5000']")
+    assert helper_for(doc, "third.example.com") is None
+    assert default_helper(doc) == ("pass", "credsStore")
+    assert default_helper({"credsStore": ""}) is None
+
+
+def test_a_missing_helper_is_one_line_naming_it(tmp_path):
+    from imagepipe.errors import PipelineError
+    from imagepipe.registryauth import resolve
+
+    authfile = tmp_path / "auth.json"
+    authfile.write_text('{"credHelpers": {"reg.example.com": "imagepipe-absent"}}')
+    with pytest.raises(PipelineError, match=r"the credential helper docker-credential-imagepipe-absent "
+                                            r"\(credHelpers\['reg.example.com'\] in --authfile .*\) is not installed"):
+        resolve("reg.example.com", creds=None, authfile=authfile, environ={}, home=tmp_path)

@@ -33,8 +33,13 @@ def test_exit_code_of_an_error(error, code):
 
 
 def test_every_verb_has_a_module_with_run():
+    """Each verb's module has `run(ctx: Context) -> int`: one parameter, the run's context, and an exit code."""
     import importlib
+    import typing
+
+    from imagepipe.context import Context
 
     for verb in stagetable.VERBS:
         module = importlib.import_module(f"imagepipe.verbs.{verb.module}")
-        assert callable(getattr(module, "run", None)), f"{verb.name}: every verb has run(ctx) -> exit code"
+        hints = typing.get_type_hints(module.run)
+        assert hints == {"ctx": Context, "return": int}, f"{verb.name}: run(ctx: Context) -> int, not {hints}"

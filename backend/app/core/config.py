@@ -26,6 +26,15 @@ def normalise_dsn(url: str) -> str:
     return urlunsplit(("postgresql", parts.netloc, parts.path, query, parts.fragment))
 
 
+def absolute_url(value: str, *, example: str) -> str:
+    """An absolute http(s) URL without a fragment (RFC 8707 resource indicators and RFC 8414 issuers have
+    none, and neither has a query)."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment or parts.query:
+        raise ValueError(f"must be an absolute http(s) URL without a query or fragment, like {example}")
+    return value.strip()
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=True)
 
@@ -40,6 +49,12 @@ class Settings(BaseSettings):
     BETTER_AUTH_JWKS_COOLDOWN_SECONDS: float = Field(default=5.0, ge=0)
     # Optional: when set, tokens must carry this audience (Better Auth uses BETTER_AUTH_URL).
     JWT_AUDIENCE: str | None = None
+    # The MCP server's canonical URL, exactly as Better Auth's mcp({ resource }) is given it: /mcp/ accepts
+    # only tokens whose aud holds it, and the protected-resource metadata (RFC 9728) names it.
+    MCP_RESOURCE_URL: str = Field(min_length=1)
+    # The authorization server's issuer identifier (RFC 8414 `issuer`, the `iss` of its tokens): the Better
+    # Auth base URL when its jwt plugin's `issuer` is set to it, else <base>/api/auth (Better Auth's default).
+    MCP_AUTHORIZATION_SERVER: str = Field(min_length=1)
     AGENT_MAX_ROUNDS: int = Field(default=5, ge=1, le=20)
     AGENT_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0)
     DB_POOL_MIN: int = Field(default=2, ge=0)
@@ -51,6 +66,26 @@ class Settings(BaseSettings):
     @classmethod
     def _dsn(cls, value: str) -> str:
         return normalise_dsn(value)
+
+    @field_validator("MCP_RESOURCE_URL")
+    @classmethod
+    def _resource(cls, value: str) -> str:
+        return absolute_url(value, example="https://api.example.com/mcp")
+
+    @field_validator("MCP_AUTHORIZATION_SERVER")
+    @classmethod
+    def _issuer(cls, value: str) -> str:
+        return absolute_url(value, example="https://auth.example.com")
+
+    @cached_property
+    def mcp_metadata_path(self) -> str:
+        """Where RFC 9728 puts the resource's metadata: the well-known prefix before the resource's path."""
+        return "/.well-known/oauth-protected-resource" + urlsplit(self.MCP_RESOURCE_URL).path.rstrip("/")
+
+    @cached_property
+    def mcp_metadata_url(self) -> str:
+        parts = urlsplit(self.MCP_RESOURCE_URL)
+        return urlunsplit((parts.scheme, parts.netloc, self.mcp_metadata_path, "", ""))
 
     @cached_property
     def cors_origins(self) -> list[str]:

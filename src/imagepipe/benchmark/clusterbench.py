@@ -63,8 +63,9 @@ def measure(work: Path, executor_local: str) -> dict[str, Any] | None:
         out: dict[str, Any] = {"node_ready_s": facts.ready_seconds}
         out["control_plane_mb"] = rss_mb(cluster, CONTROL_PLANE)
         out["node_mb"] = rss_mb(cluster, ("containerd", "kubelet"))
-        stocked = images.stock(facts, executor_local, executor_tag="bench")
-        executor, git_image, bare = stocked.executor, stocked.git_image, stocked.bare
+        executor = images.stock_executor(facts, executor_local, executor_tag="bench")
+        stocked = images.stock(facts)
+        git_image, bare = stocked.git_image, stocked.bare
         api = kubejob.Cluster(facts.context, "default")
         for name, change in (("cold", None), ("rebuild", "\n# benchmark: a code-only change\n")):
             output.say(f"cluster: the Job, {name}")

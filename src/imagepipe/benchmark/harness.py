@@ -16,6 +16,7 @@ import requests
 
 from imagepipe import commands, gitinfo, podmanfacts, runner
 from imagepipe.builders import buildsteps, reproducible
+from imagepipe.checks.types import ISSUER
 from imagepipe.errors import PipelineError
 from imagepipe.hostprofile import HostProfile
 from imagepipe.platforms import Platform
@@ -37,8 +38,10 @@ class Variant:
 class Harness:
     def __init__(self, profile: HostProfile, state_dir: Path, *, runs: int = 3, load_seconds: int = 10,
                  kaniko_image: str | None = None, labels: dict[str, str] | None = None,
-                 kaniko_trials: bool = False, platforms: tuple[Platform, ...] = ()) -> None:
+                 kaniko_trials: bool = False, platforms: tuple[Platform, ...] = (),
+                 advisories: tuple[Path | None, float] = (None, 7.0)) -> None:
         self.profile = profile
+        self.vuln_db, self.vuln_db_max_age = advisories  # verify's advisory source (checks.advisories)
         self.platforms = platforms  # other architectures get rows of their own (benchmark.platformbench)
         self.kaniko_trials = kaniko_trials
         self.trials: list[dict[str, Any]] = []
@@ -98,7 +101,9 @@ class Harness:
         runner.run(commands.podman_run(self.profile, image, name=name, detach=True, labels=self.labels,
                                        publish=[f"127.0.0.1:{port}:8000"],
                                        env={"DATABASE_URL": dsn, "BETTER_AUTH_SECRET": SECRET,
-                                            "OPENAI_API_KEY": "sk-bench", **(env or {})}), stage="bench")
+                                            "OPENAI_API_KEY": "sk-bench", "MCP_AUTHORIZATION_SERVER": ISSUER,
+                                            "MCP_RESOURCE_URL": f"http://127.0.0.1:{port}/mcp", **(env or {})}),
+                   stage="bench")
         base = f"http://127.0.0.1:{port}"
 
         def answered() -> float | None:

@@ -8,9 +8,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from imagepipe.builders import kanikofailure
 from imagepipe.refs import Step
 
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 BUILDAH_STEP = re.compile(r"^(?:\[(\d+)/\d+\] )?STEP (\d+)/(\d+): (.*)$")
 KANIKO_STEP = re.compile(r"^INFO\[\d+\] ((?:FROM|RUN|COPY|ADD|ENV|ARG|WORKDIR|USER|EXPOSE|HEALTHCHECK|CMD|ENTRYPOINT"
                          r"|LABEL|SHELL|VOLUME|STOPSIGNAL|ONBUILD)\b.*)$")
@@ -42,7 +42,7 @@ class StepTimer:
 
     def line(self, raw: str) -> None:
         now = self.clock()
-        text = ANSI.sub("", raw).rstrip()
+        text = kanikofailure.clean(raw).rstrip()
         if self.builder == "buildah":
             m = BUILDAH_STEP.match(text)
             if m:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from imagepipe import commands, multiarch, podmanfacts, runner
-from imagepipe.builders import buildsteps, kanikojob
+from imagepipe.builders import buildsteps, kanikofailure, kanikojob
 from imagepipe.containerfile import BASE_REF, base_ref
 from imagepipe.errors import PipelineError, ToolFailed, pip_failure
 from imagepipe.hostprofile import HostProfile
@@ -39,7 +39,6 @@ CA_MOUNT = "/run/host-ca.crt"  # the Containerfile's RUN uses it for pip when pr
 WHEELS_MOUNT = "/run/wheels"
 DOCKER_CONFIG_MOUNT = "/kaniko/.docker/config.json"
 REGISTRY_CA_MOUNT = "/kaniko/registry-ca.crt"
-ANSI = re.compile(r"\x1b\[[0-9;]*m")  # kaniko colours its log lines
 
 
 @dataclass(frozen=True)
@@ -69,7 +68,8 @@ def local_argv(profile: HostProfile, *, executor: str, job: dict[str, Any], cont
                containerfile: Path, destination: str, cache_repo: str, registry: str, termination_log: Path,
                name: str, labels: dict[str, str], docker_config_file: Path | None = None,
                wheelhouse: Path | None = None, registry_ca: Path | None = None,
-               trial: dict[str, str] | None = None, platform: Platform | None = None) -> list[str]:
+               trial: dict[str, str] | None = None, platform: Platform | None = None,
+               build_ca: Path | None = None) -> list[str]:
     """podman running the executor as the Job would: the manifest's args (rewritable ones set), its
     securityContext as podman expresses it, and the termination-log file kubelet would provide."""
     sec = kanikojob.security(job)
@@ -90,8 +90,8 @@ def local_argv(profile: HostProfile, *, executor: str, job: dict[str, Any], cont
                f"{termination_log}:/dev/termination-log"]
     if wheelhouse is not None:
         volumes.append(f"{wheelhouse}:{WHEELS_MOUNT}:ro")
-    elif HOST_CA_BUNDLE.exists():
-        volumes.append(f"{HOST_CA_BUNDLE}:{CA_MOUNT}:ro")
+    elif build_ca is not None:
+        volumes.append(f"{build_ca}:{CA_MOUNT}:ro")
     if docker_config_file is not None:
         volumes.append(f"{docker_config_file}:{DOCKER_CONFIG_MOUNT}:ro")
     if registry_ca is not None:  # the registry's own CA from certs.d, which kaniko does not read
@@ -108,9 +108,9 @@ def build_local(profile: HostProfile, *, executor: str, context: Path, container
                 cache_repo: str, registry: str, work_dir: Path, labels: dict[str, str],
                 auth: RegistryAuth | None = None, wheelhouse: Path | None = None,
                 run_id: str | None = None, trial: dict[str, str] | None = None,
-                platform: Platform | None = None) -> KanikoBuild:
+                platform: Platform | None = None, build_ca: Path | None = HOST_CA_BUNDLE) -> KanikoBuild:
     """With `auth`, kaniko gets the run's credentials as its docker config (0600, removed afterwards) and the
-    registry's certs.d CA, if it has one."""
+    registry's certs.d CA, if it has one. `build_ca` is the bundle its RUN steps trust for pip (none offline)."""
     job = kanikojob.load()
     run_id = run_id or secrets.token_hex(4)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -124,7 +124,8 @@ def build_local(profile: HostProfile, *, executor: str, context: Path, container
                       destination=destination, cache_repo=cache_repo, registry=registry,
                       termination_log=termination_log, name=f"imagepipe-kaniko-{run_id}", labels=labels,
                       docker_config_file=config_file, wheelhouse=wheelhouse, registry_ca=cas[0] if cas else None,
-                      trial=trial, platform=platform)
+                      trial=trial, platform=platform,
+                      build_ca=build_ca if build_ca is not None and build_ca.exists() else None)
     t0 = time.monotonic()
     timer = buildsteps.StepTimer("kaniko")
     try:
@@ -143,17 +144,18 @@ def build_local(profile: HostProfile, *, executor: str, context: Path, container
 
 
 def explain_failure(e: ToolFailed, *, registry: str, context: Path) -> PipelineError:
-    """kaniko's failures, as one line naming the problem and the fix."""
-    out = e.output
-    explained = pip_failure(out, context)
-    if explained:
-        return explained
-    if re.search(r"UNAUTHORIZED|authentication required|401 Unauthorized|denied", out, re.I):
-        return PipelineError(f"the registry {registry} refused kaniko's credentials: pass --creds USER:PASSWORD "
-                             "or --authfile", stage="build", detail=out)
-    line = next((ln for ln in reversed(out.splitlines()) if "error" in ln.lower()), e.message)
-    line = ANSI.sub("", line).strip()[:300]
-    return PipelineError(f"kaniko failed: {line}", stage="build", detail=out)
+    """kaniko's failures, as one line naming the problem and the fix (kanikofailure reads the cause from
+    kaniko's own error line); the detail without kaniko's colour codes."""
+    out, full = kanikofailure.clean(e.output), kanikofailure.clean(e.full)
+    failure = kanikofailure.classify(full.splitlines())
+    if failure.kind == "run-step":
+        explained = pip_failure(full, context)
+        if explained:
+            return explained
+    if failure.kind == "credentials":
+        return PipelineError(f"the registry {registry} refused kaniko's credentials ({failure.line[:160]}): pass "
+                             "--creds USER:PASSWORD or --authfile", stage="build", detail=out)
+    return PipelineError(f"kaniko failed: {(failure.line or e.message)[:300]}", stage="build", detail=out)
 
 
 def seed_mirror(profile: HostProfile, registry: str, platforms: Sequence[Platform] = (), *,

@@ -15,19 +15,18 @@ import base64
 import json
 import logging
 import os
-import re
 import time
 from collections.abc import Callable
 from typing import Any
 
 from imagepipe import cancel
-from imagepipe.builders import kubewatch
+from imagepipe.builders import kanikofailure, kubewatch
 from imagepipe.builders.kubewatch import JobResult
 from imagepipe.errors import PipelineError
 
 log = logging.getLogger("imagepipe.kube")
 
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
+IN_CLUSTER = "in-cluster"  # --kube-context in-cluster: the ServiceAccount of the pod the pipeline runs in
 
 
 class Cluster:
@@ -39,13 +38,24 @@ class Cluster:
 
         self.context, self.namespace = context, namespace
         try:
-            # KUBECONFIG read now, not when the client was imported (it may list several files)
-            api = config.new_client_from_config(config_file=os.environ.get("KUBECONFIG"), context=context)
+            if context == IN_CLUSTER:  # a pod's own ServiceAccount token, CA and the API's service address
+                configuration = client.Configuration()
+                config.load_incluster_config(client_configuration=configuration)
+                api = client.ApiClient(configuration)
+            else:  # KUBECONFIG read now, not when the client was imported (it may list several files)
+                api = config.new_client_from_config(config_file=os.environ.get("KUBECONFIG"), context=context)
         except (ConfigException, OSError) as e:
-            raise PipelineError(f"cannot use Kubernetes context {context!r}: {e} (check `kubectl config "
-                                "get-contexts` or KUBECONFIG)", stage="build") from None
+            where = ("this process is not in a pod with a mounted ServiceAccount token (automountServiceAccountToken)"
+                     if context == IN_CLUSTER else "check `kubectl config get-contexts` or KUBECONFIG")
+            raise PipelineError(f"cannot use Kubernetes context {context!r}: {e} ({where})", stage="build") from None
         self.server = api.configuration.host
+        self.api = api
         self.batch, self.core = client.BatchV1Api(api), client.CoreV1Api(api)
+
+    def apps(self) -> Any:
+        from kubernetes import client
+
+        return client.AppsV1Api(self.api)
 
     def call(self, what: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         from kubernetes.client.exceptions import ApiException
@@ -67,7 +77,7 @@ class Cluster:
             return PipelineError(f"your identity in context {self.context} may not {what} in namespace "
                                  f"{self.namespace} ({message}): grant the Role in ci/rbac.yaml (kubectl apply -n "
                                  f"{self.namespace} -f ci/rbac.yaml) or use a context that has it", stage="build")
-        if e.status == 404 and "namespaces" in message:
+        if e.status == 404 and ("namespaces" in message or what == "get namespaces"):
             return PipelineError(f"namespace {self.namespace} does not exist in context {self.context}: create "
                                  f"it (kubectl create namespace {self.namespace}) or pass --kube-namespace",
                                  stage="build")
@@ -75,6 +85,23 @@ class Cluster:
             return PipelineError(f"the cluster refused the credentials of context {self.context} ({message}): "
                                  "log in again or fix KUBECONFIG", stage="build")
         return PipelineError(f"the cluster refused to {what}: {e.status} {e.reason} ({message})", stage="build")
+
+
+def check_namespace(cluster: Cluster) -> None:
+    """The cluster answers and the namespace exists, before anything else is checked or made (listing in a
+    missing namespace answers an empty list, so it is read). An identity that may not read namespaces (a
+    namespaced Role) learns of a missing one when the first object is created."""
+    from kubernetes.client.exceptions import ApiException
+
+    def read(**kw: Any) -> Any:
+        try:
+            return cluster.core.read_namespace(cluster.namespace, **kw)
+        except ApiException as e:
+            if e.status == 403:
+                return None
+            raise
+
+    cluster.call("get namespaces", read)
 
 
 def node_architectures(cluster: Cluster) -> set[str]:
@@ -158,7 +185,7 @@ def _follow(cluster: Cluster, pod: str, on_log: Callable[[str], None]) -> list[s
     try:
         for raw in stream.stream():
             for line in raw.decode(errors="replace").splitlines():
-                line = ANSI.sub("", line)
+                line = kanikofailure.clean(line)
                 lines.append(line)
                 on_log(line)
     except HTTPError as e:
@@ -166,33 +193,46 @@ def _follow(cluster: Cluster, pod: str, on_log: Callable[[str], None]) -> list[s
     return lines
 
 
+def _attempt(cluster: Cluster, what: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+    """One deletion (or the listing before it): a failure is logged, never raised; not found is no failure."""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    try:
+        return fn(*args, _request_timeout=10, **kw)
+    except ApiException as e:
+        if e.status != 404:
+            log.warning("could not delete %s in %s: %s %s", what, cluster.namespace, e.status, e.reason)
+    except HTTPError as e:
+        log.warning("could not delete %s in %s: %s", what, cluster.namespace, e)
+    return None
+
+
+def _delete_pods(cluster: Cluster, selector: str, what: str) -> None:
+    pods = _attempt(cluster, what, cluster.core.list_namespaced_pod, cluster.namespace, label_selector=selector)
+    for pod in pods.items if pods is not None else []:
+        _attempt(cluster, f"pod {pod.metadata.name}", cluster.core.delete_namespaced_pod, pod.metadata.name,
+                 cluster.namespace, grace_period_seconds=0)
+
+
 def delete(cluster: Cluster, job: str | None, secrets: list[str]) -> None:
     """The Job (when given) and its pods at once (no grace: nothing of a failed build is worth waiting for),
     and the run's Secrets. Each deletion on its own (one that fails, or finds nothing, does not stop the
     others); best effort: a failure is logged, never raised over the first error."""
-    from kubernetes.client.exceptions import ApiException
-    from urllib3.exceptions import HTTPError
-
-    def attempt(what: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
-        try:
-            return fn(*args, _request_timeout=10, **kw)
-        except ApiException as e:
-            if e.status != 404:
-                log.warning("could not delete %s in %s: %s %s", what, cluster.namespace, e.status, e.reason)
-        except HTTPError as e:
-            log.warning("could not delete %s in %s: %s", what, cluster.namespace, e)
-        return None
-
     if job is not None:
-        attempt(f"Job {job}", cluster.batch.delete_namespaced_job, job, cluster.namespace,
-                propagation_policy="Background")
-        pods = attempt(f"the pods of {job}", cluster.core.list_namespaced_pod, cluster.namespace,
-                       label_selector=f"job-name={job}")
-        for pod in pods.items if pods is not None else []:
-            attempt(f"pod {pod.metadata.name}", cluster.core.delete_namespaced_pod, pod.metadata.name,
-                    cluster.namespace, grace_period_seconds=0)
+        _attempt(cluster, f"Job {job}", cluster.batch.delete_namespaced_job, job, cluster.namespace,
+                 propagation_policy="Background")
+        _delete_pods(cluster, f"job-name={job}", f"the pods of {job}")
     for secret in secrets:
-        attempt(f"Secret {secret}", cluster.core.delete_namespaced_secret, secret, cluster.namespace)
+        _attempt(cluster, f"Secret {secret}", cluster.core.delete_namespaced_secret, secret, cluster.namespace)
+
+
+def delete_deployment(cluster: Cluster, name: str) -> None:
+    """A Deployment, its pods at once (no grace) and its Service of the same name; best effort, as delete()."""
+    _attempt(cluster, f"Deployment {name}", cluster.apps().delete_namespaced_deployment, name, cluster.namespace,
+             propagation_policy="Background")
+    _attempt(cluster, f"Service {name}", cluster.core.delete_namespaced_service, name, cluster.namespace)
+    _delete_pods(cluster, f"app.kubernetes.io/name={name}", f"the pods of {name}")
 
 
 def _message(e: Any) -> str:
@@ -207,4 +247,7 @@ def clean_leftover(entry: str) -> str:
     found = json.loads(entry)
     cluster = Cluster(found["context"], found["namespace"])
     delete(cluster, found["job"], found["secrets"])
-    return f"Job {found['job']} in {found['namespace']}"
+    for name in found.get("deployments", []):
+        delete_deployment(cluster, name)
+    what = [f"Job {found['job']}"] if found["job"] else [f"Deployment {d}" for d in found.get("deployments", [])]
+    return f"{', '.join(what)} in {found['namespace']}"

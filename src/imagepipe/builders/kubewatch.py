@@ -3,13 +3,14 @@ the nodes cannot pull, the clone step, the deadline, kaniko's exit), and what ra
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
-from imagepipe.errors import PipelineError
+from imagepipe.builders import kanikofailure
+from imagepipe.errors import PipelineError, pip_failure
 from imagepipe.retry import wait_until
 
 
@@ -22,6 +23,7 @@ class Cluster(Protocol):
     def call(self, what: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any: ...
 
 POLL_SECONDS = 1.0
+CONTEXT_IN_REPO = Path("backend")  # the Job's build context in the cloned repository (ci/kaniko.yaml)
 PULL_ERRORS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")
 
 
@@ -103,7 +105,11 @@ def wait_for_termination(cluster: Cluster, job: str, pod_name: str, deadline: fl
         failure = job_failure(cluster, job)  # the deadline: its pod is deleted, there is nothing to read
         if failure is not None and "activeDeadlineSeconds" in failure.message:
             raise failure
-        pod = cluster.call("get pods", cluster.core.read_namespaced_pod, pod_name, cluster.namespace)
+        pod = _read_pod(cluster, pod_name)
+        if pod is None:  # deleted: for the Job's deadline, a moment before the Job says so
+            raise wait_until(lambda: job_failure(cluster, job), timeout=5, interval=0.5) or PipelineError(
+                f"the pod {pod_name} of Job {job} was deleted while kaniko ran (kubectl -n {cluster.namespace} "
+                f"describe job {job})", stage="build")
         for s in pod.status.container_statuses or []:
             if s.name == "kaniko" and s.state.terminated is not None:
                 return s.state.terminated, pod
@@ -116,19 +122,44 @@ def wait_for_termination(cluster: Cluster, job: str, pod_name: str, deadline: fl
     return found
 
 
+def _read_pod(cluster: Cluster, name: str) -> Any | None:
+    """The pod, or None once it is gone (any other refusal is one line, as for every call)."""
+    from kubernetes.client.exceptions import ApiException
+
+    def read(**kw: Any) -> Any:
+        try:
+            return cluster.core.read_namespaced_pod(name, cluster.namespace, **kw)
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
+    return cluster.call("get pods", read)
+
+
 def failed_build(cluster: Cluster, job: str, term: Any, lines: list[str]) -> PipelineError:
     # killed for the Job's deadline: the Job may say so a moment after the container ended
     failure = wait_until(lambda: job_failure(cluster, job), timeout=5, interval=0.5)
     if failure is not None and "activeDeadlineSeconds" in failure.message:
         return failure
-    text = "\n".join(lines)
-    if re.search(r"UNAUTHORIZED|authentication required|401 Unauthorized|denied", text, re.I):
-        return PipelineError(f"the registry refused kaniko's credentials in the Job {job}: check --creds or the "
-                             "auth file (the pipeline makes the Job's Secret from them), or --kube-secret",
-                             stage="build", detail=text)
-    step = next((ln for ln in reversed(lines) if "error building image" in ln.lower()), "")
-    line = step or next((ln for ln in reversed(lines) if "error" in ln.lower()), term.reason or "")
-    return PipelineError(f"kaniko Job {job} failed (exit {term.exit_code}): {line.strip()[:240]}", stage="build",
+    return explain_build(job, term.exit_code, term.reason or "", lines)
+
+
+def explain_build(job: str, exit_code: int, reason: str, lines: list[str]) -> PipelineError:
+    """A kaniko container that ended non-zero, from its log: one line naming the cause and the fix."""
+    text = kanikofailure.clean("\n".join(lines))
+    failure = kanikofailure.classify(text.splitlines())
+    if failure.kind == "run-step":
+        explained = pip_failure(text, CONTEXT_IN_REPO)
+        if explained:
+            explained.message = f"kaniko Job {job}: {explained.message}"
+            return explained
+    if failure.kind == "credentials":
+        return PipelineError(f"the registry refused kaniko's credentials in the Job {job} ({failure.line[:160]}): "
+                             "check --creds or the auth file (the pipeline makes the Job's Secret from them), or "
+                             "--kube-secret", stage="build", detail=text)
+    line = failure.line or reason
+    return PipelineError(f"kaniko Job {job} failed (exit {exit_code}): {line[:240]}", stage="build",
                          detail=text)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import requests
 
 from imagepipe import commands, runner
-from imagepipe.checks.types import Check, CheckRun, ImageCheck, ServiceCheck, ServiceView
+from imagepipe.checks.types import ISSUER, Check, CheckRun, ImageCheck, ServiceCheck, ServiceView
 from imagepipe.retry import wait_until
 
 # verify sets the service's JWKS refetch cooldown (BETTER_AUTH_JWKS_COOLDOWN_SECONDS, 5 s by default) to this,
@@ -52,6 +52,20 @@ def _psql(v: ImageCheck, dsn: str, *sql: str, ca: Path | None = None) -> runner.
                                     entrypoint="", command=["psql", dsn, "-tA", "-F|", *args]), ok=(0, 1, 2, 127))
 
 
+def plain_text_refused(v: CheckRun) -> tuple[bool, str]:
+    """Whether the server refuses a plain-text session, as the server says it (`no encryption`): a session
+    that opens is ACCEPTED; a psql that fails otherwise (on a loaded machine its container once came back
+    with exit 2 and nothing said) is asked once more, then named as what it is, not as an acceptance."""
+    for _ in range(2):
+        plain = _psql(v, v.running.dsn_with(sslmode="disable"), "SELECT 1")
+        if plain.code == 0:
+            return False, "plain text ACCEPTED"
+        if "no encryption" in plain.stderr + plain.stdout:
+            return True, "plain text refused"
+    said = runner.first_error_line(plain.stderr + plain.stdout) or "no output"
+    return False, f"the plain-text probe failed without the server's answer (exit {plain.code}: {said})"
+
+
 def check_database_tls(v: CheckRun) -> Check:
     parts, ok = [], True
     # The service's own pool (every one of its sessions encrypted, as the server sees it) and psql's session.
@@ -68,10 +82,9 @@ def check_database_tls(v: CheckRun) -> Check:
                              "psql_tls": own_ssl == "t"}
     if v.running.tls is not None:
         # The server takes no plain-text TCP at all, as Neon.
-        plain = _psql(v, v.running.dsn_with(sslmode="disable"), "SELECT 1")
-        refused = plain.code != 0 and "no encryption" in plain.stderr
+        refused, said = plain_text_refused(v)
         ok &= refused
-        parts.append("plain text refused" if refused else "plain text ACCEPTED")
+        parts.append(said)
         # A user who supplies the CA gets certificate and host name verification (psql and psycopg).
         dsn = v.running.dsn_with(sslmode="verify-full", sslrootcert=CA_IN_CONTAINER, channel_binding="require")
         probe = ("psql \"$DSN\" -tAc 'SELECT 1' >/dev/null && python -c "
@@ -157,19 +170,66 @@ def last_error(v: ServiceView) -> str:
 
 
 def check_mcp(v: ServiceView) -> Check:
-    user = "usr_verify_mcp"
+    """The official MCP client with a token issued for the MCP server, and what a client without one needs
+    to find the authorization server: the 401's resource_metadata, the metadata it names (RFC 9728), and
+    a 401 for a token issued for another resource."""
+    user, resource = "usr_verify_mcp", f"{v.base}/mcp"
+    # First, without a token: that request also loads the MCP server (app.core.lazy), which takes seconds on
+    # a slow or emulated CPU, so it gets the time the client's own requests (10 s each) do not.
+    anonymous, challenge = _mcp_status(v, None, timeout=60)
+    elsewhere, _ = _mcp_status(v, v.token(user, aud="http://other.verify.invalid/mcp"), timeout=10)
+    metadata = _metadata(v, challenge)
     try:
-        names, listed = asyncio.run(_mcp_session(f"{v.base}/mcp/", v.token(user)))
+        names, listed = asyncio.run(_mcp_session(f"{v.base}/mcp/", v.token(user, aud=resource)))
     except Exception as e:  # noqa: BLE001 - the SDK raises many types; all mean the MCP path is broken
+        leaf = innermost(e)
         return Check("mcp", False, None, sorted(MCP_TOOLS),
-                     f"MCP client failed: {type(e).__name__}: {e}"[:300] + last_error(v))
-    anonymous = requests.post(f"{v.base}/mcp/", timeout=5, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
-                              headers={"Accept": "application/json, text/event-stream"}).status_code
-    ok = names == MCP_TOOLS and isinstance(listed, dict) and "tasks" in listed and anonymous == 401
+                     f"MCP client failed: {type(leaf).__name__}: {leaf}"[:300] + last_error(v))
+    want_metadata = {"resource": resource, "authorization_servers": [ISSUER]}
+    discovered = {k: metadata.get(k) for k in want_metadata} if isinstance(metadata, dict) else metadata
+    ok = (names == MCP_TOOLS and isinstance(listed, dict) and "tasks" in listed and anonymous == 401
+          and elsewhere == 401 and discovered == want_metadata)
     return Check("mcp", ok, {"tools": sorted(names), "list_tasks": "ok" if "tasks" in listed else listed,
-                             "without_token": anonymous}, {"tools": sorted(MCP_TOOLS), "without_token": 401},
+                             "without_token": anonymous, "other_audience": elsewhere, "metadata": discovered},
+                 {"tools": sorted(MCP_TOOLS), "without_token": 401, "other_audience": 401,
+                  "metadata": want_metadata},
                  f"official MCP client: {len(names)} tools, list_tasks -> "
-                 f"{'ok' if 'tasks' in listed else listed}; without a token -> {anonymous}")
+                 f"{'ok' if 'tasks' in listed else listed}; without a token -> {anonymous}, for another resource "
+                 f"-> {elsewhere}; protected-resource metadata: "
+                 f"{'as configured' if discovered == want_metadata else discovered}")
+
+
+def _mcp_status(v: ServiceView, token: str | None, *, timeout: float) -> tuple[int | None, str]:
+    """A tools/list with this token (or none): the status and the WWW-Authenticate header."""
+    headers = {"Accept": "application/json, text/event-stream", **({"Authorization": f"Bearer {token}"}
+                                                                      if token else {})}
+    try:
+        r = requests.post(f"{v.base}/mcp/", timeout=timeout, headers=headers,
+                          json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+    except requests.RequestException:
+        return None, ""  # the client below says why
+    return r.status_code, r.headers.get("www-authenticate", "")
+
+
+def _metadata(v: ServiceView, challenge: str) -> dict[str, Any] | str:
+    """The metadata document the 401 points to, read from the service (the URL names the configured
+    resource's host, which is the published port here)."""
+    found = re.search(r'resource_metadata="([^"]+)"', challenge)
+    if not found:
+        return f"no resource_metadata in the 401's WWW-Authenticate ({challenge or 'absent'})"
+    try:
+        r = requests.get(found.group(1), timeout=10)
+        return r.json() if r.status_code == 200 else f"{found.group(1)} -> {r.status_code}"
+    except (requests.RequestException, ValueError) as e:
+        return f"{found.group(1)}: {e}"
+
+
+def innermost(e: BaseException) -> BaseException:
+    """The first leaf of an exception group (the SDK's task groups wrap the cause: "unhandled errors in a
+    TaskGroup (1 sub-exception)" names nothing)."""
+    while isinstance(e, BaseExceptionGroup) and e.exceptions:
+        e = e.exceptions[0]
+    return e
 
 
 async def _mcp_session(url: str, token: str) -> tuple[set[str], Any]:

@@ -10,7 +10,7 @@ import time
 import requests
 
 from imagepipe import commands, podmanfacts
-from imagepipe.checks.types import FRONTEND, Check, CheckRun, ImageCheck, RunTools, ServiceCheck, ServiceView
+from imagepipe.checks.types import FRONTEND, ISSUER, Check, CheckRun, ImageCheck, RunTools, ServiceCheck, ServiceView
 from imagepipe.platforms import MACHINES, host
 from imagepipe.retry import wait_until
 
@@ -96,7 +96,8 @@ def env(v: ServiceCheck) -> Check:
     logs = v.logs()
     line = next((ln for ln in logs.splitlines() if "settings loaded:" in ln), "")
     expected = ["DATABASE_URL=<set>", "BETTER_AUTH_SECRET=<set>", "OPENAI_API_KEY=<set>",
-                "AGENT_MODEL=gpt-4o", f"FRONTEND_URL={FRONTEND}"]
+                "AGENT_MODEL=gpt-4o", f"FRONTEND_URL={FRONTEND}", "MCP_RESOURCE_URL=<set>",
+                f"MCP_AUTHORIZATION_SERVER={ISSUER}"]
     missing = [e for e in expected if e not in line]
     leaked = [k for k, v in v.secrets.items() if v in logs]
     preflight = v.http.options(f"{v.base}/api/usr_verify/tasks", timeout=5, headers={
@@ -131,25 +132,35 @@ def start_idle(v: CheckRun) -> float:
     return time.monotonic()
 
 
+def _health_timings(v: CheckRun) -> tuple[int, float]:
+    """The image's HEALTHCHECK retries and start period (seconds)."""
+    hc = v.config.get("Healthcheck") or {}
+    return int(hc.get("Retries") or 3), (hc.get("StartPeriod") or 0) / 1e9
+
+
+def not_serving_health(v: CheckRun) -> str:
+    """On the container where nothing listens, `retries` failures after the start period must give
+    unhealthy (runs back to back: the interval only spaces real-life checks)."""
+    retries, start_period = _health_timings(v)
+    idle_started = v.idle_started.result()
+    time.sleep(max(0.0, idle_started + start_period + 0.5 - time.monotonic()))
+    for _ in range(retries):
+        v.sh(commands.podman_healthcheck_run(v.profile, v.idle_name), ok=(0, 1))
+    return _health(v, v.idle_name)
+
+
 def health_status(v: CheckRun) -> Check:
     hc = v.config.get("Healthcheck") or {}
     test = hc.get("Test") or []
     if not test or test[0] == "NONE":
         return Check("health-status", False, None, "healthy", "the image has no HEALTHCHECK")
-    retries = int(hc.get("Retries") or 3)
-    start_period = (hc.get("StartPeriod") or 0) / 1e9
+    retries, start_period = _health_timings(v)
     # podman schedules checks with systemd timers; without systemd we drive them: one run on the
     # serving container must give healthy ...
     run = v.sh(commands.podman_healthcheck_run(v.profile, v.name), ok=(0, 1))
     status = _health(v, v.name)
     healthy = run.code == 0 and status == "healthy"
-    # ... and on a container where nothing listens, `retries` failures after the start period must
-    # give unhealthy (runs back to back: the interval only spaces real-life checks).
-    idle_started = v.idle_started.result()
-    time.sleep(max(0.0, idle_started + start_period + 0.5 - time.monotonic()))
-    for _ in range(retries):
-        v.sh(commands.podman_healthcheck_run(v.profile, v.idle_name), ok=(0, 1))
-    idle_status = _health(v, v.idle_name)
+    idle_status = v.idle_health if v.idle_health is not None else not_serving_health(v)
     ok = healthy and idle_status == "unhealthy"
     return Check("health-status", ok, {"serving": status, "not-serving": idle_status},
                  {"serving": "healthy", "not-serving": "unhealthy"},

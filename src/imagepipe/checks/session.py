@@ -17,7 +17,7 @@ import requests
 
 from imagepipe import cancel, commands, podmanfacts, runner
 from imagepipe.checks import prodchecks
-from imagepipe.checks.types import CONTAINER_HOST, FRONTEND, Check, CheckRun, Services
+from imagepipe.checks.types import FRONTEND, ISSUER, Check, CheckRun, Services, container_host
 from imagepipe.errors import PipelineError
 from imagepipe.retry import wait_until
 from imagepipe.services import containernet, postgres, standins, tlscerts
@@ -33,18 +33,19 @@ def services(v: CheckRun) -> Iterator[Services]:
     try:
         gateway, subnet = containernet.bridge(v.profile, v.image, labels=v.opt.labels)
         # The stand-ins listen on the gateway: the container reaches them as host.containers.internal.
+        host = container_host(v.profile)
         openai, jwks = standins.FakeOpenAI(host=gateway), standins.Jwks(host=gateway)
         jwks.add("k1")
         dsn = v.opt.database_url or ""
         if not dsn:
             tls = tlscerts.make(Path(tempfile.mkdtemp(prefix="imagepipe-tls-")),
-                                hosts=[CONTAINER_HOST, "localhost"], ips=["127.0.0.1", gateway])
+                                hosts=[host, "localhost"], ips=list(dict.fromkeys(["127.0.0.1", gateway])))
             pg = postgres.for_containers(gateway, subnet, tls=tls)
             # Its address and password are known before it runs: the database starts beside the service,
             # which retries until it can connect (as it would with a slow Neon wake-up).
             database = v.pool.submit(pg.start)
             # As Neon hands it out: TLS required, SCRAM with channel binding.
-            dsn = pg.dsn(host=CONTAINER_HOST, sslmode="require", channel_binding="require")
+            dsn = pg.dsn(host=host, sslmode="require", channel_binding="require")
         v.mark("bridge up, stand-ins and certificates ready")
         v.services = Services(openai, jwks, dsn, tls, database)
         yield v.services
@@ -70,9 +71,18 @@ def start_service(v: CheckRun) -> None:
     """The service container, hardened (read-only root, a tmpfs /tmp, no capabilities), until /health
     answers 200: the startup-time check. Then the database it was started with must be up."""
     s = v.running
+    if v.profile.in_pod and (v.config.get("Healthcheck") or {}).get("Test"):
+        # the containers share the pod's network: once the service listens, the idle container's check
+        # would reach it, so the not-serving half of health-status is proven first (a few seconds)
+        from imagepipe.checks.runtimechecks import not_serving_health
+
+        v.idle_health = not_serving_health(v)
+        v.mark("not-serving health proven before the service starts (in a pod)")
+    host = container_host(v.profile)
     env = {"DATABASE_URL": s.dsn, "FRONTEND_URL": FRONTEND, **v.secrets,
-           "OPENAI_BASE_URL": f"http://{CONTAINER_HOST}:{s.openai.port}/v1",
-           "BETTER_AUTH_JWKS_URL": f"http://{CONTAINER_HOST}:{s.jwks.port}/api/auth/jwks",
+           "MCP_RESOURCE_URL": f"{v.base}/mcp", "MCP_AUTHORIZATION_SERVER": ISSUER,
+           "OPENAI_BASE_URL": f"http://{host}:{s.openai.port}/v1",
+           "BETTER_AUTH_JWKS_URL": f"http://{host}:{s.jwks.port}/api/auth/jwks",
            "BETTER_AUTH_JWKS_COOLDOWN_SECONDS": str(prodchecks.JWKS_COOLDOWN_S)}
     t0 = time.monotonic()
     v.sh(commands.podman_run(v.profile, v.image, name=v.name, detach=True, env=env, labels=v.opt.labels,

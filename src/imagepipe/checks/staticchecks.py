@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from imagepipe import commands, imagemount, runner
-from imagepipe.checks import debsec, imagefs
-from imagepipe.checks.types import Check
+from imagepipe.checks import advisories, debsec, imagefs
+from imagepipe.checks.types import Check, VerifyOptions
 from imagepipe.hostprofile import HostProfile
 from imagepipe.supplychain import inventory
 
@@ -19,14 +19,13 @@ BAKED = ("BETTER_AUTH_SECRET", "OPENAI_API_KEY", "DATABASE_URL")  # must never b
 
 
 def run(profile: HostProfile, image: str, *, config: dict[str, Any], secrets: dict[str, str],
-        state_dir: Path, arch: str = "amd64") -> tuple[list[Check], inventory.Inventory]:
+        opt: VerifyOptions, arch: str = "amd64") -> tuple[list[Check], inventory.Inventory]:
     """The static checks from one mount of the image, and the inventory they read (the SBOM's too)."""
     t0 = time.monotonic()
     with imagemount.mounted(image) as root:
         found = imagefs.scan(root, list(secrets.values()))
         tools = imagefs.find_build_tools(root)
         contents = inventory.read(root)
-    installed = {d.name: d.version for d in contents.debs}
     history = runner.run(commands.podman_history(profile, image),
                          stage="verify").stdout
     walked = round(time.monotonic() - t0, 2)
@@ -35,7 +34,7 @@ def run(profile: HostProfile, image: str, *, config: dict[str, Any], secrets: di
     for check in checks:  # they share one pass: each shows its time
         check.seconds = walked
     t1 = time.monotonic()
-    vulns = vulnerabilities(installed, image, state_dir, unreadable=contents.unreadable, arch=arch)
+    vulns = vulnerabilities(contents, image, opt, arch=arch)
     vulns.seconds = round(time.monotonic() - t1, 2)
     sizes = dict(sorted(found.sizes.items(), key=lambda kv: -kv[1]))
     return [*checks, vulns], dataclasses.replace(contents, sizes=sizes)
@@ -87,14 +86,19 @@ def junk(found: imagefs.Scan) -> Check:
                  else f"found: {', '.join(found.junk[:5])}")
 
 
-def vulnerabilities(installed: dict[str, str], image: str, state_dir: Path, *, unreadable: str | None,
-                    arch: str = "amd64") -> Check:
-    if unreadable or not installed:  # nothing compared is not nothing vulnerable
-        why = unreadable or "no installed package in /var/lib/dpkg/status or status.d"
+def vulnerabilities(contents: inventory.Inventory, image: str, opt: VerifyOptions, *, arch: str = "amd64") -> Check:
+    """Every package the image ships against OSV advisories (checks.advisories), and its Debian packages
+    against the bookworm-security index too. Fails on any finding with a fix, on a package that cannot be
+    scanned, and when no advisory source could be had."""
+    installed = {d.name: d.version for d in contents.debs}
+    if contents.unreadable or not installed:  # nothing compared is not nothing vulnerable
+        why = contents.unreadable or "no installed package in /var/lib/dpkg/status or status.d"
         return Check("vulnerabilities", False, [why], [],
                      f"the image's Debian packages cannot be listed ({why}): nothing could be compared with the "
-                     "security index; keep dpkg's status file in the image")
-    index = debsec.security_index(state_dir / "cache", arch)  # the image's own architecture's index
+                     "advisories; keep dpkg's status file in the image")
+    found = advisories.scan(contents, db_path=opt.vuln_db, max_age_days=opt.vuln_db_max_age_days,
+                            ignores=opt.vuln_ignores)
+    index = debsec.security_index(opt.state_dir / "cache", arch)  # the image's own architecture's index
     pending = debsec.pending_fixes(installed, index)
     scanner = runner.installed("trivy") or runner.installed("grype")
     if scanner:
@@ -105,6 +109,8 @@ def vulnerabilities(installed: dict[str, str], image: str, state_dir: Path, *, u
             pending.append(f"{Path(scanner).name}: critical findings")
         extra = f"; {Path(scanner).name}: {'critical findings' if result.code else 'no critical findings'}"
     else:
-        extra = "; no trivy/grype installed (Debian security index only)"
-    return Check("vulnerabilities", not pending, pending[:20], [],
-                 f"{len(installed)} Debian packages, {len(pending)} with a pending bookworm-security fix{extra}")
+        extra = ""
+    detail = (f"{advisories.summary(found, contents)}; bookworm-security index: {len(pending)} of "
+              f"{len(installed)} Debian packages with a pending fix{extra}")
+    return Check("vulnerabilities", found.passed and not pending, [*advisories.values(found), *pending][:20], [],
+                 detail)

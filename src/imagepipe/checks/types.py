@@ -17,7 +17,14 @@ from imagepipe.services import postgres, standins, tlscerts
 from imagepipe.supplychain.inventory import Inventory
 
 CONTAINER_HOST = "host.containers.internal"  # podman's name for the host, seen from a bridged container
+
+
+def container_host(profile: HostProfile) -> str:
+    """Where a verify container reaches the stand-ins and the database: the host through podman's bridge,
+    or, inside a pod, the loopback the containers share with the pipeline."""
+    return "127.0.0.1" if profile.in_pod else CONTAINER_HOST
 FRONTEND = "http://frontend.verify.invalid"
+ISSUER = "http://auth.verify.invalid"  # the authorization server the MCP metadata names (never contacted)
 
 
 @dataclass
@@ -42,6 +49,9 @@ class VerifyOptions:
     labels: dict[str, str] = field(default_factory=dict)  # on every container verify starts (the run's)
     pull_auth: ToolAuth | None = None  # the run's registry access, for the pull by digest
     platform: str | None = None  # os/arch the image must be (a multi-platform run's); None: whatever it says
+    vuln_db: Path | None = None  # an OSV database (checks.advisories); None: the OSV API
+    vuln_db_max_age_days: float = 7.0
+    vuln_ignores: Path | None = None  # the reviewed ignore list (osv-ignore.toml), where there is one
 
 
 @dataclass
@@ -93,11 +103,13 @@ class ServiceView(Protocol):
     jwks_user: str
     jwks_first: tuple[int, float]
     idle_started: Future[float]
+    # inside a pod, the idle container's health, proven before the service shares the port (HostProfile.in_pod)
+    idle_health: str | None
 
     @property
     def running(self) -> Services: ...
 
-    def token(self, user: str) -> str: ...
+    def token(self, user: str, **claims: Any) -> str: ...
 
     def get(self, path: str, **kw: Any) -> requests.Response: ...
 

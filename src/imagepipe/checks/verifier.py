@@ -42,7 +42,8 @@ class Verifier:
         tag = secrets.token_hex(4)
         self.name = f"imagepipe-verify-{tag}"
         self.idle_name = f"imagepipe-verify-idle-{tag}"
-        self.port = free_port()
+        # inside a pod the service's own port is the pod's (see HostProfile.in_pod)
+        self.port = 8000 if profile.in_pod else free_port()
         self.secrets = {
             "BETTER_AUTH_SECRET": secrets.token_urlsafe(32),
             "OPENAI_API_KEY": "sk-verify-" + secrets.token_urlsafe(24),
@@ -57,13 +58,14 @@ class Verifier:
         self.jwks_user = "usr_verify_jwks"
         self.jwks_first: tuple[int, float] = (0, 0.0)
         self.idle_started: Future[float] = Future()
+        self.idle_health: str | None = None
         self.pool = ThreadPoolExecutor(max_workers=6, thread_name_prefix="verify")
         self.t0 = time.monotonic()
 
     # --- helpers -----------------------------------------------------------------------------------
 
-    def token(self, user: str) -> str:
-        return mint_hs256(self.secrets["BETTER_AUTH_SECRET"], user)
+    def token(self, user: str, **claims: Any) -> str:
+        return mint_hs256(self.secrets["BETTER_AUTH_SECRET"], user, **claims)
 
     @property
     def running(self) -> Services:
@@ -136,7 +138,7 @@ class Verifier:
         self.mark("pulled and inspected")
         try:
             static = self.pool.submit(staticchecks.run, self.profile, self.image, config=self.config,
-                                      secrets=self.secrets, state_dir=self.opt.state_dir,
+                                      secrets=self.secrets, opt=self.opt,
                                       arch=facts.architecture or "amd64")
             self.idle_started = self.pool.submit(runtimechecks.start_idle, self)
             before = [self.background(s.id, self.bind(s)) for s in select("before", worker=True)]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imagepipe import output, runner
+from imagepipe.cluster import gotoolchain
 from imagepipe.errors import PipelineError
 from imagepipe.paths import ROOT
 
@@ -50,21 +51,21 @@ def cached() -> Binaries | None:
     return Binaries(where) if (where / ".complete").exists() else None
 
 
-def go() -> str | None:
-    """The Go toolchain: on PATH, or where go.dev's tarball installs it (a CI environment may not have
-    /usr/local/go/bin on PATH)."""
-    found = runner.installed("go")
-    if found is None and Path("/usr/local/go/bin/go").is_file():
-        return "/usr/local/go/bin/go"
-    return found
+def go() -> str:
+    """A Go that builds our modules: the machine's when new enough, else the toolchain fetched once from the
+    Go module proxy (imagepipe.cluster.gotoolchain). Raises PipelineError with the cause when neither can be
+    had."""
+    return gotoolchain.ensure(CACHE)
 
 
 def unavailable() -> str | None:
-    """Why the binaries cannot be had on this machine (None: they are cached, or Go can build them)."""
+    """Why the binaries cannot be had on this machine (None: they are cached, or a Go can build them)."""
     if cached() is not None:
         return None
-    if go() is None:
-        return "Go is not installed, so the local cluster's Kubernetes binaries cannot be built here"
+    try:
+        go()
+    except PipelineError as e:
+        return f"the local cluster's Kubernetes binaries cannot be built here: {e.message}"
     return None
 
 
@@ -74,9 +75,6 @@ def ensure() -> Binaries:
     if found is not None:
         return found
     toolchain = go()
-    if toolchain is None:
-        raise PipelineError("cannot build the local cluster: Go is not installed (apt-get install golang, or Go "
-                            "from go.dev)", stage="cluster")
     target, ver = cache_dir(), version()
     output.stage(f"==> cluster: building Kubernetes {ver} from the Go module (once per machine; cached in {target})")
     flags = f"-s -w -X k8s.io/component-base/version.gitVersion={ver}"

@@ -96,7 +96,11 @@ def cni_conf(*, network: str, bridge: str, subnet: str, gateway: str, ipam_dir: 
 
 def kubelet_config(*, ca: Path, cert: Path, key: Path, address: str, port: int, resolv_conf: str) -> str:
     """The kubelet on a host without usable cgroup2 controllers and without CAP_SYS_RESOURCE: no QoS cgroups,
-    no node allocatable enforcement, no host sysctls or iptables chains of its own."""
+    no node allocatable enforcement, no host sysctls or iptables chains of its own.
+
+    In-place pod resize is off: with cgroupsPerQOS false, kubelet v1.34's doPodResizeAction dereferences the
+    nil cgroup config of the no-op pod container manager and the kubelet dies (kubernetes/kubernetes#137999,
+    seen here when a Job's pod was deleted a second after its container started); nothing here resizes."""
     return yaml.safe_dump({
         "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
         "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True},
@@ -112,6 +116,7 @@ def kubelet_config(*, ca: Path, cert: Path, key: Path, address: str, port: int, 
         "evictionHard": {"memory.available": "1%", "nodefs.available": "1%", "imagefs.available": "1%"},
         "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
         "localStorageCapacityIsolation": False,
+        "featureGates": {"InPlacePodVerticalScaling": False},
     }, sort_keys=True)
 
 

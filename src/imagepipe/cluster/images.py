@@ -61,15 +61,24 @@ def _build_and_push(ctx: Path, local: str, dest: str) -> None:
 
 @dataclass(frozen=True)
 class Stocked:
-    executor: str  # the kaniko executor, in the cluster's registry
-    git_image: str  # the clone step's image, there too
+    git_image: str  # the clone step's image, in the cluster's registry
     bare: Path  # the git server's repository (todo.git), empty
 
 
-def stock(facts: Facts, executor_local: str, *, executor_tag: str) -> Stocked:
-    """What a Job on the local cluster needs there: the executor and git images in its registry, the base as
-    kaniko's docker.io mirror, and an empty repository on its git server."""
-    executor = mirror(executor_local, f"{facts.registry}/osscontainertools/kaniko:{executor_tag}")
+def executor_ref(facts: Facts, executor_tag: str) -> str:
+    """Where the kaniko executor is kept in the cluster's registry: a copy under our own repository name,
+    whatever image the pipeline was given (it names the executor only by reference)."""
+    return f"{facts.registry}/imagepipe/kaniko-executor:{executor_tag}"
+
+
+def stock_executor(facts: Facts, executor_local: str, *, executor_tag: str) -> str:
+    """The local executor image copied into the cluster's registry (the node pulls from nowhere else)."""
+    return mirror(executor_local, executor_ref(facts, executor_tag))
+
+
+def stock(facts: Facts) -> Stocked:
+    """What a Job on the local cluster needs there but the executor (stock_executor): the git image in its
+    registry, the base as kaniko's docker.io mirror, and an empty repository on its git server."""
     git = git_image(f"{facts.registry}/imagepipe/git:1")
     # the base of every platform this machine has one for (the host's, and arm64's once built), as an index
     profile = hostenv.detect()
@@ -78,4 +87,4 @@ def stock(facts: Facts, executor_local: str, *, executor_tag: str) -> Stocked:
     seed_mirror(profile, facts.registry, list(dict.fromkeys(bases)), stage="cluster")
     bare = Path(facts.dir) / "git/todo.git"
     runner.run(["git", "init", "-q", "--bare", str(bare)], stage="cluster")
-    return Stocked(executor, git, bare)
+    return Stocked(git, bare)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import secrets
 import subprocess
 import time
@@ -36,6 +37,22 @@ from imagepipe.services import registry as embedded
 from imagepipe.services.postgres import free_port
 
 log = logging.getLogger("imagepipe.cluster")
+# in the order `down` stops them
+COMPONENTS = ("kubelet", "containerd", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
+
+
+def _last_failure(log_path: Path) -> str:
+    """The line that says why a component died: Go's `panic:`, else klog's last fatal (F…) or error (E…) line."""
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return f"no log at {log_path}"
+    for pattern in (r"^panic: ", r"^F\d{4} ", r"^E\d{4} "):
+        found = [line for line in lines if re.match(pattern, line)]
+        if found:
+            return f"{found[-1].strip()[:300]}; see {log_path}"
+    return f"see {log_path}"
+
 
 class LocalCluster:
     def __init__(self, directory: Path) -> None:
@@ -115,6 +132,12 @@ class LocalCluster:
 
     def _alive(self, name: str) -> bool:
         return runner.service_pid(self.pids / f"{name}.pid") is not None
+
+    def stopped(self) -> list[str]:
+        """The cluster's processes that are no longer running, each with its log's last panic or error line
+        (nothing restarts them, so a test would otherwise wait for pods that never start)."""
+        return [f"{name} exited ({_last_failure(self.logs / f'{name}.log')})" for name in COMPONENTS
+                if not self._alive(name)]
 
     def _control_plane(self, f: Facts, bins: binaries.Binaries) -> None:
         etcd, peer = free_port(), free_port()
@@ -217,8 +240,7 @@ class LocalCluster:
             return False
         self._drain(f)
         teardown.kill_cgroup(Path(f.cgroup))
-        for name in ("kubelet", "containerd", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd",
-                     "git"):
+        for name in (*COMPONENTS, "git"):
             runner.stop_service(self.pids / f"{name}.pid")
         embedded.EmbeddedRegistry(self.dir, f.registry).stop()
         teardown.kill_cgroup(Path(f.cgroup))  # shims that outlived containerd

@@ -65,8 +65,10 @@ def podman_run(
 ) -> list[str]:
     """`podman run` with one flag per option, in podman's order (the table test pins every combination the
     pipeline uses)."""
+    if profile.in_pod:  # the pod's network is the only one: a published port is the container's own
+        network, publish = "host", ()
     args = ["run", *_on(detach, "-d"), *_on(remove, "--rm"), *_each("--name", [name] if name else []),
-            *_on(profile.hybrid_cgroups, "--cgroups=disabled"), *_limits(profile),
+            *_on(profile.hybrid_cgroups or profile.in_pod, "--cgroups=disabled"), *_limits(profile),
             *_each("-e", [f"{k}={v}" for k, v in (env or {}).items()]), *_each("-p", publish),
             *_each("--network", [network] if network else []), *_each("--add-host", add_hosts),
             *_each("--user", [user] if user else []),

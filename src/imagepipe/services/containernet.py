@@ -22,7 +22,10 @@ def _assigned(address: str) -> bool:
 
 def bridge(profile: HostProfile, image: str, *, labels: dict[str, str] | None = None) -> tuple[str, str]:
     """(gateway, subnet) of podman's default network, with its bridge up: the bridge exists only once a
-    container has used it, so a no-op container of `image` brings it up when needed."""
+    container has used it, so a no-op container of `image` brings it up when needed. Inside a pod the
+    containers share the pod's network: the stand-ins and the database are on its loopback."""
+    if profile.in_pod:
+        return "127.0.0.1", "127.0.0.1/32"
     facts = podmanfacts.network(profile, "podman", stage="verify")
     if facts is None or not facts.subnets:
         raise PipelineError("podman's default network `podman` is missing: run `podman network ls`, or reinstall "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import logging
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -30,8 +31,11 @@ def pg_bindir() -> Path:
 
 
 def free_port() -> int:
+    """A TCP port no socket of this host holds on any address. Bound on the wildcard: a port picked on
+    127.0.0.1 alone may be held on another address (a stand-in listening on podman's gateway), and a server
+    told to listen on both would then get only loopback."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind(("", 0))
         return int(s.getsockname()[1])
 
 
@@ -86,6 +90,7 @@ class TempPostgres:
         if run is not None:  # a SIGKILLed run's database is found and removed by the next run
             run.record("postgres", str(self.data))
         self._pg_ctl_start()
+        self._check_listening()
         env = {"PGPASSWORD": self.password}
         for sql in (f"CREATE ROLE {self.user} LOGIN PASSWORD '{self.password}'",
                     f"CREATE DATABASE {self.database} OWNER {self.user}"):
@@ -111,6 +116,20 @@ class TempPostgres:
                                      log=self.dir / "log")
         runner.run(self._argv(*argv), what="pg_ctl start", timeout=90)
 
+    def _check_listening(self) -> None:
+        """PostgreSQL starts when any of its listen addresses can be bound, and only logs the others: a
+        container would then reach whatever else holds that address and port, and hang (not be refused)."""
+        try:
+            log = (self.dir / "log").read_text(errors="replace")
+        except OSError:
+            return
+        missing = re.findall(r'could not bind IPv[46] address "([^"]+)": ([^\n]+)', log)
+        if missing:
+            self.stop(remove=False)
+            address, why = missing[0]
+            raise PipelineError(f"the throw-away PostgreSQL could not listen on {address}:{self.port} "
+                                f"({why.strip()}): another process took the port; run again", stage="verify")
+
     def stop(self, *, remove: bool = True) -> None:
         if self.data.exists():
             runner.run(self._argv(*commands.pg_ctl_stop(self.bindir, self.data)), ok_codes=(0, 1, 3), timeout=60)
@@ -134,4 +153,5 @@ class TempPostgres:
 def for_containers(gateway: str, subnet: str, *, tls: tlscerts.ServerTLS | None = None) -> TempPostgres:
     """A throw-away PostgreSQL a bridged container reaches at the network's gateway: it listens on loopback
     and that one address, and lets in loopback and that network only."""
-    return TempPostgres(listen=f"127.0.0.1,{gateway}", allow=(subnet,), tls=tls)
+    listen = ",".join(dict.fromkeys(("127.0.0.1", gateway)))  # one address inside a pod
+    return TempPostgres(listen=listen, allow=(subnet,), tls=tls)

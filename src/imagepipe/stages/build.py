@@ -34,7 +34,7 @@ def check_context(args: Options) -> None:
 
 def build_argv(profile: hostprofile.HostProfile, *, containerfile: Path, context: Path, image: str,
                wheelhouse: Path | None, no_cache: bool = False, timestamp: int | None = None,
-               platform: Platform | None = None) -> list[str]:
+               platform: Platform | None = None, build_ca: Path | None = None) -> list[str]:
     """How this project runs buildah (the build stage and the benchmark alike); files and the image are
     stamped with `timestamp`, by default the commit's time (gitinfo.commit_time). Another architecture
     (`platform`) builds from that platform's base under emulation; the host's own adds no flag, so its
@@ -44,7 +44,7 @@ def build_argv(profile: hostprofile.HostProfile, *, containerfile: Path, context
         profile, containerfile=containerfile, context=context, tags=[image],
         # Offline builds get no CA bundle: pip could not reach PyPI even if it tried, which proves the
         # wheelhouse alone served the Python packages.
-        ca_bundle=HOST_CA_BUNDLE if HOST_CA_BUNDLE.exists() and wheelhouse is None else None,
+        ca_bundle=build_ca_bundle(build_ca) if wheelhouse is None else None,
         wheelhouse=wheelhouse,
         build_args={"WHEELHOUSE": wheelhouse.name} if wheelhouse else None,
         timestamp=gitinfo.commit_time() if timestamp is None else timestamp,
@@ -52,6 +52,11 @@ def build_argv(profile: hostprofile.HostProfile, *, containerfile: Path, context
         platform=str(platform) if foreign else None,
         from_image=base_ref(platform) if platform is not None and foreign else None,
     )
+
+
+def build_ca_bundle(given: Path | None) -> Path | None:
+    """The CA bundle a local build's RUN steps trust for pip: --build-ca, else the host's own bundle."""
+    return given or (HOST_CA_BUNDLE if HOST_CA_BUNDLE.exists() else None)
 
 
 def run(ctx: Context, _: None = None) -> list[BuiltImage] | list[PushedImage]:
@@ -85,14 +90,14 @@ def buildah(ctx: Context, platform: Platform | None = None) -> BuiltImage:
     house = (wheels.wheelhouse(ctx.args.context / "requirements.txt", ctx.state_dir, ctx.profile, platform)
              if ctx.args.offline else None)
     argv = build_argv(ctx.profile, containerfile=ctx.args.containerfile, context=ctx.args.context, image=str(image),
-                      wheelhouse=house, platform=platform)
+                      wheelhouse=house, platform=platform, build_ca=ctx.args.build_ca)
     timer = buildsteps.StepTimer("buildah")
     started = time.time()
     version = toolfacts.buildah_version(runner.run(commands.buildah_version()).stdout)
     try:
         runner.run(argv, stage="build", timeout=3600, what="buildah bud", on_line=timer.line)
     except ToolFailed as e:
-        explained = pip_failure(e.output, ctx.args.context)
+        explained = pip_failure(e.full, ctx.args.context)
         if explained:
             raise explained from None
         raise
@@ -133,7 +138,7 @@ def kaniko_local(ctx: Context, platform: Platform | None = None) -> PushedImage:
         ctx.profile, executor=executor, context=a.context, containerfile=a.containerfile,
         destination=str(ctx.repository.with_tag(tag)), cache_repo=f"{ctx.repository.name}/cache",
         registry=a.registry, work_dir=ctx.state_dir / "kaniko", labels=ctx.labels, auth=access.auth,
-        wheelhouse=house, run_id=ctx.run_id, platform=platform)
+        wheelhouse=house, run_id=ctx.run_id, platform=platform, build_ca=build_ca_bundle(a.build_ca))
     facts = BuildFacts("kaniko", version_of(executor), tuple(build.steps), started, time.time(),
                        platform=str(platform), emulated=platform.emulated)
     pushed = PushedImage(ctx.repository.with_digest(build.digest), tag, facts)

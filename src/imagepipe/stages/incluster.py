@@ -9,7 +9,7 @@ import re
 import time
 
 from imagepipe import commands, gitinfo, output, runner
-from imagepipe.builders import kanikojob, kubejob
+from imagepipe.builders import buildsteps, kanikojob, kubejob
 from imagepipe.context import Context, write_state
 from imagepipe.errors import PipelineError, UsageError
 from imagepipe.platforms import Platform
@@ -61,6 +61,7 @@ def build(ctx: Context, platform: Platform | None = None) -> PushedImage:
     manifest = kanikojob.load()
     labels = ctx.labels
     cluster = kubejob.Cluster(a.kube_context, a.kube_namespace)
+    kubejob.check_namespace(cluster)  # the cluster and namespace first: their lines name the true cause
     placed = len(a.platforms) > 1 or platform.emulated  # the host's platform alone: the manifest as it is
     node_arch, custom = placement(kubejob.node_architectures(cluster), platform) if placed else (None, None)
     if placed:
@@ -83,11 +84,18 @@ def build(ctx: Context, platform: Platform | None = None) -> PushedImage:
     output.say(f"Job {settings.name} in {a.kube_namespace}: commit {commit[:12]} from {url}")
     started = time.time()
     timeout = float(job["spec"].get("activeDeadlineSeconds") or 1800) + 120
-    result, _ = kubejob.run_job(cluster, job, secrets=secrets, timeout=timeout,
-                                on_log=lambda line: output.say(f"| {line}"))
+    timer = buildsteps.StepTimer("kaniko")  # the steps from the Job's log, timed as its lines arrive
+
+    def on_log(line: str) -> None:
+        timer.line(line)
+        output.say(f"| {line}")
+
+    result, _ = kubejob.run_job(cluster, job, secrets=secrets, timeout=timeout, on_log=on_log)
     executor = kanikojob.executor_image(job)
-    facts = BuildFacts("kaniko", executor.rsplit(":", 1)[-1], (), started, time.time(), cluster=result.as_dict(),
-                       platform=str(platform), emulated=custom is not None)
+    steps = timer.finish()
+    facts = BuildFacts("kaniko", executor.rsplit(":", 1)[-1], tuple(steps), started, time.time(),
+                       cluster=result.as_dict(), platform=str(platform), emulated=custom is not None)
+    output.block(buildsteps.render(steps))
     pushed = PushedImage(ctx.repository.with_digest(result.digest), tag, facts)
     write_state(ctx.state_dir / "last-push.json", {"tag": settings.destination, "image": str(pushed),
                                                    "builder": "kaniko", "job": result.job})

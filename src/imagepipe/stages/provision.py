@@ -24,6 +24,7 @@ PACKAGES = [
     "util-linux", "git", "ca-certificates", "xz-utils", "gcc",
     "wrk",  # load generator of the benchmark
     "gnupg", "lighttpd",  # image signatures (simple signing) and the server that publishes them
+    "pass",  # the password store docker-credential-pass reads (credential helpers, and their tests)
     # the local Kubernetes for the CI half (imagepipe.cluster): its store, container runtime and pod network
     "etcd-server", "containerd", "runc", "containernetworking-plugins", "iptables", "iproute2",
     # linux/arm64 images built and run here under emulation (imagepipe.emulation)

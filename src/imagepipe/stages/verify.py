@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 from imagepipe import hostenv, multiarch
+from imagepipe.checks import advisories
 from imagepipe.checks.types import VerifyOptions, VerifyResult
 from imagepipe.checks.verifier import Verifier
 from imagepipe.context import Context
@@ -21,6 +23,7 @@ class Verified:
 
     image: PushedImage
     result: VerifyResult
+    kubernetes: dict[str, Any] | None = None  # with --kube-context: the digest as a Deployment (stages.kubeproof)
 
 
 def alone(ctx: Context) -> PushedImage:
@@ -34,10 +37,13 @@ def run(ctx: Context, image: PushedImage, platform: Platform | None = None) -> V
     """One image; an index named from outside (`verify REF@sha256:…`): each requested platform's image in it
     (the host's by default), another architecture under emulation."""
     hostenv.ensure_mount_namespace(ctx.profile)
+    ignores = advisories.ignore_file(ctx.args.containerfile)
+    advisories.preflight(ctx.args.vuln_db, max_age_days=ctx.args.vuln_db_max_age, ignores=ignores)
     access = ctx.access(image.ref.registry, stage="verify")
     options = VerifyOptions(max_size_mb=ctx.args.max_size, database_url=ctx.args.database_url,
                             state_dir=ctx.state_dir, keep=ctx.args.keep, labels=ctx.labels, pull_auth=access.tool,
-                            platform=str(platform) if platform else None)
+                            platform=str(platform) if platform else None, vuln_db=ctx.args.vuln_db,
+                            vuln_db_max_age_days=ctx.args.vuln_db_max_age, vuln_ignores=ignores)
     if image.tag is None:  # named from outside: it may be an index
         fetched = Registry(access, image.ref.repository, stage="verify").get_manifest(image.digest)
         if fetched is not None and fetched[1].split(";")[0] in INDEX_TYPES:

@@ -17,6 +17,9 @@ class DebPackage:
     version: str
     arch: str
     source: str  # "status" or "status.d/<file>"
+    # dpkg's Source field: the source package and its version, which Debian's advisories name
+    source_package: str = ""
+    source_version: str = ""
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,10 @@ def debian_packages(root: Path) -> list[DebPackage]:
             continue
         for f in _stanzas(path):
             if "Version" in f and "installed" in f.get("Status", "install ok installed"):
-                found.append(DebPackage(f["Package"], f["Version"], f.get("Architecture", "all"), source))
+                # "Source: openssl" or, after a binary-only rebuild, "Source: openssl (3.0.15-1~deb12u1)"
+                origin, _, version = (f.get("Source") or f["Package"]).partition(" (")
+                found.append(DebPackage(f["Package"], f["Version"], f.get("Architecture", "all"), source,
+                                        origin.strip(), version.rstrip(")") or f["Version"]))
     return found
 
 

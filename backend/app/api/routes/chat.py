@@ -26,10 +26,12 @@ async def chat(
                                content=body.message)
     # The user's message is committed above, before the model runs: a provider failure loses nothing.
     history = [{"role": r["role"], "content": r["content"]} for r in rows]
-    from agents import todo_agent  # the OpenAI SDK on the first chat turn only (app.core.lazy)
+    # the OpenAI SDK on the first chat turn only, imported off the event loop (app.core.lazy)
+    client = await request.app.state.openai.get()
+    from agents import todo_agent
 
     result = await todo_agent.run_turn(
-        client=request.app.state.openai.get(), model=settings.AGENT_MODEL, history=history, message=body.message,
+        client=client, model=settings.AGENT_MODEL, history=history, message=body.message,
         user_id=user_id, db=db, max_rounds=settings.AGENT_MAX_ROUNDS, timeout=settings.AGENT_TIMEOUT_SECONDS,
     )
     async with db.connection() as conn:

@@ -1,0 +1,60 @@
+"""The pipeline as a CI job in the cluster: ci/pipeline-job.yaml is a valid batch/v1 Job (the official
+client's models) with the measured least privilege for podman inside the pod; the pipeline image's tag is
+a function of what it is made from; the image's venv must have been made from this checkout's lock."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from k8s_models import round_trip
+
+from imagepipe.paths import ROOT
+from imagepipe.verbs import pipelineimage
+
+
+def test_the_pipeline_job_is_a_valid_job_with_the_measured_security_context():
+    manifest = yaml.safe_load((ROOT / "ci/pipeline-job.yaml").read_text())
+    job, back = round_trip(manifest, "V1Job")
+    assert back == manifest  # no misspelt or unknown key
+    pod = job.spec.template.spec
+    assert pod.service_account_name == "imagepipe-builder" and pod.automount_service_account_token is True
+    pipeline = next(c for c in pod.containers if c.name == "pipeline")
+    sc = pipeline.security_context
+    assert sc.privileged is False and sc.capabilities.add == ["SYS_ADMIN", "SYS_PTRACE"] and sc.run_as_user == 0
+    assert sc.seccomp_profile.type == "RuntimeDefault"
+    assert {m.mount_path for m in pipeline.volume_mounts} == {"/workspace", "/var/lib/containers"}
+    assert pipeline.args[:4] == ["--builder", "kaniko", "--kube-context", "in-cluster"]
+
+
+def test_the_image_tag_follows_its_inputs(tmp_path, monkeypatch):
+    before = pipelineimage.tag()
+    assert len(before) == 12 and before == pipelineimage.tag()
+    lock = tmp_path / "requirements.lock"
+    lock.write_text((ROOT / "build/requirements.lock").read_text() + "\n# changed\n")
+    monkeypatch.setitem(pipelineimage.INPUTS, "build/requirements.lock", lock)
+    assert pipelineimage.tag() != before
+
+
+def test_an_image_venv_from_another_lock_is_one_line(tmp_path):
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    os.symlink(sys.executable, venv / "bin/python")
+    (tmp_path / "requirements.lock").write_text("# another lock\n")
+    proc = subprocess.run([sys.executable, str(ROOT / "build/pipeline.py"), "--help"], capture_output=True, text=True,
+                          env={**os.environ, "IMAGEPIPE_VENV": str(venv)}, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (f"error: the venv in IMAGEPIPE_VENV ({venv}) was not made from this checkout's "
+                                   "build/requirements.lock: rebuild the pipeline image (python3 build/pipeline.py "
+                                   "pipeline-image) or unset IMAGEPIPE_VENV")
+
+
+def test_containers_conf_for_the_pod_holds_the_measured_settings():
+    import tomllib
+
+    conf = tomllib.loads(Path(ROOT / "ci/pipeline-containers.conf").read_text())
+    assert conf["containers"]["keyring"] is False and conf["engine"]["no_pivot_root"] is True
+    assert conf["engine"]["cgroup_manager"] == "cgroupfs" and conf["containers"]["cgroups"] == "disabled"
