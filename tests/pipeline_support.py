@@ -32,9 +32,6 @@ class Pipeline:
         print(proc.stdout[-6000:], proc.stderr[-4000:], sep="\n")
         return proc
 
-    def last_pushed(self) -> str:
-        return str(json.loads((self.state / "last-push.json").read_text())["image"])
-
     def digest(self, tag: str, repo: str = "todo-backend") -> str | None:
         proc = subprocess.run(["skopeo", "inspect", "--tls-verify=false", f"docker://{self.registry}/{repo}:{tag}"],
                               capture_output=True, text=True)

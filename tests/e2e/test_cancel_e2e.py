@@ -221,7 +221,7 @@ def test_sigkill_leftovers_are_removed_by_the_next_run(pipeline, green, tmp_path
 
 def test_throwaway_database_listens_on_loopback_and_the_gateway_only(pipeline, green):
     before_pg = postgres_dirs()
-    run = Started(pipeline, "verify", pipeline.last_pushed())
+    run = Started(pipeline, "verify", green[1]["image"])
     run.wait_for_line("==> verify:")
     wait_until(lambda: len(postgres_dirs() - before_pg) > 0)
     new = postgres_dirs() - before_pg

@@ -43,7 +43,7 @@ def test_hardened_sees_what_the_service_really_has(pipeline, green, flags, passe
     name, port = f"imagepipe-hardened-{secrets.token_hex(3)}", free_port()
     env = {"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none", "BETTER_AUTH_SECRET": "s" * 40,
            "OPENAI_API_KEY": "sk-test", **MCP_ENV}
-    runner.run(commands.podman_run(PROFILE, pipeline.last_pushed(), name=name, detach=True, env=env,
+    runner.run(commands.podman_run(PROFILE, green[1]["image"], name=name, detach=True, env=env,
                                    publish=[f"127.0.0.1:{port}:8000"], **flags), timeout=300)
     try:
         running = Running(name, port)

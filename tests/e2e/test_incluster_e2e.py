@@ -100,7 +100,8 @@ def _pod(kube, image: str, backend: str) -> dict:
 def test_verify_runs_whole_inside_a_pod_with_nothing_on_the_host(pipeline, green, kube, pipeline_image):
     from kubernetes import client
 
-    pushed = pipeline.last_pushed()
+    # green's own image: the session's last push may be any test's (a cluster test's, in the cluster's registry)
+    pushed = green[1]["image"]
     backend = f"{kube.registry}/todo-backend@{pushed.split('@')[1]}"
     subprocess.run(["skopeo", "copy", "-q", "--src-tls-verify=false", "--dest-tls-verify=false",
                     f"docker://{pushed}", f"docker://{backend}"], check=True, timeout=300)

@@ -13,9 +13,8 @@ from imagepipe import runner
 pytestmark = pytest.mark.e2e
 
 
-def broken_variant(pipeline, tmp_path, name: str, *paths: str) -> str:
-    """Our pushed image with `paths` deleted, pushed as todo-backend-broken:<name>; returns its digest ref."""
-    ours = pipeline.last_pushed()
+def broken_variant(ours: str, pipeline, tmp_path, name: str, *paths: str) -> str:
+    """Our pushed image `ours` with `paths` deleted, pushed as todo-backend-broken:<name>; returns its digest ref."""
     ctr = runner.run(["buildah", "from", "--pull=false", "--tls-verify=false", "--quiet", f"docker://{ours}"],
                      timeout=300).stdout.strip()
     try:
@@ -47,7 +46,7 @@ def broken_variant(pipeline, tmp_path, name: str, *paths: str) -> str:
 ])
 def test_each_production_check_fails_on_an_image_made_to_break_it(pipeline, green, tmp_path, name, paths, check,
                                                                    says):
-    ref = broken_variant(pipeline, tmp_path, name, *paths)
+    ref = broken_variant(green[1]["image"], pipeline, tmp_path, name, *paths)
     proc = pipeline.run("verify", ref, "--no-provision", "--report", str(tmp_path / "r.json"))
     assert proc.returncode == 1, proc.stderr
     report = json.loads((tmp_path / "r.json").read_text())
