@@ -89,10 +89,13 @@ def verifying(add: Add) -> None:
 
 
 def signing(add: Add) -> None:
-    add("--signing-key", help="GPG fingerprint in your keyring to sign with (default: the pipeline's own key, "
-        "generated once into the state directory)")
+    add("--signing-key", help="GPG fingerprint in your keyring to sign with, or a file holding an armored "
+        "secret key (a mounted Secret; imported for the run only) (default: the pipeline's own key, generated "
+        "once into the state directory)")
     add("--lookaside", help="URL where consumers read signatures (default: the signature server on "
         "127.0.0.1:--sigserver-port, serving <state>/sigstore/lookaside)")
+    add("--lookaside-dir", type=Path, help="with --lookaside: the directory that URL serves, where promote "
+        "writes the signatures (a volume the lookaside server shares; default <state>/sigstore/lookaside)")
     add("--public-key", type=Path, help="attest verify / trust: the signer's public key (default: the pipeline "
         "key's, <state>/signing/pipeline-key.pub)")
     add("--tag", action="append", default=[], help="extra tag to promote besides latest (repeatable)")

@@ -41,6 +41,7 @@ class Options:
     job_deadline: int | None
     signing_key: str | None
     lookaside: str | None
+    lookaside_dir: Path | None
     sigserver_port: int | None
     public_key: Path | None
     install: bool
@@ -95,6 +96,12 @@ def check(ns: argparse.Namespace) -> None:
         raise UsageError("--job-deadline must be a positive number of seconds")
     if ns.max_size <= 0:
         raise UsageError("--max-size must be a positive number of MB")
+    if getattr(ns, "lookaside_dir", None) is not None and not getattr(ns, "lookaside", None):
+        raise UsageError("--lookaside-dir needs --lookaside URL: the address consumers read that directory at")
+    key = getattr(ns, "signing_key", None)
+    if key and ("/" in key or key.endswith(".asc")) and not Path(key).is_file():
+        raise UsageError(f"--signing-key {key}: no such file (give an armored secret key, or a fingerprint in "
+                         "your keyring)")
 
 
 def vuln_source(ns: argparse.Namespace) -> tuple[Path | None, float]:

@@ -45,8 +45,9 @@ class Stage:
 STAGES: tuple[Stage, ...] = (
     Stage("provision", 10, "preparing the build host (pyinfra)", provision.run,
           applies=lambda ctx: not ctx.args.no_provision),
+    # a cluster's Job pulls the base itself (through --registry-mirror): nothing local is built from it
     Stage("base", 11, "python:3.11-slim resolves locally: present, pulled, or the offline stand-in", base.run,
-          describe=lambda _ctx: "python:3.11-slim"),
+          describe=lambda _ctx: "python:3.11-slim", applies=lambda ctx: not ctx.args.kube_context),
     Stage("lint", 12, "the Containerfile against the contract and hadolint", lint.run,
           describe=lambda ctx: lint.display_path(ctx.args.containerfile)),
     Stage("build", 13, "buildah bud (or kaniko with --builder kaniko)", build.run, describe=build.describe),

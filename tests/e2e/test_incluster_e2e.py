@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -16,15 +19,15 @@ import pytest
 import yaml
 from kube_support import NAMESPACE
 
-from imagepipe.paths import ROOT
+from imagepipe.paths import HOST_CA_BUNDLE, ROOT
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def pipeline_image(pipeline, kube) -> str:
+def pipeline_image(pipeline, cluster) -> str:
     """The pipeline image, built here and pushed to the cluster's registry (set-up: before any count)."""
-    proc = pipeline.run("pipeline-image", "--no-provision", "--registry", kube.registry, timeout=1800)
+    proc = pipeline.run("pipeline-image", "--no-provision", "--registry", cluster.registry, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
     return proc.stdout.strip().splitlines()[-1]
 
@@ -72,33 +75,58 @@ class HostTools:
         self.thread.join(timeout=10)
 
 
-def _pod(kube, image: str, backend: str) -> dict:
-    """ci/pipeline-job.yaml's pod, running verify of `backend` instead of the whole job."""
+def _trusting(kube, command: str) -> list[str]:
+    """`command` in a shell that first tells the pod's containers tools that the cluster's registry speaks
+    plain HTTP, as a user's pod would be told of theirs (a registries.conf.d entry)."""
+    trust = (f'printf \'[[registry]]\\nlocation = "{kube.registry}"\\ninsecure = true\\n\' '
+             "> /etc/containers/registries.conf.d/90-cluster.conf")
+    return ["sh", "-c", f"{trust} && {command}"]
+
+
+def _job_pod(kube, image: str, store: Path | None = None) -> dict:
+    """ci/pipeline-job.yaml, its placeholders filled: the clone step fetching this commit from the cluster's
+    git server, the pipeline's image, and the suite's advisory source (tests/conftest.py); the lookaside's
+    volume a directory of this single node (`store`), or, without one, no signing volumes at all."""
     job = yaml.safe_load((ROOT / "ci/pipeline-job.yaml").read_text())
     pod = job["spec"]["template"]["spec"]
+    if store is None:
+        pod["volumes"] = [v for v in pod["volumes"] if v["name"] not in ("signing", "lookaside")]
+        pod["containers"][0]["volumeMounts"] = [m for m in pod["containers"][0]["volumeMounts"]
+                                                if m["name"] not in ("signing", "lookaside")]
+    else:
+        (lookaside,) = (v for v in pod["volumes"] if v["name"] == "lookaside")
+        lookaside.pop("persistentVolumeClaim")
+        lookaside["hostPath"] = {"path": str(store), "type": "Directory"}
     clone = pod["initContainers"][0]
     clone["image"] = kube.git_image
     clone["env"] = [{"name": "GIT_URL", "value": kube.git_url}, {"name": "GIT_REF", "value": kube.commit},
                     {"name": "HOME", "value": "/workspace"}]
     main = pod["containers"][0]
     main["image"] = image
-    # the cluster's registry speaks plain HTTP: the pod's containers tools are told so, as a user's would be
-    trust = (f'printf \'[[registry]]\\nlocation = "{kube.registry}"\\ninsecure = true\\n\' '
-             "> /etc/containers/registries.conf.d/90-cluster.conf")
-    main["command"] = ["sh", "-c", f"{trust} && python3 build/pipeline.py verify --no-provision {backend} "
-                       "--report /workspace/report.json; code=$?; echo; echo REPORT $(cat /workspace/report.json "
-                       "| tr -d '\\n'); exit $code"]
+    main["env"] = [{"name": "GIT_URL", "value": kube.git_url} if e["name"] == "GIT_URL" else e
+                   for e in main.get("env", [])]
+    main["env"] += [{"name": "IMAGEPIPE_VULN_DB", "value": "tests/fixtures/osv/pypa"},
+                    {"name": "IMAGEPIPE_VULN_DB_MAX_AGE", "value": os.environ["IMAGEPIPE_VULN_DB_MAX_AGE"]}]
+    return job
+
+
+def _pod(kube, image: str, backend: str) -> dict:
+    """ci/pipeline-job.yaml's pod, running verify of `backend` instead of the whole job."""
+    pod = _job_pod(kube, image)["spec"]["template"]["spec"]
+    main = pod["containers"][0]
+    main["command"] = _trusting(kube, f"python3 build/pipeline.py verify --no-provision {backend} "
+                                "--report /workspace/report.json; code=$?; echo; echo REPORT $(cat "
+                                "/workspace/report.json | tr -d '\\n'); exit $code")
     main.pop("args")
-    # the suite's advisory source (tests/conftest.py), in the pod's clone
-    main["env"] = [*main.get("env", []), {"name": "IMAGEPIPE_VULN_DB", "value": "tests/fixtures/osv/pypa"},
-                   {"name": "IMAGEPIPE_VULN_DB_MAX_AGE", "value": os.environ["IMAGEPIPE_VULN_DB_MAX_AGE"]}]
     pod["serviceAccountName"] = "default"
     pod["automountServiceAccountToken"] = False  # verify needs no API access
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "imagepipe-verify-in-pod"}, "spec": pod}
 
 
-def test_verify_runs_whole_inside_a_pod_with_nothing_on_the_host(pipeline, green, kube, pipeline_image):
+def test_verify_runs_whole_inside_a_pod_with_nothing_on_the_host(pipeline, green, cluster, pipeline_image):
     from kubernetes import client
+
+    kube = cluster
 
     # green's own image: the session's last push may be any test's (a cluster test's, in the cluster's registry)
     pushed = green[1]["image"]
@@ -127,5 +155,175 @@ def test_verify_runs_whole_inside_a_pod_with_nothing_on_the_host(pipeline, green
     assert [c["id"] for c in report["checks"] if not c["passed"]] == []
     inside = {pid: seen for pid, seen in tools.seen.items() if seen[0].startswith(cluster_cgroup)}
     assert inside, f"the sampler saw no podman in the cluster's cgroup {cluster_cgroup}: {tools.seen}"
+    outside = {pid: seen for pid, seen in tools.seen.items() if pid not in inside}
+    assert outside == {}, f"podman or buildah ran on the host: {outside}"
+
+
+LOOKASIDE_PORT = 8080  # ci/lookaside.yaml's container port
+
+
+@pytest.fixture
+def team_key(tmp_path) -> tuple[str, str, str]:
+    """The team's signing key, as they would keep it in a Secret: (armored secret key, armored public key,
+    fingerprint)."""
+    home = tmp_path / "gnupg"
+    home.mkdir(mode=0o700)
+    env = {**os.environ, "GNUPGHOME": str(home)}
+    gpg = ["gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", ""]
+    subprocess.run([*gpg, "--quick-gen-key", "ci@todo.example", "ed25519", "sign", "never"], env=env, check=True,
+                   capture_output=True)
+    secret = subprocess.run([*gpg, "--armor", "--export-secret-keys"], env=env, check=True, capture_output=True,
+                            text=True).stdout
+    public = subprocess.run([*gpg, "--armor", "--export"], env=env, check=True, capture_output=True,
+                            text=True).stdout
+    fingerprint = subprocess.run(["gpg", "--batch", "--with-colons", "--list-secret-keys"], env=env, check=True,
+                                 capture_output=True, text=True).stdout.split("fpr:::::::::")[1].split(":")[0]
+    subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=env, check=True)  # the test leaves no daemon
+    return secret, public, fingerprint
+
+
+def _wait_pod(core, name: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while (phase := core.read_namespaced_pod(name, NAMESPACE).status.phase) not in ("Succeeded", "Failed"):
+        assert time.monotonic() < deadline, f"the pod {name} is still {phase}"
+        time.sleep(2)
+    return phase
+
+
+def _lookaside_server(core, image: str, store: Path) -> tuple[str, str]:
+    """ci/lookaside.yaml's server, as a pod of its Deployment's template, serving `store` (a directory of this
+    single node, in place of the ReadWriteMany claim). Returns (pod name, its URL): this cluster has no
+    kube-proxy or DNS, so the URL is the pod's own address, where a team's is its Service's."""
+    name = "imagepipe-lookaside"
+    (_claim, deployment, _service) = yaml.safe_load_all((ROOT / "ci/lookaside.yaml").read_text())
+    spec = deployment["spec"]["template"]["spec"]
+    spec["containers"][0]["image"] = image
+    spec["volumes"] = [{"name": "store", "hostPath": {"path": str(store), "type": "Directory"}}]
+    core.create_namespaced_pod(NAMESPACE, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                                           "spec": spec})
+    deadline = time.monotonic() + 300
+    while (pod := core.read_namespaced_pod(name, NAMESPACE)).status.phase != "Running" or not pod.status.pod_ip:
+        assert time.monotonic() < deadline, f"the lookaside server is still {pod.status.phase}"
+        time.sleep(1)
+    return name, f"http://{pod.status.pod_ip}:{LOOKASIDE_PORT}"
+
+
+def test_the_whole_job_runs_in_the_cluster_and_a_pod_there_checks_its_signatures(pipeline, kube, pipeline_image,
+                                                                                   team_key):
+    """ci/pipeline-job.yaml as a Job: clone, the kaniko Job, verify with podman in the pod, the Deployment
+    proof, promote signing with the team's key from a Secret into the team's lookaside; then a second pod of
+    the cluster installs the trust policy for that key and lookaside, pulls the promoted tag under it and
+    `attest verify`s it, and refuses an unsigned tag both ways. No podman or buildah runs on the host."""
+    from kubernetes import client
+
+    api = kube.admin()
+    core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
+    repo = "todo-backend-incluster"
+    # the lookaside server reads it as a non-root user: outside pytest's 0700 temporary directories
+    store = Path(tempfile.mkdtemp(prefix="imagepipe-lookaside-"))
+    store.chmod(0o755)
+    secret, public, fingerprint = team_key
+    core.create_namespaced_secret(NAMESPACE, {"metadata": {"name": "imagepipe-signing"},
+                                              "stringData": {"key.asc": secret, "public.asc": public}})
+    core.create_namespaced_config_map(NAMESPACE, {"metadata": {"name": "imagepipe-build-ca"},
+                                                  "data": {"ca.crt": HOST_CA_BUNDLE.read_text()}})
+    lookaside_pod, lookaside = _lookaside_server(core, pipeline_image, store)
+    host, port = kube.facts.server.removeprefix("https://").rsplit(":", 1)
+    job = _job_pod(kube, pipeline_image, store)
+    job["metadata"]["name"] = "todo-backend-pipeline-test"
+    pod = job["spec"]["template"]["spec"]
+    main = pod["containers"][0]
+    placeholders = {"REGISTRY": kube.registry, "LOOKASIDE_URL": lookaside}
+    args = [placeholders.get(a, a) for a in main.pop("args")]
+    # this cluster's images and air gap: the executor and the clone step's image in its registry, which is
+    # also kaniko's docker.io mirror and speaks plain HTTP; the proxy's CA for pip in the build
+    args += ["--repo", repo, "--kaniko-image", kube.executor, "--git-image", kube.git_image,
+             "--registry-mirror", kube.registry, "--insecure-registry", kube.registry,
+             "--build-ca", "/etc/imagepipe/build-ca/ca.crt"]
+    main["command"] = _trusting(kube, "python3 build/pipeline.py \"$@\"; code=$?; echo; echo REPORT $(tr -d "
+                                "'\\n' < /workspace/reports/report.json); exit $code")
+    main["args"] = ["pipeline", *args]
+    # no kube-proxy here: the API server's own address in place of the `kubernetes` Service's
+    main["env"] += [{"name": "KUBERNETES_SERVICE_HOST", "value": host}, {"name": "KUBERNETES_SERVICE_PORT",
+                                                                         "value": port}]
+    main["volumeMounts"] += [{"name": "build-ca", "mountPath": "/etc/imagepipe/build-ca", "readOnly": True}]
+    pod["volumes"] += [{"name": "build-ca", "configMap": {"name": "imagepipe-build-ca"}}]
+    from imagepipe.cluster.facts import cgroup2_root
+
+    cluster_cgroup = "/" + str(Path(kube.facts.cgroup).relative_to(cgroup2_root()))
+    try:
+        with HostTools() as tools:
+            batch.create_namespaced_job(NAMESPACE, job)
+            deadline = time.monotonic() + 1800
+            while not ((status := batch.read_namespaced_job(job["metadata"]["name"], NAMESPACE).status).succeeded
+                       or status.failed):
+                assert time.monotonic() < deadline, "the pipeline's Job is still running"
+                time.sleep(3)
+            selector = f"job-name={job['metadata']['name']}"
+            (runner_pod,) = core.list_namespaced_pod(NAMESPACE, label_selector=selector).items
+            log = core.read_namespaced_pod_log(runner_pod.metadata.name, NAMESPACE, container="pipeline")
+            print(log[-8000:])
+            assert status.succeeded == 1, log[-5000:]
+            report = json.loads(log.split("REPORT ", 1)[1].splitlines()[0])
+            rid = report["kubernetes"]["deployment"].removeprefix("todo-backend-proof-")
+            left = kube.leftovers(rid)
+            digest = report["image"].split("@")[1]
+            signed = sorted(p.name for p in (store / f"{repo}@{digest.replace(':', '=')}").glob("*"))
+            latest_digest = json.loads(subprocess.run(
+                ["skopeo", "inspect", f"docker://{kube.registry}/{repo}:latest"], capture_output=True, text=True,
+                check=True, timeout=120).stdout)["Digest"]
+            # the consumer: a pod of the cluster that trusts only the team's key, reading the team's lookaside
+            unsigned = f"{kube.registry}/{repo}:unsigned"
+            subprocess.run(["skopeo", "copy", "-q", "--digestfile", str(store.parent / f"{store.name}.digest"),
+                            f"docker://{kube.registry}/imagepipe/git:1", f"docker://{unsigned}"], check=True,
+                           timeout=300)
+            unsigned_digest = (store.parent / f"{store.name}.digest").read_text().strip()
+            (store.parent / f"{store.name}.digest").unlink()
+            check = _pod(kube, pipeline_image, "unused")
+            check["metadata"]["name"] = "imagepipe-consumer"
+            cmain = check["spec"]["containers"][0]
+            trust = (f"python3 build/pipeline.py trust --install --no-provision --registry {kube.registry} "
+                     f"--repo {repo} --public-key /etc/imagepipe/signing/public.asc --lookaside {lookaside}")
+            latest = f"{kube.registry}/{repo}:latest"
+            attest = f"python3 build/pipeline.py attest verify --no-provision --public-key " \
+                     f"/etc/imagepipe/signing/public.asc --lookaside {lookaside}"
+            cmain["command"] = _trusting(kube, " ; ".join([
+                f"{trust} >/dev/null", f"podman pull -q {latest} >/tmp/out 2>&1; echo PULL-LATEST $?; tail -3 /tmp/out",
+                f"podman pull -q {unsigned} >/tmp/out 2>&1; echo PULL-UNSIGNED $?; tail -1 /tmp/out",
+                f"{attest} {kube.registry}/{repo}@{digest} >/tmp/out 2>&1; echo ATTEST-LATEST $?; tail -3 /tmp/out",
+                f"{attest} {kube.registry}/{repo}@{unsigned_digest} >/tmp/out 2>&1; echo ATTEST-UNSIGNED $?; "
+                "tail -1 /tmp/out"]))
+            cmain["volumeMounts"] += [{"name": "signing", "mountPath": "/etc/imagepipe/signing", "readOnly": True}]
+            check["spec"]["volumes"] += [{"name": "signing", "secret": {"secretName": "imagepipe-signing"}}]
+            core.create_namespaced_pod(NAMESPACE, check)
+            _wait_pod(core, "imagepipe-consumer", 600)
+            consumer = core.read_namespaced_pod_log("imagepipe-consumer", NAMESPACE, container="pipeline")
+    finally:
+        batch.delete_namespaced_job(job["metadata"]["name"], NAMESPACE, propagation_policy="Foreground",
+                                    grace_period_seconds=0)
+        for name in (lookaside_pod, "imagepipe-consumer"):
+            try:
+                core.delete_namespaced_pod(name, NAMESPACE, grace_period_seconds=0)
+            except client.ApiException:
+                pass
+        core.delete_namespaced_secret("imagepipe-signing", NAMESPACE)
+        core.delete_namespaced_config_map("imagepipe-build-ca", NAMESPACE)
+        shutil.rmtree(store, ignore_errors=True)
+    print(consumer)
+    assert report["passed"] is True and report["builder"] == "kaniko"
+    assert [c["id"] for c in report["checks"] if not c["passed"]] == []
+    assert report["kubernetes"]["deployment"] == f"todo-backend-proof-{rid}"
+    assert report["cluster"]["job"].startswith("todo-backend-kaniko-")
+    assert latest_digest == digest
+    assert signed == ["signature-1"], "signed into the team's lookaside"
+    assert report["signature"]["lookaside"] == lookaside and report["signature"]["signer"] == fingerprint
+    assert left.get("jobs", []) == [] or all(j.startswith("todo-backend-kaniko-") for j in left["jobs"])
+    assert left["pods"] == [] and left["secrets"] == [] and "deployments" not in left, left
+    assert "PULL-LATEST 0" in consumer, consumer
+    assert re.search(r"PULL-UNSIGNED [1-9]\d*\n.*signature", consumer), consumer
+    assert "ATTEST-LATEST 0" in consumer, consumer
+    assert re.search(r"ATTEST-UNSIGNED [1-9]\d*\n.*: no signature", consumer), consumer
+    inside = {pid: seen for pid, seen in tools.seen.items() if seen[0].startswith(cluster_cgroup)}
+    assert inside, f"the sampler saw no podman in the cluster's cgroup {cluster_cgroup}"
     outside = {pid: seen for pid, seen in tools.seen.items() if pid not in inside}
     assert outside == {}, f"podman or buildah ran on the host: {outside}"

@@ -26,8 +26,30 @@ def test_the_pipeline_job_is_a_valid_job_with_the_measured_security_context():
     sc = pipeline.security_context
     assert sc.privileged is False and sc.capabilities.add == ["SYS_ADMIN", "SYS_PTRACE"] and sc.run_as_user == 0
     assert sc.seccomp_profile.type == "RuntimeDefault"
-    assert {m.mount_path for m in pipeline.volume_mounts} == {"/workspace", "/var/lib/containers"}
+    assert {m.mount_path for m in pipeline.volume_mounts} == {"/workspace", "/var/lib/containers",
+                                                              "/etc/imagepipe/signing", "/lookaside"}
     assert pipeline.args[:4] == ["--builder", "kaniko", "--kube-context", "in-cluster"]
+    # signed with the team's key from its Secret, into ci/lookaside.yaml's volume
+    volumes = {v.name: v for v in pod.volumes}
+    assert volumes["signing"].secret.secret_name == "imagepipe-signing"
+    assert volumes["lookaside"].persistent_volume_claim.claim_name == "imagepipe-lookaside"
+    args = pipeline.args
+    assert args[args.index("--signing-key") + 1] == "/etc/imagepipe/signing/key.asc"
+    assert args[args.index("--lookaside-dir") + 1] == "/lookaside"
+
+
+def test_the_lookaside_serves_its_volume_read_only_behind_a_service():
+    claim, deployment, service = yaml.safe_load_all((ROOT / "ci/lookaside.yaml").read_text())
+    _, back = round_trip(claim, "V1PersistentVolumeClaim")
+    assert back == claim and claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    dep, back = round_trip(deployment, "V1Deployment")
+    assert back == deployment
+    (http,) = dep.spec.template.spec.containers
+    assert http.volume_mounts[0].read_only is True and http.security_context.run_as_non_root is True
+    assert dep.spec.template.spec.volumes[0].persistent_volume_claim.claim_name == claim["metadata"]["name"]
+    svc, back = round_trip(service, "V1Service")
+    assert back == service and svc.spec.ports[0].target_port == http.ports[0].container_port
+    assert svc.spec.selector == dep.spec.selector.match_labels
 
 
 def test_the_image_tag_follows_its_inputs(tmp_path, monkeypatch):

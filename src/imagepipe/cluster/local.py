@@ -96,7 +96,7 @@ class LocalCluster:
         ip = f"10.244.{n}.1"
         facts = Facts(
             id=cid, dir=str(self.dir), kubeconfig=str(self.dir / "kubeconfig"), context=f"imagepipe-{cid}",
-            server=f"https://127.0.0.1:{free_port()}", node=f"imagepipe-{cid}", node_ip=ip, bridge=f"ipk{cid}",
+            server=f"https://{ip}:{free_port()}", node=f"imagepipe-{cid}", node_ip=ip, bridge=f"ipk{cid}",
             network=f"imagepipe-{cid}", subnet=f"10.244.{n}.0/24", registry=f"{ip}:{REGISTRY_PORT}",
             git_url=f"http://{ip}:{GIT_PORT}/git", cgroup=str(cgroup2_root() / f"imagepipe-{cid}"),
             registries_conf=str(REGISTRIES_D / f"60-imagepipe-cluster-{cid}.conf"))

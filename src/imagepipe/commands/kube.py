@@ -50,7 +50,9 @@ def kube_etcd(binary: str, *, data: Path, client_port: int, peer_port: int) -> l
 
 def kube_apiserver(binary: Path, *, pki: Path, etcd_port: int, port: int, node_ip: str, service_range: str,
                    cert_dir: Path) -> list[str]:
-    return [str(binary), f"--etcd-servers=http://127.0.0.1:{etcd_port}", "--bind-address=127.0.0.1",
+    # on the node's bridge address only: this host and the cluster's pods (a pipeline running in one) reach it,
+    # nothing off this machine does
+    return [str(binary), f"--etcd-servers=http://127.0.0.1:{etcd_port}", f"--bind-address={node_ip}",
             f"--secure-port={port}", f"--advertise-address={node_ip}", f"--service-cluster-ip-range={service_range}",
             f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
             f"--client-ca-file={pki / 'ca.crt'}", f"--kubelet-client-certificate={pki / 'apiserver-kubelet.crt'}",

@@ -27,17 +27,23 @@ log = logging.getLogger("imagepipe")
 def signing_setup(ctx: Context) -> tuple[signing.SigningKey, Path, str, Path]:
     """(key, lookaside staging directory, lookaside URL consumers read, registries.d for skopeo)."""
     a = ctx.args
-    key = signing.user_key(a.signing_key, ctx.state_dir) if a.signing_key else signing.pipeline_key(ctx.state_dir)
+    if not a.signing_key:
+        key = signing.pipeline_key(ctx.state_dir)
+    elif Path(a.signing_key).is_file():
+        key = signing.key_file(Path(a.signing_key), ctx.state_dir)
+    else:
+        key = signing.user_key(a.signing_key, ctx.state_dir)
     server = sigserver.on_port(ctx.state_dir, a.sigserver_port)
+    store = a.lookaside_dir or server.store
     if a.lookaside:
-        server.store.mkdir(parents=True, exist_ok=True)
+        store.mkdir(parents=True, exist_ok=True)
     else:
         server.ensure_running()
     lookaside = sigserver.lookaside_url(a.lookaside, server)
     scope = ctx.repository.name
-    regd = signing.registries_d(ctx.state_dir / "sigstore" / "registries.d", scope=scope, staging=server.store,
+    regd = signing.registries_d(ctx.state_dir / "sigstore" / "registries.d", scope=scope, staging=store,
                                 lookaside=lookaside)
-    return key, server.store, lookaside, regd
+    return key, store, lookaside, regd
 
 
 @dataclass(frozen=True)
@@ -173,7 +179,17 @@ def attach(ctx: Context, image: PushedImage, contents: inventory.Inventory | Non
 
 def base_image_digest(ctx: Context, platform: Platform | None = None) -> str | None:
     """The local base's digest (for `platform`), or None when it cannot be read (the documents then say so:
-    never a placeholder digest)."""
+    never a placeholder digest). A cluster's Job pulls the base itself, through --registry-mirror when given:
+    its digest is read there, by what the tag names now."""
+    if ctx.args.kube_context:
+        mirror = ctx.args.registry_mirror
+        ref = f"{mirror}/{BASE_REF.removeprefix('docker.io/')}" if mirror else BASE_REF
+        found = runner.run(commands.skopeo_inspect(ref, raw=True), stage="promote", ok_codes=(0, 1, 2), timeout=60)
+        if found.code == 0:
+            return "sha256:" + hashlib.sha256(found.stdout.encode()).hexdigest()
+        log.warning("the base image %s cannot be inspected (%s): the SBOM and provenance record it without a "
+                    "digest", ref, runner.first_error_line(found.stderr))
+        return None
     facts = podmanfacts.image(ctx.profile, base_ref(platform) if platform else BASE_REF, stage="promote")
     if facts and facts.digest:
         return facts.digest

@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -119,6 +120,33 @@ def user_key(fingerprint: str, state_dir: Path) -> SigningKey:
     public.parent.mkdir(parents=True, exist_ok=True)
     public.write_text(_gpg(["--armor", "--export", full], env).stdout)
     return SigningKey(full, None, public)
+
+
+def key_file(path: Path, state_dir: Path) -> SigningKey:
+    """An armored secret key in a file (a Kubernetes Secret mounted into the pipeline's pod): imported into a
+    keyring of this run's own, emptied first, so no key of an earlier run signs."""
+    home = state_dir / "signing" / "imported"
+    if home.exists():
+        with agent_stopped(short_home(home)):
+            pass
+        shutil.rmtree(home)
+    home.mkdir(parents=True)
+    os.chmod(home, 0o700)
+    env = {"GNUPGHOME": str(short_home(home))}
+    try:
+        imported = _gpg(["--import", str(path)], env, ok_codes=(0, 2))
+        listed = _gpg(["--with-colons", "--list-secret-keys"], env, ok_codes=(0, 2))
+        if "fpr:" not in listed.stdout:
+            why = runner.first_error_line(imported.stderr) or "no secret key in it"
+            raise PipelineError(f"--signing-key {path}: not an armored GPG secret key ({why}): export one with "
+                                "`gpg --armor --export-secret-keys FINGERPRINT`", stage="promote")
+        full = _fingerprint(listed.stdout)
+        public = state_dir / "signing" / f"{full}.pub"
+        public.write_text(_gpg(["--armor", "--export", full], env).stdout)
+    finally:
+        with agent_stopped(short_home(home)):
+            pass
+    return SigningKey(full, short_home(home), public)
 
 
 def _fingerprint(colons: str) -> str:

@@ -1,0 +1,75 @@
+"""The team's signing key as a CI pod holds it (an armored secret key in a mounted Secret) and the lookaside
+a pod writes into (`--lookaside-dir`): real gpg, no containers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from imagepipe.cliargs import parse_args
+from imagepipe.errors import PipelineError, UsageError
+from imagepipe.options import from_namespace
+from imagepipe.supplychain import signing
+
+
+def _team_key(tmp_path) -> tuple[str, str]:
+    home = tmp_path / "team-gnupg"
+    home.mkdir(mode=0o700, parents=True)
+    env = {**os.environ, "GNUPGHOME": str(home)}
+    gpg = ["gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", ""]
+    subprocess.run([*gpg, "--quick-gen-key", "ci@todo.example", "ed25519", "sign", "never"], env=env, check=True,
+                   capture_output=True)
+    secret = subprocess.run([*gpg, "--armor", "--export-secret-keys"], env=env, check=True, capture_output=True,
+                            text=True).stdout
+    fingerprint = subprocess.run(["gpg", "--batch", "--with-colons", "--list-secret-keys"], env=env, check=True,
+                                 capture_output=True, text=True).stdout.split("fpr:::::::::")[1].split(":")[0]
+    subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=env, check=True)
+    return secret, fingerprint
+
+
+def test_a_key_file_is_imported_into_a_keyring_of_the_run_and_signs(tmp_path):
+    secret, fingerprint = _team_key(tmp_path)
+    key_file = tmp_path / "key.asc"
+    key_file.write_text(secret)
+    state = tmp_path / "state"
+    key = signing.key_file(key_file, state)
+    assert key.fingerprint == fingerprint
+    assert "BEGIN PGP PUBLIC KEY BLOCK" in key.public_key.read_text()
+    listed = subprocess.run(["gpg", "--batch", "--with-colons", "--list-secret-keys"], env={**os.environ, **key.env},
+                            capture_output=True, text=True, check=True).stdout
+    assert f"fpr:::::::::{fingerprint}:" in listed
+    # a second run starts from an empty keyring: only the key file's key is there
+    other, other_fpr = _team_key(tmp_path / "other")
+    key_file.write_text(other)
+    again = signing.key_file(key_file, state)
+    listed = subprocess.run(["gpg", "--batch", "--with-colons", "--list-secret-keys"], env={**os.environ, **again.env},
+                            capture_output=True, text=True, check=True).stdout
+    assert again.fingerprint == other_fpr and fingerprint not in listed
+    subprocess.run(["gpgconf", "--kill", "gpg-agent"], env={**os.environ, **again.env}, check=True)
+
+
+def test_a_file_that_holds_no_secret_key_is_one_line_naming_the_export(tmp_path):
+    not_a_key = tmp_path / "key.asc"
+    not_a_key.write_text("hello\n")
+    with pytest.raises(PipelineError) as e:
+        signing.key_file(not_a_key, tmp_path / "state")
+    assert str(e.value).startswith(f"--signing-key {not_a_key}: not an armored GPG secret key (")
+    assert str(e.value).endswith("): export one with `gpg --armor --export-secret-keys FINGERPRINT`")
+    assert "\n" not in str(e.value)
+
+
+def test_a_key_path_that_does_not_exist_is_one_usage_line(tmp_path):
+    with pytest.raises(UsageError) as e:
+        from_namespace(parse_args(["promote", "--signing-key", str(tmp_path / "key.asc")]))
+    assert str(e.value) == (f"--signing-key {tmp_path / 'key.asc'}: no such file (give an armored secret key, or "
+                            "a fingerprint in your keyring)")
+
+
+def test_a_lookaside_dir_without_the_url_that_serves_it_is_one_usage_line(tmp_path):
+    with pytest.raises(UsageError) as e:
+        from_namespace(parse_args(["promote", "--lookaside-dir", str(tmp_path)]))
+    assert str(e.value) == "--lookaside-dir needs --lookaside URL: the address consumers read that directory at"
+    ok = from_namespace(parse_args(["promote", "--lookaside-dir", str(tmp_path), "--lookaside", "http://sigs:80"]))
+    assert ok.lookaside_dir == tmp_path
