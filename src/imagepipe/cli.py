@@ -107,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         opts = options.from_namespace(args)
         ctx = Context(args=opts, profile=hostenv.detect(), state_dir=opts.state_dir.resolve())
+        if ctx.profile.in_pod and opts.insecure_registry:
+            from imagepipe.services import hostaccess
+
+            hostaccess.declare_insecure(opts.insecure_registry)
         if opts.stage == "test":  # before any lock: the suite runs pipelines of its own
             from imagepipe.verbs import test
 
@@ -115,9 +119,15 @@ def main(argv: list[str] | None = None) -> int:
         # while no other run can start on this state directory.
         with state_lock(ctx.state_dir), cancel.running(cancel.Run(ctx.state_dir)) as run:
             ctx.run_id = run.id
-            run.callback(lambda: cleanup.remove_run_containers(ctx.profile, run.id))
+            # a verb that only calls a cluster's API starts nothing here, and must run nothing here either
+            # (no podman or buildah on a machine that has only cluster access): a killed run's containers
+            # wait for the next run that has the tools
+            local = opts.stage not in stagetable.API_ONLY
+            if local:
+                run.callback(lambda: cleanup.remove_run_containers(ctx.profile, run.id))
             run.callback(ctx.close_access)
-            cleanup.clean_leftovers(ctx.profile, ctx.state_dir, run)
+            if local:
+                cleanup.clean_leftovers(ctx.profile, ctx.state_dir, run)
             ctx.args = claim_ports(ctx)  # the one time the run's options gain what it claimed
             return dispatch(ctx)
     except cancel.Interrupted as e:

@@ -66,12 +66,15 @@ def kube(add: Add) -> None:
     add("--registry-mirror", help="--kube-context: kaniko pulls docker.io images from this registry mirror, and "
         "never from docker.io")
     add("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
-        help="--kube-context: a plain-HTTP registry kaniko may push to and pull from (repeatable)")
+        help="--kube-context: a plain-HTTP registry kaniko may push to and pull from (repeatable); inside the "
+        "pipeline's own image, its tools are told so too")
     add("--kube-secret", help="--kube-context: an existing kubernetes.io/dockerconfigjson Secret for the Job "
         "(default: one made for the run from the run's credentials, then deleted)")
     add("--build-ca", type=Path, help="a CA bundle the build's pip must trust: locally instead of the host's own "
         "bundle; with --kube-context given to the Job as a Secret mounted at /run/host-ca.crt")
     add("--job-deadline", type=int, help="--kube-context: the Job's activeDeadlineSeconds (default: the manifest's)")
+    add("--pipeline-image", help="submit: the pipeline's own image the cluster runs the whole job in (the "
+        "reference `pipeline-image` prints)")
 
 
 def verifying(add: Add) -> None:
@@ -122,7 +125,7 @@ COMMANDS: dict[str, tuple[Callable[[Add], None], ...]] = {
     "verify": (auth, targeting, verifying), "promote": JOB, "registry": (),
     "parity": (auth, building, targeting, kube, verifying), "bench": (building, targeting, benching),
     "load": (building, verifying), "trust": (signing,), "attest": (auth, signing), "deployment": (auth,),
-    "pipeline-image": (auth, building), "cluster": (), "test": (),
+    "pipeline-image": (auth, building), "submit": JOB, "cluster": (), "test": (),
 }
 TARGETS = {"verify": "REGISTRY/REPO@sha256:… to verify", "registry": "start | stop | status",
            "attest": "verify REGISTRY/REPO@sha256:…",

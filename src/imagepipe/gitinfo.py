@@ -79,7 +79,11 @@ def job_source(url: str | None = None) -> tuple[str, str]:
     try:
         commit = _git("rev-parse", "HEAD")
         url = url or remote()
-    except PipelineError:
+    except PipelineError as e:
+        why = str(e.detail or e.message)
+        if "dubious ownership" in why:  # git refuses a checkout another user made (a pod's clone step)
+            raise UsageError(f"git refuses the checkout {ROOT}: another user owns it; mark it safe (git config "
+                             f"--global --add safe.directory {ROOT}, or GIT_CONFIG_* in the environment)") from None
         raise UsageError("--kube-context builds a commit: run it in a git repository") from None
     if not url:
         raise UsageError("--kube-context builds from git: pass --git-url URL (a repository the cluster can fetch "

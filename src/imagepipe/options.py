@@ -39,6 +39,7 @@ class Options:
     kube_secret: str | None
     build_ca: Path | None
     job_deadline: int | None
+    pipeline_image: str | None
     signing_key: str | None
     lookaside: str | None
     lookaside_dir: Path | None

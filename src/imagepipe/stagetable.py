@@ -79,12 +79,15 @@ VERBS: tuple[Verb, ...] = (
          "deployment"),
     Verb("pipeline-image", None, "build, check and push the pipeline's own image (ci/pipeline.Containerfile)",
          "pipelineimage"),
+    Verb("submit", None, "the whole job as ci/pipeline-job.yaml's Job in --kube-context, followed to its exit code",
+         "submit"),
     Verb("cluster", 19, "the local single-node Kubernetes for the CI half: up | down | status", "cluster"),
     Verb("test", None, "provision the host and run the test suite", "test"),
 )
 
 BY_NAME: dict[str, Stage] = {s.name: s for s in STAGES}
 VERBS_BY_NAME: dict[str, Verb] = {v.name: v for v in VERBS}
+API_ONLY = frozenset({"submit"})  # verbs that reach a cluster's API and run no container tool here
 EXIT_CODES: dict[str, int] = {s.name: s.exit_code for s in STAGES} | {
     v.name: v.exit_code for v in VERBS if v.exit_code is not None}
 CHOICES = ("all", *BY_NAME, *(v.name for v in VERBS))

@@ -190,34 +190,63 @@ def _wait_pod(core, name: str, timeout: float) -> str:
     return phase
 
 
-def _lookaside_server(core, image: str, store: Path) -> tuple[str, str]:
-    """ci/lookaside.yaml's server, as a pod of its Deployment's template, serving `store` (a directory of this
-    single node, in place of the ReadWriteMany claim). Returns (pod name, its URL): this cluster has no
-    kube-proxy or DNS, so the URL is the pod's own address, where a team's is its Service's."""
-    name = "imagepipe-lookaside"
-    (_claim, deployment, _service) = yaml.safe_load_all((ROOT / "ci/lookaside.yaml").read_text())
-    spec = deployment["spec"]["template"]["spec"]
-    spec["containers"][0]["image"] = image
-    spec["volumes"] = [{"name": "store", "hostPath": {"path": str(store), "type": "Directory"}}]
-    core.create_namespaced_pod(NAMESPACE, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-                                           "spec": spec})
+def _lookaside(api, image: str, store: Path) -> str:
+    """ci/lookaside.yaml applied as shipped (its image filled in), its claim bound to a volume of this single
+    node's directory `store`; returns the URL consumers read it at. This cluster has no kube-proxy or DNS, so
+    that is the server pod's own address, where a team's is the Service's name."""
+    from kubernetes import client
+
+    claim, deployment, service = yaml.safe_load_all((ROOT / "ci/lookaside.yaml").read_text())
+    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    core.create_persistent_volume({"apiVersion": "v1", "kind": "PersistentVolume",
+                                   "metadata": {"name": f"imagepipe-lookaside-{NAMESPACE}"},
+                                   "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteMany"],
+                                            "hostPath": {"path": str(store), "type": "Directory"},
+                                            "claimRef": {"namespace": NAMESPACE, "name": claim["metadata"]["name"]}}})
+    core.create_namespaced_persistent_volume_claim(NAMESPACE, claim)
+    deployment["spec"]["template"]["spec"]["containers"][0]["image"] = image
+    apps.create_namespaced_deployment(NAMESPACE, deployment)
+    core.create_namespaced_service(NAMESPACE, service)
+    selector = ",".join(f"{k}={v}" for k, v in deployment["spec"]["selector"]["matchLabels"].items())
     deadline = time.monotonic() + 300
-    while (pod := core.read_namespaced_pod(name, NAMESPACE)).status.phase != "Running" or not pod.status.pod_ip:
-        assert time.monotonic() < deadline, f"the lookaside server is still {pod.status.phase}"
+    while True:
+        pods = core.list_namespaced_pod(NAMESPACE, label_selector=selector).items
+        ready = [p for p in pods if p.status.pod_ip and any(s.ready for s in p.status.container_statuses or [])]
+        if ready:
+            return f"http://{ready[0].status.pod_ip}:{LOOKASIDE_PORT}"
+        assert time.monotonic() < deadline, f"the lookaside server is not Ready: {[p.status.phase for p in pods]}"
         time.sleep(1)
-    return name, f"http://{pod.status.pod_ip}:{LOOKASIDE_PORT}"
 
 
-def test_the_whole_job_runs_in_the_cluster_and_a_pod_there_checks_its_signatures(pipeline, kube, pipeline_image,
-                                                                                   team_key):
-    """ci/pipeline-job.yaml as a Job: clone, the kaniko Job, verify with podman in the pod, the Deployment
-    proof, promote signing with the team's key from a Secret into the team's lookaside; then a second pod of
-    the cluster installs the trust policy for that key and lookaside, pulls the promoted tag under it and
-    `attest verify`s it, and refuses an unsigned tag both ways. No podman or buildah runs on the host."""
+def _remove_lookaside(api) -> None:
+    from kubernetes import client
+
+    claim, deployment, service = yaml.safe_load_all((ROOT / "ci/lookaside.yaml").read_text())
+    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    for delete in (lambda: apps.delete_namespaced_deployment(deployment["metadata"]["name"], NAMESPACE,
+                                                             propagation_policy="Foreground", grace_period_seconds=0),
+                   lambda: core.delete_namespaced_service(service["metadata"]["name"], NAMESPACE),
+                   lambda: core.delete_namespaced_persistent_volume_claim(claim["metadata"]["name"], NAMESPACE),
+                   lambda: core.delete_persistent_volume(f"imagepipe-lookaside-{NAMESPACE}")):
+        try:
+            delete()
+        except client.ApiException as e:
+            if e.status != 404:
+                raise
+
+
+def test_submit_runs_the_whole_job_in_the_cluster_and_a_pod_there_checks_its_signatures(pipeline, kube, pipeline_image,
+                                                                                        team_key, tmp_path):
+    """`pipeline.py submit` from this host, which only calls the API: ci/pipeline-job.yaml as shipped runs
+    the clone, the kaniko Job, verify with podman in the pod, the Deployment proof, and promote signing with
+    the team's key from its Secret into ci/lookaside.yaml's volume; submit streams it and exits with its code.
+    Then a second pod of the cluster installs the trust policy for that key and lookaside, pulls the promoted
+    tag under it and `attest verify`s the digest, and refuses an unsigned image both ways. No podman or
+    buildah runs on the host (some do in the cluster's cgroup: the pods')."""
     from kubernetes import client
 
     api = kube.admin()
-    core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
+    core = client.CoreV1Api(api)
     repo = "todo-backend-incluster"
     # the lookaside server reads it as a non-root user: outside pytest's 0700 temporary directories
     store = Path(tempfile.mkdtemp(prefix="imagepipe-lookaside-"))
@@ -225,70 +254,47 @@ def test_the_whole_job_runs_in_the_cluster_and_a_pod_there_checks_its_signatures
     secret, public, fingerprint = team_key
     core.create_namespaced_secret(NAMESPACE, {"metadata": {"name": "imagepipe-signing"},
                                               "stringData": {"key.asc": secret, "public.asc": public}})
-    core.create_namespaced_config_map(NAMESPACE, {"metadata": {"name": "imagepipe-build-ca"},
-                                                  "data": {"ca.crt": HOST_CA_BUNDLE.read_text()}})
-    lookaside_pod, lookaside = _lookaside_server(core, pipeline_image, store)
-    host, port = kube.facts.server.removeprefix("https://").rsplit(":", 1)
-    job = _job_pod(kube, pipeline_image, store)
-    job["metadata"]["name"] = "todo-backend-pipeline-test"
-    pod = job["spec"]["template"]["spec"]
-    main = pod["containers"][0]
-    placeholders = {"REGISTRY": kube.registry, "LOOKASIDE_URL": lookaside}
-    args = [placeholders.get(a, a) for a in main.pop("args")]
-    # this cluster's images and air gap: the executor and the clone step's image in its registry, which is
-    # also kaniko's docker.io mirror and speaks plain HTTP; the proxy's CA for pip in the build
-    args += ["--repo", repo, "--kaniko-image", kube.executor, "--git-image", kube.git_image,
-             "--registry-mirror", kube.registry, "--insecure-registry", kube.registry,
-             "--build-ca", "/etc/imagepipe/build-ca/ca.crt"]
-    main["command"] = _trusting(kube, "python3 build/pipeline.py \"$@\"; code=$?; echo; echo REPORT $(tr -d "
-                                "'\\n' < /workspace/reports/report.json); exit $code")
-    main["args"] = ["pipeline", *args]
-    # no kube-proxy here: the API server's own address in place of the `kubernetes` Service's
-    main["env"] += [{"name": "KUBERNETES_SERVICE_HOST", "value": host}, {"name": "KUBERNETES_SERVICE_PORT",
-                                                                         "value": port}]
-    main["volumeMounts"] += [{"name": "build-ca", "mountPath": "/etc/imagepipe/build-ca", "readOnly": True}]
-    pod["volumes"] += [{"name": "build-ca", "configMap": {"name": "imagepipe-build-ca"}}]
     from imagepipe.cluster.facts import cgroup2_root
 
     cluster_cgroup = "/" + str(Path(kube.facts.cgroup).relative_to(cgroup2_root()))
+    consumer = ""
     try:
+        lookaside = _lookaside(api, pipeline_image, store)
         with HostTools() as tools:
-            batch.create_namespaced_job(NAMESPACE, job)
-            deadline = time.monotonic() + 1800
-            while not ((status := batch.read_namespaced_job(job["metadata"]["name"], NAMESPACE).status).succeeded
-                       or status.failed):
-                assert time.monotonic() < deadline, "the pipeline's Job is still running"
-                time.sleep(3)
-            selector = f"job-name={job['metadata']['name']}"
-            (runner_pod,) = core.list_namespaced_pod(NAMESPACE, label_selector=selector).items
-            log = core.read_namespaced_pod_log(runner_pod.metadata.name, NAMESPACE, container="pipeline")
-            print(log[-8000:])
-            assert status.succeeded == 1, log[-5000:]
-            report = json.loads(log.split("REPORT ", 1)[1].splitlines()[0])
+            # this cluster's images and air gap: the executor and the clone step's image in its registry,
+            # which is also kaniko's docker.io mirror and speaks plain HTTP; the proxy's CA for pip in the build
+            proc = pipeline.run(
+                "submit", "--no-provision", "--kube-context", kube.builder, "--kube-namespace", NAMESPACE,
+                "--pipeline-image", pipeline_image, "--registry", kube.registry, "--git-url", kube.git_url,
+                "--lookaside", lookaside, "--repo", repo, "--kaniko-image", kube.executor, "--git-image",
+                kube.git_image, "--registry-mirror", kube.registry, "--insecure-registry", kube.registry,
+                "--build-ca", str(HOST_CA_BUNDLE), "--report", str(tmp_path / "r.json"),
+                "--junit", str(tmp_path / "r.xml"), env=kube.env(), timeout=2400)
+            assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr
+            report = json.loads((tmp_path / "r.json").read_text())
             rid = report["kubernetes"]["deployment"].removeprefix("todo-backend-proof-")
-            left = kube.leftovers(rid)
             digest = report["image"].split("@")[1]
             signed = sorted(p.name for p in (store / f"{repo}@{digest.replace(':', '=')}").glob("*"))
             latest_digest = json.loads(subprocess.run(
                 ["skopeo", "inspect", f"docker://{kube.registry}/{repo}:latest"], capture_output=True, text=True,
                 check=True, timeout=120).stdout)["Digest"]
             # the consumer: a pod of the cluster that trusts only the team's key, reading the team's lookaside
+            digestfile = tmp_path / "unsigned.digest"
             unsigned = f"{kube.registry}/{repo}:unsigned"
-            subprocess.run(["skopeo", "copy", "-q", "--digestfile", str(store.parent / f"{store.name}.digest"),
+            subprocess.run(["skopeo", "copy", "-q", "--digestfile", str(digestfile),
                             f"docker://{kube.registry}/imagepipe/git:1", f"docker://{unsigned}"], check=True,
                            timeout=300)
-            unsigned_digest = (store.parent / f"{store.name}.digest").read_text().strip()
-            (store.parent / f"{store.name}.digest").unlink()
+            unsigned_digest = digestfile.read_text().strip()
             check = _pod(kube, pipeline_image, "unused")
             check["metadata"]["name"] = "imagepipe-consumer"
             cmain = check["spec"]["containers"][0]
             trust = (f"python3 build/pipeline.py trust --install --no-provision --registry {kube.registry} "
                      f"--repo {repo} --public-key /etc/imagepipe/signing/public.asc --lookaside {lookaside}")
-            latest = f"{kube.registry}/{repo}:latest"
-            attest = f"python3 build/pipeline.py attest verify --no-provision --public-key " \
-                     f"/etc/imagepipe/signing/public.asc --lookaside {lookaside}"
+            attest = ("python3 build/pipeline.py attest verify --no-provision --public-key "
+                      f"/etc/imagepipe/signing/public.asc --lookaside {lookaside}")
             cmain["command"] = _trusting(kube, " ; ".join([
-                f"{trust} >/dev/null", f"podman pull -q {latest} >/tmp/out 2>&1; echo PULL-LATEST $?; tail -3 /tmp/out",
+                f"{trust} >/dev/null",
+                f"podman pull -q {kube.registry}/{repo}:latest >/tmp/out 2>&1; echo PULL-LATEST $?; tail -3 /tmp/out",
                 f"podman pull -q {unsigned} >/tmp/out 2>&1; echo PULL-UNSIGNED $?; tail -1 /tmp/out",
                 f"{attest} {kube.registry}/{repo}@{digest} >/tmp/out 2>&1; echo ATTEST-LATEST $?; tail -3 /tmp/out",
                 f"{attest} {kube.registry}/{repo}@{unsigned_digest} >/tmp/out 2>&1; echo ATTEST-UNSIGNED $?; "
@@ -298,27 +304,41 @@ def test_the_whole_job_runs_in_the_cluster_and_a_pod_there_checks_its_signatures
             core.create_namespaced_pod(NAMESPACE, check)
             _wait_pod(core, "imagepipe-consumer", 600)
             consumer = core.read_namespaced_pod_log("imagepipe-consumer", NAMESPACE, container="pipeline")
+        left = kube.leftovers(rid)
+        # the pipeline's pod owns what the run made: deleting its Job deletes the kaniko Job too (the garbage
+        # collector), as it would after a pipeline killed before its own clean-up
+        submitted = re.search(r"==> submit: Job (todo-backend-pipeline-\w+) in ", proc.stdout).group(1)
+        client.BatchV1Api(api).delete_namespaced_job(submitted, NAMESPACE, propagation_policy="Background")
+        deadline = time.monotonic() + 120
+        while (after := kube.leftovers(rid))["jobs"] or after["pods"]:
+            assert time.monotonic() < deadline, f"the run's objects outlived the pipeline's pod: {after}"
+            time.sleep(1)
     finally:
-        batch.delete_namespaced_job(job["metadata"]["name"], NAMESPACE, propagation_policy="Foreground",
-                                    grace_period_seconds=0)
-        for name in (lookaside_pod, "imagepipe-consumer"):
-            try:
-                core.delete_namespaced_pod(name, NAMESPACE, grace_period_seconds=0)
-            except client.ApiException:
-                pass
+        try:
+            core.delete_namespaced_pod("imagepipe-consumer", NAMESPACE, grace_period_seconds=0)
+        except client.ApiException:
+            pass
+        _remove_lookaside(api)
         core.delete_namespaced_secret("imagepipe-signing", NAMESPACE)
-        core.delete_namespaced_config_map("imagepipe-build-ca", NAMESPACE)
         shutil.rmtree(store, ignore_errors=True)
     print(consumer)
+    # submit streamed the pod's progress and ended as it did
+    assert "==> submit: Job todo-backend-pipeline-" in proc.stdout
+    for stage in ("==> lint:", "==> build: kaniko Job in in-cluster", "==> verify:", "as a Deployment in",
+                  "==> promote:"):
+        assert stage in proc.stdout, stage
+    assert "imagepipe-report: " not in proc.stdout, "the report's log line is written to --report, not shown"
+    assert (tmp_path / "r.xml").read_text().startswith("<?xml") and 'failures="0"' in (tmp_path / "r.xml").read_text()
     assert report["passed"] is True and report["builder"] == "kaniko"
     assert [c["id"] for c in report["checks"] if not c["passed"]] == []
-    assert report["kubernetes"]["deployment"] == f"todo-backend-proof-{rid}"
     assert report["cluster"]["job"].startswith("todo-backend-kaniko-")
     assert latest_digest == digest
     assert signed == ["signature-1"], "signed into the team's lookaside"
     assert report["signature"]["lookaside"] == lookaside and report["signature"]["signer"] == fingerprint
-    assert left.get("jobs", []) == [] or all(j.startswith("todo-backend-kaniko-") for j in left["jobs"])
-    assert left["pods"] == [] and left["secrets"] == [] and "deployments" not in left, left
+    # the run's kaniko Job stays Complete for its TTL; its pod, Secrets and the proof's objects are gone
+    assert left["secrets"] == [] and "deployments" not in left and "services" not in left, left
+    assert all(p.startswith("todo-backend-kaniko-") or p.startswith("todo-backend-pipeline-")
+               for p in left["pods"]), left
     assert "PULL-LATEST 0" in consumer, consumer
     assert re.search(r"PULL-UNSIGNED [1-9]\d*\n.*signature", consumer), consumer
     assert "ATTEST-LATEST 0" in consumer, consumer

@@ -110,3 +110,16 @@ def test_a_stopped_component_is_named_with_its_panic_line(tmp_path):
     assert stopped[-1] == f'etcd exited (E1202 04:33:09.727131 1 x.go:1] "lost the lease"; see {etcd_log})'
     assert [s.split()[0] for s in stopped] == ["kubelet", "containerd", "kube-scheduler", "kube-controller-manager",
                                               "kube-apiserver", "etcd"]
+
+
+def test_pods_reach_the_api_server_at_the_kubernetes_service_from_the_bridge_only():
+    """No kube-proxy: one DNAT rule stands in for the `kubernetes` Service, which in-cluster clients use."""
+    from imagepipe import commands
+
+    rule = commands.service_route("ab12cd", "ipkab12cd", "https://10.244.7.1:41234")
+    assert rule == ["-i", "ipkab12cd", "-d", "10.96.0.1", "-p", "tcp", "--dport", "443", "-m", "comment",
+                    "--comment", "imagepipe-ab12cd kubernetes service", "-j", "DNAT", "--to-destination",
+                    "10.244.7.1:41234"]
+    apiserver = commands.kube_apiserver(Path("/bin/kube-apiserver"), pki=Path("/pki"), etcd_port=1, port=41234,
+                                        node_ip="10.244.7.1", service_range="10.96.0.0/24", cert_dir=Path("/c"))
+    assert "--bind-address=10.244.7.1" in apiserver  # the bridge's address: pods reach it, nothing off the host

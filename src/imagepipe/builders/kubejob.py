@@ -23,6 +23,7 @@ from imagepipe import cancel
 from imagepipe.builders import kanikofailure, kubewatch
 from imagepipe.builders.kubewatch import JobResult
 from imagepipe.errors import PipelineError
+from imagepipe.retry import wait_until
 
 log = logging.getLogger("imagepipe.kube")
 
@@ -136,6 +137,21 @@ def ca_secret(name: str, labels: dict[str, str], ca: bytes) -> dict[str, Any]:
             "data": {"ca.crt": base64.b64encode(ca).decode()}}
 
 
+POD_ENV = ("IMAGEPIPE_POD_NAME", "IMAGEPIPE_POD_UID", "IMAGEPIPE_POD_NAMESPACE")  # ci/pipeline-job.yaml's
+
+
+def owned(obj: dict[str, Any], namespace: str) -> dict[str, Any]:
+    """`obj` owned by the pod this pipeline runs in, when it runs in one of the same namespace (the downward
+    API's POD_ENV): deleting that pod, or its Job, deletes the run's Jobs, Secrets and Deployments with it
+    (the garbage collector), even when the pipeline was killed before it could. An owner in another namespace
+    would count as gone, so then nothing is set."""
+    name, uid, pod_namespace = (os.environ.get(k) for k in POD_ENV)
+    if not (name and uid and pod_namespace == namespace):
+        return obj
+    ref = {"apiVersion": "v1", "kind": "Pod", "name": name, "uid": uid}
+    return {**obj, "metadata": {**obj.get("metadata", {}), "ownerReferences": [ref]}}
+
+
 def run_job(cluster: Cluster, job: dict[str, Any], *, secrets: list[dict[str, Any]], timeout: float,
             on_log: Callable[[str], None] = print) -> tuple[JobResult, list[str]]:
     """Create the Secrets and the Job, follow the build, return (what ran, the kaniko log)."""
@@ -150,9 +166,11 @@ def run_job(cluster: Cluster, job: dict[str, Any], *, secrets: list[dict[str, An
     t0 = time.monotonic()
     try:
         for secret in secrets:
-            cluster.call("create secrets", cluster.core.create_namespaced_secret, cluster.namespace, secret)
+            cluster.call("create secrets", cluster.core.create_namespaced_secret, cluster.namespace,
+                         owned(secret, cluster.namespace))
             created.append(secret["metadata"]["name"])
-        cluster.call("create jobs", cluster.batch.create_namespaced_job, cluster.namespace, job)
+        cluster.call("create jobs", cluster.batch.create_namespaced_job, cluster.namespace,
+                     owned(job, cluster.namespace))
         deadline = time.monotonic() + timeout
         pod = kubewatch.wait_for_kaniko(cluster, name, deadline)
         lines = _follow(cluster, pod.metadata.name, on_log)
@@ -174,14 +192,50 @@ def run_job(cluster: Cluster, job: dict[str, Any], *, secrets: list[dict[str, An
             run.forget("kube", entry)
 
 
-def _follow(cluster: Cluster, pod: str, on_log: Callable[[str], None]) -> list[str]:
-    """kaniko's log as it is written (a step may be silent for minutes: no read timeout). A stream that
+def run_to_end(cluster: Cluster, job: dict[str, Any], *, secrets: list[dict[str, Any]], timeout: float,
+               container: str, on_log: Callable[[str], None] = print) -> tuple[int, list[str]]:
+    """Create the Secrets and a Job, follow `container`'s log to its end: (its exit code, its log). The Job
+    stays for its TTL when the container exited 0; otherwise, or when interrupted, it is deleted with its
+    pods and the Secrets, the pods given their grace period, so a pipeline in one cleans up what it made."""
+    name = job["metadata"]["name"]
+    run = cancel.current()
+    entry = json.dumps({"context": cluster.context, "namespace": cluster.namespace, "job": name,
+                        "secrets": [s["metadata"]["name"] for s in secrets]})
+    if run is not None:
+        run.record("kube", entry)
+    created: list[str] = []
+    done = False
+    try:
+        for secret in secrets:
+            cluster.call("create secrets", cluster.core.create_namespaced_secret, cluster.namespace, secret)
+            created.append(secret["metadata"]["name"])
+        cluster.call("create jobs", cluster.batch.create_namespaced_job, cluster.namespace, job)
+        deadline = time.monotonic() + timeout
+        pod = kubewatch.wait_for_kaniko(cluster, name, deadline, container=container)
+        lines = _follow(cluster, pod.metadata.name, on_log, container=container)
+        term, _ = kubewatch.wait_for_termination(cluster, name, pod.metadata.name, deadline, container=container)
+        if term.exit_code != 0:  # killed for the Job's deadline: the Job may say so a moment after
+            failure = wait_until(lambda: kubewatch.job_failure(cluster, name), timeout=5, interval=0.5)
+            if failure is not None and "activeDeadlineSeconds" in failure.message:
+                raise failure
+        done = term.exit_code == 0
+        return int(term.exit_code), lines
+    finally:
+        if not done:
+            cancel.unwinding()
+        delete(cluster, name if not done else None, created, grace=None)
+        if run is not None:
+            run.forget("kube", entry)
+
+
+def _follow(cluster: Cluster, pod: str, on_log: Callable[[str], None], container: str = "kaniko") -> list[str]:
+    """A container's log as it is written (a step may be silent for minutes: no read timeout). A stream that
     breaks loses log lines, not the build: its end is read from the pod's status."""
     from urllib3.exceptions import HTTPError
 
     lines: list[str] = []
     stream = cluster.call("get pods/log", cluster.core.read_namespaced_pod_log, pod, cluster.namespace,
-                          container="kaniko", follow=True, _preload_content=False, _request_timeout=(10, None))
+                          container=container, follow=True, _preload_content=False, _request_timeout=(10, None))
     try:
         for raw in stream.stream():
             for line in raw.decode(errors="replace").splitlines():
@@ -208,21 +262,23 @@ def _attempt(cluster: Cluster, what: str, fn: Callable[..., Any], *args: Any, **
     return None
 
 
-def _delete_pods(cluster: Cluster, selector: str, what: str) -> None:
+def _delete_pods(cluster: Cluster, selector: str, what: str, grace: int | None = 0) -> None:
     pods = _attempt(cluster, what, cluster.core.list_namespaced_pod, cluster.namespace, label_selector=selector)
+    more = {} if grace is None else {"grace_period_seconds": grace}
     for pod in pods.items if pods is not None else []:
         _attempt(cluster, f"pod {pod.metadata.name}", cluster.core.delete_namespaced_pod, pod.metadata.name,
-                 cluster.namespace, grace_period_seconds=0)
+                 cluster.namespace, **more)
 
 
-def delete(cluster: Cluster, job: str | None, secrets: list[str]) -> None:
-    """The Job (when given) and its pods at once (no grace: nothing of a failed build is worth waiting for),
-    and the run's Secrets. Each deletion on its own (one that fails, or finds nothing, does not stop the
-    others); best effort: a failure is logged, never raised over the first error."""
+def delete(cluster: Cluster, job: str | None, secrets: list[str], grace: int | None = 0) -> None:
+    """The Job (when given) and its pods, at once by default (no grace: nothing of a failed build is worth
+    waiting for; None: the pods' own grace period), and the run's Secrets. Each deletion on its own (one
+    that fails, or finds nothing, does not stop the others); best effort: a failure is logged, never raised
+    over the first error."""
     if job is not None:
         _attempt(cluster, f"Job {job}", cluster.batch.delete_namespaced_job, job, cluster.namespace,
                  propagation_policy="Background")
-        _delete_pods(cluster, f"job-name={job}", f"the pods of {job}")
+        _delete_pods(cluster, f"job-name={job}", f"the pods of {job}", grace)
     for secret in secrets:
         _attempt(cluster, f"Secret {secret}", cluster.core.delete_namespaced_secret, secret, cluster.namespace)
 

@@ -25,6 +25,8 @@ class Cluster(Protocol):
 POLL_SECONDS = 1.0
 CONTEXT_IN_REPO = Path("backend")  # the Job's build context in the cloned repository (ci/kaniko.yaml)
 PULL_ERRORS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")
+# the option that names each container's image: the kaniko Job's, and the pipeline's own Job's (`submit`)
+IMAGE_OPTIONS = {"kaniko": "--kaniko-image", "pipeline": "--pipeline-image"}
 
 
 @dataclass
@@ -63,7 +65,7 @@ def pod_failure(cluster: Cluster, pod: Any) -> PipelineError | None:
     for status in [*(pod.status.init_container_statuses or []), *(pod.status.container_statuses or [])]:
         waiting = status.state.waiting
         if waiting is not None and waiting.reason in PULL_ERRORS:
-            option = "--kaniko-image" if status.name == "kaniko" else "--git-image"
+            option = IMAGE_OPTIONS.get(status.name, "--git-image")
             return PipelineError(f"the cluster cannot pull {status.image} (container {status.name}: "
                                  f"{waiting.reason}): make it pullable from the nodes, or pass {option}",
                                  stage="build")
@@ -78,7 +80,8 @@ def pod_failure(cluster: Cluster, pod: Any) -> PipelineError | None:
     return None
 
 
-def wait_for_kaniko(cluster: Cluster, job: str, deadline: float) -> Any:
+def wait_for_kaniko(cluster: Cluster, job: str, deadline: float, container: str = "kaniko") -> Any:
+    """The Job's pod once `container` runs (or has ended); each way it cannot start is one line."""
     def started() -> Any:
         failure = job_failure(cluster, job)  # first: a deadline kills the pod, which then looks failed
         if failure is not None:
@@ -89,18 +92,19 @@ def wait_for_kaniko(cluster: Cluster, job: str, deadline: float) -> Any:
                 # the pod may have been killed for the Job's deadline a moment before the Job says so
                 raise wait_until(lambda: job_failure(cluster, job), timeout=3, interval=0.5) or failure
             for s in pod.status.container_statuses or []:
-                if s.name == "kaniko" and (s.state.running or s.state.terminated):
+                if s.name == container and (s.state.running or s.state.terminated):
                     return pod
         return None
 
     pod = wait_until(started, timeout=max(1.0, deadline - time.monotonic()), interval=POLL_SECONDS)
     if pod is None:
-        raise PipelineError(f"the Job {job}'s kaniko container did not start in time (is the pod Pending? "
+        raise PipelineError(f"the Job {job}'s {container} container did not start in time (is the pod Pending? "
                             f"kubectl -n {cluster.namespace} describe pod -l job-name={job})", stage="build")
     return pod
 
 
-def wait_for_termination(cluster: Cluster, job: str, pod_name: str, deadline: float) -> tuple[Any, Any]:
+def wait_for_termination(cluster: Cluster, job: str, pod_name: str, deadline: float,
+                         container: str = "kaniko") -> tuple[Any, Any]:
     def terminated() -> tuple[Any, Any] | None:
         failure = job_failure(cluster, job)  # the deadline: its pod is deleted, there is nothing to read
         if failure is not None and "activeDeadlineSeconds" in failure.message:
@@ -108,10 +112,10 @@ def wait_for_termination(cluster: Cluster, job: str, pod_name: str, deadline: fl
         pod = _read_pod(cluster, pod_name)
         if pod is None:  # deleted: for the Job's deadline, a moment before the Job says so
             raise wait_until(lambda: job_failure(cluster, job), timeout=5, interval=0.5) or PipelineError(
-                f"the pod {pod_name} of Job {job} was deleted while kaniko ran (kubectl -n {cluster.namespace} "
+                f"the pod {pod_name} of Job {job} was deleted while {container} ran (kubectl -n {cluster.namespace} "
                 f"describe job {job})", stage="build")
         for s in pod.status.container_statuses or []:
-            if s.name == "kaniko" and s.state.terminated is not None:
+            if s.name == container and s.state.terminated is not None:
                 return s.state.terminated, pod
         return None
 

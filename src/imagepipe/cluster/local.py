@@ -79,6 +79,7 @@ class LocalCluster:
             self._bridge(facts)
             self._namespace(facts)
             self._control_plane(facts, bins)
+            self._service_route(facts)
             self._services(facts)
             self._node(facts, bins)
             facts = self._wait_ready(facts, t0)
@@ -154,6 +155,13 @@ class LocalCluster:
             kubeconfig=self.dir / "controller-manager.kubeconfig", port=free_port()))
         self._spawn("kube-scheduler", commands.kube_scheduler(
             bins.path("kube-scheduler"), kubeconfig=self.dir / "scheduler.kubeconfig", port=free_port()))
+
+    def _service_route(self, f: Facts) -> None:
+        """The one Service a pod needs without kube-proxy: `kubernetes` (10.96.0.1:443, what in-cluster
+        clients such as the pipeline's own pod are configured with) led to the API server on the node's
+        address, for traffic from this cluster's bridge only; removed by down()."""
+        runner.run(["iptables", "-t", "nat", "-A", "PREROUTING", *commands.service_route(f.id, f.bridge, f.server)],
+                   stage="cluster", what="routing the kubernetes Service to the API server")
 
     def _healthy(self, f: Facts) -> bool:
         import requests
@@ -248,6 +256,7 @@ class LocalCluster:
             subprocess.run(["umount", str(point)], capture_output=True)
         teardown.remove_cgroups(Path(f.cgroup))
         teardown.remove_masquerade(f.network, f.subnet)
+        teardown.remove_service_route(f.id)
         subprocess.run(["ip", "link", "del", f.bridge], capture_output=True)
         Path(f.registries_conf).unlink(missing_ok=True)
         (self.dir / "cluster.json").unlink(missing_ok=True)

@@ -67,3 +67,11 @@ def remove_masquerade(network: str, subnet: str) -> None:
     for chain in chains:
         subprocess.run(["iptables", "-t", "nat", "-F", chain], capture_output=True)
         subprocess.run(["iptables", "-t", "nat", "-X", chain], capture_output=True)
+
+
+def remove_service_route(cluster_id: str) -> None:
+    """local.LocalCluster's DNAT rule for the `kubernetes` Service, found by its comment."""
+    out = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        if line.startswith("-A PREROUTING ") and f"imagepipe-{cluster_id} kubernetes service" in line:
+            subprocess.run(["iptables", "-t", "nat", "-D", "PREROUTING", *shlex.split(line)[2:]], capture_output=True)

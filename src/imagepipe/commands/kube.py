@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = ["kube_apiserver", "kube_controller_manager", "kube_scheduler", "kube_etcd", "kube_in_namespace",
-           "kube_kubelet", "kube_containerd", "kube_namespace"]
+           "kube_kubelet", "kube_containerd", "kube_namespace", "service_route"]
 
 # Inside the cluster's namespace: a cgroup2-only /sys/fs/cgroup (its root is the cluster's own cgroup), a
 # private /run (containerd 1.6 hard-codes /run/containerd), /var/lib and /var/log of its own, and the three
@@ -84,3 +84,15 @@ def kube_containerd(config: Path) -> list[str]:
 def kube_kubelet(binary: Path, *, config: Path, kubeconfig: Path, node: str, node_ip: str, root: Path) -> list[str]:
     return [str(binary), f"--config={config}", f"--kubeconfig={kubeconfig}", f"--hostname-override={node}",
             f"--node-ip={node_ip}", f"--root-dir={root}", f"--cert-dir={root / 'pki'}", "--v=0"]
+
+
+KUBERNETES_SERVICE = ("10.96.0.1", 443)  # the first address of the cluster's service range
+
+
+def service_route(cluster_id: str, bridge: str, server: str) -> list[str]:
+    """An iptables nat PREROUTING rule (without the table and chain) leading the `kubernetes` Service's
+    address, from pods on `bridge`, to the API server at `server` (https://IP:PORT)."""
+    host, port = server.removeprefix("https://").rsplit(":", 1)
+    ip, service_port = KUBERNETES_SERVICE
+    return ["-i", bridge, "-d", ip, "-p", "tcp", "--dport", str(service_port), "-m", "comment", "--comment",
+            f"imagepipe-{cluster_id} kubernetes service", "-j", "DNAT", "--to-destination", f"{host}:{port}"]

@@ -25,3 +25,13 @@ def insecure_registries(files: list[Path] | None = None) -> set[str]:
             if entry.get("insecure") and entry.get("location"):
                 found.add(str(entry["location"]))
     return found
+
+
+POD_DROP_IN = REGISTRIES_D / "90-imagepipe-insecure.conf"
+
+
+def declare_insecure(registries: tuple[str, ...], drop_in: Path = POD_DROP_IN) -> None:
+    """Inside the pipeline's own image (a pod's filesystem, nobody else's): --insecure-registry declared for
+    the pipeline's own tools too, as kaniko is told of it, so one flag serves the whole job."""
+    drop_in.parent.mkdir(parents=True, exist_ok=True)
+    drop_in.write_text("".join(f'[[registry]]\nlocation = "{r}"\ninsecure = true\n\n' for r in registries))

@@ -83,10 +83,11 @@ def prove(ctx: Context, image: ImageRef) -> dict[str, Any]:
         run.record("kube", entry)
     t0 = time.monotonic()
     try:
-        cluster.call("create secrets", cluster.core.create_namespaced_secret, cluster.namespace,
-                     env_secret(f"{name}-env", ctx.labels, service=name))
-        cluster.call("create deployments", apps.create_namespaced_deployment, cluster.namespace, dep)
-        cluster.call("create services", cluster.core.create_namespaced_service, cluster.namespace, svc)
+        ns = cluster.namespace
+        cluster.call("create secrets", cluster.core.create_namespaced_secret, ns,
+                     kubejob.owned(env_secret(f"{name}-env", ctx.labels, service=name), ns))
+        cluster.call("create deployments", apps.create_namespaced_deployment, ns, kubejob.owned(dep, ns))
+        cluster.call("create services", cluster.core.create_namespaced_service, ns, kubejob.owned(svc, ns))
         pod = wait_ready(cluster, name, time.monotonic() + READY_SECONDS)
         seconds = time.monotonic() - t0
     finally:

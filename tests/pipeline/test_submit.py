@@ -1,0 +1,147 @@
+"""`pipeline.py submit`: ci/pipeline-job.yaml filled in for one run (no cluster), the options the pod is
+given, what submit refuses in one line, the report carried through the pod's log, and the objects a pipeline
+in a pod owns."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from k8s_models import round_trip
+
+from imagepipe import report
+from imagepipe.builders import kubejob, pipelinejob
+from imagepipe.cliargs import parse_args
+from imagepipe.errors import UsageError
+from imagepipe.options import from_namespace
+from imagepipe.paths import ROOT
+from imagepipe.verbs import submit
+
+SUBMISSION = pipelinejob.Submission(
+    name="todo-backend-pipeline-abc123", image="reg.example:5000/imagepipe/pipeline@sha256:" + "1" * 64,
+    git_url="https://git.example.org/team/todo.git", commit="c" * 40, registry="reg.example:5000",
+    lookaside="http://imagepipe-lookaside.ci.svc.cluster.local", labels={"io.imagepipe.run": "abc123"},
+    build_ca_secret="todo-backend-pipeline-abc123-ca", extra=("--repo", "todo-backend"))
+
+
+def test_the_job_is_the_shipped_file_with_every_placeholder_filled():
+    job = pipelinejob.job_for(pipelinejob.load(), SUBMISSION)
+    _, back = round_trip(job, "V1Job")
+    assert back == json.loads(json.dumps(job))  # still a valid Job, nothing misspelt
+    assert pipelinejob.placeholders_left(job) == []
+    assert job["metadata"]["name"] == SUBMISSION.name
+    assert job["metadata"]["labels"]["io.imagepipe.run"] == "abc123"
+    assert job["spec"]["template"]["metadata"]["labels"]["io.imagepipe.run"] == "abc123"
+    pod = job["spec"]["template"]["spec"]
+    clone = {e["name"]: e.get("value") for e in pod["initContainers"][0]["env"]}
+    assert clone["GIT_URL"] == SUBMISSION.git_url and clone["GIT_REF"] == SUBMISSION.commit
+    (main,) = pod["containers"]
+    assert main["image"] == SUBMISSION.image
+    env = {e["name"]: e.get("value") for e in main["env"]}
+    assert env["GIT_URL"] == SUBMISSION.git_url and env[report.LOG_ENV] == "1"
+    args = main["args"]
+    assert args[args.index("--registry") + 1] == "reg.example:5000"
+    assert args[args.index("--lookaside") + 1] == SUBMISSION.lookaside
+    assert args[args.index("--build-ca") + 1] == "/etc/imagepipe/build-ca/ca.crt"
+    assert args[-2:] == ["--repo", "todo-backend"]
+    assert {"name": "build-ca", "secret": {"secretName": SUBMISSION.build_ca_secret}} in pod["volumes"]
+    # the file itself is untouched
+    assert pipelinejob.load() == yaml.safe_load(pipelinejob.MANIFEST.read_text())
+
+
+def test_the_shipped_file_has_placeholders_a_user_must_fill():
+    assert set(pipelinejob.placeholders_left(pipelinejob.load())) == {
+        "PIPELINE_IMAGE", "LOOKASIDE_URL", "git.example.com", "0000000000000000"}
+
+
+@pytest.mark.parametrize(("argv", "line"), [
+    (["submit", "--pipeline-image", "r/p@sha256:1", "--registry", "r:5000", "--lookaside", "http://l"],
+     "submit runs the job in a cluster: pass --kube-context CONTEXT (of $KUBECONFIG)"),
+    (["submit", "--kube-context", "c", "--registry", "r:5000", "--lookaside", "http://l"],
+     "submit needs --pipeline-image REF: the image `python3 build/pipeline.py pipeline-image` pushed"),
+    (["submit", "--kube-context", "c", "--pipeline-image", "p", "--lookaside", "http://l"],
+     "submit needs --registry HOST[:PORT]: a registry the cluster reaches (the embedded one is this machine's)"),
+    (["submit", "--kube-context", "c", "--pipeline-image", "p", "--registry", "r:5000"],
+     "submit needs --lookaside URL: signatures must outlive the pod (ci/lookaside.yaml serves them)"),
+    (["submit", "--kube-context", "in-cluster", "--pipeline-image", "p", "--registry", "r:5000", "--lookaside", "u"],
+     "submit runs from outside the cluster: inside a pod, run the pipeline itself with --kube-context in-cluster"),
+], ids=["no-context", "no-image", "no-registry", "no-lookaside", "in-cluster"])
+def test_what_submit_cannot_run_is_one_usage_line(argv, line, monkeypatch):
+    monkeypatch.delenv("IMAGEPIPE_VULN_DB", raising=False)
+    with pytest.raises(UsageError) as e:
+        submit.check(from_namespace(parse_args(argv)))
+    assert str(e.value) == line
+
+
+def test_the_pod_is_given_the_options_that_mean_the_same_there(monkeypatch):
+    monkeypatch.setenv("IMAGEPIPE_VULN_DB", str(ROOT / "tests/fixtures/osv/pypa"))
+    monkeypatch.setenv("IMAGEPIPE_VULN_DB_MAX_AGE", "30")
+    a = from_namespace(parse_args([
+        "submit", "--repo", "team/backend", "--kaniko-image", "k:1", "--registry-mirror", "m:5000",
+        "--insecure-registry", "m:5000", "--tag", "v1", "--job-deadline", "900", "--state-dir", "/tmp/x",
+        "--report", "r.json"]))
+    assert submit.forwarded(a) == [
+        "--repo", "team/backend", "--kaniko-image", "k:1", "--registry-mirror", "m:5000", "--job-deadline", "900",
+        "--insecure-registry", "m:5000", "--tag", "v1", "--vuln-db", "tests/fixtures/osv/pypa",
+        "--vuln-db-max-age", "30"]
+
+
+def test_the_report_and_junit_come_back_through_the_log():
+    data = {"passed": True, "image": "r/x@sha256:" + "2" * 64, "checks": []}
+    junit = '<?xml version="1.0"?><testsuite tests="0"/>'
+    import base64
+
+    lines = ["==> verify: …", report.REPORT_MARK + json.dumps(data),
+             report.JUNIT_MARK + base64.b64encode(junit.encode()).decode()]
+    assert report.from_log(lines) == (data, junit)
+    assert report.from_log(["error: [build] no report"]) == (None, None)
+
+
+def test_what_a_pipeline_in_a_pod_creates_is_owned_by_its_pod(monkeypatch):
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "labels": {"a": "b"}}}
+    assert kubejob.owned(secret, "ci") == secret  # not in a pod
+    monkeypatch.setenv("IMAGEPIPE_POD_NAME", "todo-backend-pipeline-x-abcde")
+    monkeypatch.setenv("IMAGEPIPE_POD_UID", "0b5e7c1e-0000-4000-8000-000000000001")
+    monkeypatch.setenv("IMAGEPIPE_POD_NAMESPACE", "ci")
+    owned = kubejob.owned(secret, "ci")
+    assert owned["metadata"]["ownerReferences"] == [{"apiVersion": "v1", "kind": "Pod",
+                                                     "name": "todo-backend-pipeline-x-abcde",
+                                                     "uid": "0b5e7c1e-0000-4000-8000-000000000001"}]
+    assert owned["metadata"]["labels"] == {"a": "b"} and "ownerReferences" not in secret["metadata"]
+    # an owner in another namespace counts as gone for the garbage collector: none is set
+    assert kubejob.owned(secret, "elsewhere") == secret
+
+
+def test_in_the_pipeline_image_an_insecure_registry_is_declared_for_its_own_tools(tmp_path):
+    from imagepipe.services import hostaccess
+
+    drop_in = tmp_path / "registries.conf.d/90-imagepipe-insecure.conf"
+    hostaccess.declare_insecure(("10.0.0.5:5000", "mirror:5000"), drop_in)
+    assert hostaccess.insecure_registries([drop_in]) == {"10.0.0.5:5000", "mirror:5000"}
+
+
+def test_a_checkout_another_user_made_is_one_line_naming_safe_directory(tmp_path, monkeypatch):
+    """A pod's clone step runs as another user than the pipeline: git refuses such a checkout."""
+    import os
+    import subprocess
+
+    from imagepipe import gitinfo
+
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run(["git", "-C", str(repo), "-c", "user.email=a@b", "-c", "user.name=a", "commit", "-q",
+                    "--allow-empty", "-m", "x"], check=True)
+    for path in [repo, *repo.rglob("*")]:
+        os.lchown(path, 65532, 65532)
+    monkeypatch.setattr(gitinfo, "ROOT", repo)
+    monkeypatch.delenv("GIT_CONFIG_COUNT", raising=False)
+    with pytest.raises(UsageError) as e:
+        gitinfo.job_source("https://git.example.org/x.git")
+    assert str(e.value) == (f"git refuses the checkout {repo}: another user owns it; mark it safe (git config "
+                            f"--global --add safe.directory {repo}, or GIT_CONFIG_* in the environment)")
+    monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
+    monkeypatch.setenv("GIT_CONFIG_KEY_0", "safe.directory")
+    monkeypatch.setenv("GIT_CONFIG_VALUE_0", str(repo))
+    url, commit = gitinfo.job_source("https://git.example.org/x.git")  # what ci/pipeline-job.yaml sets
+    assert url == "https://git.example.org/x.git" and len(commit) == 40
