@@ -290,15 +290,15 @@ def test_submit_runs_the_whole_job_in_the_cluster_and_a_pod_there_checks_its_sig
             cmain = check["spec"]["containers"][0]
             trust = (f"python3 build/pipeline.py trust --install --no-provision --registry {kube.registry} "
                      f"--repo {repo} --public-key /etc/imagepipe/signing/public.asc --lookaside {lookaside}")
-            attest = ("python3 build/pipeline.py attest verify --no-provision --public-key "
-                      f"/etc/imagepipe/signing/public.asc --lookaside {lookaside}")
+            options = f"--no-provision --public-key /etc/imagepipe/signing/public.asc --lookaside {lookaside}"
             cmain["command"] = _trusting(kube, " ; ".join([
                 f"{trust} >/dev/null",
                 f"podman pull -q {kube.registry}/{repo}:latest >/tmp/out 2>&1; echo PULL-LATEST $?; tail -3 /tmp/out",
                 f"podman pull -q {unsigned} >/tmp/out 2>&1; echo PULL-UNSIGNED $?; tail -1 /tmp/out",
-                f"{attest} {kube.registry}/{repo}@{digest} >/tmp/out 2>&1; echo ATTEST-LATEST $?; tail -3 /tmp/out",
-                f"{attest} {kube.registry}/{repo}@{unsigned_digest} >/tmp/out 2>&1; echo ATTEST-UNSIGNED $?; "
-                "tail -1 /tmp/out"]))
+                f"python3 build/pipeline.py attest verify {kube.registry}/{repo}@{digest} {options} >/tmp/out 2>&1; "
+                "echo ATTEST-LATEST $?; tail -3 /tmp/out",
+                f"python3 build/pipeline.py attest verify {kube.registry}/{repo}@{unsigned_digest} {options} "
+                ">/tmp/out 2>&1; echo ATTEST-UNSIGNED $?; tail -1 /tmp/out"]))
             cmain["volumeMounts"] += [{"name": "signing", "mountPath": "/etc/imagepipe/signing", "readOnly": True}]
             check["spec"]["volumes"] += [{"name": "signing", "secret": {"secretName": "imagepipe-signing"}}]
             core.create_namespaced_pod(NAMESPACE, check)
@@ -347,3 +347,86 @@ def test_submit_runs_the_whole_job_in_the_cluster_and_a_pod_there_checks_its_sig
     assert inside, f"the sampler saw no podman in the cluster's cgroup {cluster_cgroup}"
     outside = {pid: seen for pid, seen in tools.seen.items() if pid not in inside}
     assert outside == {}, f"podman or buildah ran on the host: {outside}"
+
+
+def _submit_args(kube, pipeline_image: str, *extra: str) -> list[str]:
+    return ["submit", "--no-provision", "--kube-context", kube.builder, "--kube-namespace", NAMESPACE,
+            "--pipeline-image", pipeline_image, "--registry", kube.registry, "--git-url", kube.git_url,
+            "--lookaside", "http://lookaside.invalid", "--git-image", kube.git_image, *extra]
+
+
+def _submitted(out: str) -> str:
+    found = re.search(r"==> submit: Job todo-backend-pipeline-(\w+) in ", out)
+    assert found, out[-2000:]
+    return found.group(1)
+
+
+def _error_lines(proc) -> list[str]:
+    return [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+
+
+def test_submit_with_a_pipeline_image_the_nodes_cannot_pull_is_one_line_and_leaves_nothing(pipeline, cluster):
+    image = f"{cluster.registry}/nope/pipeline:0"
+    proc = pipeline.run(*_submit_args(cluster, image), env=cluster.env(), timeout=600)
+    assert proc.returncode != 0
+    (line,) = _error_lines(proc)
+    assert f"the cluster cannot pull {image} (container pipeline: " in line and "--pipeline-image" in line, line
+    rid = _submitted(proc.stdout)
+    assert cluster.leftovers(rid) == {"jobs": [], "pods": [], "secrets": []}
+
+
+def test_submit_into_a_namespace_without_ci_rbac_is_one_line_naming_it(pipeline, cluster):
+    """The Job's ServiceAccount (ci/rbac.yaml's) is missing there: the Job controller cannot make the pod."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(cluster.admin())
+    core.create_namespace({"metadata": {"name": "imagepipe-norbac"}})
+    try:
+        args = _submit_args(cluster, "unused.invalid/pipeline:1")
+        args[args.index("--kube-context") + 1] = cluster.facts.context  # an admin may submit there
+        args[args.index("--kube-namespace") + 1] = "imagepipe-norbac"
+        proc = pipeline.run(*args, env=cluster.env(), timeout=600)
+        assert proc.returncode != 0
+        (line,) = _error_lines(proc)
+        assert "the cluster refused to create the pod of Job todo-backend-pipeline-" in line, line
+        assert "imagepipe-builder" in line and line.endswith("apply ci/rbac.yaml in that namespace"), line
+        batch = client.BatchV1Api(cluster.admin())
+        assert batch.list_namespaced_job("imagepipe-norbac").items == []
+    finally:
+        core.delete_namespace("imagepipe-norbac")
+
+
+def test_the_pipelines_pod_killed_mid_build_takes_the_runs_kaniko_job_with_it(pipeline, kube, pipeline_image):
+    """SIGKILL for the pipeline (its pod deleted without grace) leaves its clean-up undone: the garbage
+    collector deletes what its pod owns, and submit says what happened in one line."""
+    from kubernetes import client
+    from test_cancel_e2e import Started
+
+    started = Started(pipeline, *_submit_args(
+        kube, pipeline_image, "--repo", "todo-backend-killed", "--kaniko-image", kube.executor,
+        "--registry-mirror", kube.registry, "--insecure-registry", kube.registry, "--build-ca",
+        str(HOST_CA_BUNDLE)), env=kube.env())
+    started.wait_for_line("==> build: kaniko Job in in-cluster", timeout=600)
+    started.wait_for_line("Job todo-backend-kaniko-", timeout=300)
+    inner = re.search(r"Job todo-backend-kaniko-(\w+) in ", "".join(started.out)).group(1)
+    assert _wait(lambda: kube.leftovers(inner)["jobs"], timeout=60), "the run's kaniko Job exists"
+    outer = _submitted("".join(started.out))
+    core = client.CoreV1Api(kube.admin())
+    (pod,) = core.list_namespaced_pod(NAMESPACE, label_selector=f"job-name=todo-backend-pipeline-{outer}").items
+    core.delete_namespaced_pod(pod.metadata.name, NAMESPACE, grace_period_seconds=0)
+    err = started.finish(300)
+    assert started.proc.returncode != 0
+    errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "was deleted while pipeline ran" in errors[0], err
+    assert _wait(lambda: kube.leftovers(inner) == {"jobs": [], "pods": [], "secrets": []}, timeout=120), \
+        kube.leftovers(inner)
+    assert kube.leftovers(outer) == {"jobs": [], "pods": [], "secrets": []}
+
+
+def _wait(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(1)
+    return False

@@ -80,13 +80,32 @@ def pod_failure(cluster: Cluster, pod: Any) -> PipelineError | None:
     return None
 
 
+def pod_not_created(cluster: Cluster, job: str) -> PipelineError | None:
+    """The Job controller's refusal to make the pod (a missing ServiceAccount, a quota, an admission policy),
+    which it records as an event on the Job and nowhere else."""
+    events = cluster.call("list events", cluster.core.list_namespaced_event, cluster.namespace,
+                          field_selector=f"involvedObject.name={job}").items
+    refused = [e.message for e in events if e.reason == "FailedCreate" and e.message]
+    if not refused:
+        return None
+    why = refused[-1].strip()
+    fix = ("apply ci/rbac.yaml in that namespace" if "serviceaccount" in why.lower()
+           else f"see kubectl -n {cluster.namespace} describe job {job}")
+    return PipelineError(f"the cluster refused to create the pod of Job {job}: {why[:240]}; {fix}", stage="build")
+
+
 def wait_for_kaniko(cluster: Cluster, job: str, deadline: float, container: str = "kaniko") -> Any:
     """The Job's pod once `container` runs (or has ended); each way it cannot start is one line."""
     def started() -> Any:
         failure = job_failure(cluster, job)  # first: a deadline kills the pod, which then looks failed
         if failure is not None:
             raise failure
-        for pod in pods(cluster, job):
+        listed = pods(cluster, job)
+        if not listed:
+            failure = pod_not_created(cluster, job)
+            if failure is not None:
+                raise failure
+        for pod in listed:
             failure = pod_failure(cluster, pod)
             if failure is not None:
                 # the pod may have been killed for the Job's deadline a moment before the Job says so
@@ -110,8 +129,8 @@ def wait_for_termination(cluster: Cluster, job: str, pod_name: str, deadline: fl
         if failure is not None and "activeDeadlineSeconds" in failure.message:
             raise failure
         pod = _read_pod(cluster, pod_name)
-        if pod is None:  # deleted: for the Job's deadline, a moment before the Job says so
-            raise wait_until(lambda: job_failure(cluster, job), timeout=5, interval=0.5) or PipelineError(
+        if pod is None:  # deleted: for the Job's deadline (a moment before the Job says so), or by someone
+            raise wait_until(lambda: _deadline(cluster, job), timeout=5, interval=0.5) or PipelineError(
                 f"the pod {pod_name} of Job {job} was deleted while {container} ran (kubectl -n {cluster.namespace} "
                 f"describe job {job})", stage="build")
         for s in pod.status.container_statuses or []:
@@ -124,6 +143,13 @@ def wait_for_termination(cluster: Cluster, job: str, pod_name: str, deadline: fl
         raise job_failure(cluster, job) or PipelineError(f"the pod {pod_name} did not finish in time",
                                                           stage="build")
     return found
+
+
+def _deadline(cluster: Cluster, job: str) -> PipelineError | None:
+    """The Job's failure, when it is its deadline (a pod deleted by hand fails the Job too, as its backoff
+    limit: that is said as the deletion it was)."""
+    failure = job_failure(cluster, job)
+    return failure if failure is not None and "activeDeadlineSeconds" in failure.message else None
 
 
 def _read_pod(cluster: Cluster, name: str) -> Any | None:
