@@ -497,3 +497,23 @@ def test_node_placement_reads_the_real_api_server(cluster):
             os.environ.pop("KUBECONFIG", None)
         else:
             os.environ["KUBECONFIG"] = old
+
+
+def test_each_platform_is_placed_from_the_real_api_servers_nodes(cluster, monkeypatch):
+    """Placement reads the nodes through the API as the pipeline's identity may: an admin lists this node's
+    architecture (a foreign platform goes there, emulated); the namespaced Role may not list nodes (403), so
+    each platform goes anywhere with kaniko told its platform."""
+    from imagepipe.builders import kubejob
+    from imagepipe.platforms import Platform, host
+    from imagepipe.stages.incluster import placement
+
+    monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+    native = host()
+    other = Platform("linux", "arm64" if native.arch == "amd64" else "amd64")
+    arches = kubejob.node_architectures(kubejob.Cluster(cluster.facts.context, NAMESPACE))
+    assert arches == {native.arch}
+    assert placement(arches, native) == (native.arch, None)
+    assert placement(arches, other) == (native.arch, str(other))
+    limited = kubejob.node_architectures(kubejob.Cluster(cluster.builder, NAMESPACE))
+    assert limited == set()
+    assert placement(limited, other) == (None, str(other))

@@ -3,6 +3,7 @@ the nodes cannot pull, the clone step, the deadline, kaniko's exit), and what ra
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,6 +63,16 @@ def job_failure(cluster: Cluster, job: str) -> PipelineError | None:
 
 
 def pod_failure(cluster: Cluster, pod: Any) -> PipelineError | None:
+    for cond in pod.status.conditions or []:
+        # the scheduler waits for ever for a claim that does not exist: said at once (other reasons, such as
+        # resources, may pass, and are left to the deadline)
+        if (cond.type == "PodScheduled" and cond.status == "False" and cond.reason == "Unschedulable"
+                and "persistentvolumeclaim" in (cond.message or "") and "not found" in (cond.message or "")):
+            claim = re.search(r'persistentvolumeclaim "([^"]+)"', cond.message)
+            name = claim.group(1) if claim else "?"
+            return PipelineError(f"the pod {pod.metadata.name} cannot be scheduled: its volume claim {name} does "
+                                 f"not exist in {cluster.namespace} (ci/lookaside.yaml makes imagepipe-lookaside)",
+                                 stage="build")
     for status in [*(pod.status.init_container_statuses or []), *(pod.status.container_statuses or [])]:
         waiting = status.state.waiting
         if waiting is not None and waiting.reason in PULL_ERRORS:
