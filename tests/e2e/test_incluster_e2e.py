@@ -174,7 +174,8 @@ def test_submit_before_the_lookaside_exists_is_one_line_naming_its_claim(pipelin
     assert line.endswith(f"cannot be scheduled: its volume claim imagepipe-lookaside does not exist in {NAMESPACE} "
                          "(ci/lookaside.yaml makes imagepipe-lookaside)"), line
     rid = re.search(r"==> submit: Job todo-backend-pipeline-(\w+) in ", proc.stdout).group(1)
-    assert cluster.leftovers(rid) == {"jobs": [], "pods": [], "secrets": []}
+    assert _wait(lambda: cluster.leftovers(rid) == {"jobs": [], "pods": [], "secrets": []}, timeout=60), \
+        cluster.leftovers(rid)
 
 
 @dataclass
@@ -405,7 +406,9 @@ def test_submit_with_a_pipeline_image_the_nodes_cannot_pull_is_one_line_and_leav
     (line,) = _error_lines(proc)
     assert f"the cluster cannot pull {image} (container pipeline: " in line and "--pipeline-image" in line, line
     rid = _submitted(proc.stdout)
-    assert cluster.leftovers(rid) == {"jobs": [], "pods": [], "secrets": []}
+    # deleted with the pods' grace period (a pipeline in one would clean up): gone within it
+    assert _wait(lambda: cluster.leftovers(rid) == {"jobs": [], "pods": [], "secrets": []}, timeout=60), \
+        cluster.leftovers(rid)
 
 
 def test_submit_into_a_namespace_without_ci_rbac_is_one_line_naming_it(pipeline, cluster, team):
