@@ -160,9 +160,6 @@ def test_verify_runs_whole_inside_a_pod_with_nothing_on_the_host(pipeline, green
     assert outside == {}, f"podman or buildah ran on the host: {outside}"
 
 
-LOOKASIDE_PORT = 8080  # ci/lookaside.yaml's container port
-
-
 def test_submit_before_the_lookaside_exists_is_one_line_naming_its_claim(pipeline, cluster, pipeline_image):
     """ci/pipeline-job.yaml mounts ci/lookaside.yaml's claim: without it the pod would wait for ever."""
     args = ["submit", "--no-provision", "--kube-context", cluster.builder, "--kube-namespace", NAMESPACE,
@@ -180,48 +177,27 @@ def test_submit_before_the_lookaside_exists_is_one_line_naming_its_claim(pipelin
 
 @dataclass
 class Team:
-    """What a team sets up once per namespace for the whole job as a pod: its signing key in the Secret
-    imagepipe-signing, and ci/lookaside.yaml serving the volume the pipeline writes signatures into."""
+    """imagepipe.cluster.team's set-up, as the submit tests read it."""
     public: str  # the armored public key
     fingerprint: str
     store: Path  # the lookaside volume's directory on this single node
     lookaside: str  # where consumers read it
 
 
-def _team_key(home: Path) -> tuple[str, str, str]:
-    """(armored secret key, armored public key, fingerprint) of a fresh ed25519 key."""
-    home.mkdir(mode=0o700)
-    env = {**os.environ, "GNUPGHOME": str(home)}
-    gpg = ["gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", ""]
-    subprocess.run([*gpg, "--quick-gen-key", "ci@todo.example", "ed25519", "sign", "never"], env=env, check=True,
-                   capture_output=True)
-    secret = subprocess.run([*gpg, "--armor", "--export-secret-keys"], env=env, check=True, capture_output=True,
-                            text=True).stdout
-    public = subprocess.run([*gpg, "--armor", "--export"], env=env, check=True, capture_output=True,
-                            text=True).stdout
-    fingerprint = subprocess.run(["gpg", "--batch", "--with-colons", "--list-secret-keys"], env=env, check=True,
-                                 capture_output=True, text=True).stdout.split("fpr:::::::::")[1].split(":")[0]
-    subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=env, check=True)  # the test leaves no daemon
-    return secret, public, fingerprint
-
-
 @pytest.fixture(scope="module")
 def team(cluster, pipeline_image, tmp_path_factory) -> Team:
-    from kubernetes import client
+    from imagepipe.cluster import team as teams
 
     api = cluster.admin()
-    core = client.CoreV1Api(api)
-    secret, public, fingerprint = _team_key(tmp_path_factory.mktemp("team") / "gnupg")
+    key = teams.new_key(tmp_path_factory.mktemp("team") / "gnupg")
     # the lookaside server reads it as a non-root user: outside pytest's 0700 temporary directories
     store = Path(tempfile.mkdtemp(prefix="imagepipe-lookaside-"))
     store.chmod(0o755)
-    core.create_namespaced_secret(NAMESPACE, {"metadata": {"name": "imagepipe-signing"},
-                                              "stringData": {"key.asc": secret, "public.asc": public}})
     try:
-        yield Team(public, fingerprint, store, _lookaside(api, pipeline_image, store))
+        yield Team(key.public, key.fingerprint, store, teams.set_up(api, NAMESPACE, image=pipeline_image, store=store,
+                                                                    key=key))
     finally:
-        _remove_lookaside(api)
-        core.delete_namespaced_secret("imagepipe-signing", NAMESPACE)
+        teams.tear_down(api, NAMESPACE)
         shutil.rmtree(store, ignore_errors=True)
 
 
@@ -231,51 +207,6 @@ def _wait_pod(core, name: str, timeout: float) -> str:
         assert time.monotonic() < deadline, f"the pod {name} is still {phase}"
         time.sleep(2)
     return phase
-
-
-def _lookaside(api, image: str, store: Path) -> str:
-    """ci/lookaside.yaml applied as shipped (its image filled in), its claim bound to a volume of this single
-    node's directory `store`; returns the URL consumers read it at. This cluster has no kube-proxy or DNS, so
-    that is the server pod's own address, where a team's is the Service's name."""
-    from kubernetes import client
-
-    claim, deployment, service = yaml.safe_load_all((ROOT / "ci/lookaside.yaml").read_text())
-    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
-    core.create_persistent_volume({"apiVersion": "v1", "kind": "PersistentVolume",
-                                   "metadata": {"name": f"imagepipe-lookaside-{NAMESPACE}"},
-                                   "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteMany"],
-                                            "hostPath": {"path": str(store), "type": "Directory"},
-                                            "claimRef": {"namespace": NAMESPACE, "name": claim["metadata"]["name"]}}})
-    core.create_namespaced_persistent_volume_claim(NAMESPACE, claim)
-    deployment["spec"]["template"]["spec"]["containers"][0]["image"] = image
-    apps.create_namespaced_deployment(NAMESPACE, deployment)
-    core.create_namespaced_service(NAMESPACE, service)
-    selector = ",".join(f"{k}={v}" for k, v in deployment["spec"]["selector"]["matchLabels"].items())
-    deadline = time.monotonic() + 300
-    while True:
-        pods = core.list_namespaced_pod(NAMESPACE, label_selector=selector).items
-        ready = [p for p in pods if p.status.pod_ip and any(s.ready for s in p.status.container_statuses or [])]
-        if ready:
-            return f"http://{ready[0].status.pod_ip}:{LOOKASIDE_PORT}"
-        assert time.monotonic() < deadline, f"the lookaside server is not Ready: {[p.status.phase for p in pods]}"
-        time.sleep(1)
-
-
-def _remove_lookaside(api) -> None:
-    from kubernetes import client
-
-    claim, deployment, service = yaml.safe_load_all((ROOT / "ci/lookaside.yaml").read_text())
-    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
-    for delete in (lambda: apps.delete_namespaced_deployment(deployment["metadata"]["name"], NAMESPACE,
-                                                             propagation_policy="Foreground", grace_period_seconds=0),
-                   lambda: core.delete_namespaced_service(service["metadata"]["name"], NAMESPACE),
-                   lambda: core.delete_namespaced_persistent_volume_claim(claim["metadata"]["name"], NAMESPACE),
-                   lambda: core.delete_persistent_volume(f"imagepipe-lookaside-{NAMESPACE}")):
-        try:
-            delete()
-        except client.ApiException as e:
-            if e.status != 404:
-                raise
 
 
 def test_submit_runs_the_whole_job_in_the_cluster_and_a_pod_there_checks_its_signatures(pipeline, kube, pipeline_image,

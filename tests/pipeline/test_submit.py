@@ -145,3 +145,14 @@ def test_a_checkout_another_user_made_is_one_line_naming_safe_directory(tmp_path
     monkeypatch.setenv("GIT_CONFIG_VALUE_0", str(repo))
     url, commit = gitinfo.job_source("https://git.example.org/x.git")  # what ci/pipeline-job.yaml sets
     assert url == "https://git.example.org/x.git" and len(commit) == 40
+
+
+def test_the_bench_prints_the_whole_job_in_the_cluster_beside_the_host_driven_run():
+    from imagepipe.benchmark.figures import whole_job_metrics
+
+    assert whole_job_metrics({}) == []  # no cluster here: no rows, not zeros
+    cold, code = whole_job_metrics({"pod_cold_s": 180.2, "host_cold_s": 150.1, "pod_code_only_s": 120.0,
+                                    "host_code_only_s": 100.0})
+    assert (cold.ours, cold.baseline, cold.ratio) == (180.2, 150.1, "1.20")
+    assert (code.ours, code.baseline, code.ratio) == (120.0, 100.0, "1.20")
+    assert "host-driven" in cold.note and "code-only" in code.name

@@ -6,17 +6,20 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from imagepipe import hostenv, output, podmanfacts
+from imagepipe import hostenv, output, podmanfacts, runner
 from imagepipe.builders import kanikojob, kubejob
 from imagepipe.cluster import binaries, images
 from imagepipe.cluster.local import LocalCluster
+from imagepipe.errors import PipelineError
 from imagepipe.paths import HOST_CA_BUNDLE, ROOT
 
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
@@ -33,13 +36,18 @@ def rss_mb(cluster: LocalCluster, names: tuple[str, ...]) -> dict[str, float]:
     return out
 
 
+NAMESPACE = "imagepipe-bench"
+WHOLE_CHANGE = "\n# benchmark: a code-only change for the whole job\n"
+
+
 def _commit(bare: Path, change: str | None) -> str:
     """HEAD pushed to the cluster's git server; with `change`, a commit on top of it that appends it to
     app/main.py (a code-only change), made in a throw-away clone."""
     if change is None:
         commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
                                 check=True).stdout.strip()
-        subprocess.run(["git", "-C", str(ROOT), "push", "-q", str(bare), f"{commit}:refs/heads/bench"], check=True)
+        # forced: a later measurement starts again from HEAD
+        subprocess.run(["git", "-C", str(ROOT), "push", "-q", str(bare), f"+{commit}:refs/heads/bench"], check=True)
         return commit
     with tempfile.TemporaryDirectory(prefix="imagepipe-bench-git-") as tmp:
         subprocess.run(["git", "clone", "-q", str(bare), tmp, "-b", "bench"], check=True)
@@ -82,6 +90,7 @@ def measure(work: Path, executor_local: str) -> dict[str, Any] | None:
             result, _ = kubejob.run_job(api, kanikojob.job_for(kanikojob.load(), settings), secrets=secrets,
                                         timeout=1800, on_log=lambda _line: None)
             out[f"job_{name}"] = result.as_dict()["phases"]
+        out["whole"] = whole_job(facts, work, executor, git_image, bare)
         return out
     finally:
         if old is None:
@@ -89,3 +98,69 @@ def measure(work: Path, executor_local: str) -> dict[str, Any] | None:
         else:
             os.environ["KUBECONFIG"] = old
         cluster.down()
+
+
+def _checkout(bare: Path, commit: str, into: Path) -> Path:
+    """A clone of the bench branch at `commit`: the pipeline runs from it as a CI job would."""
+    runner.run(["git", "clone", "-q", str(bare), str(into)], stage="bench")
+    runner.run(["git", "-C", str(into), "-c", "advice.detachedHead=false", "checkout", "-q", commit], stage="bench")
+    (into / ".venv").symlink_to(ROOT / ".venv")  # the same lock: this checkout's venv serves it as it is
+    return into
+
+
+def _timed(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
+    t0 = time.monotonic()
+    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=3600)
+    if proc.returncode != 0:
+        raise PipelineError(f"bench: {' '.join(argv[2:4])} failed (exit {proc.returncode}): "
+                            f"{(proc.stderr.strip().splitlines() or ['?'])[-1][:300]}", stage="bench")
+    return time.monotonic() - t0
+
+
+def whole_job(facts: Any, work: Path, executor: str, git_image: str, bare: Path) -> dict[str, Any]:
+    """The whole job, cold (empty cache repositories) and after a code-only commit, two ways from the same
+    commits: host-driven (`--kube-context`: the Job in the cluster, verify and promote on this machine) and
+    in the cluster (`submit`: all of it in ci/pipeline-job.yaml's pod), each timed as a user waits for it."""
+    from kubernetes import client, config, utils
+
+    from imagepipe.cluster import team
+
+    api = config.new_client_from_config(config_file=facts.kubeconfig, context=facts.context)
+    client.CoreV1Api(api).create_namespace({"metadata": {"name": NAMESPACE}})
+    utils.create_from_yaml(api, str(ROOT / "ci/rbac.yaml"), namespace=NAMESPACE)
+    venv = ROOT / ".venv"
+    env = {**os.environ, "KUBECONFIG": facts.kubeconfig}
+    image_run = subprocess.run([str(venv / "bin/python"), str(ROOT / "build/pipeline.py"), "pipeline-image",
+                                "--no-provision", "--registry", facts.registry], cwd=ROOT, env=env,
+                               capture_output=True, text=True, timeout=3600)
+    if image_run.returncode != 0:
+        raise PipelineError(f"bench: pipeline-image failed: {image_run.stderr.strip()[-300:]}", stage="bench")
+    image = image_run.stdout.strip().splitlines()[-1]
+    store = Path(tempfile.mkdtemp(prefix="imagepipe-bench-lookaside-"))
+    store.chmod(0o755)
+    out: dict[str, Any] = {}
+    try:
+        lookaside = team.set_up(api, NAMESPACE, image=image, store=store, key=team.new_key(work / "team-gnupg"))
+        common = ["--no-provision", "--kube-context", facts.context, "--kube-namespace", NAMESPACE,
+                  "--registry", facts.registry, "--git-url", f"{facts.git_url}/todo.git", "--kaniko-image",
+                  executor, "--git-image", git_image, "--registry-mirror", facts.registry, "--insecure-registry",
+                  facts.registry, "--build-ca", str(HOST_CA_BUNDLE), "--vuln-db", "tests/fixtures/osv/pypa",
+                  "--vuln-db-max-age", "3650"]
+        cold = _commit(bare, None)
+        changed = _commit(bare, WHOLE_CHANGE)
+        for name, commit in (("cold", cold), ("code_only", changed)):
+            tree = _checkout(bare, commit, work / f"whole-{name}")
+            python = [str(venv / "bin/python"), "build/pipeline.py"]
+            output.say(f"cluster: the whole job, {name}, host-driven")
+            # signatures into the clone's state (--lookaside: no signature server is left running here)
+            out[f"host_{name}_s"] = round(_timed([*python, *common, "--repo", "bench-host", "--lookaside", lookaside],
+                                                 tree, env), 1)
+            output.say(f"cluster: the whole job, {name}, in the cluster (submit)")
+            out[f"pod_{name}_s"] = round(_timed(
+                [*python, "submit", *common, "--repo", "bench-pod", "--pipeline-image", image, "--lookaside",
+                 lookaside], tree, env), 1)
+        return out
+    finally:
+        team.tear_down(api, NAMESPACE)
+        client.CoreV1Api(api).delete_namespace(NAMESPACE)
+        shutil.rmtree(store, ignore_errors=True)

@@ -140,6 +140,22 @@ def cluster_metrics(o: dict[str, Any]) -> list[Metric]:
         Metric("cluster Job code-only vs buildah's code-only", "s", "<= 3x", round(again["total"], 1),
                round(o["rebuild_s"], 1), again["total"] <= 3 * o["rebuild_s"],
                "submit -> digest, with the registry cache; baseline column: buildah's code-only rebuild"),
+        *whole_job_metrics(c.get("whole") or {}),
+    ]
+
+
+def whole_job_metrics(w: dict[str, Any]) -> list[Metric]:
+    """The whole job in the cluster (`submit`) beside the host-driven `--kube-context` run, each way cold
+    and after a code-only commit (the baseline column: the host-driven run)."""
+    if not w:
+        return []
+    return [
+        Metric("whole job in the cluster (submit), cold", "s", "-", w["pod_cold_s"], w["host_cold_s"], None,
+               "clone, kaniko Job, verify in the pod, Deployment proof, promote; baseline column: the same "
+               "commit host-driven (--kube-context, verify and promote here); the pod pulls the pipeline image"),
+        Metric("whole job in the cluster (submit), code-only", "s", "-", w["pod_code_only_s"],
+               w["host_code_only_s"], None, "after a one-line change to app/main.py, the registry cache warm; "
+               "baseline column: host-driven"),
     ]
 
 
