@@ -397,3 +397,52 @@ def _wait(predicate, timeout: float) -> bool:
             return True
         time.sleep(1)
     return False
+
+
+def test_the_kaniko_jobs_deadline_in_the_pod_is_its_line_and_leaves_nothing(pipeline, kube, pipeline_image, team):
+    proc = pipeline.run(*_submit_args(
+        kube, pipeline_image, team, "--repo", "todo-backend-deadline", "--kaniko-image", kube.executor,
+        "--registry-mirror", kube.registry, "--insecure-registry", kube.registry, "--job-deadline", "6"),
+        env=kube.env(), timeout=900)
+    assert proc.returncode != 0
+    (line,) = _error_lines(proc)
+    assert "exited" in line and "activeDeadlineSeconds (6 s)" in line and "--job-deadline" in line, line
+    inner = re.search(r"Job todo-backend-kaniko-(\w+) in ", proc.stdout).group(1)
+    for rid in (inner, _submitted(proc.stdout)):
+        assert _wait(lambda r=rid: kube.leftovers(r) == {"jobs": [], "pods": [], "secrets": []}, timeout=60), \
+            kube.leftovers(rid)
+
+
+def test_a_verify_failure_in_the_pod_moves_no_tag_and_leaves_nothing(pipeline, kube, pipeline_image, team, tmp_path):
+    """A commit whose /health answers another body: built by the Job, verify in the pod fails, nothing is
+    proved or promoted, and submit ends with the pipeline's exit code."""
+    bare = Path(kube.facts.dir) / "git/todo.git"
+    tree = tmp_path / "broken"
+    git = ["git", "-C", str(tree), "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run(["git", "clone", "-q", "-b", "ci", str(bare), str(tree)], check=True)
+    health = tree / "backend/app/api/routes/health.py"
+    health.write_text(health.read_text().replace('{"status": "healthy"}', '{"status": "fine"}'))
+    subprocess.run([*git, "commit", "-qam", "test: /health answers another body"], check=True)
+    subprocess.run([*git, "push", "-q", "origin", "HEAD:refs/heads/broken"], check=True)
+    (tree / ".venv").symlink_to(ROOT / ".venv")  # the same lock: this checkout's venv serves it
+    repo = "todo-backend-broken-in-pod"
+    proc = subprocess.run(
+        [str(ROOT / ".venv/bin/python"), "build/pipeline.py", *_submit_args(
+            kube, pipeline_image, team, "--repo", repo, "--kaniko-image", kube.executor, "--registry-mirror",
+            kube.registry, "--insecure-registry", kube.registry, "--build-ca", str(HOST_CA_BUNDLE),
+            "--report", str(tmp_path / "r.json"))],
+        cwd=tree, env=kube.env(), capture_output=True, text=True, timeout=2400)
+    print(proc.stdout[-5000:], proc.stderr[-2000:])
+    assert proc.returncode == 1, proc.stderr
+    (line,) = _error_lines(proc)
+    assert "the pipeline in Job todo-backend-pipeline-" in line and "exited 1" in line, line
+    assert "verification failed: latest was not moved" in proc.stdout
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["passed"] is False and "kubernetes" not in report and "signature" not in report
+    assert {c["id"] for c in report["checks"] if not c["passed"]} >= {"health-endpoint"}
+    latest = subprocess.run(["skopeo", "inspect", f"docker://{kube.registry}/{repo}:latest"], capture_output=True,
+                            text=True, timeout=120)
+    assert latest.returncode != 0 and "manifest unknown" in latest.stderr, "no latest tag was made"
+    inner = re.search(r"Job todo-backend-kaniko-(\w+) in ", proc.stdout).group(1)
+    left = kube.leftovers(inner)
+    assert left["secrets"] == [] and "deployments" not in left, left
