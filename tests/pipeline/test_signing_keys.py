@@ -29,6 +29,16 @@ def _team_key(tmp_path) -> tuple[str, str]:
     return secret, fingerprint
 
 
+@pytest.fixture(autouse=True)
+def no_alias_left(tmp_path):
+    """gpg's sockets need a short GNUPGHOME: a deep one gets an alias in the temp directory, removed here
+    with the test's state."""
+    yield
+    alias = signing.short_home(tmp_path / "state" / "signing" / "imported")
+    if alias.is_symlink():
+        alias.unlink()
+
+
 def test_a_key_file_is_imported_into_a_keyring_of_the_run_and_signs(tmp_path):
     secret, fingerprint = _team_key(tmp_path)
     key_file = tmp_path / "key.asc"
