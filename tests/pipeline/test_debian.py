@@ -65,3 +65,69 @@ def test_the_security_index_is_the_architecture_s_own(monkeypatch):
     assert debsec.index_url().endswith("/main/binary-amd64/Packages.xz")
     monkeypatch.setenv("IMAGEPIPE_DEBIAN_SECURITY_INDEX", "http://mirror.example/{arch}/Packages.xz")
     assert debsec.index_url("arm64") == "http://mirror.example/arm64/Packages.xz"
+
+
+def _index_server(fail_first: int):
+    """A local mirror whose first `fail_first` connections are dropped before any answer, as a lookup or a
+    connection that fails once looks to the client; then it serves a one-package index."""
+    import http.server
+    import lzma
+    import threading
+
+    body = lzma.compress(b"Package: libssl3\nVersion: 3.0.17-1~deb12u2\n")
+    seen = {"n": 0}
+
+    class Mirror(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            seen["n"] += 1
+            if seen["n"] <= fail_first:
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Mirror)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, seen
+
+
+def test_a_fetch_dropped_once_is_tried_again(tmp_path, monkeypatch):
+    server, seen = _index_server(fail_first=1)
+    monkeypatch.setattr(debsec, "FETCH_ATTEMPTS", 3)
+    monkeypatch.setenv("IMAGEPIPE_DEBIAN_SECURITY_INDEX", f"http://127.0.0.1:{server.server_port}/{{arch}}")
+    try:
+        assert debsec.security_index(tmp_path) == {"libssl3": "3.0.17-1~deb12u2"}
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen["n"] == 2
+
+
+def test_an_index_that_cannot_be_fetched_fails_vulnerabilities_alone_naming_it(tmp_path, monkeypatch):
+    """The tree's other checks do not depend on it: only the check whose source it is fails, with its line."""
+    from pathlib import Path
+
+    from imagepipe.checks import staticchecks
+    from imagepipe.checks.types import VerifyOptions
+
+    server, _ = _index_server(fail_first=99)
+    monkeypatch.setenv("IMAGEPIPE_DEBIAN_SECURITY_INDEX", f"http://127.0.0.1:{server.server_port}/{{arch}}")
+    monkeypatch.setattr(debsec.time, "sleep", lambda _s: None)  # the retries' waits
+    contents = inventory.Inventory(debs=(inventory.DebPackage("libssl3", "3.0.15-1~deb12u1", "amd64", "status",
+                                                              "openssl", "3.0.15-1~deb12u1"),), dists=())
+    records = Path(__file__).resolve().parents[1] / "fixtures/osv/pypa"
+    opt = VerifyOptions(state_dir=tmp_path, vuln_db=records, vuln_db_max_age_days=3650)
+    try:
+        check = staticchecks.vulnerabilities(contents, "r/x@sha256:1", opt)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert check.id == "vulnerabilities" and check.passed is False
+    assert check.detail.startswith("cannot fetch the Debian security index (")
+    assert check.detail.endswith("check network access to the Debian mirror or set IMAGEPIPE_DEBIAN_SECURITY_INDEX")

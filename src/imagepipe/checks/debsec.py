@@ -11,9 +11,11 @@ import requests
 from debian import deb822, debian_support
 
 from imagepipe.errors import PipelineError
+from imagepipe.retry import retry
 
 DEFAULT_INDEX = "http://deb.debian.org/debian-security/dists/bookworm-security/main/binary-{arch}/Packages.xz"
 CACHE_SECONDS = 3600
+FETCH_ATTEMPTS = 3
 
 
 def index_url(arch: str = "amd64") -> str:
@@ -26,9 +28,15 @@ def security_index(cache_dir: Path, arch: str = "amd64") -> dict[str, str]:
     """Package -> newest version in bookworm-security for `arch` (cached for an hour)."""
     cache = cache_dir / f"bookworm-security-Packages-{arch}"
     if not cache.exists() or time.time() - cache.stat().st_mtime > CACHE_SECONDS:
-        try:
+        def fetch() -> requests.Response:
             response = requests.get(index_url(arch), timeout=60)
             response.raise_for_status()
+            return response
+
+        try:
+            # a name lookup or a connection that fails once (seen in a pod of the local cluster) is tried again
+            response = retry(fetch, attempts=FETCH_ATTEMPTS, on=(requests.ConnectionError, requests.Timeout),
+                             backoff=2.0, what="fetching the Debian security index")
         except requests.RequestException as e:
             raise PipelineError(f"cannot fetch the Debian security index ({e}); check network access to "
                                 "the Debian mirror or set IMAGEPIPE_DEBIAN_SECURITY_INDEX", stage="verify") from e
