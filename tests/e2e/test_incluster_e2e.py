@@ -443,6 +443,8 @@ def test_a_verify_failure_in_the_pod_moves_no_tag_and_leaves_nothing(pipeline, k
     latest = subprocess.run(["skopeo", "inspect", f"docker://{kube.registry}/{repo}:latest"], capture_output=True,
                             text=True, timeout=120)
     assert latest.returncode != 0 and "manifest unknown" in latest.stderr, "no latest tag was made"
+    # the failed run's Job is deleted, and with its pod what that pod owned: the kaniko Job, its pod
     inner = re.search(r"Job todo-backend-kaniko-(\w+) in ", proc.stdout).group(1)
-    left = kube.leftovers(inner)
-    assert left["secrets"] == [] and "deployments" not in left, left
+    for rid in (inner, _submitted(proc.stdout)):
+        assert _wait(lambda r=rid: kube.leftovers(r) == {"jobs": [], "pods": [], "secrets": []}, timeout=120), \
+            kube.leftovers(rid)
