@@ -215,8 +215,8 @@ def run_to_end(cluster: Cluster, job: dict[str, Any], *, secrets: list[dict[str,
         lines = _follow(cluster, pod.metadata.name, on_log, container=container)
         term, _ = kubewatch.wait_for_termination(cluster, name, pod.metadata.name, deadline, container=container)
         if term.exit_code != 0:  # killed for the Job's deadline: the Job may say so a moment after
-            failure = wait_until(lambda: kubewatch.job_failure(cluster, name), timeout=5, interval=0.5)
-            if failure is not None and "activeDeadlineSeconds" in failure.message:
+            failure = wait_until(lambda: kubewatch.deadline_failure(cluster, name), timeout=5, interval=0.5)
+            if failure is not None:
                 raise failure
         done = term.exit_code == 0
         return int(term.exit_code), lines

@@ -136,12 +136,12 @@ def wait_for_kaniko(cluster: Cluster, job: str, deadline: float, container: str 
 def wait_for_termination(cluster: Cluster, job: str, pod_name: str, deadline: float,
                          container: str = "kaniko") -> tuple[Any, Any]:
     def terminated() -> tuple[Any, Any] | None:
-        failure = job_failure(cluster, job)  # the deadline: its pod is deleted, there is nothing to read
-        if failure is not None and "activeDeadlineSeconds" in failure.message:
+        failure = deadline_failure(cluster, job)  # its pod is deleted, there is nothing to read
+        if failure is not None:
             raise failure
         pod = _read_pod(cluster, pod_name)
         if pod is None:  # deleted: for the Job's deadline (a moment before the Job says so), or by someone
-            raise wait_until(lambda: _deadline(cluster, job), timeout=5, interval=0.5) or PipelineError(
+            raise wait_until(lambda: deadline_failure(cluster, job), timeout=5, interval=0.5) or PipelineError(
                 f"the pod {pod_name} of Job {job} was deleted while {container} ran (kubectl -n {cluster.namespace} "
                 f"describe job {job})", stage="build")
         for s in pod.status.container_statuses or []:
@@ -156,7 +156,7 @@ def wait_for_termination(cluster: Cluster, job: str, pod_name: str, deadline: fl
     return found
 
 
-def _deadline(cluster: Cluster, job: str) -> PipelineError | None:
+def deadline_failure(cluster: Cluster, job: str) -> PipelineError | None:
     """The Job's failure, when it is its deadline (a pod deleted by hand fails the Job too, as its backoff
     limit: that is said as the deletion it was)."""
     failure = job_failure(cluster, job)
@@ -180,8 +180,8 @@ def _read_pod(cluster: Cluster, name: str) -> Any | None:
 
 def failed_build(cluster: Cluster, job: str, term: Any, lines: list[str]) -> PipelineError:
     # killed for the Job's deadline: the Job may say so a moment after the container ended
-    failure = wait_until(lambda: job_failure(cluster, job), timeout=5, interval=0.5)
-    if failure is not None and "activeDeadlineSeconds" in failure.message:
+    failure = wait_until(lambda: deadline_failure(cluster, job), timeout=5, interval=0.5)
+    if failure is not None:
         return failure
     return explain_build(job, term.exit_code, term.reason or "", lines)
 

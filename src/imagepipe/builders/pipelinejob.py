@@ -31,7 +31,6 @@ class Submission:
     labels: dict[str, str]
     git_image: str | None = None  # the clone step's image, in place of the file's
     build_ca_secret: str | None = None  # a Secret holding ca.crt, mounted for --build-ca
-    deadline: int | None = None  # activeDeadlineSeconds, in place of the file's
     extra: tuple[str, ...] = ()  # more options for the pipeline in the pod
 
 
@@ -57,8 +56,6 @@ def job_for(manifest: dict[str, Any], s: Submission) -> dict[str, Any]:
     job["metadata"].setdefault("labels", {}).update(s.labels)
     template = job["spec"]["template"]
     template.setdefault("metadata", {}).setdefault("labels", {}).update(s.labels)
-    if s.deadline is not None:
-        job["spec"]["activeDeadlineSeconds"] = s.deadline
     pod = template["spec"]
     clone = _named(pod["initContainers"], "clone")
     _set_env(clone, "GIT_URL", s.git_url)
@@ -77,9 +74,3 @@ def job_for(manifest: dict[str, Any], s: Submission) -> dict[str, Any]:
         args += ["--build-ca", f"{BUILD_CA_DIR}/ca.crt"]
     main["args"] = [*args, *s.extra]
     return job
-
-
-def placeholders_left(job: dict[str, Any]) -> list[str]:
-    """Placeholders of the file still in the Job (none may be: each names a value the user must give)."""
-    text = yaml.safe_dump(job)
-    return [p for p in ("PIPELINE_IMAGE", "LOOKASIDE_URL", "git.example.com", "0000000000000000") if p in text]
