@@ -423,7 +423,8 @@ def test_a_verify_failure_in_the_pod_moves_no_tag_and_leaves_nothing(pipeline, k
     health = tree / "backend/app/api/routes/health.py"
     health.write_text(health.read_text().replace('{"status": "healthy"}', '{"status": "fine"}'))
     subprocess.run([*git, "commit", "-qam", "test: /health answers another body"], check=True)
-    subprocess.run([*git, "push", "-q", "origin", "HEAD:refs/heads/broken"], check=True)
+    # A branch of its own: the cluster's git server is the session's, and test_cluster_e2e pushes "broken" too
+    subprocess.run([*git, "push", "-q", "-f", "origin", "HEAD:refs/heads/broken-health-in-pod"], check=True)
     (tree / ".venv").symlink_to(ROOT / ".venv")  # the same lock: this checkout's venv serves it
     repo = "todo-backend-broken-in-pod"
     proc = subprocess.run(
