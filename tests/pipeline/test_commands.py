@@ -172,3 +172,23 @@ def test_inside_a_pod_verify_reaches_its_stand_ins_on_the_shared_loopback():
 
     assert container_host(IN_POD) == "127.0.0.1" and container_host(PLAIN) == "host.containers.internal"
     assert containernet.bridge(IN_POD, "img") == ("127.0.0.1", "127.0.0.1/32")  # no podman call inside a pod
+
+
+def test_podman_run_gives_a_healthcheck_on_the_command_line_in_exec_form():
+    health = commands.HealthFlags(["python", "/app/app/healthcheck.py"], 15, 3, 0, 3)
+    argv = commands.podman_run(PLAIN, "img", name="idle", health=health, command=["sleep"])
+    assert argv == ["podman", "run", "--name", "idle", "--health-cmd", '["python", "/app/app/healthcheck.py"]',
+                    "--health-interval", "15s", "--health-timeout", "3s", "--health-start-period", "0s",
+                    "--health-retries", "3", "img", "sleep"]
+
+
+def test_the_idle_container_keeps_the_images_healthcheck_but_starts_counting_at_once():
+    from imagepipe.checks.runtimechecks import idle_health_flags
+
+    config = {"Healthcheck": {"Test": ["CMD", "python", "/app/app/healthcheck.py"], "Interval": 15_000_000_000,
+                              "Timeout": 3_000_000_000, "StartPeriod": 5_000_000_000, "Retries": 4}}
+    assert idle_health_flags(config) == commands.HealthFlags(["python", "/app/app/healthcheck.py"], 15, 3, 0, 4)
+    shell = {"Healthcheck": {"Test": ["CMD-SHELL", "curl -f localhost"]}}  # Docker's defaults for the rest
+    assert idle_health_flags(shell) == commands.HealthFlags(["/bin/sh", "-c", "curl -f localhost"], 30, 30, 0, 3)
+    assert idle_health_flags({}) is None
+    assert idle_health_flags({"Healthcheck": {"Test": ["NONE"]}}) is None

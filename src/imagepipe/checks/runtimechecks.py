@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from typing import Any
 
 import requests
 
-from imagepipe import commands, podmanfacts
+from imagepipe import commands, deployment, podmanfacts
 from imagepipe.checks.types import FRONTEND, ISSUER, Check, CheckRun, ImageCheck, RunTools, ServiceCheck, ServiceView
+from imagepipe.errors import UsageError
 from imagepipe.platforms import MACHINES, host
 from imagepipe.retry import wait_until
 
@@ -124,11 +126,23 @@ def latency(v: ServiceCheck) -> Check:
                  f"p99 {p99 * 1000:.1f} ms, p50 {p50 * 1000:.1f} ms over {len(samples)} requests (limit "
                  f"{v.opt.latency_limit_s * 1000:g} ms)")
 
+def idle_health_flags(config: dict[str, Any]) -> commands.HealthFlags | None:
+    """The image's own HEALTHCHECK (command, interval, timeout, retries) with a start period of 0 for the
+    container where nothing listens: its failures count at once, so `retries` runs prove `unhealthy` without
+    waiting out the start period (the critical path of verify). The image's start period is still read and
+    reported, and the serving container keeps the image's timings. None when the image has no HEALTHCHECK."""
+    try:
+        h = deployment.health_of(config)
+    except UsageError:
+        return None
+    return commands.HealthFlags(h.command, h.interval, h.timeout, 0, h.retries)
+
+
 def start_idle(v: CheckRun) -> float:
-    """The not-serving container health-status needs, started as verify begins so that its start period
-    passes while the other checks run; returns when it started."""
+    """The not-serving container health-status needs, started as verify begins; returns when it started."""
     v.sh(commands.podman_run(v.profile, v.image, name=v.idle_name, detach=True, labels=v.opt.labels,
-                             entrypoint="", command=["python", "-c", "import time; time.sleep(600)"]))
+                             entrypoint="", command=["python", "-c", "import time; time.sleep(600)"],
+                             health=idle_health_flags(v.config)))
     return time.monotonic()
 
 
@@ -139,13 +153,15 @@ def _health_timings(v: CheckRun) -> tuple[int, float]:
 
 
 def not_serving_health(v: CheckRun) -> str:
-    """On the container where nothing listens, `retries` failures after the start period must give
-    unhealthy (runs back to back: the interval only spaces real-life checks)."""
-    retries, start_period = _health_timings(v)
-    idle_started = v.idle_started.result()
-    time.sleep(max(0.0, idle_started + start_period + 0.5 - time.monotonic()))
-    for _ in range(retries):
+    """On the container where nothing listens, exactly `retries` failed runs must give unhealthy: after one
+    fewer it is still `starting` (runs back to back: the interval only spaces real-life checks; the start
+    period is 0 on this container, see idle_health_flags)."""
+    retries, _ = _health_timings(v)
+    v.idle_started.result()
+    for n in range(1, retries + 1):
         v.sh(commands.podman_healthcheck_run(v.profile, v.idle_name), ok=(0, 1))
+        if n == retries - 1 and (early := _health(v, v.idle_name)) != "starting":
+            return f"{early} after {n} of {retries} runs"
     return _health(v, v.idle_name)
 
 
@@ -160,12 +176,13 @@ def health_status(v: CheckRun) -> Check:
     run = v.sh(commands.podman_healthcheck_run(v.profile, v.name), ok=(0, 1))
     status = _health(v, v.name)
     healthy = run.code == 0 and status == "healthy"
-    idle_status = v.idle_health if v.idle_health is not None else not_serving_health(v)
+    idle_status = (v.idle_health if v.idle_health is not None else
+                   v.idle_proof.result() if v.idle_proof is not None else not_serving_health(v))
     ok = healthy and idle_status == "unhealthy"
     return Check("health-status", ok, {"serving": status, "not-serving": idle_status},
                  {"serving": "healthy", "not-serving": "unhealthy"},
                  f"serving container: {status}; nothing listening after {retries} runs: {idle_status} "
-                 f"(start period {start_period:g} s, retries {retries})")
+                 f"(the image's start period {start_period:g} s, 0 on that container; retries {retries})")
 
 
 def _health(v: RunTools, name: str) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -51,8 +52,12 @@ def services(v: CheckRun) -> Iterator[Services]:
         yield v.services
     finally:
         cancel.unwinding()
-        if not v.opt.keep:
-            v.sh(commands.podman_rm(v.profile, v.name), ok=(0, 1, 125))
+        # the service's container goes while the database stops (each about half a second)
+        # (a thread of its own: the pool's workers may still be busy on a failed or cancelled run)
+        removing = None if v.opt.keep else threading.Thread(
+            target=v.sh, args=(commands.podman_rm(v.profile, v.name),), kwargs={"ok": (0, 1, 125)})
+        if removing is not None:
+            removing.start()
         if database is not None:
             # a start still under way ends first (a cancel cuts it short at its next step); then stop()
             # removes whatever it got to
@@ -65,6 +70,8 @@ def services(v: CheckRun) -> Iterator[Services]:
                 server.stop()
         if tls is not None:
             shutil.rmtree(tls.ca.parent, ignore_errors=True)
+        if removing is not None:
+            removing.join()
 
 
 def start_service(v: CheckRun) -> None:

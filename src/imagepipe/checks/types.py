@@ -103,6 +103,9 @@ class ServiceView(Protocol):
     jwks_user: str
     jwks_first: tuple[int, float]
     idle_started: Future[float]
+    # outside a pod, the idle container's health proven in a worker as soon as it runs (no wait: its start
+    # period is 0); None where that does not apply
+    idle_proof: Future[str] | None
     # inside a pod, the idle container's health, proven before the service shares the port (HostProfile.in_pod)
     idle_health: str | None
 

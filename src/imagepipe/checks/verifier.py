@@ -59,7 +59,8 @@ class Verifier:
         self.jwks_first: tuple[int, float] = (0, 0.0)
         self.idle_started: Future[float] = Future()
         self.idle_health: str | None = None
-        self.pool = ThreadPoolExecutor(max_workers=6, thread_name_prefix="verify")
+        self.idle_proof: Future[str] | None = None
+        self.pool = ThreadPoolExecutor(max_workers=7, thread_name_prefix="verify")
         self.t0 = time.monotonic()
 
     # --- helpers -----------------------------------------------------------------------------------
@@ -141,6 +142,8 @@ class Verifier:
                                       secrets=self.secrets, opt=self.opt,
                                       arch=facts.architecture or "amd64")
             self.idle_started = self.pool.submit(runtimechecks.start_idle, self)
+            if not self.profile.in_pod and runtimechecks.idle_health_flags(self.config) is not None:
+                self.idle_proof = self.pool.submit(runtimechecks.not_serving_health, self)
             before = [self.background(s.id, self.bind(s)) for s in select("before", worker=True)]
             for spec in select("before", worker=False):
                 self.guarded(spec.id, self.bind(spec))

@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from imagepipe.commands.skopeo import ToolAuth, auth_flags
 from imagepipe.hostprofile import NS_FILE, HostProfile
 
 __all__ = [
-    "podman", "podman_exec", "podman_healthcheck_run", "podman_history", "podman_image_exists", "podman_import",
-    "podman_inspect", "podman_logs", "podman_ps_labelled", "podman_pull", "podman_rm", "podman_run",
-    "podman_tag"
+    "HealthFlags", "podman", "podman_exec", "podman_healthcheck_run", "podman_history", "podman_image_exists",
+    "podman_import", "podman_inspect", "podman_logs", "podman_ps_labelled", "podman_pull", "podman_rm",
+    "podman_run", "podman_tag"
 ]
+
+
+@dataclass(frozen=True)
+class HealthFlags:
+    """A HEALTHCHECK given on the command line (podman applies the other --health-* flags only with
+    --health-cmd). `command` is exec form; durations in seconds."""
+    command: Sequence[str]
+    interval: float
+    timeout: float
+    start_period: float
+    retries: int
+
+    def argv(self) -> list[str]:
+        return ["--health-cmd", json.dumps(list(self.command)), "--health-interval", f"{self.interval:g}s",
+                "--health-timeout", f"{self.timeout:g}s", "--health-start-period", f"{self.start_period:g}s",
+                "--health-retries", str(self.retries)]
 
 
 def podman(profile: HostProfile, *args: str) -> list[str]:
@@ -62,6 +80,7 @@ def podman_run(
     add_hosts: Sequence[str] = (),
     command: Sequence[str] = (),
     platform: str | None = None,
+    health: HealthFlags | None = None,
 ) -> list[str]:
     """`podman run` with one flag per option, in podman's order (the table test pins every combination the
     pipeline uses)."""
@@ -77,7 +96,7 @@ def podman_run(
             *_each("--cap-add", cap_add), *_on(no_new_privileges, "--security-opt", "no-new-privileges"),
             *_on(privileged, "--privileged"), *_each("-v", volumes),
             *_each("--label", [f"{k}={v}" for k, v in (labels or {}).items()]),
-            *_each("--platform", [platform] if platform else [])]
+            *_each("--platform", [platform] if platform else []), *(health.argv() if health else [])]
     return podman(profile, *args, image, *command)
 
 
