@@ -34,7 +34,8 @@ log = logging.getLogger("imagepipe.run")
 PACKAGES = {
     "buildah": "buildah", "podman": "podman", "skopeo": "skopeo", "crun": "crun", "debootstrap": "debootstrap",
     "docker-registry": "docker-registry", "nsenter": "util-linux", "unshare": "util-linux",
-    "runuser": "util-linux", "dpkg": "dpkg", "git": "git", "tar": "tar",
+    "runuser": "util-linux", "dpkg": "dpkg", "git": "git", "tar": "tar", "iptables": "iptables",
+    "iptables-save": "iptables", "ip": "iproute2", "umount": "mount",
 }
 TAIL_LINES = 25
 VERBOSE = False  # set by the CLI: stream tools' output
@@ -94,6 +95,7 @@ def run(
     input: bytes | str | None = None,
     timeout: float | None = None,
     env: dict[str, str] | None = None,
+    cwd: Path | None = None,
     ok_codes: tuple[int, ...] = (0,),
     stream: bool | None = None,
     what: str | None = None,
@@ -116,6 +118,8 @@ def run(
     }
     if input is not None:
         kwargs["_in"] = input
+    if cwd is not None:
+        kwargs["_cwd"] = str(cwd)
     if timeout is not None:
         kwargs["_timeout"] = timeout
     if stream or on_line is not None:

@@ -164,3 +164,12 @@ def test_the_bench_prints_the_whole_job_in_the_cluster_beside_the_host_driven_ru
     assert (cold.ours, cold.baseline, cold.ratio) == (180.2, 150.1, "1.20")
     assert (code.ours, code.baseline, code.ratio) == (120.0, 100.0, "1.20")
     assert "host-driven" in cold.note and "code-only" in code.name
+
+
+def test_a_cluster_bench_that_fails_is_a_row_naming_its_cause_and_the_other_figures_stay():
+    from imagepipe.benchmark.figures import cluster_metrics, whole_job_metrics
+
+    (row,) = cluster_metrics({"cluster": {"error": "bench: pipeline-image did not finish within 3600 s: …"}})
+    assert row.met is False and row.note == "not measured: bench: pipeline-image did not finish within 3600 s: …"
+    (whole,) = whole_job_metrics({}, "bench: submit failed (exit 3): no node can pull it")
+    assert whole.met is False and whole.note.endswith("no node can pull it")

@@ -21,6 +21,7 @@ from imagepipe.checks import imagefs
 from imagepipe.checks.types import CONTAINER_HOST, VerifyOptions, VerifyResult
 from imagepipe.checks.verifier import Verifier
 from imagepipe.containerfile import BASE_REF
+from imagepipe.errors import PipelineError
 from imagepipe.paths import ROOT
 from imagepipe.services import containernet, postgres, standins
 from imagepipe.services.postgres import TempPostgres
@@ -77,7 +78,10 @@ class Bench(Harness):
         from imagepipe.benchmark import clusterbench
 
         executor = kanikojob.executor_image(kanikojob.load()) if self.kaniko_image is None else self.kaniko_image
-        f["cluster"] = clusterbench.measure(self.work, executor)
+        try:
+            f["cluster"] = clusterbench.measure(self.work, executor)
+        except PipelineError as e:  # the rest of the run's figures are still printed and kept
+            f["cluster"] = {"error": str(e)}
 
     # --- the run -------------------------------------------------------------------------------------
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 
 import psutil
 
-from imagepipe import hostenv, output, podmanfacts, runner
+from imagepipe import commands, hostenv, output, podmanfacts, runner
 from imagepipe.builders import kanikojob, kubejob
 from imagepipe.cluster import binaries, images
 from imagepipe.cluster.local import LocalCluster
@@ -44,19 +43,18 @@ def _commit(bare: Path, change: str | None) -> str:
     """HEAD pushed to the cluster's git server; with `change`, a commit on top of it that appends it to
     app/main.py (a code-only change), made in a throw-away clone."""
     if change is None:
-        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                check=True).stdout.strip()
+        commit = runner.run(commands.git(ROOT, "rev-parse", "HEAD"), stage="bench").stdout.strip()
         # forced: a later measurement starts again from HEAD
-        subprocess.run(["git", "-C", str(ROOT), "push", "-q", str(bare), f"+{commit}:refs/heads/bench"], check=True)
+        runner.run(commands.git(ROOT, "push", "-q", str(bare), f"+{commit}:refs/heads/bench"), stage="bench")
         return commit
     with tempfile.TemporaryDirectory(prefix="imagepipe-bench-git-") as tmp:
-        subprocess.run(["git", "clone", "-q", str(bare), tmp, "-b", "bench"], check=True)
+        runner.run(["git", "clone", "-q", str(bare), tmp, "-b", "bench"], stage="bench")
         main = Path(tmp) / "backend/app/main.py"
         main.write_text(main.read_text() + change)
-        git = ["git", "-C", tmp, "-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
-        subprocess.run([*git, "commit", "-qam", "bench: a code-only change"], check=True)
-        subprocess.run([*git, "push", "-q", "origin", "HEAD:refs/heads/bench"], check=True)
-        return subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        ident = ("-c", "user.name=bench", "-c", "user.email=bench@example.invalid")
+        runner.run(commands.git(Path(tmp), *ident, "commit", "-qam", "bench: a code-only change"), stage="bench")
+        runner.run(commands.git(Path(tmp), "push", "-q", "origin", "HEAD:refs/heads/bench"), stage="bench")
+        return runner.run(commands.git(Path(tmp), "rev-parse", "HEAD"), stage="bench").stdout.strip()
 
 
 def measure(work: Path, executor_local: str) -> dict[str, Any] | None:
@@ -90,7 +88,10 @@ def measure(work: Path, executor_local: str) -> dict[str, Any] | None:
             result, _ = kubejob.run_job(api, kanikojob.job_for(kanikojob.load(), settings), secrets=secrets,
                                         timeout=1800, on_log=lambda _line: None)
             out[f"job_{name}"] = result.as_dict()["phases"]
-        out["whole"] = whole_job(facts, work, executor, git_image, bare)
+        try:
+            out["whole"] = whole_job(facts, work, executor, git_image, bare)
+        except PipelineError as e:  # the Job's figures above are kept, and the cause is printed with them
+            out["whole_error"] = str(e)
         return out
     finally:
         if old is None:
@@ -110,10 +111,8 @@ def _checkout(bare: Path, commit: str, into: Path) -> Path:
 
 def _timed(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
     t0 = time.monotonic()
-    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=3600)
-    if proc.returncode != 0:
-        raise PipelineError(f"bench: {' '.join(argv[2:4])} failed (exit {proc.returncode}): "
-                            f"{(proc.stderr.strip().splitlines() or ['?'])[-1][:300]}", stage="bench")
+    # a failure or the hour running out is ToolFailed: one line, which the bench keeps beside its figures
+    runner.run(argv, cwd=cwd, env=env, timeout=3600, stage="bench", what=f"bench: {' '.join(argv[2:4])}")
     return time.monotonic() - t0
 
 
@@ -130,11 +129,9 @@ def whole_job(facts: Any, work: Path, executor: str, git_image: str, bare: Path)
     utils.create_from_yaml(api, str(ROOT / "ci/rbac.yaml"), namespace=NAMESPACE)
     venv = ROOT / ".venv"
     env = {**os.environ, "KUBECONFIG": facts.kubeconfig}
-    image_run = subprocess.run([str(venv / "bin/python"), str(ROOT / "build/pipeline.py"), "pipeline-image",
-                                "--no-provision", "--registry", facts.registry], cwd=ROOT, env=env,
-                               capture_output=True, text=True, timeout=3600)
-    if image_run.returncode != 0:
-        raise PipelineError(f"bench: pipeline-image failed: {image_run.stderr.strip()[-300:]}", stage="bench")
+    image_run = runner.run([str(venv / "bin/python"), str(ROOT / "build/pipeline.py"), "pipeline-image",
+                            "--no-provision", "--registry", facts.registry], cwd=ROOT, env=env, timeout=3600,
+                           stage="bench", what="bench: pipeline-image")
     image = image_run.stdout.strip().splitlines()[-1]
     store = Path(tempfile.mkdtemp(prefix="imagepipe-bench-lookaside-"))
     store.chmod(0o755)

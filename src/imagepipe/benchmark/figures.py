@@ -124,6 +124,8 @@ def cluster_metrics(o: dict[str, Any]) -> list[Metric]:
     if not c:
         return [Metric("cluster Job cold build", "s", "-", "n/a", "-", None,
                        "no local cluster here (Go missing) or no kaniko executor image")]
+    if "error" in c:
+        return [Metric("cluster Job cold build", "s", "-", "n/a", "-", False, f"not measured: {c['error']}")]
     cold, again = c["job_cold"], c["job_rebuild"]
     plane = sum(c["control_plane_mb"].values())
     return [
@@ -140,13 +142,15 @@ def cluster_metrics(o: dict[str, Any]) -> list[Metric]:
         Metric("cluster Job code-only vs buildah's code-only", "s", "<= 3x", round(again["total"], 1),
                round(o["rebuild_s"], 1), again["total"] <= 3 * o["rebuild_s"],
                "submit -> digest, with the registry cache; baseline column: buildah's code-only rebuild"),
-        *whole_job_metrics(c.get("whole") or {}),
+        *whole_job_metrics(c.get("whole") or {}, c.get("whole_error")),
     ]
 
 
-def whole_job_metrics(w: dict[str, Any]) -> list[Metric]:
+def whole_job_metrics(w: dict[str, Any], error: str | None = None) -> list[Metric]:
     """The whole job in the cluster (`submit`) beside the host-driven `--kube-context` run, each way cold
     and after a code-only commit (the baseline column: the host-driven run)."""
+    if error:
+        return [Metric("whole job in the cluster (submit)", "s", "-", "n/a", "-", False, f"not measured: {error}")]
     if not w:
         return []
     return [

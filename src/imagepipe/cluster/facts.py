@@ -4,10 +4,10 @@ host facts its plan reads: the cgroup2 hierarchy and a free pod subnet."""
 from __future__ import annotations
 
 import json
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from imagepipe import commands, runner
 from imagepipe.errors import PipelineError
 
 REGISTRIES_D = Path("/etc/containers/registries.conf.d")
@@ -54,7 +54,7 @@ class Facts:
 
 def free_subnet() -> int:
     """The first 10.244.N.0/24 no interface of this host is on (several clusters may run at once)."""
-    used = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True).stdout
+    used = runner.run(commands.ipv4_addresses(), stage="cluster").stdout
     for n in range(0, 250):
         if f" 10.244.{n}." not in used:
             return n

@@ -15,7 +15,6 @@ import json
 import logging
 import re
 import secrets
-import subprocess
 import time
 from pathlib import Path
 
@@ -242,7 +241,8 @@ class LocalCluster:
     # --- down ----------------------------------------------------------------------------------------
 
     def down(self, facts: Facts | None = None) -> bool:
-        """Stop everything and remove what it put on the host. False when nothing was there."""
+        """Stop everything and remove what it put on the host. False when nothing was there. A step that
+        fails does not stop the others; they are all reported together (PipelineError) at the end."""
         f = facts or Facts.load(self.dir)
         if f is None:
             return False
@@ -252,13 +252,17 @@ class LocalCluster:
             runner.stop_service(self.pids / f"{name}.pid")
         embedded.EmbeddedRegistry(self.dir, f.registry).stop()
         teardown.kill_cgroup(Path(f.cgroup))  # shims that outlived containerd
+        failures = teardown.Failures()
         for point in (self.ns / "mnt", self.ns / "cgroup", self.ns):
-            subprocess.run(["umount", str(point)], capture_output=True)
+            teardown.unmount(point, failures)
         teardown.remove_cgroups(Path(f.cgroup))
-        teardown.remove_masquerade(f.network, f.subnet)
-        teardown.remove_service_route(f.id)
-        subprocess.run(["ip", "link", "del", f.bridge], capture_output=True)
+        teardown.remove_masquerade(f.network, f.subnet, failures)
+        teardown.remove_service_route(f.id, failures)
+        teardown.remove_link(f.bridge, failures)
         Path(f.registries_conf).unlink(missing_ok=True)
+        if failures:  # cluster.json stays: `cluster down` can be run again once the cause is mended
+            raise PipelineError(f"cluster down: {len(failures)} teardown step(s) failed: {'; '.join(failures)}",
+                                stage="cluster")
         (self.dir / "cluster.json").unlink(missing_ok=True)
         return True
 

@@ -1,5 +1,6 @@
 """Removing what the local cluster put on the host, for `down`: whatever is left of its processes (all in
-its cgroup), its cgroups, and the CNI's masquerade rules for its network when a pod's teardown never ran."""
+its cgroup), its cgroups, and the CNI's masquerade rules for its network when a pod's teardown never ran.
+A step that fails is kept in a Failures list and reported once the rest has run, never ignored."""
 
 from __future__ import annotations
 
@@ -9,10 +10,22 @@ import os
 import re
 import shlex
 import signal
-import subprocess
 from pathlib import Path
 
+from imagepipe import commands, runner
+from imagepipe.errors import ToolFailed
 from imagepipe.retry import wait_until
+
+
+class Failures(list[str]):
+    """The teardown steps that failed, each as the tool's one line; `down` reports them together."""
+
+    def run(self, argv: list[str]) -> runner.Result | None:
+        try:
+            return runner.run(argv, stage="cluster")
+        except ToolFailed as e:
+            self.append(str(e))
+            return None
 
 
 def kill_cgroup(root: Path) -> None:
@@ -52,26 +65,46 @@ def remove_cgroups(root: Path) -> None:
         root.rmdir()
 
 
-def remove_masquerade(network: str, subnet: str) -> None:
+def remove_masquerade(network: str, subnet: str, failures: Failures) -> None:
     """The CNI bridge plugin's ipMasq chains for pods whose teardown never ran (a killed node): each chain
     carries the network's name in its comment, and is jumped to from POSTROUTING for the pod's address."""
-    out = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
+    read = failures.run(commands.nat_rules())
+    if read is None:
+        return
     net = ipaddress.IPv4Network(subnet)
-    chains = set(re.findall(rf'-A (CNI-[0-9a-f]+) .*name: \\?"{re.escape(network)}\\?"', out))
-    for line in out.splitlines():
+    chains = set(re.findall(rf'-A (CNI-[0-9a-f]+) .*name: \\?"{re.escape(network)}\\?"', read.stdout))
+    for line in read.stdout.splitlines():
         m = re.match(r"-A POSTROUTING -s (\S+) .*-j (CNI-[0-9a-f]+)", line)
         if m and ipaddress.IPv4Network(m.group(1), strict=False).subnet_of(net):
-            subprocess.run(["iptables", "-t", "nat", "-D", "POSTROUTING", *shlex.split(line)[2:]],
-                           capture_output=True)
+            failures.run(commands.nat_delete("POSTROUTING", shlex.split(line)[2:]))
             chains.add(m.group(2))
-    for chain in chains:
-        subprocess.run(["iptables", "-t", "nat", "-F", chain], capture_output=True)
-        subprocess.run(["iptables", "-t", "nat", "-X", chain], capture_output=True)
+    for chain in sorted(chains):
+        if failures.run(commands.nat_flush_chain(chain)) is not None:
+            failures.run(commands.nat_delete_chain(chain))
 
 
-def remove_service_route(cluster_id: str) -> None:
+def remove_service_route(cluster_id: str, failures: Failures) -> None:
     """local.LocalCluster's DNAT rule for the `kubernetes` Service, found by its comment."""
-    out = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
-    for line in out.splitlines():
+    read = failures.run(commands.nat_rules())
+    for line in read.stdout.splitlines() if read is not None else []:
         if line.startswith("-A PREROUTING ") and f"imagepipe-{cluster_id} kubernetes service" in line:
-            subprocess.run(["iptables", "-t", "nat", "-D", "PREROUTING", *shlex.split(line)[2:]], capture_output=True)
+            failures.run(commands.nat_delete("PREROUTING", shlex.split(line)[2:]))
+
+
+def mount_points() -> set[str]:
+    """The host's mount points (bind mounts of the same file system included, which os.path.ismount misses)."""
+    with open("/proc/self/mountinfo") as f:
+        # field 5, with the kernel's octal escapes for space, tab, newline and backslash
+        return {re.sub(r"\\(\d{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4]) for line in f}
+
+
+def unmount(point: Path, failures: Failures) -> None:
+    """`point` unmounted while it is a mount point (a file may be mounted more than once there)."""
+    for _ in range(4):
+        if str(point) not in mount_points() or failures.run(commands.umount(point)) is None:
+            return
+
+
+def remove_link(device: str, failures: Failures) -> None:
+    if Path("/sys/class/net", device).exists():
+        failures.run(commands.link_delete(device))

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = ["kube_apiserver", "kube_controller_manager", "kube_scheduler", "kube_etcd", "kube_in_namespace",
-           "kube_kubelet", "kube_containerd", "kube_namespace", "service_route"]
+           "kube_kubelet", "kube_containerd", "kube_namespace", "service_route", "nat_rules", "nat_delete",
+           "nat_flush_chain", "nat_delete_chain", "ipv4_addresses", "link_delete", "umount"]
 
 # Inside the cluster's namespace: a cgroup2-only /sys/fs/cgroup (its root is the cluster's own cgroup), a
 # private /run (containerd 1.6 hard-codes /run/containerd), /var/lib and /var/log of its own, and the three
@@ -96,3 +97,34 @@ def service_route(cluster_id: str, bridge: str, server: str) -> list[str]:
     ip, service_port = KUBERNETES_SERVICE
     return ["-i", bridge, "-d", ip, "-p", "tcp", "--dport", str(service_port), "-m", "comment", "--comment",
             f"imagepipe-{cluster_id} kubernetes service", "-j", "DNAT", "--to-destination", f"{host}:{port}"]
+
+
+def nat_rules() -> list[str]:
+    """The nat table as rules (`-A CHAIN …` lines), read for the cluster's leftovers."""
+    return ["iptables-save", "-t", "nat"]
+
+
+def nat_delete(chain: str, rule: list[str]) -> list[str]:
+    """Delete one rule of `chain`, given as iptables-save printed it after `-A CHAIN`."""
+    return ["iptables", "-t", "nat", "-D", chain, *rule]
+
+
+def nat_flush_chain(chain: str) -> list[str]:
+    return ["iptables", "-t", "nat", "-F", chain]
+
+
+def nat_delete_chain(chain: str) -> list[str]:
+    return ["iptables", "-t", "nat", "-X", chain]
+
+
+def ipv4_addresses() -> list[str]:
+    """Every IPv4 address of the host, one line each."""
+    return ["ip", "-4", "-o", "addr"]
+
+
+def link_delete(device: str) -> list[str]:
+    return ["ip", "link", "del", device]
+
+
+def umount(point: Path) -> list[str]:
+    return ["umount", str(point)]
