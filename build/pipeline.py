@@ -74,6 +74,6 @@ if __name__ == "__main__":
     if Path(sys.prefix).resolve() != VENV.resolve():
         bootstrap()
     sys.path.insert(0, str(ROOT / "src"))
-    from imagepipe.cli import main
+    from imagepipe.cli.main import main
 
     sys.exit(main())

@@ -42,13 +42,13 @@ def registry_client(registry: str, repo: str):  # noqa: ANN201 - imagepipe.suppl
     """Our registry client for a test's reads and tampering: anonymous, reached as the pipeline reaches it."""
     import tempfile
 
-    from imagepipe.registryaccess import open_access
-    from imagepipe.registryauth import RegistryAuth
-    from imagepipe.supplychain import referrers
+    from imagepipe.registry import oci
+    from imagepipe.registry.access import open_access
+    from imagepipe.registry.auth import RegistryAuth
 
     access = open_access(RegistryAuth(registry), tls_verify=True, work=Path(tempfile.mkdtemp(prefix="imagepipe-t-")),
                          stage="test")
-    return referrers.Registry(access, repo, stage="test")
+    return oci.Registry(access, repo, stage="test")
 
 
 def stop_processes_under(path: Path) -> list[str]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import requests
 
-from imagepipe.retry import wait_until
+from imagepipe.exec.retry import wait_until
 from imagepipe.services.postgres import free_port
 from imagepipe.services.standins import FakeOpenAI  # noqa: F401 - the tests' stand-in, shared with verify
 
@@ -63,7 +63,7 @@ class Api:
 
     @staticmethod
     def token(user: str, *, ttl_seconds: int = 3600, **claims: Any) -> str:
-        from imagepipe.tokens import mint_hs256
+        from imagepipe.checks.tokens import mint_hs256
 
         return mint_hs256(SECRET, user, ttl=ttl_seconds, **claims)
 

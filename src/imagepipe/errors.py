@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 class PipelineError(Exception):
-    """Base of every error the pipeline reports; `stage` decides the exit code (imagepipe.stagetable)."""
+    """Base of every error the pipeline reports; `stage` decides the exit code (imagepipe.pipeline.stagetable)."""
 
     def __init__(self, message: str, *, stage: str | None = None, detail: str = "") -> None:
         super().__init__(message)

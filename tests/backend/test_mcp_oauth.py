@@ -22,7 +22,7 @@ import pytest
 import requests
 from support import make_settings, serve
 
-from imagepipe import betterauth
+from imagepipe.services import betterauth
 from imagepipe.services.postgres import TempPostgres, free_port
 from mcp import Client
 from mcp.client.auth import OAuthClientProvider

@@ -8,7 +8,7 @@ import time
 import requests
 from support import Api, make_settings, serve
 
-from imagepipe.retry import wait_until
+from imagepipe.exec.retry import wait_until
 from imagepipe.services.postgres import TempPostgres
 
 

@@ -9,7 +9,7 @@ import os
 import pytest
 from pipeline_support import Pipeline
 
-from imagepipe import hostenv
+from imagepipe.host import quirks
 from imagepipe.services.postgres import free_port
 
 
@@ -29,8 +29,8 @@ def green(pipeline, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def profile():
-    p = hostenv.detect()
-    hostenv.ensure_mount_namespace(p)
+    p = quirks.detect()
+    quirks.ensure_mount_namespace(p)
     return p
 
 

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from imagepipe.registryaccess import CERTS_D
+from imagepipe.registry.access import CERTS_D
 from imagepipe.services import tlscerts
 from imagepipe.services.postgres import free_port
 
@@ -198,7 +198,7 @@ class Distribution:
 
 @dataclass
 class ReferrersRegistry:
-    """go-containerregistry's registry with the referrers API (built by imagepipe.interop), plain HTTP on
+    """go-containerregistry's registry with the referrers API (built by imagepipe.services.interop), plain HTTP on
     loopback, no auth."""
 
     binary: Path

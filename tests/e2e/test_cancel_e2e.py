@@ -18,14 +18,15 @@ from pathlib import Path
 import pytest
 from pipeline_support import ROOT
 
-from imagepipe import commands, hostenv, runner
+from imagepipe.exec import cmdline, runner
+from imagepipe.host import quirks
 
 pytestmark = pytest.mark.e2e
-PROFILE = hostenv.detect()
+PROFILE = quirks.detect()
 
 
 def podman(*args: str) -> str:
-    return runner.run(commands.podman(PROFILE, *args), ok_codes=(0, 125)).stdout
+    return runner.run(cmdline.podman(PROFILE, *args), ok_codes=(0, 125)).stdout
 
 
 def run_containers() -> list[str]:

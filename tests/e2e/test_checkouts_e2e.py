@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from pipeline_support import ROOT
 
-from imagepipe.services import ports
+from imagepipe.registry import ports
 
 pytestmark = pytest.mark.e2e
 

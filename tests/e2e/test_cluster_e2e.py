@@ -120,13 +120,14 @@ def test_the_shipped_deployment_applied_as_printed_becomes_ready(pipeline, kube,
 def test_an_image_whose_health_fails_is_stopped_by_the_probes(kube, k8s_green, tmp_path, monkeypatch):
     """The green digest with its health check broken (it always fails): the probes stop it, the proof is one
     line naming the probe's own output, and the Deployment, its pods and its Secret are deleted."""
-    from imagepipe import hostenv, runner
-    from imagepipe.cliargs import parse_args
-    from imagepipe.context import Context
+    from imagepipe.cli.arguments import parse_args
     from imagepipe.errors import PipelineError
-    from imagepipe.options import from_namespace
-    from imagepipe.refs import ImageRef
-    from imagepipe.stages import kubeproof
+    from imagepipe.exec import runner
+    from imagepipe.host import quirks
+    from imagepipe.image.refs import ImageRef
+    from imagepipe.pipeline.context import Context
+    from imagepipe.pipeline.options import from_namespace
+    from imagepipe.pipeline.stages import kubeproof
 
     _, report = k8s_green
     ctr = runner.run(["buildah", "from", "--tls-verify=false", "--quiet", f"docker://{report['image']}"],
@@ -147,7 +148,7 @@ def test_an_image_whose_health_fails_is_stopped_by_the_probes(kube, k8s_green, t
     monkeypatch.setenv("KUBECONFIG", str(kube.kubeconfig))
     args = from_namespace(parse_args(["--kube-context", kube.builder, "--kube-namespace", NAMESPACE,
                                       "--registry", kube.registry, "--insecure-registry", kube.registry]))
-    ctx = Context(args, hostenv.detect(), tmp_path / "state", run_id="brokenhealth")
+    ctx = Context(args, quirks.detect(), tmp_path / "state", run_id="brokenhealth")
     with pytest.raises(PipelineError) as failed:
         kubeproof.prove(ctx, image)
     ctx.close_access()
@@ -427,7 +428,7 @@ def test_a_registry_refusing_the_credentials(pipeline, kube, tmp_path):
     import bcrypt
     from kubernetes import client
 
-    from imagepipe.services.hostaccess import REGISTRIES_D
+    from imagepipe.registry.hostconfig import REGISTRIES_D
 
     addr = f"{kube.facts.node_ip}:5001"
     (tmp_path / "htpasswd").write_text("ci:" + bcrypt.hashpw(b"right-pass", bcrypt.gensalt(rounds=4)).decode() + "\n")
@@ -472,8 +473,8 @@ def test_node_placement_reads_the_real_api_server(cluster):
     from kubernetes import client
 
     from imagepipe.builders import kubejob
-    from imagepipe.platforms import Platform
-    from imagepipe.stages.incluster import placement
+    from imagepipe.image.platforms import Platform
+    from imagepipe.pipeline.stages.incluster import placement
 
     core = client.CoreV1Api(cluster.admin())
     old = os.environ.get("KUBECONFIG")
@@ -504,8 +505,8 @@ def test_each_platform_is_placed_from_the_real_api_servers_nodes(cluster, monkey
     architecture (a foreign platform goes there, emulated); the namespaced Role may not list nodes (403), so
     each platform goes anywhere with kaniko told its platform."""
     from imagepipe.builders import kubejob
-    from imagepipe.platforms import Platform, host
-    from imagepipe.stages.incluster import placement
+    from imagepipe.image.platforms import Platform, host
+    from imagepipe.pipeline.stages.incluster import placement
 
     monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
     native = host()

@@ -10,13 +10,14 @@ import pytest
 import requests
 from support import MCP_ENV
 
-from imagepipe import commands, hostenv, runner
 from imagepipe.checks import runtimechecks
-from imagepipe.retry import wait_until
+from imagepipe.exec import cmdline, runner
+from imagepipe.exec.retry import wait_until
+from imagepipe.host import quirks
 from imagepipe.services.postgres import free_port
 
 pytestmark = pytest.mark.e2e
-PROFILE = hostenv.detect()
+PROFILE = quirks.detect()
 
 
 class Running:
@@ -39,18 +40,18 @@ class Running:
     ({"cap_drop_all": True}, False, "fails with EACCES"),
 ])
 def test_hardened_sees_what_the_service_really_has(pipeline, green, flags, passes, says):
-    hostenv.ensure_mount_namespace(PROFILE)
+    quirks.ensure_mount_namespace(PROFILE)
     name, port = f"imagepipe-hardened-{secrets.token_hex(3)}", free_port()
     env = {"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none", "BETTER_AUTH_SECRET": "s" * 40,
            "OPENAI_API_KEY": "sk-test", **MCP_ENV}
-    runner.run(commands.podman_run(PROFILE, green[1]["image"], name=name, detach=True, env=env,
+    runner.run(cmdline.podman_run(PROFILE, green[1]["image"], name=name, detach=True, env=env,
                                    publish=[f"127.0.0.1:{port}:8000"], **flags), timeout=300)
     try:
         running = Running(name, port)
         assert wait_until(lambda: _answers(running), timeout=30), "the service answers /health"
         check = runtimechecks.hardened(running)  # type: ignore[arg-type]
     finally:
-        runner.run(commands.podman_rm(PROFILE, name), ok_codes=(0, 1, 125))
+        runner.run(cmdline.podman_rm(PROFILE, name), ok_codes=(0, 1, 125))
     assert check.passed is passes, check.detail
     assert says in check.detail
 

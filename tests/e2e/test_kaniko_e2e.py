@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from imagepipe import commands, runner
 from imagepipe.builders import kaniko, parity
 from imagepipe.checks.verifier import CHECK_IDS
+from imagepipe.exec import cmdline, runner
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,10 +66,10 @@ def test_kaniko_pitfalls_show_up_in_parity(pipeline, green, executor, profile, t
     local = "localhost/imagepipe-pitfalls:test"
     # no cache (a cached layer may come from a build that had other mounts) and no CA mount: nothing here
     # downloads, and buildah would leave the mount point in the layers
-    runner.run(commands.buildah_bud(profile, containerfile=PITFALLS / "Containerfile", context=PITFALLS,
+    runner.run(cmdline.buildah_bud(profile, containerfile=PITFALLS / "Containerfile", context=PITFALLS,
                                     tags=[local], no_cache=True), timeout=900)
     digestfile = tmp_path / "digest"
-    runner.run(commands.buildah_push(local, f"{registry}/pitfalls:buildah", digestfile=digestfile))
+    runner.run(cmdline.buildah_push(local, f"{registry}/pitfalls:buildah", digestfile=digestfile))
     buildah_ref = f"{registry}/pitfalls@{digestfile.read_text().strip()}"
     kaniko.seed_mirror(profile, registry)
     built = kaniko.build_local(profile, executor=executor, context=PITFALLS, containerfile=PITFALLS / "Containerfile",
@@ -77,7 +77,7 @@ def test_kaniko_pitfalls_show_up_in_parity(pipeline, green, executor, profile, t
                                registry=registry, work_dir=tmp_path, labels={})
     kaniko_ref = f"{registry}/pitfalls@{built.digest}"
     for ref in (buildah_ref, kaniko_ref):
-        runner.run(commands.podman_pull(profile, ref), timeout=300)
+        runner.run(cmdline.podman_pull(profile, ref), timeout=300)
     report = parity.compare(buildah_ref, kaniko_ref)
     print(parity.render(report))
 
@@ -127,8 +127,8 @@ def test_kaniko_cold_cached_and_code_change_each_verify_with_buildahs_tree(pipel
     assert any(s["cached"] for s in reports[1]["build_steps"]), "the second build is served from the cache"
     assert digests[0] == digests[1], "a cached build gives the cold build's digest"
     cached = f"{pipeline.registry}/{repo}@{digests[1]}"
-    runner.run(commands.podman_pull(profile, cached), timeout=300)
-    runner.run(commands.podman_pull(profile, green[1]["image"]), timeout=300)
+    runner.run(cmdline.podman_pull(profile, cached), timeout=300)
+    runner.run(cmdline.podman_pull(profile, green[1]["image"]), timeout=300)
     same = parity.compare(green[1]["image"], cached)
     assert [d.as_dict() for d in same.differences if d.kind == "tree"] == [], "buildah's tree, path for path"
 

@@ -16,7 +16,8 @@ import subprocess
 import pytest
 from pipeline_support import ROOT, registry_client
 
-from imagepipe import commands, multiarch, runner
+from imagepipe.exec import cmdline, runner
+from imagepipe.pipeline import multiarch
 from imagepipe.supplychain import referrers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3000)]
@@ -92,9 +93,9 @@ def test_the_promoted_tag_runs_as_arm64_signed_and_passes_the_checks(pipeline, m
                              "arm64", "copy", "--src-tls-verify=false", f"docker://{scope}:latest",
                              f"dir:{tmp_path / 'arm64'}"], capture_output=True, text=True)
     assert pulled.returncode == 0, pulled.stderr
-    runner.run(commands.podman(profile, "pull", "-q", "--tls-verify=false", "--platform", "linux/arm64",
+    runner.run(cmdline.podman(profile, "pull", "-q", "--tls-verify=false", "--platform", "linux/arm64",
                                f"{scope}:latest"))
-    machine = runner.run(commands.podman_run(profile, f"{scope}:latest", remove=True, platform="linux/arm64",
+    machine = runner.run(cmdline.podman_run(profile, f"{scope}:latest", remove=True, platform="linux/arm64",
                                              entrypoint="", command=["uname", "-m"])).stdout.strip()
     assert machine == "aarch64"
     verified = pipeline.run("verify", "--platform", "linux/arm64", "--report", str(tmp_path / "v.json"),
@@ -165,13 +166,13 @@ def test_an_unsupported_platform_is_one_line_and_changes_nothing(pipeline):
 
 def test_the_arm64_stand_in_is_arm64_through(profile, multi):
     """The stand-in for arm64 is arm64 all through (its config and its interpreter)."""
-    from imagepipe.containerfile import base_ref
-    from imagepipe.platforms import parse
+    from imagepipe.image.containerfile import base_ref
+    from imagepipe.image.platforms import parse
 
     ref = base_ref(parse("linux/arm64"))
-    arch = runner.run(commands.podman(profile, "image", "inspect", "--format", "{{.Architecture}}", ref)).stdout
+    arch = runner.run(cmdline.podman(profile, "image", "inspect", "--format", "{{.Architecture}}", ref)).stdout
     assert arch.strip() == "arm64"
     probe = "import sysconfig; print(sysconfig.get_config_var('MULTIARCH'))"
-    out = runner.run(commands.podman_run(profile, ref, remove=True, platform="linux/arm64",
+    out = runner.run(cmdline.podman_run(profile, ref, remove=True, platform="linux/arm64",
                                          command=["python3", "-c", probe]))
     assert out.stdout.strip() == "aarch64-linux-gnu"

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from imagepipe import runner
+from imagepipe.exec import runner
 
 pytestmark = pytest.mark.e2e
 

@@ -24,8 +24,8 @@ from registries_support import (
     make_tls,
 )
 
-from imagepipe import interop
-from imagepipe.registryauth import PASSWORD_ENV
+from imagepipe.registry.auth import PASSWORD_ENV
+from imagepipe.services import interop
 
 pytestmark = pytest.mark.e2e
 
@@ -174,10 +174,10 @@ def test_whole_job_on_tls_registry_with_htpasswd(pipeline, green, tls_registry, 
     attest_verify(pipeline, image, how, tmp_path)
     no_password_anywhere(proc, report, pipeline)
     if how == "creds":  # nor in the image: its every file and its config, read from the pulled tree
-        from imagepipe import imagemount
         from imagepipe.checks import imagefs
+        from imagepipe.image import mount
 
-        with imagemount.mounted(image) as root:
+        with mount.mounted(image) as root:
             assert imagefs.scan(root, [PASSWORD]).secrets == []
     standard_clients_find(image, report, tls_registry.addr, ca=tls_registry.ca, tmp_path=tmp_path, authed=True)
 

@@ -19,9 +19,9 @@ import pytest
 import requests
 from pipeline_support import ROOT, stop_processes_under
 
-from imagepipe import runner
+from imagepipe.exec import runner
+from imagepipe.registry.embedded import EmbeddedRegistry
 from imagepipe.services.postgres import free_port
-from imagepipe.services.registry import EmbeddedRegistry
 
 pytestmark = pytest.mark.e2e
 

@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 from pipeline_support import registry_client
 
-from imagepipe import imagemount, runner
 from imagepipe.checks import imagefs
+from imagepipe.exec import runner
+from imagepipe.image import mount
+from imagepipe.registry import oci
 from imagepipe.supplychain import inventory, referrers, trust
 
 pytestmark = pytest.mark.e2e
@@ -75,7 +77,7 @@ def test_sbom_lists_every_package_and_distribution_in_the_image(pipeline, attest
     sbom_blob = reg.get_blob(report["sbom"]["blob"])
     components = {(c["name"], c["version"]) for c in json.loads(sbom_blob)["components"]}
     purls = [c["purl"] for c in json.loads(sbom_blob)["components"]]
-    with imagemount.mounted(report["image"]) as root:
+    with mount.mounted(report["image"]) as root:
         dists = sorted(root.glob("opt/venv/lib/python3.11/site-packages/*.dist-info"))
         metadata = [(d / "METADATA").read_text() for d in dists]
         status = (root / "var/lib/dpkg/status").read_text()
@@ -108,7 +110,7 @@ def test_signing_key_stays_private(pipeline, attested):
     subprocess.run(["gpgconf", "--kill", "gpg-agent"], env={**os.environ, "GNUPGHOME": str(home)}, check=True)
     body = [ln for ln in secret.splitlines() if ln and not ln.startswith("-----") and ":" not in ln][1]
     assert body not in proc.stdout + proc.stderr and body not in json.dumps(report)
-    with imagemount.mounted(report["image"]) as root:
+    with mount.mounted(report["image"]) as root:
         found = imagefs.scan(root, [body])
     assert not [s for s in found.secrets if "run-time secret" in s], "the key is not in the image"
 
@@ -155,7 +157,7 @@ def test_tampering_is_caught_and_named(pipeline, attested, tmp_path):
     reg = registry_client(registry, repo)
     index = referrers.tag_index(reg, digest)
     moved = f"{registry}/{repo}@{other_digest}"
-    reg.put_manifest(referrers.tag_for(other_digest), json.dumps(index).encode(), referrers.OCI_INDEX)
+    reg.put_manifest(referrers.tag_for(other_digest), json.dumps(index).encode(), oci.OCI_INDEX)
     bad = attest_verify(pipeline, moved)
     assert bad.returncode == 1
     assert f"SBOM: its subject is {digest}, not this image ({other_digest})" in bad.stderr, bad.stderr
@@ -185,15 +187,16 @@ def test_trust_policy_refuses_unsigned_and_accepts_signed(pipeline, attested, tm
     installed = pipeline.run("trust", "--repo", repo, "--install")
     assert installed.returncode == 0, installed.stderr
     try:
-        from imagepipe import commands, hostenv
+        from imagepipe.exec import cmdline
+        from imagepipe.host import quirks
 
-        profile = hostenv.detect()
-        pull = commands.podman(profile, "pull", "--tls-verify=false")
+        profile = quirks.detect()
+        pull = cmdline.podman(profile, "pull", "--tls-verify=false")
         no = subprocess.run([*pull, unsigned], capture_output=True, text=True)
         assert no.returncode != 0 and "signature" in no.stderr.lower(), no.stderr
         yes = subprocess.run([*pull, f"{scope}:latest"], capture_output=True, text=True)
         assert yes.returncode == 0, yes.stderr
-        ran = runner.run(commands.podman_run(profile, f"{scope}:latest", remove=True, entrypoint="",
+        ran = runner.run(cmdline.podman_run(profile, f"{scope}:latest", remove=True, entrypoint="",
                                              command=["python", "-c", "print('signed image runs')"]))
         assert "signed image runs" in ran.stdout
     finally:

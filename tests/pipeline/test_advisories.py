@@ -156,8 +156,8 @@ def test_an_ignore_list_that_is_not_toml_is_refused_naming_it(tmp_path):
 
 
 def test_a_vuln_db_that_does_not_exist_is_one_usage_line_naming_the_option(tmp_path, monkeypatch):
-    from imagepipe.cliargs import parse_args
-    from imagepipe.options import from_namespace
+    from imagepipe.cli.arguments import parse_args
+    from imagepipe.pipeline.options import from_namespace
 
     monkeypatch.delenv("IMAGEPIPE_VULN_DB", raising=False)
     with pytest.raises(UsageError) as e:
@@ -171,8 +171,8 @@ def test_a_vuln_db_that_does_not_exist_is_one_usage_line_naming_the_option(tmp_p
 
 
 def test_an_age_limit_that_is_not_a_number_is_one_usage_line(monkeypatch):
-    from imagepipe.cliargs import parse_args
-    from imagepipe.options import from_namespace
+    from imagepipe.cli.arguments import parse_args
+    from imagepipe.pipeline.options import from_namespace
 
     monkeypatch.setenv("IMAGEPIPE_VULN_DB_MAX_AGE", "a week")
     with pytest.raises(UsageError) as e:

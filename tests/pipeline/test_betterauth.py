@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from imagepipe import betterauth, runner
 from imagepipe.errors import PipelineError
+from imagepipe.exec import runner
+from imagepipe.services import betterauth
 
 
 def test_the_cache_is_keyed_by_the_lock_and_outside_the_clone():

@@ -14,7 +14,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 SCRIPT = textwrap.dedent("""
     import logging, signal, sys, threading, time
     sys.path.insert(0, sys.argv[1])
-    from imagepipe import cancel
+    from imagepipe.exec import cancel
 
     cancel.install()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
@@ -62,7 +62,7 @@ ODD_WAIT = textwrap.dedent("""
     import signal, sys
     sys.path.insert(0, sys.argv[1])
     import sh
-    from imagepipe import cancel, runner
+    from imagepipe.exec import cancel, runner
 
     cancel._state["signum"] = signal.SIGTERM  # a SIGTERM has arrived ...
     def odd_wait(self, *a, **kw):  # ... and sh's wait fails on the exit code it left None, as seen in CI

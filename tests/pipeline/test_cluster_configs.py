@@ -9,9 +9,9 @@ from pathlib import Path
 
 import yaml
 
-from imagepipe import commands
 from imagepipe.cluster import configs
-from imagepipe.services import hostaccess
+from imagepipe.exec import cmdline
+from imagepipe.registry import hostconfig
 
 
 def test_runc_wrapper_drops_limits_but_keeps_device_rules(tmp_path):
@@ -69,7 +69,7 @@ def test_kubeconfig_with_a_token_or_a_certificate(tmp_path):
 
 
 def test_node_processes_enter_the_namespace_and_its_cgroup():
-    argv = commands.kube_in_namespace(Path("/c/ns/mnt"), Path("/c/ns/cgroup"), ["containerd", "--config", "x"])
+    argv = cmdline.kube_in_namespace(Path("/c/ns/mnt"), Path("/c/ns/cgroup"), ["containerd", "--config", "x"])
     assert argv[:4] == ["nsenter", "--mount=/c/ns/mnt", "--cgroup=/c/ns/cgroup", "--"]
     assert argv[-3:] == ["containerd", "--config", "x"]
     assert "/sys/fs/cgroup/cgroup.procs" in argv[6]
@@ -79,7 +79,7 @@ def test_insecure_registries_from_registries_conf_files(tmp_path):
     (tmp_path / "a.conf").write_text('[[registry]]\nlocation = "10.244.0.1:5000"\ninsecure = true\n'
                                      '[[registry]]\nlocation = "secure.example"\n')
     (tmp_path / "b.conf").write_text("not toml [")
-    assert hostaccess.insecure_registries([tmp_path / "a.conf", tmp_path / "b.conf", tmp_path / "none"]) == {
+    assert hostconfig.insecure_registries([tmp_path / "a.conf", tmp_path / "b.conf", tmp_path / "none"]) == {
         "10.244.0.1:5000"}
 
 
@@ -114,12 +114,12 @@ def test_a_stopped_component_is_named_with_its_panic_line(tmp_path):
 
 def test_pods_reach_the_api_server_at_the_kubernetes_service_from_the_bridge_only():
     """No kube-proxy: one DNAT rule stands in for the `kubernetes` Service, which in-cluster clients use."""
-    from imagepipe import commands
+    from imagepipe.exec import cmdline
 
-    rule = commands.service_route("ab12cd", "ipkab12cd", "https://10.244.7.1:41234")
+    rule = cmdline.service_route("ab12cd", "ipkab12cd", "https://10.244.7.1:41234")
     assert rule == ["-i", "ipkab12cd", "-d", "10.96.0.1", "-p", "tcp", "--dport", "443", "-m", "comment",
                     "--comment", "imagepipe-ab12cd kubernetes service", "-j", "DNAT", "--to-destination",
                     "10.244.7.1:41234"]
-    apiserver = commands.kube_apiserver(Path("/bin/kube-apiserver"), pki=Path("/pki"), etcd_port=1, port=41234,
+    apiserver = cmdline.kube_apiserver(Path("/bin/kube-apiserver"), pki=Path("/pki"), etcd_port=1, port=41234,
                                         node_ip="10.244.7.1", service_range="10.96.0.0/24", cert_dir=Path("/c"))
     assert "--bind-address=10.244.7.1" in apiserver  # the bridge's address: pods reach it, nothing off the host

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from imagepipe import deployment
 from imagepipe.errors import UsageError
+from imagepipe.pipeline import deployment
 
 S = 1_000_000_000
 # the image's config as buildah and kaniko write it for build/Containerfile (docker format)

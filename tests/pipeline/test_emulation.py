@@ -1,6 +1,6 @@
 """binfmt_misc entries as the kernel prints them (recorded from Debian 12 with qemu-user-static 7.2)."""
 
-from imagepipe.emulation import Handler, parse_handler
+from imagepipe.host.emulation import Handler, parse_handler
 
 ENTRY = """enabled
 interpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P

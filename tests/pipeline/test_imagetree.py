@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 
-from imagepipe import imagetree
 from imagepipe.checks import imagefs
+from imagepipe.image import filetree
 
 
 def make(root):
@@ -22,7 +22,7 @@ def make(root):
 def test_walk_is_sorted_and_skips_only_what_it_is_told(tmp_path):
     make(tmp_path)
     # top-down, each directory's entries sorted; a symlink to a directory is listed, not followed
-    assert [p for p, _ in imagetree.walk(tmp_path)] == [
+    assert [p for p, _ in filetree.walk(tmp_path)] == [
         "/bin", "/dev", "/proc", "/sys", "/usr", "/dev/inside", "/proc/inside", "/sys/inside", "/usr/bin",
         "/usr/bin/tool"]
     assert [p for p, _ in imagefs.walk(tmp_path)] == ["/bin", "/usr", "/usr/bin", "/usr/bin/tool"]
@@ -30,8 +30,8 @@ def test_walk_is_sorted_and_skips_only_what_it_is_told(tmp_path):
 
 def test_tree_entries(tmp_path):
     make(tmp_path)
-    tree = imagetree.tree(tmp_path)
-    assert tree["/usr/bin/tool"] == imagetree.Entry("file", "4755", os.getuid(), os.getgid(), 3,
+    tree = filetree.tree(tmp_path)
+    assert tree["/usr/bin/tool"] == filetree.Entry("file", "4755", os.getuid(), os.getgid(), 3,
                                                     hashlib.sha256(b"xxx").hexdigest())
     assert tree["/bin"].type == "link" and tree["/bin"].link == "usr/bin"
     assert tree["/usr"].type == "dir" and "/" not in tree
@@ -52,7 +52,7 @@ def test_an_unreadable_entry_is_named_not_raised(tmp_path, monkeypatch):
     make(tmp_path)
     (tmp_path / "usr/games").mkdir()
     _phantom(monkeypatch, tmp_path, "/usr/games")
-    tree = imagetree.tree(tmp_path)
+    tree = filetree.tree(tmp_path)
     assert tree["/usr/games"].type == "unreadable (ENOENT)"
     scan = imagefs.scan(tmp_path, [])
     assert scan.unreadable == [("/usr/games", "ENOENT")]
@@ -65,10 +65,10 @@ def test_parity_names_an_unreadable_entry(tmp_path, monkeypatch):
     from imagepipe.builders import parity
 
     make(tmp_path)
-    good = imagetree.tree(tmp_path)
+    good = filetree.tree(tmp_path)
     (tmp_path / "usr/games").mkdir()
     _phantom(monkeypatch, tmp_path, "/usr/games")
-    bad = imagetree.tree(tmp_path)
+    bad = filetree.tree(tmp_path)
     diffs = parity.explain(parity.compare_trees(good, bad))
     assert [(d.where, d.rule) for d in diffs] == [("/usr/games", None)]
     assert diffs[0].kaniko["type"] == "unreadable (ENOENT)"

@@ -12,8 +12,8 @@ import pytest
 
 from imagepipe.builders import kaniko, kanikojob, kubejob
 from imagepipe.errors import PipelineError
-from imagepipe.hostprofile import HostProfile
-from imagepipe.registryauth import RegistryAuth
+from imagepipe.host.profile import HostProfile
+from imagepipe.registry.auth import RegistryAuth
 
 JOB = kanikojob.load()
 PLAIN = HostProfile()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from imagepipe.paths import ROOT
-from imagepipe.stages import lint
+from imagepipe.pipeline.stages import lint
 
 CONTAINERFILE = Path(__file__).resolve().parents[2] / "build/Containerfile"
 GOOD = CONTAINERFILE.read_text()

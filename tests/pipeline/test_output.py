@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from imagepipe import output
+from imagepipe.ui import output
 
 
 @pytest.fixture(autouse=True)

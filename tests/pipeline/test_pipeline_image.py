@@ -12,8 +12,8 @@ from pathlib import Path
 import yaml
 from k8s_models import round_trip
 
+from imagepipe.cli.verbs import pipelineimage
 from imagepipe.paths import ROOT
-from imagepipe.verbs import pipelineimage
 
 
 def test_the_pipeline_job_is_a_valid_job_with_the_measured_security_context():

@@ -1,4 +1,4 @@
-"""--platform, and what each platform changes in the commands, the Job and the index (no binaries)."""
+"""--platform, and what each platform changes in the cmdline, the Job and the index (no binaries)."""
 
 from __future__ import annotations
 
@@ -7,18 +7,21 @@ from pathlib import Path
 
 import pytest
 
-from imagepipe import commands, gitinfo, multiarch, platforms
 from imagepipe.builders import kanikojob
 from imagepipe.checks.types import Check, VerifyResult
-from imagepipe.cliargs import parse_args
-from imagepipe.containerfile import BASE_REF, base_ref
+from imagepipe.cli.arguments import parse_args
 from imagepipe.errors import UsageError
-from imagepipe.hostprofile import HostProfile
-from imagepipe.options import from_namespace
-from imagepipe.platforms import Platform
-from imagepipe.refs import ImageRef
-from imagepipe.stages import build
-from imagepipe.stages.incluster import placement
+from imagepipe.exec import cmdline
+from imagepipe.host import git
+from imagepipe.host.profile import HostProfile
+from imagepipe.image import platforms
+from imagepipe.image.containerfile import BASE_REF, base_ref
+from imagepipe.image.platforms import Platform
+from imagepipe.image.refs import ImageRef
+from imagepipe.pipeline import multiarch
+from imagepipe.pipeline.options import from_namespace
+from imagepipe.pipeline.stages import build
+from imagepipe.pipeline.stages.incluster import placement
 
 AMD64, ARM64 = Platform("linux", "amd64"), Platform("linux", "arm64")
 HOST = platforms.host()
@@ -53,9 +56,9 @@ def test_the_host_keeps_the_literal_base_another_platform_its_own_name():
 
 
 def test_tags_per_platform():
-    assert gitinfo.platform_tag("abc", HOST, multi=False) == "abc"
-    assert gitinfo.platform_tag("abc", OTHER, multi=False) == f"abc-{OTHER.slug}"
-    assert gitinfo.platform_tag("abc", HOST, multi=True) == f"abc-{HOST.slug}"
+    assert git.platform_tag("abc", HOST, multi=False) == "abc"
+    assert git.platform_tag("abc", OTHER, multi=False) == f"abc-{OTHER.slug}"
+    assert git.platform_tag("abc", HOST, multi=True) == f"abc-{HOST.slug}"
 
 
 def test_buildah_builds_another_platform_from_its_base_and_the_host_as_before(tmp_path):
@@ -70,14 +73,14 @@ def test_buildah_builds_another_platform_from_its_base_and_the_host_as_before(tm
 
 
 def test_standin_and_run_commands_name_the_architecture(tmp_path):
-    assert commands.debootstrap(tmp_path, "http://m", arch="arm64")[:3] == [
+    assert cmdline.debootstrap(tmp_path, "http://m", arch="arm64")[:3] == [
         "debootstrap", "--variant=minbase", "--arch=arm64"]
-    assert commands.podman_import(PLAIN, tmp_path / "t.tar", "r:1", arch="arm64")[:4] == [
+    assert cmdline.podman_import(PLAIN, tmp_path / "t.tar", "r:1", arch="arm64")[:4] == [
         "podman", "import", "--arch", "arm64"]
-    run = commands.podman_run(PLAIN, "img", platform="linux/arm64", command=["uname", "-m"])
+    run = cmdline.podman_run(PLAIN, "img", platform="linux/arm64", command=["uname", "-m"])
     assert run[-5:] == ["--platform", "linux/arm64", "img", "uname", "-m"]
-    assert "--all" in commands.skopeo_copy("a/b@sha256:1", "a/b:latest", all_images=True)
-    assert "--all" not in commands.skopeo_copy("a/b@sha256:1", "a/b:latest")
+    assert "--all" in cmdline.skopeo_copy("a/b@sha256:1", "a/b:latest", all_images=True)
+    assert "--all" not in cmdline.skopeo_copy("a/b@sha256:1", "a/b:latest")
 
 
 SETTINGS = kanikojob.ClusterSettings(
@@ -121,7 +124,7 @@ def test_the_combined_result_names_each_platform_and_fails_with_any():
     ok = VerifyResult("x@1", checks=[Check("size", True)])
     bad = VerifyResult("x@2", checks=[Check("size", False)], emulated=True)
     index = ImageRef.parse("r.example/x@sha256:" + "c" * 64)
-    from imagepipe.refs import PushedImage
+    from imagepipe.image.refs import PushedImage
 
     result = multiarch.combined(PushedImage(index), [(AMD64, ok), (ARM64, bad)])
     assert [c.id for c in result.checks] == ["size@linux-amd64", "size@linux-arm64 (emulated)"]

@@ -4,7 +4,7 @@ exited container of it, the default network): facts apart from the action that r
 import json
 from pathlib import Path
 
-from imagepipe import podmanfacts
+from imagepipe.host import podman
 
 RECORDED = Path(__file__).parent / "recorded"
 
@@ -14,7 +14,7 @@ def recorded(kind: str) -> dict:
 
 
 def test_image_facts():
-    facts = podmanfacts.parse_image(recorded("image"))
+    facts = podman.parse_image(recorded("image"))
     assert facts.digest.startswith("sha256:") and len(facts.layers) == 4 and facts.size > 50_000_000
     assert facts.config["User"] == "appuser" and "8000/tcp" in facts.config["ExposedPorts"]
     # podman 4.3 reports the health check beside Config: it is folded in
@@ -23,17 +23,17 @@ def test_image_facts():
 
 
 def test_container_facts():
-    facts = podmanfacts.parse_container(recorded("container"))
+    facts = podman.parse_container(recorded("container"))
     assert (facts.status, facts.pid, facts.health) == ("exited", 0, "starting")
     assert facts.exit_code != 0  # it was started without its settings
 
 
 def test_network_facts():
-    facts = podmanfacts.parse_network(recorded("network"))
+    facts = podman.parse_network(recorded("network"))
     gateway, subnet = facts.subnets[0]
     assert subnet.endswith("/16") and gateway.startswith(subnet.rsplit(".", 2)[0])
 
 
 def test_missing_fields_give_empty_facts():
-    assert podmanfacts.parse_container({}) == podmanfacts.ContainerFacts("", 0, 0, "")
-    assert podmanfacts.parse_image({}).layers == ()
+    assert podman.parse_container({}) == podman.ContainerFacts("", 0, 0, "")
+    assert podman.parse_image({}).layers == ()

@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 from imagepipe.errors import PipelineError
-from imagepipe.services import ports
+from imagepipe.registry import ports
 
 
 @pytest.fixture

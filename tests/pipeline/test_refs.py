@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from imagepipe.refs import BuildFacts, ImageRef, InvalidReference, PushedImage, is_registry, is_repository, is_tag
+from imagepipe.image.refs import (
+    BuildFacts,
+    ImageRef,
+    InvalidReference,
+    PushedImage,
+    is_registry,
+    is_repository,
+    is_tag,
+)
 
 D = "sha256:" + "ab" * 32
 

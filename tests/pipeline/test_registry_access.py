@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from imagepipe import registryaccess, registryhttp
-from imagepipe.cli import scrub_password
+from imagepipe.cli.main import scrub_password
 from imagepipe.errors import UsageError
-from imagepipe.registryauth import PASSWORD_ENV, RegistryAuth, entry_for, resolve, write_private
+from imagepipe.registry import access, protocol
+from imagepipe.registry.auth import PASSWORD_ENV, RegistryAuth, entry_for, resolve, write_private
 
 
 def authfile(path: Path, key: str, user: str, password: str) -> Path:
@@ -100,11 +100,11 @@ def test_scrubbed_command_line():
     ("GET", "https://r/v2/", None),
 ])
 def test_token_scope_per_request(method, url, scope):
-    assert registryhttp.scope_for(method, url) == scope
+    assert protocol.scope_for(method, url) == scope
 
 
 def test_challenge_parsing():
-    kind, params = registryhttp.parse_challenge(
+    kind, params = protocol.parse_challenge(
         'Bearer realm="https://auth.example.com/token",service="registry.example.com",'
         'scope="repository:app:pull,push",error="insufficient_scope"')
     assert kind == "bearer"
@@ -116,15 +116,15 @@ def test_certs_d_cas_join_the_system_bundle(tmp_path):
     (tmp_path / "reg.example.com:5000").mkdir()
     (tmp_path / "reg.example.com:5000" / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\nX\n")
     (tmp_path / "reg.example.com:5000" / "client.cert").write_text("not a CA")
-    bundle = registryaccess.trust_bundle("reg.example.com:5000", tmp_path / "work", dirs=(tmp_path,))
+    bundle = access.trust_bundle("reg.example.com:5000", tmp_path / "work", dirs=(tmp_path,))
     assert isinstance(bundle, str) and Path(bundle).read_text().rstrip().endswith("X")
     assert "not a CA" not in Path(bundle).read_text()
-    assert registryaccess.trust_bundle("other:1", tmp_path / "work", dirs=(tmp_path,)) in (True, str(
-        registryaccess.SYSTEM_BUNDLE))
+    assert access.trust_bundle("other:1", tmp_path / "work", dirs=(tmp_path,)) in (True, str(
+        access.SYSTEM_BUNDLE))
 
 
 def test_credential_helpers_named_per_registry_and_by_default():
-    from imagepipe.registryauth import default_helper, helper_for
+    from imagepipe.registry.auth import default_helper, helper_for
 
     doc = {"credHelpers": {"https://reg.example.com:5000": "ecr-login", "other.example.com": "gcloud"},
            "credsStore": "pass", "auths": {"reg.example.com:5000": {"auth": "eDp5"}}}
@@ -136,7 +136,7 @@ def test_credential_helpers_named_per_registry_and_by_default():
 
 def test_a_missing_helper_is_one_line_naming_it(tmp_path):
     from imagepipe.errors import PipelineError
-    from imagepipe.registryauth import resolve
+    from imagepipe.registry.auth import resolve
 
     authfile = tmp_path / "auth.json"
     authfile.write_text('{"credHelpers": {"reg.example.com": "imagepipe-absent"}}')

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 
-from imagepipe import report
 from imagepipe.checks.verifier import Check, VerifyResult
+from imagepipe.pipeline import report
 
 
 def sample() -> VerifyResult:

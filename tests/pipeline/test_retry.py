@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from imagepipe.retry import retry, wait_until
+from imagepipe.exec.retry import retry, wait_until
 
 
 class Flaky(Exception):

@@ -8,9 +8,9 @@ import subprocess
 
 import pytest
 
-from imagepipe.cliargs import parse_args
+from imagepipe.cli.arguments import parse_args
 from imagepipe.errors import PipelineError, UsageError
-from imagepipe.options import from_namespace
+from imagepipe.pipeline.options import from_namespace
 from imagepipe.supplychain import signing
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from imagepipe import cli, exitcodes, stagetable
+from imagepipe.cli import main
 from imagepipe.errors import PipelineError, UsageError
+from imagepipe.exec import exitcodes
+from imagepipe.pipeline import stagetable
 
 
 def test_stages_in_pipeline_order_with_their_exit_codes():
@@ -18,9 +20,9 @@ def test_stages_in_pipeline_order_with_their_exit_codes():
 
 def test_cli_choices_come_from_the_table():
     for name in stagetable.CHOICES:
-        assert cli.parse_args([name]).stage == name
+        assert main.parse_args([name]).stage == name
     with pytest.raises(SystemExit):
-        cli.parse_args(["nonsense"])
+        main.parse_args(["nonsense"])
 
 
 @pytest.mark.parametrize(("error", "code"), [
@@ -37,9 +39,9 @@ def test_every_verb_has_a_module_with_run():
     import importlib
     import typing
 
-    from imagepipe.context import Context
+    from imagepipe.pipeline.context import Context
 
     for verb in stagetable.VERBS:
-        module = importlib.import_module(f"imagepipe.verbs.{verb.module}")
+        module = importlib.import_module(f"imagepipe.cli.verbs.{verb.module}")
         hints = typing.get_type_hints(module.run)
         assert hints == {"ctx": Context, "return": int}, f"{verb.name}: run(ctx: Context) -> int, not {hints}"

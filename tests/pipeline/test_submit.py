@@ -11,13 +11,13 @@ import pytest
 import yaml
 from k8s_models import round_trip
 
-from imagepipe import report
 from imagepipe.builders import kubejob, pipelinejob
-from imagepipe.cliargs import parse_args
+from imagepipe.cli.arguments import parse_args
+from imagepipe.cli.verbs import submit
 from imagepipe.errors import UsageError
-from imagepipe.options import from_namespace
 from imagepipe.paths import ROOT
-from imagepipe.verbs import submit
+from imagepipe.pipeline import report
+from imagepipe.pipeline.options import from_namespace
 
 
 def placeholders_left(job: dict[str, Any]) -> list[str]:
@@ -122,11 +122,11 @@ def test_what_a_pipeline_in_a_pod_creates_is_owned_by_its_pod(monkeypatch):
 
 
 def test_in_the_pipeline_image_an_insecure_registry_is_declared_for_its_own_tools(tmp_path):
-    from imagepipe.services import hostaccess
+    from imagepipe.registry import hostconfig
 
     drop_in = tmp_path / "registries.conf.d/90-imagepipe-insecure.conf"
-    hostaccess.declare_insecure(("10.0.0.5:5000", "mirror:5000"), drop_in)
-    assert hostaccess.insecure_registries([drop_in]) == {"10.0.0.5:5000", "mirror:5000"}
+    hostconfig.declare_insecure(("10.0.0.5:5000", "mirror:5000"), drop_in)
+    assert hostconfig.insecure_registries([drop_in]) == {"10.0.0.5:5000", "mirror:5000"}
 
 
 def test_a_checkout_another_user_made_is_one_line_naming_safe_directory(tmp_path, monkeypatch):
@@ -134,7 +134,7 @@ def test_a_checkout_another_user_made_is_one_line_naming_safe_directory(tmp_path
     import os
     import subprocess
 
-    from imagepipe import gitinfo
+    from imagepipe.host import git
 
     repo = tmp_path / "repo"
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
@@ -142,16 +142,16 @@ def test_a_checkout_another_user_made_is_one_line_naming_safe_directory(tmp_path
                     "--allow-empty", "-m", "x"], check=True)
     for path in [repo, *repo.rglob("*")]:
         os.lchown(path, 65532, 65532)
-    monkeypatch.setattr(gitinfo, "ROOT", repo)
+    monkeypatch.setattr(git, "ROOT", repo)
     monkeypatch.delenv("GIT_CONFIG_COUNT", raising=False)
     with pytest.raises(UsageError) as e:
-        gitinfo.job_source("https://git.example.org/x.git")
+        git.job_source("https://git.example.org/x.git")
     assert str(e.value) == (f"git refuses the checkout {repo}: another user owns it; mark it safe (git config "
                             f"--global --add safe.directory {repo}, or GIT_CONFIG_* in the environment)")
     monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
     monkeypatch.setenv("GIT_CONFIG_KEY_0", "safe.directory")
     monkeypatch.setenv("GIT_CONFIG_VALUE_0", str(repo))
-    url, commit = gitinfo.job_source("https://git.example.org/x.git")  # what ci/pipeline-job.yaml sets
+    url, commit = git.job_source("https://git.example.org/x.git")  # what ci/pipeline-job.yaml sets
     assert url == "https://git.example.org/x.git" and len(commit) == 40
 
 

@@ -12,7 +12,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from imagepipe import commands, imagemount, output, podmanfacts, runner
 from imagepipe.benchmark import kanikotrials, platformbench, servicebench
 from imagepipe.benchmark.figures import Metric, metrics
 from imagepipe.benchmark.harness import Harness, Variant
@@ -20,12 +19,16 @@ from imagepipe.builders import kaniko, kanikojob, reproducible, wheels
 from imagepipe.checks import imagefs
 from imagepipe.checks.types import CONTAINER_HOST, VerifyOptions, VerifyResult
 from imagepipe.checks.verifier import Verifier
-from imagepipe.containerfile import BASE_REF
 from imagepipe.errors import PipelineError
+from imagepipe.exec import cmdline, runner
+from imagepipe.host import podman
+from imagepipe.image import mount
+from imagepipe.image.containerfile import BASE_REF
 from imagepipe.paths import ROOT
+from imagepipe.registry.embedded import EmbeddedRegistry
 from imagepipe.services import containernet, postgres, standins
 from imagepipe.services.postgres import TempPostgres
-from imagepipe.services.registry import EmbeddedRegistry
+from imagepipe.ui import output
 
 
 class Bench(Harness):
@@ -33,7 +36,7 @@ class Bench(Harness):
         """kaniko over the same tree, next to buildah's figures: a cold build (empty cache repository), a
         code-only rebuild with the cache, and a second clean build for reproducibility."""
         executor = kanikojob.executor_image(kanikojob.load()) if self.kaniko_image is None else self.kaniko_image
-        if not podmanfacts.image_exists(self.profile, executor):
+        if not podman.image_exists(self.profile, executor):
             f["kaniko"] = None
             return
         kaniko.seed_mirror(self.profile, self.registry_addr)
@@ -52,7 +55,7 @@ class Bench(Harness):
         output.say("kaniko: cold build")
         k["cold_build_s"], k["digest"] = build("1", "cache-a")
         ref = f"{self.registry_addr}/bench-kaniko@{k['digest']}"
-        runner.run(commands.podman_pull(self.profile, ref), stage="bench", timeout=600)
+        runner.run(cmdline.podman_pull(self.profile, ref), stage="bench", timeout=600)
         k["size_mb"] = self.image_facts(ref).size / 1e6
         output.say("kaniko: fully cached rebuild (nothing changed)")
         k["cached_s"], cached = build("1c", "cache-a")
@@ -113,7 +116,7 @@ class Bench(Harness):
                                        wheelhouse=house,
                                        commit_build=commit, steps_key="steps")
         f["size_mb"] = self.image_facts(image).size / 1e6
-        with imagemount.mounted(image) as root:
+        with mount.mounted(image) as root:
             f["size_by_dir_mb"] = {k: round(v / 1e6, 1) for k, v in list(imagefs.size_by_top(root).items())[:8]}
         f["cold_layers"] = self.layers(image)
         f["first_push_mb"], f["digest"] = self.push(image, f"bench-{variant.name}:1")
@@ -144,11 +147,11 @@ class Bench(Harness):
         # Cold means cold: drop buildah's cache images, or a later cached rebuild could pick layers from an
         # older build (other timestamps) and the push figure would measure that, not a code change.
         # The previous run's tagged images are removed first: their layers would otherwise stay cache candidates.
-        old = runner.run(commands.buildah_images(), stage="bench").stdout.split()
+        old = runner.run(cmdline.buildah_images(), stage="bench").stdout.split()
         old = [name for name in old if name.startswith("localhost/bench-")]
         if old:
-            runner.run(commands.buildah_rmi(*old), stage="bench", ok_codes=(0, 1, 125), timeout=600)
-        runner.run(commands.buildah_rmi(prune=True), stage="bench", ok_codes=(0, 1, 125), timeout=600)
+            runner.run(cmdline.buildah_rmi(*old), stage="bench", ok_codes=(0, 1, 125), timeout=600)
+        runner.run(cmdline.buildah_rmi(prune=True), stage="bench", ok_codes=(0, 1, 125), timeout=600)
         ours = Variant("ours", ROOT / "build/Containerfile")
         naive = Variant("baseline", ROOT / "build/bench/Containerfile.naive")
         dsn = pg.dsn(host=CONTAINER_HOST)

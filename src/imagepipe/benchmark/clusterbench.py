@@ -14,12 +14,14 @@ from typing import Any
 
 import psutil
 
-from imagepipe import commands, hostenv, output, podmanfacts, runner
 from imagepipe.builders import kanikojob, kubejob
 from imagepipe.cluster import binaries, images
 from imagepipe.cluster.local import LocalCluster
 from imagepipe.errors import PipelineError
+from imagepipe.exec import cmdline, runner
+from imagepipe.host import podman, quirks
 from imagepipe.paths import HOST_CA_BUNDLE, ROOT
+from imagepipe.ui import output
 
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
@@ -43,22 +45,22 @@ def _commit(bare: Path, change: str | None) -> str:
     """HEAD pushed to the cluster's git server; with `change`, a commit on top of it that appends it to
     app/main.py (a code-only change), made in a throw-away clone."""
     if change is None:
-        commit = runner.run(commands.git(ROOT, "rev-parse", "HEAD"), stage="bench").stdout.strip()
+        commit = runner.run(cmdline.git(ROOT, "rev-parse", "HEAD"), stage="bench").stdout.strip()
         # forced: a later measurement starts again from HEAD
-        runner.run(commands.git(ROOT, "push", "-q", str(bare), f"+{commit}:refs/heads/bench"), stage="bench")
+        runner.run(cmdline.git(ROOT, "push", "-q", str(bare), f"+{commit}:refs/heads/bench"), stage="bench")
         return commit
     with tempfile.TemporaryDirectory(prefix="imagepipe-bench-git-") as tmp:
         runner.run(["git", "clone", "-q", str(bare), tmp, "-b", "bench"], stage="bench")
         main = Path(tmp) / "backend/app/main.py"
         main.write_text(main.read_text() + change)
         ident = ("-c", "user.name=bench", "-c", "user.email=bench@example.invalid")
-        runner.run(commands.git(Path(tmp), *ident, "commit", "-qam", "bench: a code-only change"), stage="bench")
-        runner.run(commands.git(Path(tmp), "push", "-q", "origin", "HEAD:refs/heads/bench"), stage="bench")
-        return runner.run(commands.git(Path(tmp), "rev-parse", "HEAD"), stage="bench").stdout.strip()
+        runner.run(cmdline.git(Path(tmp), *ident, "commit", "-qam", "bench: a code-only change"), stage="bench")
+        runner.run(cmdline.git(Path(tmp), "push", "-q", "origin", "HEAD:refs/heads/bench"), stage="bench")
+        return runner.run(cmdline.git(Path(tmp), "rev-parse", "HEAD"), stage="bench").stdout.strip()
 
 
 def measure(work: Path, executor_local: str) -> dict[str, Any] | None:
-    if binaries.unavailable() or not podmanfacts.image_exists(hostenv.detect(), executor_local):
+    if binaries.unavailable() or not podman.image_exists(quirks.detect(), executor_local):
         return None
     cluster = LocalCluster(work / "cluster")
     output.say("cluster: up")

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from imagepipe import tables
+from imagepipe.ui import tables
 
 
 @dataclass

@@ -14,16 +14,17 @@ from typing import Any
 
 import requests
 
-from imagepipe import commands, gitinfo, podmanfacts, runner
 from imagepipe.builders import buildsteps, reproducible
+from imagepipe.checks.tokens import mint_hs256
 from imagepipe.checks.types import ISSUER
 from imagepipe.errors import PipelineError
-from imagepipe.hostprofile import HostProfile
-from imagepipe.platforms import Platform
-from imagepipe.retry import wait_until
+from imagepipe.exec import cmdline, runner
+from imagepipe.exec.retry import wait_until
+from imagepipe.host import git, podman
+from imagepipe.host.profile import HostProfile
+from imagepipe.image.platforms import Platform
+from imagepipe.pipeline.stages.build import build_argv
 from imagepipe.services.postgres import free_port
-from imagepipe.stages.build import build_argv
-from imagepipe.tokens import mint_hs256
 
 SECRET = "bench-secret-" + "b" * 32
 
@@ -47,7 +48,7 @@ class Harness:
         self.trials: list[dict[str, Any]] = []
         # One stamp for every build of the run: a commit made while the benchmark runs must not make its
         # two clean builds differ (the reproducibility figure compares them).
-        self.timestamp = gitinfo.commit_time() or 0
+        self.timestamp = git.commit_time() or 0
         self.labels = labels or {}  # on every container the bench starts (the run's, for cancellation)
         self.kaniko_image = kaniko_image
         self.work = state_dir / "bench"
@@ -78,7 +79,7 @@ class Harness:
     def push(self, image: str, repo_tag: str) -> tuple[int, str]:
         before = self.blob_bytes()
         digestfile = self.work / "digest"
-        runner.run(commands.buildah_push(image, f"{self.registry_addr}/{repo_tag}", digestfile=digestfile),
+        runner.run(cmdline.buildah_push(image, f"{self.registry_addr}/{repo_tag}", digestfile=digestfile),
                    stage="bench", timeout=1800)
         return self.blob_bytes() - before, digestfile.read_text().strip()
 
@@ -87,7 +88,7 @@ class Harness:
         first deploy. Measured from a dir: copy, since a push would reuse the layers the registry has."""
         layout = self.work / f"compressed-{compression}"
         shutil.rmtree(layout, ignore_errors=True)
-        runner.run(commands.skopeo_to_dir(f"containers-storage:{image}", layout, compress=compression),
+        runner.run(cmdline.skopeo_to_dir(f"containers-storage:{image}", layout, compress=compression),
                    stage="bench", timeout=600)
         manifest = json.loads((layout / "manifest.json").read_text())
         try:
@@ -98,7 +99,7 @@ class Harness:
     def start_container(self, image: str, dsn: str, env: dict[str, str] | None = None) -> tuple[str, str, float]:
         name, port = f"imagepipe-bench-{free_port()}", free_port()
         t0 = time.monotonic()
-        runner.run(commands.podman_run(self.profile, image, name=name, detach=True, labels=self.labels,
+        runner.run(cmdline.podman_run(self.profile, image, name=name, detach=True, labels=self.labels,
                                        publish=[f"127.0.0.1:{port}:8000"],
                                        env={"DATABASE_URL": dsn, "BETTER_AUTH_SECRET": SECRET,
                                             "OPENAI_API_KEY": "sk-bench", "MCP_AUTHORIZATION_SERVER": ISSUER,
@@ -117,8 +118,8 @@ class Harness:
             raise PipelineError(f"{image} did not answer /health within 60 s", stage="bench")
         return name, base, seconds
 
-    def image_facts(self, ref: str) -> podmanfacts.ImageFacts:
-        facts = podmanfacts.image(self.profile, ref, stage="bench")
+    def image_facts(self, ref: str) -> podman.ImageFacts:
+        facts = podman.image(self.profile, ref, stage="bench")
         if facts is None:
             raise PipelineError(f"{ref} is not in local storage", stage="bench")
         return facts
@@ -127,7 +128,7 @@ class Harness:
         return list(self.image_facts(image).layers)
 
     def stop_container(self, name: str) -> None:
-        runner.run(commands.podman_rm(self.profile, name, grace=2), stage="bench", ok_codes=(0, 1, 125), timeout=300)
+        runner.run(cmdline.podman_rm(self.profile, name, grace=2), stage="bench", ok_codes=(0, 1, 125), timeout=300)
 
     def health_p99(self, base: str, n: int = 1000) -> float:
         session = requests.Session()
@@ -147,7 +148,7 @@ class Harness:
         for i in range(50 - len(existing)):
             requests.post(f"{base}/api/{user}/tasks", headers=headers, timeout=10,
                           json={"title": f"task {i}", "tags": ["bench"], "priority": "medium"})
-        out = runner.run(commands.wrk(f"{base}/api/{user}/tasks", concurrency=concurrency,
+        out = runner.run(cmdline.wrk(f"{base}/api/{user}/tasks", concurrency=concurrency,
                                       seconds=self.load_seconds, headers=headers),
                          stage="bench", timeout=self.load_seconds + 60).stdout
         rps = float(grab(r"Requests/sec:\s+([\d.]+)", out, "wrk's requests/s"))

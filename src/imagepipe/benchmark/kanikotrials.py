@@ -7,10 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from imagepipe import commands, output, runner
 from imagepipe.builders import kaniko, parity
-from imagepipe.hostprofile import HostProfile
+from imagepipe.exec import cmdline, runner
+from imagepipe.host.profile import HostProfile
 from imagepipe.paths import ROOT
+from imagepipe.ui import output
 
 TRIALS: dict[str, dict[str, str]] = {
     "as shipped (ci/kaniko.yaml)": {},
@@ -49,7 +50,7 @@ def run(profile: HostProfile, *, executor: str, context: Path, registry: str, wo
         finally:
             main.write_text(original)
         ref = f"{registry}/bench-trial@{again.digest}"
-        runner.run(commands.podman_pull(profile, ref), stage="bench", timeout=600)
+        runner.run(cmdline.podman_pull(profile, ref), stage="bench", timeout=600)
         diffs = parity.explain(parity.compare_trees(buildah_tree, parity.read_tree(ref)))
         out.append({"trial": name, "cold_s": round(cold.seconds, 1), "rebuild_s": round(again.seconds, 1),
                     "steps": [s.as_dict() for s in again.steps],

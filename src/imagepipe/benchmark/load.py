@@ -7,10 +7,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from imagepipe import commands, podmanfacts, runner
 from imagepipe.benchmark.harness import Harness, grab
 from imagepipe.checks.types import CONTAINER_HOST
-from imagepipe.hostprofile import HostProfile
+from imagepipe.exec import cmdline, runner
+from imagepipe.host import podman
+from imagepipe.host.profile import HostProfile
 from imagepipe.services import containernet, postgres
 
 
@@ -23,7 +24,7 @@ def load_test(profile: HostProfile, state_dir: Path, image: str, *, seconds: int
         pg.start()
         name, base, _ = bench.start_container(image, pg.dsn(host=CONTAINER_HOST))
         try:
-            facts = podmanfacts.container(profile, name, stage="bench")
+            facts = podman.container(profile, name, stage="bench")
             assert facts is not None, "started above"
             pid = facts.pid
 
@@ -33,7 +34,7 @@ def load_test(profile: HostProfile, state_dir: Path, image: str, *, seconds: int
 
             def db_connections() -> int:
                 sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = 'todo'"
-                out = runner.run(commands.psql(pg.bindir, dsn=pg.superuser_dsn("todo"), sql=sql)).stdout
+                out = runner.run(cmdline.psql(pg.bindir, dsn=pg.superuser_dsn("todo"), sql=sql)).stdout
                 return int(out.strip())
 
             # Warm up (pool filled, code paths imported), then measure the steady state around the run.

@@ -11,14 +11,16 @@ import statistics
 import time
 from typing import Any
 
-from imagepipe import commands, imagemount, output, runner
 from imagepipe.benchmark.figures import Metric
 from imagepipe.benchmark.harness import Harness, Variant
 from imagepipe.builders import wheels
 from imagepipe.checks import imagefs
-from imagepipe.containerfile import base_ref
+from imagepipe.exec import cmdline, runner
+from imagepipe.image import mount
+from imagepipe.image.containerfile import base_ref
+from imagepipe.image.platforms import Platform
 from imagepipe.paths import ROOT
-from imagepipe.platforms import Platform
+from imagepipe.ui import output
 
 # Each piece of an emulated build alone, in the platform's base: `name seconds` per line.
 PIECES = (
@@ -45,7 +47,7 @@ def measure(bench: Harness, platform: Platform, dsn: str) -> dict[str, Any]:
                                     platform=platform)
     f["steps"] = variant.figures["steps"]
     f["size_mb"] = bench.image_facts(image).size / 1e6
-    with imagemount.mounted(image) as root:
+    with mount.mounted(image) as root:
         f["size_by_dir_mb"] = {k: round(v / 1e6, 1) for k, v in list(imagefs.size_by_top(root).items())[:8]}
     bench.build(variant, context, image, cold=False, wheelhouse=house, platform=platform)
     main = context / "app/main.py"
@@ -64,7 +66,7 @@ def measure(bench: Harness, platform: Platform, dsn: str) -> dict[str, Any]:
 
 
 def pieces(bench: Harness, platform: Platform) -> dict[str, float]:
-    out = runner.run(commands.podman_run(bench.profile, base_ref(platform), remove=True, platform=str(platform),
+    out = runner.run(cmdline.podman_run(bench.profile, base_ref(platform), remove=True, platform=str(platform),
                                          labels=bench.labels, command=["bash", "-c", PIECES]),
                      stage="bench", timeout=1800).stdout
     return {m.group(1): float(m.group(2)) for m in re.finditer(r"^(\S+) ([\d.]+)$", out, re.M)}

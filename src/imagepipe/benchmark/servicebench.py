@@ -16,16 +16,17 @@ from typing import Any
 import psutil
 import requests
 
-from imagepipe import output, podmanfacts
 from imagepipe.benchmark.harness import SECRET, Harness
-from imagepipe.tokens import mint_hs256
+from imagepipe.checks.tokens import mint_hs256
+from imagepipe.host import podman
+from imagepipe.ui import output
 
 USER = "usr_bench_mix"
 
 
 def rss_mb(h: Harness, name: str) -> float:
     """The container's process tree's resident memory, in MB (uvicorn with one worker is one process)."""
-    facts = podmanfacts.container(h.profile, name, stage="bench")
+    facts = podman.container(h.profile, name, stage="bench")
     if facts is None or not facts.pid:
         return 0.0
     root = psutil.Process(facts.pid)

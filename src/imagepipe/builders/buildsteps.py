@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from imagepipe.builders import kanikofailure
-from imagepipe.refs import Step
+from imagepipe.image.refs import Step
 
 BUILDAH_STEP = re.compile(r"^(?:\[(\d+)/\d+\] )?STEP (\d+)/(\d+): (.*)$")
 KANIKO_STEP = re.compile(r"^INFO\[\d+\] ((?:FROM|RUN|COPY|ADD|ENV|ARG|WORKDIR|USER|EXPOSE|HEALTHCHECK|CMD|ENTRYPOINT"

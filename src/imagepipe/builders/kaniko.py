@@ -18,17 +18,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imagepipe import commands, multiarch, podmanfacts, runner
 from imagepipe.builders import buildsteps, kanikofailure, kanikojob
-from imagepipe.containerfile import BASE_REF, base_ref
 from imagepipe.errors import PipelineError, ToolFailed, pip_failure
-from imagepipe.hostprofile import HostProfile
+from imagepipe.exec import cmdline, runner
+from imagepipe.host import podman
+from imagepipe.host.profile import HostProfile
+from imagepipe.image.containerfile import BASE_REF, base_ref
+from imagepipe.image.platforms import Platform
+from imagepipe.image.refs import Step
 from imagepipe.paths import HOST_CA_BUNDLE
-from imagepipe.platforms import Platform
-from imagepipe.refs import Step
-from imagepipe.registryaccess import open_access, registry_cas
-from imagepipe.registryauth import RegistryAuth, write_private
-from imagepipe.supplychain import referrers
+from imagepipe.pipeline import multiarch
+from imagepipe.registry import oci
+from imagepipe.registry.access import open_access, registry_cas
+from imagepipe.registry.auth import RegistryAuth, write_private
 
 log = logging.getLogger("imagepipe.builders.kaniko")
 
@@ -52,10 +54,10 @@ class KanikoBuild:
 def executor_image(profile: HostProfile, override: str | None) -> str:
     """The executor image to run: present locally, or pullable; otherwise one line on how to supply one."""
     ref = override or kanikojob.executor_image(kanikojob.load())
-    if podmanfacts.image_exists(profile, ref):
+    if podman.image_exists(profile, ref):
         return ref
     try:
-        runner.run(commands.podman_pull(profile, ref), stage="build", timeout=600, what="pulling the executor")
+        runner.run(cmdline.podman_pull(profile, ref), stage="build", timeout=600, what="pulling the executor")
         return ref
     except ToolFailed:
         raise PipelineError(
@@ -73,7 +75,7 @@ def local_argv(profile: HostProfile, *, executor: str, job: dict[str, Any], cont
     """podman running the executor as the Job would: the manifest's args (rewritable ones set), its
     securityContext as podman expresses it, and the termination-log file kubelet would provide."""
     sec = kanikojob.security(job)
-    loopback = registry if commands.registry_is_local(registry) else None
+    loopback = registry if cmdline.registry_is_local(registry) else None
     args = kanikojob.local_args(job, context=CONTEXT_MOUNT, dockerfile=CONTAINERFILE_MOUNT,
                                 destination=destination, cache_repo=cache_repo, loopback_registry=loopback)
     if wheelhouse is not None:  # local-only, as for buildah: the wheelhouse keys the layer cache
@@ -97,7 +99,7 @@ def local_argv(profile: HostProfile, *, executor: str, job: dict[str, Any], cont
     if registry_ca is not None:  # the registry's own CA from certs.d, which kaniko does not read
         volumes.append(f"{registry_ca}:{REGISTRY_CA_MOUNT}:ro")
         args.append(f"--registry-certificate={registry}={REGISTRY_CA_MOUNT}")
-    return commands.podman_run(
+    return cmdline.podman_run(
         profile, executor, name=name, remove=True, env=env,
         network="host" if loopback else None, user=sec.user,
         cap_drop_all=sec.drop_all, cap_add=sec.cap_add, no_new_privileges=sec.no_new_privileges,
@@ -167,15 +169,15 @@ def seed_mirror(profile: HostProfile, registry: str, platforms: Sequence[Platfor
     dest = f"{registry}/{BASE_REF.split('/', 1)[1]}"
     if len(platforms) < 2:
         source = base_ref(platforms[0]) if platforms else BASE_REF
-        runner.run(commands.skopeo_copy_from_storage(source, dest), stage=stage, timeout=600,
+        runner.run(cmdline.skopeo_copy_from_storage(source, dest), stage=stage, timeout=600,
                    what="seeding the registry mirror with the base image")
         return dest
     repo, tag = dest.split("/", 1)[1].rsplit(":", 1)
     for p in platforms:
-        runner.run(commands.skopeo_copy_from_storage(base_ref(p), f"{dest}-{p.slug}"), stage=stage, timeout=600,
+        runner.run(cmdline.skopeo_copy_from_storage(base_ref(p), f"{dest}-{p.slug}"), stage=stage, timeout=600,
                    what=f"seeding the registry mirror with the {p} base")
     with tempfile.TemporaryDirectory(prefix="imagepipe-mirror-") as work:
         access = open_access(RegistryAuth(registry), tls_verify=True, work=Path(work), stage=stage)
-        reg = referrers.Registry(access, repo, stage=stage)
+        reg = oci.Registry(access, repo, stage=stage)
         multiarch.put_index(reg, tag, [(p, f"{tag}-{p.slug}") for p in platforms], stage=stage)
     return dest

@@ -19,11 +19,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from imagepipe import cancel
 from imagepipe.builders import kanikofailure, kubewatch
 from imagepipe.builders.kubewatch import JobResult
 from imagepipe.errors import PipelineError
-from imagepipe.retry import wait_until
+from imagepipe.exec import cancel
+from imagepipe.exec.retry import wait_until
 
 log = logging.getLogger("imagepipe.kube")
 

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from imagepipe.builders import kanikofailure
 from imagepipe.errors import PipelineError, pip_failure
-from imagepipe.retry import wait_until
+from imagepipe.exec.retry import wait_until
 
 
 class Cluster(Protocol):

@@ -1,6 +1,6 @@
 """`pipeline.py parity`: do buildah and kaniko build the same image from the same Containerfile?
 
-Compared: the config fields a runtime acts on, the whole file tree (imagetree.Entry per path) and the
+Compared: the config fields a runtime acts on, the whole file tree (filetree.Entry per path) and the
 layers (their members and uncompressed bytes). A difference passes only when a named rule explains it;
 any other fails the command.
 """
@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imagepipe import commands, imagemount, imagetree, runner, tables, toolfacts
+from imagepipe.exec import cmdline, runner, tooloutput
+from imagepipe.image import filetree, mount
+from imagepipe.ui import tables
 
 CONFIG_FIELDS = ("User", "ExposedPorts", "Healthcheck", "Cmd", "Entrypoint", "Env", "WorkingDir", "Labels")
 
@@ -97,7 +99,7 @@ def compare_configs(a: dict[str, Any], b: dict[str, Any]) -> list[Difference]:
             if (a.get(key) or None) != (b.get(key) or None)]
 
 
-def compare_trees(a: dict[str, imagetree.Entry], b: dict[str, imagetree.Entry]) -> list[Difference]:
+def compare_trees(a: dict[str, filetree.Entry], b: dict[str, filetree.Entry]) -> list[Difference]:
     out = []
     for path in sorted(set(a) | set(b)):
         ea, eb = a.get(path), b.get(path)
@@ -152,22 +154,22 @@ def layer_summary(blob: Path) -> dict[str, Any]:
             "fingerprint": hashlib.sha256(json.dumps(members).encode()).hexdigest()[:16]}
 
 
-def read_layers(ref: str, auth: commands.ToolAuth | None = None) -> list[dict[str, Any]]:
+def read_layers(ref: str, auth: cmdline.ToolAuth | None = None) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="imagepipe-parity-") as tmp:
-        runner.run(commands.skopeo_to_dir(ref, Path(tmp), auth=auth), stage="parity", timeout=600,
+        runner.run(cmdline.skopeo_to_dir(ref, Path(tmp), auth=auth), stage="parity", timeout=600,
                    what="reading layers")
         manifest = json.loads((Path(tmp) / "manifest.json").read_text())
         return [layer_summary(Path(tmp) / layer["digest"].split(":", 1)[1]) for layer in manifest["layers"]]
 
 
-def read_config(ref: str, auth: commands.ToolAuth | None = None) -> dict[str, Any]:
-    return toolfacts.skopeo_config(runner.run(commands.skopeo_inspect(ref, config=True, auth=auth),
+def read_config(ref: str, auth: cmdline.ToolAuth | None = None) -> dict[str, Any]:
+    return tooloutput.skopeo_config(runner.run(cmdline.skopeo_inspect(ref, config=True, auth=auth),
                                               stage="parity").stdout)
 
 
-def read_tree(ref: str) -> dict[str, imagetree.Entry]:
-    with imagemount.mounted(ref) as root:
-        return imagetree.tree(root)
+def read_tree(ref: str) -> dict[str, filetree.Entry]:
+    with mount.mounted(ref) as root:
+        return filetree.tree(root)
 
 
 @dataclass
@@ -193,7 +195,7 @@ class ParityReport:
                 "differences": [d.as_dict() for d in self.differences]}
 
 
-def compare(buildah_ref: str, kaniko_ref: str, auth: commands.ToolAuth | None = None) -> ParityReport:
+def compare(buildah_ref: str, kaniko_ref: str, auth: cmdline.ToolAuth | None = None) -> ParityReport:
     """Both references are pulled by the caller (present in local storage and in the registry, which
     `auth` reaches)."""
     report = ParityReport(buildah_ref, kaniko_ref)

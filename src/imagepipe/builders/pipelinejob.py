@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
-from imagepipe import report
 from imagepipe.paths import ROOT
+from imagepipe.pipeline import report
 
 MANIFEST = ROOT / "ci/pipeline-job.yaml"
 CONTAINER = "pipeline"  # the container that runs build/pipeline.py

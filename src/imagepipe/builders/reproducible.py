@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from imagepipe import commands, runner
+from imagepipe.exec import cmdline, runner
 
 # Per-build values buildah records: the build container's id and hostname, and the ids of its cache images
 # (`parent`, and history comments "FROM <id>"). None of them describes the image's content.
@@ -43,7 +43,7 @@ def rewrite(image: str, *, work_dir: Path) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="reproducible-", dir=work_dir))
     try:
         layout = tmp / "image"
-        runner.run(commands.skopeo_to_dir(f"containers-storage:{image}", layout), stage="build", timeout=600,
+        runner.run(cmdline.skopeo_to_dir(f"containers-storage:{image}", layout), stage="build", timeout=600,
                    what="exporting the image for a reproducible config")
         manifest = json.loads((layout / "manifest.json").read_text())
         old_digest = manifest["config"]["digest"]
@@ -56,7 +56,7 @@ def rewrite(image: str, *, work_dir: Path) -> None:
         manifest["config"]["digest"] = f"sha256:{digest}"
         manifest["config"]["size"] = len(data)
         (layout / "manifest.json").write_text(json.dumps(manifest, separators=(",", ":")))
-        runner.run(commands.skopeo_dir_to_storage(layout, image), stage="build", timeout=600,
+        runner.run(cmdline.skopeo_dir_to_storage(layout, image), stage="build", timeout=600,
                    what="storing the image with a reproducible config")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -10,11 +10,11 @@ import hashlib
 import shutil
 from pathlib import Path
 
-from imagepipe import commands, runner
-from imagepipe.containerfile import base_ref
-from imagepipe.hostprofile import HostProfile
+from imagepipe.exec import cmdline, runner
+from imagepipe.host.profile import HostProfile
+from imagepipe.image.containerfile import base_ref
+from imagepipe.image.platforms import Platform, host
 from imagepipe.paths import HOST_CA_BUNDLE
-from imagepipe.platforms import Platform, host
 
 # Inside the foreign base: what the builder stage installs to compile, then pip wheel as on the host.
 FOREIGN_SCRIPT = (
@@ -38,14 +38,14 @@ def wheelhouse(requirements: Path, state_dir: Path, profile: HostProfile | None 
     # every download checked against the file's hashes (the image's offline install trusts this directory)
     hashed = "--hash=" in requirements.read_text()
     if not platform.emulated:
-        runner.run(commands.pip_wheel(requirements, target, require_hashes=hashed), stage="build", timeout=1800,
+        runner.run(cmdline.pip_wheel(requirements, target, require_hashes=hashed), stage="build", timeout=1800,
                    what="building the wheelhouse")
     else:
         assert profile is not None, "another platform's wheelhouse is built in a container"
         script = FOREIGN_SCRIPT.format(hashes="--require-hashes" if hashed else "")
         # the host's CA bundle, as the build gets it: PyPI may sit behind a proxy only the host trusts
         ca = [f"{HOST_CA_BUNDLE}:/run/host-ca.crt:ro"] if HOST_CA_BUNDLE.exists() else []
-        runner.run(commands.podman_run(profile, base_ref(platform), remove=True, platform=str(platform),
+        runner.run(cmdline.podman_run(profile, base_ref(platform), remove=True, platform=str(platform),
                                        volumes=[f"{requirements.parent}:/req:ro", f"{target}:/out", *ca],
                                        command=["sh", "-c", script]),
                    stage="build", timeout=3600, what=f"building the {platform} wheelhouse (emulated)")

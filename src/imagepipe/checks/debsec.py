@@ -11,7 +11,7 @@ import requests
 from debian import deb822, debian_support
 
 from imagepipe.errors import PipelineError
-from imagepipe.retry import retry
+from imagepipe.exec.retry import retry
 
 DEFAULT_INDEX = "http://deb.debian.org/debian-security/dists/bookworm-security/main/binary-{arch}/Packages.xz"
 CACHE_SECONDS = 3600

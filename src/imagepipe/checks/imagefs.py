@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imagepipe import imagetree
+from imagepipe.image import filetree
 
 BUILD_TOOLS = ("gcc", "cc", "c++", "g++", "cpp", "make", "ld", "as", "clang", "x86_64-linux-gnu-gcc-12",
                "aarch64-linux-gnu-gcc-12")
@@ -29,8 +29,8 @@ MAX_SCAN_BYTES = 8 * 1024 * 1024
 
 
 def walk(root: Path, unreadable: list[tuple[str, str]] | None = None) -> Iterator[tuple[str, os.stat_result]]:
-    """The image's tree without the kernel's mount points (the one walker, imagepipe.imagetree)."""
-    return imagetree.walk(root, skip_top=SKIP_TOP, unreadable=unreadable)
+    """The image's tree without the kernel's mount points (the one walker, imagepipe.image.filetree)."""
+    return filetree.walk(root, skip_top=SKIP_TOP, unreadable=unreadable)
 
 
 @dataclass

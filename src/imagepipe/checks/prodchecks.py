@@ -20,9 +20,9 @@ from typing import Any
 
 import requests
 
-from imagepipe import commands, runner
 from imagepipe.checks.types import ISSUER, Check, CheckRun, ImageCheck, ServiceCheck, ServiceView
-from imagepipe.retry import wait_until
+from imagepipe.exec import cmdline, runner
+from imagepipe.exec.retry import wait_until
 
 # verify sets the service's JWKS refetch cooldown (BETTER_AUTH_JWKS_COOLDOWN_SECONDS, 5 s by default) to this,
 # so that the rotation step fits in verify's time budget; the code path is the production one.
@@ -48,7 +48,7 @@ def _psql(v: ImageCheck, dsn: str, *sql: str, ca: Path | None = None) -> runner.
     """psql of the image in a fresh container (so it answers even when the service container is gone)."""
     args = [a for q in sql for a in ("-c", q)]
     volumes = [f"{ca}:{CA_IN_CONTAINER}:ro"] if ca is not None else []
-    return v.sh(commands.podman_run(v.profile, v.image, remove=True, labels=v.opt.labels, volumes=volumes,
+    return v.sh(cmdline.podman_run(v.profile, v.image, remove=True, labels=v.opt.labels, volumes=volumes,
                                     entrypoint="", command=["psql", dsn, "-tA", "-F|", *args]), ok=(0, 1, 2, 127))
 
 
@@ -89,7 +89,7 @@ def check_database_tls(v: CheckRun) -> Check:
         dsn = v.running.dsn_with(sslmode="verify-full", sslrootcert=CA_IN_CONTAINER, channel_binding="require")
         probe = ("psql \"$DSN\" -tAc 'SELECT 1' >/dev/null && python -c "
                  "\"import os, psycopg; psycopg.connect(os.environ['DSN']).execute('SELECT 1'); print('verified')\"")
-        full = v.sh(commands.podman_run(v.profile, v.image, remove=True, labels=v.opt.labels, env={"DSN": dsn},
+        full = v.sh(cmdline.podman_run(v.profile, v.image, remove=True, labels=v.opt.labels, env={"DSN": dsn},
                                         volumes=[f"{v.running.tls.ca}:{CA_IN_CONTAINER}:ro"], entrypoint="",
                                         command=["sh", "-c", probe]), ok=(0, 1, 2, 127))
         verified = full.code == 0 and "verified" in full.stdout

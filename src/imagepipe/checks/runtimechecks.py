@@ -10,11 +10,22 @@ from typing import Any
 
 import requests
 
-from imagepipe import commands, deployment, podmanfacts
-from imagepipe.checks.types import FRONTEND, ISSUER, Check, CheckRun, ImageCheck, RunTools, ServiceCheck, ServiceView
+from imagepipe.checks.types import (
+    FRONTEND,
+    ISSUER,
+    Check,
+    CheckRun,
+    ImageCheck,
+    RunTools,
+    ServiceCheck,
+    ServiceView,
+)
 from imagepipe.errors import UsageError
-from imagepipe.platforms import MACHINES, host
-from imagepipe.retry import wait_until
+from imagepipe.exec import cmdline
+from imagepipe.exec.retry import wait_until
+from imagepipe.host import podman
+from imagepipe.image.platforms import MACHINES, host
+from imagepipe.pipeline import deployment
 
 
 def size(v: ImageCheck) -> Check:
@@ -29,7 +40,7 @@ def printed(v: ImageCheck, *argv: str) -> str:
     most, when its answer is empty; a failing command still fails the check."""
     out = ""
     for _ in range(3):
-        out = v.sh(commands.podman_run(v.profile, v.image, remove=True, labels=v.opt.labels,
+        out = v.sh(cmdline.podman_run(v.profile, v.image, remove=True, labels=v.opt.labels,
                                        command=list(argv))).stdout
         if out.strip():
             break
@@ -79,7 +90,7 @@ def docs(v: ServiceView) -> Check:
 def database(v: ServiceCheck) -> Check:
     connected = bool(wait_until(lambda: "database connection OK" in v.logs(), timeout=30, interval=0.2))
     ready = v.get("/ready")
-    psql = v.sh(commands.podman_exec(v.profile, v.name, "psql", v.running.dsn, "-tAc", "SELECT 1"), ok=(0, 1, 2))
+    psql = v.sh(cmdline.podman_exec(v.profile, v.name, "psql", v.running.dsn, "-tAc", "SELECT 1"), ok=(0, 1, 2))
     psql_ok = psql.code == 0 and psql.stdout.strip() == "1"
     # One write and read through the API proves the pool, the schema and the auth path together.
     token = v.token("usr_verify")
@@ -126,7 +137,7 @@ def latency(v: ServiceCheck) -> Check:
                  f"p99 {p99 * 1000:.1f} ms, p50 {p50 * 1000:.1f} ms over {len(samples)} requests (limit "
                  f"{v.opt.latency_limit_s * 1000:g} ms)")
 
-def idle_health_flags(config: dict[str, Any]) -> commands.HealthFlags | None:
+def idle_health_flags(config: dict[str, Any]) -> cmdline.HealthFlags | None:
     """The image's own HEALTHCHECK (command, interval, timeout, retries) with a start period of 0 for the
     container where nothing listens: its failures count at once, so `retries` runs prove `unhealthy` without
     waiting out the start period (the critical path of verify). The image's start period is still read and
@@ -135,12 +146,12 @@ def idle_health_flags(config: dict[str, Any]) -> commands.HealthFlags | None:
         h = deployment.health_of(config)
     except UsageError:
         return None
-    return commands.HealthFlags(h.command, h.interval, h.timeout, 0, h.retries)
+    return cmdline.HealthFlags(h.command, h.interval, h.timeout, 0, h.retries)
 
 
 def start_idle(v: CheckRun) -> float:
     """The not-serving container health-status needs, started as verify begins; returns when it started."""
-    v.sh(commands.podman_run(v.profile, v.image, name=v.idle_name, detach=True, labels=v.opt.labels,
+    v.sh(cmdline.podman_run(v.profile, v.image, name=v.idle_name, detach=True, labels=v.opt.labels,
                              entrypoint="", command=["python", "-c", "import time; time.sleep(600)"],
                              health=idle_health_flags(v.config)))
     return time.monotonic()
@@ -159,7 +170,7 @@ def not_serving_health(v: CheckRun) -> str:
     retries, _ = _health_timings(v)
     v.idle_started.result()
     for n in range(1, retries + 1):
-        v.sh(commands.podman_healthcheck_run(v.profile, v.idle_name), ok=(0, 1))
+        v.sh(cmdline.podman_healthcheck_run(v.profile, v.idle_name), ok=(0, 1))
         if n == retries - 1 and (early := _health(v, v.idle_name)) != "starting":
             return f"{early} after {n} of {retries} runs"
     return _health(v, v.idle_name)
@@ -173,7 +184,7 @@ def health_status(v: CheckRun) -> Check:
     retries, start_period = _health_timings(v)
     # podman schedules checks with systemd timers; without systemd we drive them: one run on the
     # serving container must give healthy ...
-    run = v.sh(commands.podman_healthcheck_run(v.profile, v.name), ok=(0, 1))
+    run = v.sh(cmdline.podman_healthcheck_run(v.profile, v.name), ok=(0, 1))
     status = _health(v, v.name)
     healthy = run.code == 0 and status == "healthy"
     idle_status = (v.idle_health if v.idle_health is not None else
@@ -186,7 +197,7 @@ def health_status(v: CheckRun) -> Check:
 
 
 def _health(v: RunTools, name: str) -> str:
-    facts = podmanfacts.container(v.profile, name, stage="verify")
+    facts = podman.container(v.profile, name, stage="verify")
     return facts.health if facts else "missing"
 
 
@@ -205,7 +216,7 @@ print(json.dumps({"capeff": status["CapEff"].strip(), "uid": status["Uid"].split
 
 
 def hardened(v: ServiceCheck) -> Check:
-    probe = v.sh(commands.podman_exec(v.profile, v.name, "python", "-c", HARDENED_PROBE), ok=(0, 1, 125, 126, 127))
+    probe = v.sh(cmdline.podman_exec(v.profile, v.name, "python", "-c", HARDENED_PROBE), ok=(0, 1, 125, 126, 127))
     try:
         seen = json.loads(probe.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import requests
 
-from imagepipe import cancel, commands, podmanfacts, runner
 from imagepipe.checks import prodchecks
 from imagepipe.checks.types import FRONTEND, ISSUER, Check, CheckRun, Services, container_host
 from imagepipe.errors import PipelineError
-from imagepipe.retry import wait_until
+from imagepipe.exec import cancel, cmdline, runner
+from imagepipe.exec.retry import wait_until
+from imagepipe.host import podman
 from imagepipe.services import containernet, postgres, standins, tlscerts
 
 
@@ -55,7 +56,7 @@ def services(v: CheckRun) -> Iterator[Services]:
         # the service's container goes while the database stops (each about half a second)
         # (a thread of its own: the pool's workers may still be busy on a failed or cancelled run)
         removing = None if v.opt.keep else threading.Thread(
-            target=v.sh, args=(commands.podman_rm(v.profile, v.name),), kwargs={"ok": (0, 1, 125)})
+            target=v.sh, args=(cmdline.podman_rm(v.profile, v.name),), kwargs={"ok": (0, 1, 125)})
         if removing is not None:
             removing.start()
         if database is not None:
@@ -92,7 +93,7 @@ def start_service(v: CheckRun) -> None:
            "BETTER_AUTH_JWKS_URL": f"http://{host}:{s.jwks.port}/api/auth/jwks",
            "BETTER_AUTH_JWKS_COOLDOWN_SECONDS": str(prodchecks.JWKS_COOLDOWN_S)}
     t0 = time.monotonic()
-    v.sh(commands.podman_run(v.profile, v.image, name=v.name, detach=True, env=env, labels=v.opt.labels,
+    v.sh(cmdline.podman_run(v.profile, v.image, name=v.name, detach=True, env=env, labels=v.opt.labels,
                              publish=[f"127.0.0.1:{v.port}:8000"], read_only=True, tmpfs=["/tmp"],  # noqa: S108
                              cap_drop_all=True))
     v.add(wait_for_health(v, t0))
@@ -108,7 +109,7 @@ def wait_for_health(v: CheckRun, t0: float) -> Check:
                 return time.monotonic() - t0
         except requests.RequestException:
             pass
-        facts = podmanfacts.container(v.profile, v.name)
+        facts = podman.container(v.profile, v.name)
         state = facts.status if facts else "missing"
         if state in ("exited", "stopped", "dead", "missing"):
             raise PipelineError(f"the container exited during start-up (state {state})", stage="verify")
@@ -123,7 +124,7 @@ def wait_for_health(v: CheckRun, t0: float) -> Check:
 
 def death_note(v: CheckRun) -> str:
     """When the service container is gone, say so and show the tail of its log."""
-    facts = podmanfacts.container(v.profile, v.name)
+    facts = podman.container(v.profile, v.name)
     if facts and facts.status == "running":
         return ""
     status = f"{facts.status} {facts.exit_code}" if facts else "missing"

@@ -9,11 +9,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from imagepipe import commands, imagemount, runner
 from imagepipe.checks import advisories, debsec, imagefs
 from imagepipe.checks.types import Check, VerifyOptions
 from imagepipe.errors import PipelineError
-from imagepipe.hostprofile import HostProfile
+from imagepipe.exec import cmdline, runner
+from imagepipe.host.profile import HostProfile
+from imagepipe.image import mount
 from imagepipe.supplychain import inventory
 
 BAKED = ("BETTER_AUTH_SECRET", "OPENAI_API_KEY", "DATABASE_URL")  # must never be an image ENV
@@ -23,11 +24,11 @@ def run(profile: HostProfile, image: str, *, config: dict[str, Any], secrets: di
         opt: VerifyOptions, arch: str = "amd64") -> tuple[list[Check], inventory.Inventory]:
     """The static checks from one mount of the image, and the inventory they read (the SBOM's too)."""
     t0 = time.monotonic()
-    with imagemount.mounted(image) as root:
+    with mount.mounted(image) as root:
         found = imagefs.scan(root, list(secrets.values()))
         tools = imagefs.find_build_tools(root)
         contents = inventory.read(root)
-    history = runner.run(commands.podman_history(profile, image),
+    history = runner.run(cmdline.podman_history(profile, image),
                          stage="verify").stdout
     walked = round(time.monotonic() - t0, 2)
     checks = [readable(found), build_tools(tools), no_secrets(found, config, history, secrets), ownership(found),

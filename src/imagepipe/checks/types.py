@@ -10,9 +10,9 @@ from typing import Any, Protocol
 
 import requests
 
-from imagepipe import runner
-from imagepipe.commands.skopeo import ToolAuth
-from imagepipe.hostprofile import HostProfile
+from imagepipe.exec import runner
+from imagepipe.exec.cmdline.skopeo import ToolAuth
+from imagepipe.host.profile import HostProfile
 from imagepipe.services import postgres, standins, tlscerts
 from imagepipe.supplychain.inventory import Inventory
 

@@ -19,17 +19,18 @@ from typing import Any
 
 import requests
 
-from imagepipe import cancel, commands, podmanfacts, runner
 from imagepipe.checks import prodchecks, runtimechecks, session, staticchecks
 from imagepipe.checks.catalog import CHECK_IDS, SERVICE_CHECKS, TREE_CHECKS, Spec, select
+from imagepipe.checks.tokens import mint_hs256
 from imagepipe.checks.types import Check, Services, VerifyOptions, VerifyResult
+from imagepipe.exec import cancel, cmdline, runner
+from imagepipe.host import podman
 from imagepipe.supplychain.inventory import Inventory
-from imagepipe.tokens import mint_hs256
 
 __all__ = ["CHECK_IDS", "Verifier"]  # CHECK_IDS: the tests read the report order here
 from imagepipe.errors import PipelineError, ToolFailed
-from imagepipe.hostprofile import HostProfile
-from imagepipe.platforms import host
+from imagepipe.host.profile import HostProfile
+from imagepipe.image.platforms import host
 from imagepipe.services.postgres import free_port
 
 log = logging.getLogger("imagepipe.checks.verifier")
@@ -83,7 +84,7 @@ class Verifier:
         return self.http.get(self.base + path, timeout=kw.pop("timeout", 5), **kw)
 
     def logs(self, name: str | None = None) -> str:
-        out = self.sh(commands.podman_logs(self.profile, name or self.name), ok=(0, 125))
+        out = self.sh(cmdline.podman_logs(self.profile, name or self.name), ok=(0, 125))
         return out.stdout + out.stderr
 
     def mark(self, what: str) -> None:
@@ -126,10 +127,10 @@ class Verifier:
     def run(self) -> VerifyResult:
         started = self.t0 = time.monotonic()
         try:
-            self.sh(commands.podman_pull(self.profile, self.image, auth=self.opt.pull_auth), timeout=600)
+            self.sh(cmdline.podman_pull(self.profile, self.image, auth=self.opt.pull_auth), timeout=600)
         except ToolFailed as e:
             raise PipelineError(f"cannot pull {self.image}: {e.message}", stage="verify", detail=e.detail) from None
-        facts = podmanfacts.image(self.profile, self.image, stage="verify")
+        facts = podman.image(self.profile, self.image, stage="verify")
         if facts is None:
             raise PipelineError(f"{self.image} is not in local storage after the pull", stage="verify")
         self.config, self.size = facts.config, facts.size
@@ -163,7 +164,7 @@ class Verifier:
             # On a cancel, the workers are not waited for (the run's cleanup removes their containers).
             self.pool.shutdown(wait=not (interrupted or cancel.requested()), cancel_futures=True)
             if not self.opt.keep:
-                self.sh(commands.podman_rm(self.profile, self.idle_name), ok=(0, 1, 125))
+                self.sh(cmdline.podman_rm(self.profile, self.idle_name), ok=(0, 1, 125))
         order = {cid: i for i, cid in enumerate(CHECK_IDS)}
         self.result.checks.sort(key=lambda c: order.get(c.id, 99))
         self.result.seconds = time.monotonic() - started

@@ -13,10 +13,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagepipe import output, runner
 from imagepipe.cluster import gotoolchain
 from imagepipe.errors import PipelineError
+from imagepipe.exec import runner
 from imagepipe.paths import ROOT
+from imagepipe.ui import output
 
 log = logging.getLogger("imagepipe.cluster")
 

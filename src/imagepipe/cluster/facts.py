@@ -7,8 +7,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagepipe import commands, runner
 from imagepipe.errors import PipelineError
+from imagepipe.exec import cmdline, runner
 
 REGISTRIES_D = Path("/etc/containers/registries.conf.d")
 CGROUP2 = (Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup"))  # hybrid host, else a cgroup2-only host
@@ -54,7 +54,7 @@ class Facts:
 
 def free_subnet() -> int:
     """The first 10.244.N.0/24 no interface of this host is on (several clusters may run at once)."""
-    used = runner.run(commands.ipv4_addresses(), stage="cluster").stdout
+    used = runner.run(cmdline.ipv4_addresses(), stage="cluster").stdout
     for n in range(0, 250):
         if f" 10.244.{n}." not in used:
             return n

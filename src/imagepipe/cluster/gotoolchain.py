@@ -18,9 +18,10 @@ from pathlib import Path
 
 import requests
 
-from imagepipe import output, runner
 from imagepipe.errors import PipelineError
+from imagepipe.exec import runner
 from imagepipe.paths import HOST_CA_BUNDLE, ROOT
+from imagepipe.ui import output
 
 SUMS = ROOT / "ci/go-toolchain.sum"
 MODULES = (ROOT / "ci/cluster/go.mod", ROOT / "ci/interop/go.mod")

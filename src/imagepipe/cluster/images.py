@@ -9,11 +9,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagepipe import commands, hostenv, podmanfacts, runner
 from imagepipe.builders.kaniko import seed_mirror
 from imagepipe.cluster.facts import Facts
-from imagepipe.containerfile import BASE_REF, base_ref
-from imagepipe.platforms import MACHINES, Platform, host
+from imagepipe.exec import cmdline, runner
+from imagepipe.host import podman, quirks
+from imagepipe.image.containerfile import BASE_REF, base_ref
+from imagepipe.image.platforms import MACHINES, Platform, host
 
 GIT_IMAGE = "localhost/imagepipe-git:1"
 GIT_CONTAINERFILE = f"""FROM {BASE_REF}
@@ -35,11 +36,11 @@ def push_pause(binary: Path, dest: str) -> None:
 
 def git_image(dest: str) -> str:
     """The clone step's image in the cluster's registry (built here once, from the base)."""
-    profile = hostenv.detect()
-    if not podmanfacts.image_exists(profile, GIT_IMAGE):
+    profile = quirks.detect()
+    if not podman.image_exists(profile, GIT_IMAGE):
         with tempfile.TemporaryDirectory(prefix="imagepipe-git-") as tmp:
             (Path(tmp) / "Containerfile").write_text(GIT_CONTAINERFILE)
-            runner.run(commands.buildah_bud(profile, containerfile=Path(tmp) / "Containerfile", context=Path(tmp),
+            runner.run(cmdline.buildah_bud(profile, containerfile=Path(tmp) / "Containerfile", context=Path(tmp),
                                             tags=[GIT_IMAGE]), stage="cluster", timeout=1200,
                        what="building the git image")
     mirror(GIT_IMAGE, dest)
@@ -47,14 +48,14 @@ def git_image(dest: str) -> str:
 
 
 def mirror(local: str, dest: str) -> str:
-    runner.run(commands.skopeo_copy_from_storage(local, dest), stage="cluster", timeout=900,
+    runner.run(cmdline.skopeo_copy_from_storage(local, dest), stage="cluster", timeout=900,
                what=f"copying {local} to {dest}")
     return dest
 
 
 def _build_and_push(ctx: Path, local: str, dest: str) -> None:
-    profile = hostenv.detect()
-    runner.run(commands.buildah_bud(profile, containerfile=ctx / "Containerfile", context=ctx, tags=[local]),
+    profile = quirks.detect()
+    runner.run(cmdline.buildah_bud(profile, containerfile=ctx / "Containerfile", context=ctx, tags=[local]),
                stage="cluster", timeout=300, what=f"building {local}")
     mirror(local, dest)
 
@@ -81,8 +82,8 @@ def stock(facts: Facts) -> Stocked:
     registry, the base as kaniko's docker.io mirror, and an empty repository on its git server."""
     git = git_image(f"{facts.registry}/imagepipe/git:1")
     # the base of every platform this machine has one for (the host's, and arm64's once built), as an index
-    profile = hostenv.detect()
-    bases = [p for p in (host(), *(Platform("linux", a) for a in MACHINES)) if podmanfacts.image_exists(
+    profile = quirks.detect()
+    bases = [p for p in (host(), *(Platform("linux", a) for a in MACHINES)) if podman.image_exists(
         profile, base_ref(p))]
     seed_mirror(profile, facts.registry, list(dict.fromkeys(bases)), stage="cluster")
     bare = Path(facts.dir) / "git/todo.git"

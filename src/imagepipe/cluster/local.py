@@ -5,7 +5,7 @@ Everything it writes lives in its directory, except what it must have on the hos
 removes on `down`: its processes (all in a cgroup of its own), one bridge (the pod network, on which its
 registry and git server listen), the CNI's masquerade rules for that network, and a registries.conf.d entry
 that lets this host's podman/skopeo pull from its plain-HTTP registry. The node's processes run in a mount
-and cgroup namespace of their own (see commands.kube.NAMESPACE_SETUP for what that hides).
+and cgroup namespace of their own (see cmdline.kube.NAMESPACE_SETUP for what that hides).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import secrets
 import time
 from pathlib import Path
 
-from imagepipe import commands, runner
 from imagepipe.cluster import binaries, configs, pki, teardown
 from imagepipe.cluster.facts import (
     GIT_BACKEND,
@@ -31,8 +30,9 @@ from imagepipe.cluster.facts import (
     free_subnet,
 )
 from imagepipe.errors import PipelineError
-from imagepipe.retry import wait_until
-from imagepipe.services import registry as embedded
+from imagepipe.exec import cmdline, runner
+from imagepipe.exec.retry import wait_until
+from imagepipe.registry import embedded
 from imagepipe.services.postgres import free_port
 
 log = logging.getLogger("imagepipe.cluster")
@@ -117,16 +117,16 @@ class LocalCluster:
             (self.dir / "sysctl" / name).write_text(value + "\n")
         for sub in ("containerd", "cni/net.d", "cni/ipam", "kubelet", "certs.d"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
-        runner.run(commands.mount_bind(self.ns), stage="cluster")
-        runner.run(commands.mount_private(self.ns), stage="cluster")
+        runner.run(cmdline.mount_bind(self.ns), stage="cluster")
+        runner.run(cmdline.mount_private(self.ns), stage="cluster")
         (self.ns / "mnt").touch()
         (self.ns / "cgroup").touch()
-        runner.run(commands.kube_namespace(Path(f.cgroup) / "cgroup.procs", self.ns / "mnt", self.ns / "cgroup",
+        runner.run(cmdline.kube_namespace(Path(f.cgroup) / "cgroup.procs", self.ns / "mnt", self.ns / "cgroup",
                                            self.dir), stage="cluster", what="creating the cluster's namespace")
 
     def _spawn(self, name: str, argv: list[str], *, inside: bool = False) -> None:
         if inside:
-            argv = commands.kube_in_namespace(self.ns / "mnt", self.ns / "cgroup", argv)
+            argv = cmdline.kube_in_namespace(self.ns / "mnt", self.ns / "cgroup", argv)
         pid = runner.spawn(argv, log_path=self.logs / f"{name}.log")
         (self.pids / f"{name}.pid").write_text(f"{pid}\n")
 
@@ -141,25 +141,25 @@ class LocalCluster:
 
     def _control_plane(self, f: Facts, bins: binaries.Binaries) -> None:
         etcd, peer = free_port(), free_port()
-        self._spawn("etcd", commands.kube_etcd("etcd", data=self.dir / "etcd", client_port=etcd, peer_port=peer))
+        self._spawn("etcd", cmdline.kube_etcd("etcd", data=self.dir / "etcd", client_port=etcd, peer_port=peer))
         port = int(f.server.rsplit(":", 1)[1])
-        self._spawn("kube-apiserver", commands.kube_apiserver(
+        self._spawn("kube-apiserver", cmdline.kube_apiserver(
             bins.path("kube-apiserver"), pki=self.pki, etcd_port=etcd, port=port, node_ip=f.node_ip,
             service_range="10.96.0.0/24", cert_dir=self.dir / "apiserver"))
         if not wait_until(lambda: self._healthy(f), timeout=90, interval=0.25):
             raise PipelineError(f"the apiserver did not become ready: see {self.logs / 'kube-apiserver.log'}",
                                 stage="cluster")
-        self._spawn("kube-controller-manager", commands.kube_controller_manager(
+        self._spawn("kube-controller-manager", cmdline.kube_controller_manager(
             bins.path("kube-controller-manager"), pki=self.pki,
             kubeconfig=self.dir / "controller-manager.kubeconfig", port=free_port()))
-        self._spawn("kube-scheduler", commands.kube_scheduler(
+        self._spawn("kube-scheduler", cmdline.kube_scheduler(
             bins.path("kube-scheduler"), kubeconfig=self.dir / "scheduler.kubeconfig", port=free_port()))
 
     def _service_route(self, f: Facts) -> None:
         """The one Service a pod needs without kube-proxy: `kubernetes` (10.96.0.1:443, what in-cluster
         clients such as the pipeline's own pod are configured with) led to the API server on the node's
         address, for traffic from this cluster's bridge only; removed by down()."""
-        runner.run(["iptables", "-t", "nat", "-A", "PREROUTING", *commands.service_route(f.id, f.bridge, f.server)],
+        runner.run(["iptables", "-t", "nat", "-A", "PREROUTING", *cmdline.service_route(f.id, f.bridge, f.server)],
                    stage="cluster", what="routing the kubernetes Service to the API server")
 
     def _healthy(self, f: Facts) -> bool:
@@ -184,7 +184,7 @@ class LocalCluster:
         conf = self.dir / "git-lighttpd.conf"
         conf.write_text(configs.lighttpd_git(addr=f.node_ip, port=GIT_PORT, root=self.dir / "git",
                                              pidfile=self.pids / "git.pid", backend=GIT_BACKEND))
-        runner.run(commands.lighttpd(conf), stage="cluster", what="starting the cluster's git server")
+        runner.run(cmdline.lighttpd(conf), stage="cluster", what="starting the cluster's git server")
 
     def _node(self, f: Facts, bins: binaries.Binaries) -> None:
         wrapper = self.dir / "runc-wrapper"
@@ -199,8 +199,8 @@ class LocalCluster:
             runc=wrapper, sandbox_image=pause))
         (self.dir / "cni/net.d/10-imagepipe.conflist").write_text(configs.cni_conf(
             network=f.network, bridge=f.bridge, subnet=f.subnet, gateway=f.node_ip, ipam_dir=self.dir / "cni/ipam"))
-        self._spawn("containerd", commands.kube_containerd(self.dir / "containerd.toml"), inside=True)
-        socket = commands.kube_in_namespace(self.ns / "mnt", self.ns / "cgroup",
+        self._spawn("containerd", cmdline.kube_containerd(self.dir / "containerd.toml"), inside=True)
+        socket = cmdline.kube_in_namespace(self.ns / "mnt", self.ns / "cgroup",
                                             ["test", "-S", "/run/containerd/containerd.sock"])
         if not wait_until(lambda: runner.run(socket, ok_codes=(0, 1)).code == 0 or not self._alive("containerd"),
                           timeout=60, interval=0.2) or not self._alive("containerd"):
@@ -208,7 +208,7 @@ class LocalCluster:
         (self.dir / "kubelet.yaml").write_text(configs.kubelet_config(
             ca=self.pki / "ca.crt", cert=self.pki / "kubelet.crt", key=self.pki / "kubelet.key", address=f.node_ip,
             port=free_port(), resolv_conf="/etc/resolv.conf"))
-        self._spawn("kubelet", commands.kube_kubelet(
+        self._spawn("kubelet", cmdline.kube_kubelet(
             bins.path("kubelet"), config=self.dir / "kubelet.yaml", kubeconfig=self.dir / "node.kubeconfig",
             node=f.node, node_ip=f.node_ip, root=self.dir / "kubelet"), inside=True)
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import yaml
 
-from imagepipe import commands, runner
 from imagepipe.errors import PipelineError
+from imagepipe.exec import cmdline, runner
 from imagepipe.paths import ROOT
 from imagepipe.supplychain.signing import agent_stopped
 
@@ -34,7 +34,7 @@ def new_key(home: Path) -> Key:
     env = {"GNUPGHOME": str(home)}
 
     def gpg(*args: str) -> str:
-        return runner.run(commands.gpg("--pinentry-mode", "loopback", "--passphrase", "", *args), env=env,
+        return runner.run(cmdline.gpg("--pinentry-mode", "loopback", "--passphrase", "", *args), env=env,
                           stage="cluster", timeout=120).stdout
 
     with agent_stopped(home):

@@ -12,9 +12,9 @@ import shlex
 import signal
 from pathlib import Path
 
-from imagepipe import commands, runner
 from imagepipe.errors import ToolFailed
-from imagepipe.retry import wait_until
+from imagepipe.exec import cmdline, runner
+from imagepipe.exec.retry import wait_until
 
 
 class Failures(list[str]):
@@ -68,7 +68,7 @@ def remove_cgroups(root: Path) -> None:
 def remove_masquerade(network: str, subnet: str, failures: Failures) -> None:
     """The CNI bridge plugin's ipMasq chains for pods whose teardown never ran (a killed node): each chain
     carries the network's name in its comment, and is jumped to from POSTROUTING for the pod's address."""
-    read = failures.run(commands.nat_rules())
+    read = failures.run(cmdline.nat_rules())
     if read is None:
         return
     net = ipaddress.IPv4Network(subnet)
@@ -76,19 +76,19 @@ def remove_masquerade(network: str, subnet: str, failures: Failures) -> None:
     for line in read.stdout.splitlines():
         m = re.match(r"-A POSTROUTING -s (\S+) .*-j (CNI-[0-9a-f]+)", line)
         if m and ipaddress.IPv4Network(m.group(1), strict=False).subnet_of(net):
-            failures.run(commands.nat_delete("POSTROUTING", shlex.split(line)[2:]))
+            failures.run(cmdline.nat_delete("POSTROUTING", shlex.split(line)[2:]))
             chains.add(m.group(2))
     for chain in sorted(chains):
-        if failures.run(commands.nat_flush_chain(chain)) is not None:
-            failures.run(commands.nat_delete_chain(chain))
+        if failures.run(cmdline.nat_flush_chain(chain)) is not None:
+            failures.run(cmdline.nat_delete_chain(chain))
 
 
 def remove_service_route(cluster_id: str, failures: Failures) -> None:
     """local.LocalCluster's DNAT rule for the `kubernetes` Service, found by its comment."""
-    read = failures.run(commands.nat_rules())
+    read = failures.run(cmdline.nat_rules())
     for line in read.stdout.splitlines() if read is not None else []:
         if line.startswith("-A PREROUTING ") and f"imagepipe-{cluster_id} kubernetes service" in line:
-            failures.run(commands.nat_delete("PREROUTING", shlex.split(line)[2:]))
+            failures.run(cmdline.nat_delete("PREROUTING", shlex.split(line)[2:]))
 
 
 def mount_points() -> set[str]:
@@ -101,10 +101,10 @@ def mount_points() -> set[str]:
 def unmount(point: Path, failures: Failures) -> None:
     """`point` unmounted while it is a mount point (a file may be mounted more than once there)."""
     for _ in range(4):
-        if str(point) not in mount_points() or failures.run(commands.umount(point)) is None:
+        if str(point) not in mount_points() or failures.run(cmdline.umount(point)) is None:
             return
 
 
 def remove_link(device: str, failures: Failures) -> None:
     if Path("/sys/class/net", device).exists():
-        failures.run(commands.link_delete(device))
+        failures.run(cmdline.link_delete(device))

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import socket
 
-from imagepipe import commands, podmanfacts, runner
 from imagepipe.errors import PipelineError
-from imagepipe.hostprofile import HostProfile
+from imagepipe.exec import cmdline, runner
+from imagepipe.host import podman
+from imagepipe.host.profile import HostProfile
 
 
 def _assigned(address: str) -> bool:
@@ -26,12 +27,12 @@ def bridge(profile: HostProfile, image: str, *, labels: dict[str, str] | None = 
     containers share the pod's network: the stand-ins and the database are on its loopback."""
     if profile.in_pod:
         return "127.0.0.1", "127.0.0.1/32"
-    facts = podmanfacts.network(profile, "podman", stage="verify")
+    facts = podman.network(profile, "podman", stage="verify")
     if facts is None or not facts.subnets:
         raise PipelineError("podman's default network `podman` is missing: run `podman network ls`, or reinstall "
                             "podman's network configuration (provision)", stage="verify")
     gateway, subnet = facts.subnets[0]
     if not _assigned(gateway):
-        runner.run(commands.podman_run(profile, image, remove=True, labels=labels, entrypoint="",
+        runner.run(cmdline.podman_run(profile, image, remove=True, labels=labels, entrypoint="",
                                        command=["true"]), stage="verify", timeout=120)
     return gateway, subnet

@@ -12,8 +12,8 @@ import socket
 import tempfile
 from pathlib import Path
 
-from imagepipe import cancel, commands, runner
 from imagepipe.errors import PipelineError
+from imagepipe.exec import cancel, cmdline, runner
 from imagepipe.services import tlscerts
 
 log = logging.getLogger("imagepipe.services.postgres")
@@ -78,7 +78,7 @@ class TempPostgres:
         if self.as_root:
             shutil.chown(pwfile, user="postgres")
         superuser = self.superuser
-        runner.run(self._argv(*commands.initdb(self.bindir, self.data, superuser=superuser, pwfile=pwfile)),
+        runner.run(self._argv(*cmdline.initdb(self.bindir, self.data, superuser=superuser, pwfile=pwfile)),
                    what="initdb", timeout=120)
         if self.tls is not None:
             self._configure_tls(self.tls)
@@ -94,7 +94,7 @@ class TempPostgres:
         env = {"PGPASSWORD": self.password}
         for sql in (f"CREATE ROLE {self.user} LOGIN PASSWORD '{self.password}'",
                     f"CREATE DATABASE {self.database} OWNER {self.user}"):
-            runner.run(commands.psql(self.bindir, port=self.port, user=superuser, sql=sql), env=env)
+            runner.run(cmdline.psql(self.bindir, port=self.port, user=superuser, sql=sql), env=env)
         return self
 
     def _configure_tls(self, tls: tlscerts.ServerTLS) -> None:
@@ -112,7 +112,7 @@ class TempPostgres:
         (self.data / "pg_hba.conf").write_text("# written by imagepipe: TLS only\n" + "\n".join(lines) + "\n")
 
     def _pg_ctl_start(self) -> None:
-        argv = commands.pg_ctl_start(self.bindir, self.data, port=self.port, socket_dir=self.dir, listen=self.listen,
+        argv = cmdline.pg_ctl_start(self.bindir, self.data, port=self.port, socket_dir=self.dir, listen=self.listen,
                                      log=self.dir / "log")
         runner.run(self._argv(*argv), what="pg_ctl start", timeout=90)
 
@@ -132,7 +132,7 @@ class TempPostgres:
 
     def stop(self, *, remove: bool = True) -> None:
         if self.data.exists():
-            runner.run(self._argv(*commands.pg_ctl_stop(self.bindir, self.data)), ok_codes=(0, 1, 3), timeout=60)
+            runner.run(self._argv(*cmdline.pg_ctl_stop(self.bindir, self.data)), ok_codes=(0, 1, 3), timeout=60)
         if remove:
             shutil.rmtree(self.dir, ignore_errors=True)
             run = cancel.current()

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import requests
 
-from imagepipe import commands, runner
 from imagepipe.errors import PipelineError
-from imagepipe.retry import wait_until
-from imagepipe.services import ports
+from imagepipe.exec import cmdline, runner
+from imagepipe.exec.retry import wait_until
+from imagepipe.registry import ports
 
 log = logging.getLogger("imagepipe.services.sigserver")
 
@@ -53,8 +53,8 @@ class SignatureServer:
             raise PipelineError(
                 f"port {self.port} is taken by {held.describe()}: pass another --sigserver-port, or omit it to "
                 "let this checkout choose a free one", stage="promote")
-        self.config.write_text(commands.lighttpd_config(addr=self.addr, root=self.store, pidfile=self.pidfile))
-        runner.run(commands.lighttpd(self.config), stage="promote", what="starting the signature server")
+        self.config.write_text(cmdline.lighttpd_config(addr=self.addr, root=self.store, pidfile=self.pidfile))
+        runner.run(cmdline.lighttpd(self.config), stage="promote", what="starting the signature server")
         if wait_until(self.answers, timeout=10):
             log.info("signature server on %s (lighttpd, serving %s)", self.url, self.store)
             return "started"

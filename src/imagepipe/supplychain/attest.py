@@ -18,8 +18,9 @@ from typing import Any
 import requests
 
 from imagepipe.errors import PipelineError
-from imagepipe.refs import ImageRef
-from imagepipe.registryaccess import Access
+from imagepipe.image.refs import ImageRef
+from imagepipe.registry import oci
+from imagepipe.registry.access import Access
 from imagepipe.supplychain import referrers, sbom, signing
 from imagepipe.supplychain.provenance import MEDIA_TYPE as PROVENANCE_TYPE
 
@@ -40,7 +41,7 @@ class Published:
                 "sbom": self.sbom, "provenance": self.provenance}
 
 
-def publish_attestation(reg: referrers.Registry, *, repo_ref: str, digest: str, artifact_type: str, payload: bytes,
+def publish_attestation(reg: oci.Registry, *, repo_ref: str, digest: str, artifact_type: str, payload: bytes,
                         key: signing.SigningKey, staging: Path, repo: str) -> dict[str, str]:
     filename = "sbom.cdx.json" if artifact_type == sbom.MEDIA_TYPE else "provenance.intoto.json"
     pushed = referrers.attach(reg, subject_digest=digest, artifact_type=artifact_type, payload=payload,
@@ -84,13 +85,13 @@ def verify(ref: ImageRef, *, public_key: Path, lookaside: str, access: Access) -
     """Problems with REGISTRY/REPO@sha256:… (empty: signed, attested, consistent). An index: its own
     signature, then each platform's image as an image, with the platform its documents name."""
     digest, repo = str(ref.digest), ref.repository
-    reg = referrers.Registry(access, repo, stage="attest")
+    reg = oci.Registry(access, repo, stage="attest")
     problems: list[str] = []
     with tempfile.TemporaryDirectory(prefix="imagepipe-attest-") as tmp:
         work = Path(tmp)
         ok, why = signed_by_key(fetch_signatures(lookaside, repo, digest), digest, public_key, work)
         fetched = reg.get_manifest(digest)
-        is_index = fetched is not None and json.loads(fetched[0]).get("mediaType", fetched[1]) in referrers.INDEX_TYPES
+        is_index = fetched is not None and json.loads(fetched[0]).get("mediaType", fetched[1]) in oci.INDEX_TYPES
         if not ok:
             problems.append(f"{'index' if is_index else 'image'} {digest}: {why}")
         if fetched is not None and is_index:
@@ -106,7 +107,7 @@ def verify(ref: ImageRef, *, public_key: Path, lookaside: str, access: Access) -
     return problems
 
 
-def _check_image(reg: referrers.Registry, digest: str, repo: str, lookaside: str, public_key: Path, work: Path,
+def _check_image(reg: oci.Registry, digest: str, repo: str, lookaside: str, public_key: Path, work: Path,
                  platform: str | None) -> list[str]:
     """An image's SBOM and provenance: present, signed, about it (and, in an index, about its platform)."""
     problems: list[str] = []
@@ -120,7 +121,7 @@ def _check_image(reg: referrers.Registry, digest: str, repo: str, lookaside: str
     return problems
 
 
-def _check_artifact(reg: referrers.Registry, kind: str, desc: dict[str, Any], digest: str, repo: str,
+def _check_artifact(reg: oci.Registry, kind: str, desc: dict[str, Any], digest: str, repo: str,
                     lookaside: str, public_key: Path, work: Path, platform: str | None = None) -> list[str]:
     fetched = reg.get_manifest(desc["digest"])
     if fetched is None:

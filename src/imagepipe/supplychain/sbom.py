@@ -9,7 +9,7 @@ from cyclonedx.model.component import Component, ComponentType
 from cyclonedx.output.json import JsonV1Dot6
 from packageurl import PackageURL
 
-from imagepipe.refs import ImageRef
+from imagepipe.image.refs import ImageRef
 from imagepipe.supplychain.inventory import DebPackage, PyDist
 
 MEDIA_TYPE = "application/vnd.cyclonedx+json"

@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagepipe import commands, runner
 from imagepipe.errors import PipelineError
+from imagepipe.exec import cmdline, runner
 
 KEY_PARAMS = """\
 %no-protection
@@ -49,7 +49,7 @@ class SigningKey:
 
 def _gpg(args: list[str], env: dict[str, str], *, input: str | None = None, timeout: float | None = None,
          what: str | None = None, ok_codes: tuple[int, ...] = (0,)) -> runner.Result:
-    return runner.run(commands.gpg(*args), env=env, stage="promote", input=input, timeout=timeout, what=what,
+    return runner.run(cmdline.gpg(*args), env=env, stage="promote", input=input, timeout=timeout, what=what,
                       ok_codes=ok_codes)
 
 
@@ -78,7 +78,7 @@ def agent_stopped(home: Path | None) -> Iterator[None]:
         yield
     finally:
         if home is not None:
-            runner.run(commands.gpgconf_kill_agent(), env={"GNUPGHOME": str(home)}, ok_codes=(0, 1, 2))
+            runner.run(cmdline.gpgconf_kill_agent(), env={"GNUPGHOME": str(home)}, ok_codes=(0, 1, 2))
 
 
 def pipeline_key(state_dir: Path) -> SigningKey:
@@ -164,10 +164,10 @@ def registries_d(directory: Path, *, scope: str, staging: Path, lookaside: str) 
     return directory
 
 
-def sign_tag(src: str, dest: str, *, key: SigningKey, registries: Path, auth: commands.ToolAuth | None,
+def sign_tag(src: str, dest: str, *, key: SigningKey, registries: Path, auth: cmdline.ToolAuth | None,
              all_images: bool = False) -> None:
     """Tag `dest` with `src`'s digest and sign it (simple signing, while copying)."""
-    argv = commands.skopeo_copy(src, dest, auth=auth, sign_by=key.fingerprint, registries_d=registries,
+    argv = cmdline.skopeo_copy(src, dest, auth=auth, sign_by=key.fingerprint, registries_d=registries,
                                 all_images=all_images)
     runner.run(argv, stage="promote", timeout=600, env=key.env, what=f"signing {dest}")
 
@@ -184,7 +184,7 @@ def sign_manifest(manifest: bytes, reference: str, *, key: SigningKey, staging: 
     manifest_file = target / ".manifest.tmp"
     manifest_file.write_bytes(manifest)
     try:
-        argv = commands.skopeo_standalone_sign(manifest_file, reference, key.fingerprint, target / f"signature-{n}")
+        argv = cmdline.skopeo_standalone_sign(manifest_file, reference, key.fingerprint, target / f"signature-{n}")
         runner.run(argv, env=key.env, stage="promote", what="signing an attestation")
     finally:
         manifest_file.unlink(missing_ok=True)
@@ -202,9 +202,9 @@ def verify_signature(signature: bytes, public_key: Path, *, work: Path) -> tuple
     home = short_home(home)
     env = {"GNUPGHOME": str(home)}
     with agent_stopped(home):
-        runner.run(commands.gpg("--import", str(public_key)), env=env, ok_codes=(0, 1, 2), stream=False)
+        runner.run(cmdline.gpg("--import", str(public_key)), env=env, ok_codes=(0, 1, 2), stream=False)
         # gpg's verdict is on the status fd (stderr), read whatever its exit code
-        proc = runner.run(commands.gpg("--status-fd", "2", "--decrypt"), input=signature, env=env,
+        proc = runner.run(cmdline.gpg("--status-fd", "2", "--decrypt"), input=signature, env=env,
                           ok_codes=(0, 1, 2), stream=False)
     valid = re.search(r"\[GNUPG:\] VALIDSIG ([0-9A-F]+)", proc.stderr)
     if proc.code != 0 or valid is None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imagepipe.files import write_atomic
+from imagepipe.host.files import write_atomic
 
 SYSTEM_POLICY = Path("/etc/containers/policy.json")
 SYSTEM_REGISTRIES_D = Path("/etc/containers/registries.d")

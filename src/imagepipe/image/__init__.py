@@ -1,0 +1,1 @@
+"""Images as values: references, platforms, the Containerfile, and an image's file tree (mounted, walked)."""

@@ -1,0 +1,142 @@
+"""The run's options: one frozen, typed value, built once from the command line (cli.parse_args) and checked
+as it is built; environment variables are read here, not at import. What only the run can know (the
+embedded registry's address and the signature server's port, claimed under the state directory's lock)
+comes in once, as a new value (`resolved`), before any stage runs."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from imagepipe.errors import UsageError
+from imagepipe.image import refs
+from imagepipe.image.platforms import Platform, parse_list
+
+EMBEDDED = "embedded"
+Builder = Literal["buildah", "kaniko"]
+
+
+@dataclass(frozen=True)
+class Options:
+    stage: str
+    target: tuple[str, ...]
+    registry: str  # HOST[:PORT]; the embedded registry's loopback address once resolved
+    embedded: bool  # the registry is this checkout's own (the default, or --registry embedded)
+    embedded_port: int | None
+    builder: Builder  # kaniko with --kube-context
+    platforms: tuple[Platform, ...]  # at least one; the host's by default
+    kaniko_image: str | None
+    kube_context: str | None
+    kube_namespace: str
+    git_url: str | None
+    git_image: str | None
+    registry_mirror: str | None
+    insecure_registry: tuple[str, ...]
+    kube_secret: str | None
+    build_ca: Path | None
+    job_deadline: int | None
+    pipeline_image: str | None
+    signing_key: str | None
+    lookaside: str | None
+    lookaside_dir: Path | None
+    sigserver_port: int | None
+    public_key: Path | None
+    install: bool
+    repo: str
+    tag: tuple[str, ...]
+    creds: str | None
+    authfile: Path | None
+    tls_verify: bool
+    containerfile: Path
+    context: Path
+    base_image: str | None
+    rebuild_base: bool
+    offline: bool
+    max_size: float
+    database_url: str | None
+    no_provision: bool
+    report: Path | None
+    junit: Path | None
+    keep: bool
+    vuln_db: Path | None  # --vuln-db, else $IMAGEPIPE_VULN_DB
+    vuln_db_max_age: float  # days
+    state_dir: Path
+    json: bool  # output as JSON events
+    quiet: bool
+    bench_runs: int
+    kaniko_trials: bool
+    verbose: bool
+
+    def resolved(self, *, registry: str | None = None, sigserver_port: int | None = None) -> Options:
+        """The same options with what the run claimed filled in."""
+        return dataclasses.replace(self, registry=registry or self.registry,
+                                   sigserver_port=sigserver_port if sigserver_port is not None else self.sigserver_port)
+
+
+def check(ns: argparse.Namespace) -> None:
+    """Bad input is one line naming the problem and the fix (exit 2), before anything runs."""
+    if not refs.is_repository(ns.repo):
+        raise UsageError(f"invalid repository name {ns.repo!r}: use lowercase letters, digits and . _ - / "
+                         "(e.g. --repo todo-backend)")
+    for tag in ns.tag:
+        if not refs.is_tag(tag):
+            raise UsageError(f"invalid tag {tag!r}: up to 128 of A-Z a-z 0-9 _ . - , not starting with . or -")
+    for option, port in (("--embedded-port", ns.embedded_port), ("--sigserver-port", ns.sigserver_port)):
+        if port is not None and not 0 < port < 65536:
+            raise UsageError(f"invalid {option} {port}: give a TCP port (1-65535)")
+    if ns.registry != EMBEDDED and not refs.is_registry(ns.registry):
+        raise UsageError(f"invalid registry {ns.registry!r}: give HOST or HOST:PORT (e.g. 127.0.0.1:5000), "
+                         "or `embedded`")
+    if ns.build_ca is not None and not ns.build_ca.is_file():
+        raise UsageError(f"--build-ca {ns.build_ca}: no such file (give a PEM CA bundle)")
+    if ns.job_deadline is not None and ns.job_deadline <= 0:
+        raise UsageError("--job-deadline must be a positive number of seconds")
+    if ns.max_size <= 0:
+        raise UsageError("--max-size must be a positive number of MB")
+    if getattr(ns, "lookaside_dir", None) is not None and not getattr(ns, "lookaside", None):
+        raise UsageError("--lookaside-dir needs --lookaside URL: the address consumers read that directory at")
+    key = getattr(ns, "signing_key", None)
+    if key and ("/" in key or key.endswith(".asc")) and not Path(key).is_file():
+        raise UsageError(f"--signing-key {key}: no such file (give an armored secret key, or a fingerprint in "
+                         "your keyring)")
+
+
+def vuln_source(ns: argparse.Namespace) -> tuple[Path | None, float]:
+    """--vuln-db and --vuln-db-max-age, else their environment variables, else the OSV API and 7 days;
+    checked as they are read."""
+    from imagepipe.checks.advisories import DEFAULT_MAX_AGE_DAYS
+
+    path = getattr(ns, "vuln_db", None) or os.environ.get("IMAGEPIPE_VULN_DB") or None
+    age = getattr(ns, "vuln_db_max_age", None)
+    if age is None:
+        raw = os.environ.get("IMAGEPIPE_VULN_DB_MAX_AGE", "")
+        try:
+            age = float(raw) if raw else DEFAULT_MAX_AGE_DAYS
+        except ValueError:
+            raise UsageError(f"IMAGEPIPE_VULN_DB_MAX_AGE={raw!r}: give a number of days") from None
+    if path and not Path(path).exists():
+        named = "--vuln-db" if getattr(ns, "vuln_db", None) else "IMAGEPIPE_VULN_DB"
+        raise UsageError(f"{named} {path}: no such file or directory (give OSV's all.zip exports, or a "
+                         "directory of them)")
+    if age <= 0:
+        raise UsageError("--vuln-db-max-age must be a positive number of days")
+    return (Path(path) if path else None), age
+
+
+def from_namespace(ns: argparse.Namespace) -> Options:
+    """The options, checked; argparse's namespace is not used after this."""
+    check(ns)
+    values = dict(vars(ns))
+    values.pop("platform", None)
+    values.update(
+        platforms=parse_list(getattr(ns, "platform", [])),
+        target=tuple(ns.target), tag=tuple(ns.tag), insecure_registry=tuple(ns.insecure_registry),
+        embedded=ns.registry == EMBEDDED, builder="kaniko" if ns.kube_context else ns.builder,
+        tls_verify=ns.tls_verify != "false",
+    )
+    values["vuln_db"], values["vuln_db_max_age"] = vuln_source(ns)
+    return Options(**values)

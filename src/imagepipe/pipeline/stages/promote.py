@@ -1,0 +1,207 @@
+"""Stage `promote`: only after verify passed. Every tag it writes points at the verified digest and is
+signed; the SBOM and provenance are attached to the digest and signed. A cancel puts moved tags back."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from imagepipe.errors import PipelineError
+from imagepipe.exec import cmdline, runner, tooloutput
+from imagepipe.host import git, podman
+from imagepipe.image import mount
+from imagepipe.image.containerfile import BASE_REF, base_ref
+from imagepipe.image.platforms import Platform
+from imagepipe.image.refs import BuildFacts, PushedImage
+from imagepipe.paths import ROOT
+from imagepipe.pipeline.context import Context
+from imagepipe.pipeline.multiarch import PushedIndex
+from imagepipe.pipeline.stages.verify import Verified
+from imagepipe.registry import oci
+from imagepipe.registry.access import Access
+from imagepipe.services import sigserver
+from imagepipe.supplychain import attest, inventory, provenance, sbom, signing
+from imagepipe.ui import output
+
+log = logging.getLogger("imagepipe")
+
+
+def signing_setup(ctx: Context) -> tuple[signing.SigningKey, Path, str, Path]:
+    """(key, lookaside staging directory, lookaside URL consumers read, registries.d for skopeo)."""
+    a = ctx.args
+    if not a.signing_key:
+        key = signing.pipeline_key(ctx.state_dir)
+    elif Path(a.signing_key).is_file():
+        key = signing.key_file(Path(a.signing_key), ctx.state_dir)
+    else:
+        key = signing.user_key(a.signing_key, ctx.state_dir)
+    server = sigserver.on_port(ctx.state_dir, a.sigserver_port)
+    store = a.lookaside_dir or server.store
+    if a.lookaside:
+        store.mkdir(parents=True, exist_ok=True)
+    else:
+        server.ensure_running()
+    lookaside = sigserver.lookaside_url(a.lookaside, server)
+    scope = ctx.repository.name
+    regd = signing.registries_d(ctx.state_dir / "sigstore" / "registries.d", scope=scope, staging=store,
+                                lookaside=lookaside)
+    return key, store, lookaside, regd
+
+
+@dataclass(frozen=True)
+class Promoted:
+    tags: list[str]  # every tag now naming the verified digest, signed
+    published: dict[str, object]  # signature, SBOM and provenance, for the report
+
+
+Instance = tuple[Platform | None, PushedImage, inventory.Inventory | None]  # None: a single-platform run
+
+
+def run(ctx: Context, verified: Verified) -> Promoted:
+    """The stage: every tag moved to the verified digest and signed; SBOM and provenance attached."""
+    if not verified.result.passed:  # never reached from main(); a guard against future callers
+        raise PipelineError("refusing to promote an image that failed verification", stage="promote")
+    image = verified.image
+    key, staging, lookaside, regd = signing_setup(ctx)
+    with signing.agent_stopped(key.gnupghome):
+        return _promote(ctx, image, [(None, image, verified.result.inventory)], key, staging, lookaside, regd)
+
+
+def run_index(ctx: Context, index: PushedIndex, verified: list[tuple[Platform, Verified]]) -> Promoted:
+    """A multi-platform run: each platform's image attested and signed, then every tag moved to the index and
+    signed; only when every platform passed."""
+    if not all(v.result.passed for _, v in verified):
+        raise PipelineError("refusing to promote an index with a platform that failed verification", stage="promote")
+    key, staging, lookaside, regd = signing_setup(ctx)
+    with signing.agent_stopped(key.gnupghome):
+        return _promote(ctx, index.index, [(p, v.image, v.result.inventory) for p, v in verified], key, staging,
+                        lookaside, regd)
+
+
+def _promote(ctx: Context, image: PushedImage, instances: list[Instance], key: signing.SigningKey,
+             staging: Path, lookaside: str, regd: Path) -> Promoted:
+    digest = image.digest
+    published = attest.Published(signer=key.fingerprint, lookaside=lookaside)
+    is_index = instances[0][0] is not None
+    # The attestations first: they move no tag, so a failure there leaves every tag where it was.
+    platforms: dict[str, object] = {}
+    for platform, instance, contents in instances:
+        own = attest.Published(signer=key.fingerprint, lookaside=lookaside) if is_index else published
+        attach(ctx, instance, contents, key, staging, own, platform)
+        if platform is not None:
+            platforms[str(platform)] = {"image": str(instance), "emulated": platform.emulated, "sbom": own.sbom,
+                                        "provenance": own.provenance}
+    access = ctx.access(image.ref.registry, stage="promote")
+    moved: list[tuple[str, str | None]] = []  # (tag ref, the digest it named before; None: it did not exist)
+    try:
+        for tag in ["latest", *ctx.args.tag]:
+            dest = str(image.ref.with_tag(tag))
+            moved.append((dest, tag_digest(dest, access)))
+            # an index: skopeo signs it and each platform's manifest, all for this tag (containers/image checks,
+            # when it pulls one platform of an index by tag, that platform's signatures too)
+            signing.sign_tag(str(image), dest, key=key, registries=regd, auth=access.tool, all_images=is_index)
+            got = tag_digest(dest, access)
+            if got != digest:
+                raise PipelineError(f"{dest} points at {got} after promotion, expected {digest}", stage="promote")
+            published.signed_tags.append(dest)
+            output.say(f"{dest} -> {digest} (signed by {key.fingerprint[-16:]})")
+    except BaseException:
+        # A promotion cut short (cancelled or failed) moves no tag: each one already moved goes back.
+        for problem in rollback(image, moved, access):
+            log.warning("%s", problem)
+        raise
+    signed = staging / f"{ctx.args.repo}@{digest.replace(':', '=')}"
+    published.signatures = {f.name: "sha256:" + hashlib.sha256(f.read_bytes()).hexdigest()
+                            for f in sorted(signed.glob("signature-*"))}
+    published.digest = digest
+    report = published.report()
+    if platforms:
+        report["platforms"] = platforms
+    return Promoted([dest for dest, _ in moved], report)
+
+
+def rollback(image: PushedImage, moved: list[tuple[str, str | None]], access: Access) -> list[str]:
+    """Put each moved tag back on the digest it named; remove a tag this promotion created. Returns one line
+    per tag that could not be restored."""
+    problems = []
+    reg = oci.Registry(access, image.ref.repository)
+    for dest, before in reversed(moved):
+        now = tag_digest(dest, access)
+        if now == before:
+            continue
+        tag = dest.rsplit(":", 1)[1]
+        if before is None:
+            if not reg.delete_tag(tag):
+                problems.append(f"could not remove {dest}, which this promotion created: the registry refuses to "
+                                f"delete tags (distribution 2.8 does); it names {now}, a verified image")
+            continue
+        back = runner.run(cmdline.skopeo_copy(str(image.ref.with_digest(before)), dest, auth=access.tool,
+                                               all_images=True),
+                          timeout=120, ok_codes=(0, 1, 2))
+        if back.code != 0 or tag_digest(dest, access) != before:
+            problems.append(f"could not restore {dest} to {before}: it names {tag_digest(dest, access)} "
+                            f"({runner.first_error_line(back.stderr) or 'skopeo copy failed'})")
+    return problems
+
+
+def attach(ctx: Context, image: PushedImage, contents: inventory.Inventory | None, key: signing.SigningKey,
+           staging: Path, published: attest.Published, platform: Platform | None = None) -> None:
+    """SBOM and provenance as signed OCI artifacts whose subject is the digest; in a multi-platform run each
+    platform's image gets its own, naming the platform."""
+    a = ctx.args
+    repo_ref, digest = image.ref.name, image.digest
+    facts = image.facts or BuildFacts(a.builder)
+    if contents is None:  # verify's static pass read it; mounted again only when that pass failed
+        with mount.mounted(str(image)) as root:
+            contents = inventory.read(root)
+    debs, dists = list(contents.debs), list(contents.dists)
+    base_digest = base_image_digest(ctx, platform)
+    named = str(platform) if platform is not None else None
+    bom = sbom.build(image=repo_ref, digest=digest, base_ref=BASE_REF, base_digest=base_digest,
+                     debs=debs, dists=dists, platform=named)
+    source, commit = git.provenance_source()
+    requirements = {str(p.relative_to(ROOT) if p.is_relative_to(ROOT) else p):
+                    hashlib.sha256(p.read_bytes()).hexdigest()
+                    for p in (a.context / "requirements.txt", a.context / "requirements.in") if p.is_file()}
+    described = provenance.BuildFacts(
+        image=repo_ref, digest=digest, containerfile=str(a.containerfile), context=str(a.context),
+        source_uri=source, commit=commit, builder=facts.builder, builder_version=facts.builder_version,
+        base_ref=BASE_REF, base_digest=base_digest, requirements=requirements, invocation=ctx.run_id,
+        started=facts.started, finished=facts.finished, platform=named,
+        emulated=platform.emulated if platform is not None else False)
+    reg = oci.Registry(ctx.access(image.ref.registry, stage="promote"), image.ref.repository)
+    published.sbom = attest.publish_attestation(reg, repo_ref=repo_ref, digest=digest, artifact_type=sbom.MEDIA_TYPE,
+                                                payload=bom.encode(), key=key, staging=staging, repo=a.repo)
+    published.provenance = attest.publish_attestation(
+        reg, repo_ref=repo_ref, digest=digest, artifact_type=provenance.MEDIA_TYPE,
+        payload=provenance.statement(described).encode(), key=key, staging=staging, repo=a.repo)
+    output.say(f"SBOM ({len(debs)} Debian packages, {len(dists)} Python distributions) {published.sbom['digest']}")
+    output.say(f"provenance (SLSA v1) {published.provenance['digest']}")
+
+
+def base_image_digest(ctx: Context, platform: Platform | None = None) -> str | None:
+    """The local base's digest (for `platform`), or None when it cannot be read (the documents then say so:
+    never a placeholder digest). A cluster's Job pulls the base itself, through --registry-mirror when given:
+    its digest is read there, by what the tag names now."""
+    if ctx.args.kube_context:
+        mirror = ctx.args.registry_mirror
+        ref = f"{mirror}/{BASE_REF.removeprefix('docker.io/')}" if mirror else BASE_REF
+        found = runner.run(cmdline.skopeo_inspect(ref, raw=True), stage="promote", ok_codes=(0, 1, 2), timeout=60)
+        if found.code == 0:
+            return "sha256:" + hashlib.sha256(found.stdout.encode()).hexdigest()
+        log.warning("the base image %s cannot be inspected (%s): the SBOM and provenance record it without a "
+                    "digest", ref, runner.first_error_line(found.stderr))
+        return None
+    facts = podman.image(ctx.profile, base_ref(platform) if platform else BASE_REF, stage="promote")
+    if facts and facts.digest:
+        return facts.digest
+    log.warning("the base image %s cannot be inspected: the SBOM and provenance record it without a digest",
+                BASE_REF)
+    return None
+
+
+def tag_digest(ref: str, access: Access) -> str | None:
+    result = runner.run(cmdline.skopeo_inspect(ref, auth=access.tool), stage="promote", ok_codes=(0, 1, 2))
+    return tooloutput.skopeo_digest(result.stdout) if result.code == 0 else None

@@ -1,0 +1,1 @@
+"""What the user sees: the output lines and the table renderer."""
