@@ -82,4 +82,4 @@ def test_a_lookaside_dir_without_the_url_that_serves_it_is_one_usage_line(tmp_pa
         from_namespace(parse_args(["promote", "--lookaside-dir", str(tmp_path)]))
     assert str(e.value) == "--lookaside-dir needs --lookaside URL: the address consumers read that directory at"
     ok = from_namespace(parse_args(["promote", "--lookaside-dir", str(tmp_path), "--lookaside", "http://sigs:80"]))
-    assert ok.lookaside_dir == tmp_path
+    assert ok.signing.lookaside_dir == tmp_path

@@ -52,7 +52,7 @@ def claim_ports(ctx: Context) -> Options:
     if a.embedded:
         registry_addr = f"{embedded.LOOPBACK}:{ports.claim(ports.REGISTRY, ctx.state_dir, a.embedded_port)}"
     sigserver = None
-    if a.lookaside is None or a.stage == "registry":
+    if a.signing.lookaside is None or a.stage == "registry":
         sigserver = ports.claim(ports.SIGSERVER, ctx.state_dir, a.sigserver_port)
     return a.resolved(registry=registry_addr, sigserver_port=sigserver)
 
@@ -110,10 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         opts = options.from_namespace(args)
         ctx = Context(args=opts, profile=quirks.detect(), state_dir=opts.state_dir.resolve())
-        if ctx.profile.in_pod and opts.insecure_registry:
+        if ctx.profile.in_pod and opts.kube.insecure_registry:
             from imagepipe.registry import hostconfig
 
-            hostconfig.declare_insecure(opts.insecure_registry)
+            hostconfig.declare_insecure(opts.kube.insecure_registry)
         if opts.stage == "test":  # before any lock: the suite runs pipelines of its own
             from imagepipe.cli.verbs import test
 

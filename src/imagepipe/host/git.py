@@ -11,7 +11,7 @@ from imagepipe.exec import cmdline, runner
 from imagepipe.image.platforms import Platform
 from imagepipe.image.refs import ImageRef
 from imagepipe.paths import ROOT
-from imagepipe.pipeline.options import Options
+from imagepipe.pipeline.options import BuildingOptions, Options
 from imagepipe.ui import output
 
 
@@ -19,12 +19,12 @@ def _git(*args: str, ok_codes: tuple[int, ...] = (0,)) -> str:
     return runner.run(cmdline.git(ROOT, *args), ok_codes=ok_codes).stdout.strip()
 
 
-def content_hash(args: Options) -> str:
+def content_hash(b: BuildingOptions) -> str:
     """Hash of the Containerfile and the context's files (what the build reads), for tags of dirty trees."""
-    h = hashlib.sha256(args.containerfile.read_bytes())
-    for path in sorted(args.context.rglob("*")):
+    h = hashlib.sha256(b.containerfile.read_bytes())
+    for path in sorted(b.context.rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts and not path.name.endswith(".pyc"):
-            h.update(str(path.relative_to(args.context)).encode() + b"\0" + path.read_bytes())
+            h.update(str(path.relative_to(b.context)).encode() + b"\0" + path.read_bytes())
     return h.hexdigest()[:10]
 
 
@@ -38,22 +38,22 @@ def commit_time() -> int | None:
         return None
 
 
-def git_tag(args: Options) -> str:
+def git_tag(b: BuildingOptions) -> str:
     """The git short SHA; a tree that differs from the commit (or lives outside it) adds a content hash, so
     a tag never names two different images."""
     try:
         sha = _git("rev-parse", "--short=12", "HEAD")
     except PipelineError:
-        return f"nogit-{content_hash(args)}"
-    inside = args.context.resolve().is_relative_to(ROOT) and args.containerfile.resolve().is_relative_to(ROOT)
-    dirty = _git("status", "--porcelain", "--", str(args.context.resolve()),
-                 str(args.containerfile.resolve())) if inside else "outside"
-    return f"{sha}-dirty-{content_hash(args)}" if dirty else sha
+        return f"nogit-{content_hash(b)}"
+    inside = b.context.resolve().is_relative_to(ROOT) and b.containerfile.resolve().is_relative_to(ROOT)
+    dirty = _git("status", "--porcelain", "--", str(b.context.resolve()),
+                 str(b.containerfile.resolve())) if inside else "outside"
+    return f"{sha}-dirty-{content_hash(b)}" if dirty else sha
 
 
 def local_image(args: Options, platform: Platform | None = None) -> ImageRef:
     """The local name the build stage gives this tree's image for `platform` (platform_tag)."""
-    return ImageRef("localhost", args.repo, platform_tag(git_tag(args), platform, len(args.platforms) > 1))
+    return ImageRef("localhost", args.repo, platform_tag(git_tag(args.building), platform, len(args.platforms) > 1))
 
 
 def platform_tag(tag: str, platform: Platform | None, multi: bool) -> str:

@@ -31,8 +31,8 @@ class Context:
         then the same value for every stage. Its auth file lives in the state directory until the run ends."""
         registry = registry or self.args.registry
         if registry not in self._access:
-            auth = resolve(registry, creds=self.args.creds, authfile=self.args.authfile, repo=self.args.repo)
-            self._access[registry] = open_access(auth, tls_verify=self.args.tls_verify, work=self.access_dir,
+            auth = resolve(registry, creds=self.args.auth.creds, authfile=self.args.auth.authfile, repo=self.args.repo)
+            self._access[registry] = open_access(auth, tls_verify=self.args.auth.tls_verify, work=self.access_dir,
                                                  stage=stage)
         return self._access[registry]
 

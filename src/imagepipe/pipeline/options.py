@@ -21,55 +21,98 @@ Builder = Literal["buildah", "kaniko"]
 
 
 @dataclass(frozen=True)
-class Options:
-    stage: str
-    target: tuple[str, ...]
-    registry: str  # HOST[:PORT]; the embedded registry's loopback address once resolved
-    embedded: bool  # the registry is this checkout's own (the default, or --registry embedded)
-    embedded_port: int | None
-    builder: Builder  # kaniko with --kube-context
-    platforms: tuple[Platform, ...]  # at least one; the host's by default
-    kaniko_image: str | None
-    kube_context: str | None
-    kube_namespace: str
-    git_url: str | None
-    git_image: str | None
-    registry_mirror: str | None
-    insecure_registry: tuple[str, ...]
-    kube_secret: str | None
-    build_ca: Path | None
-    job_deadline: int | None
-    pipeline_image: str | None
-    signing_key: str | None
-    lookaside: str | None
-    lookaside_dir: Path | None
-    sigserver_port: int | None
-    public_key: Path | None
-    install: bool
-    repo: str
-    tag: tuple[str, ...]
+class AuthOptions:
+    """--creds, --authfile, --tls-verify: how the run's one registry access is made."""
     creds: str | None
     authfile: Path | None
     tls_verify: bool
+
+
+@dataclass(frozen=True)
+class BuildingOptions:
     containerfile: Path
     context: Path
     base_image: str | None
     rebuild_base: bool
     offline: bool
+    builder: Builder  # kaniko with --kube-context
+    kaniko_image: str | None
+
+
+@dataclass(frozen=True)
+class TargetingOptions:
+    platforms: tuple[Platform, ...]  # at least one; the host's by default
+
+
+@dataclass(frozen=True)
+class KubeOptions:
+    """--kube-*: the cluster the kaniko Job (or the whole job, `submit`) runs in."""
+    context: str | None
+    namespace: str
+    git_url: str | None
+    git_image: str | None
+    registry_mirror: str | None
+    insecure_registry: tuple[str, ...]
+    secret: str | None
+    build_ca: Path | None
+    job_deadline: int | None
+    pipeline_image: str | None
+
+
+@dataclass(frozen=True)
+class VerifyingOptions:
     max_size: float
     database_url: str | None
-    no_provision: bool
     report: Path | None
     junit: Path | None
     keep: bool
     vuln_db: Path | None  # --vuln-db, else $IMAGEPIPE_VULN_DB
     vuln_db_max_age: float  # days
+
+
+@dataclass(frozen=True)
+class SigningOptions:
+    key: str | None  # --signing-key
+    lookaside: str | None
+    lookaside_dir: Path | None
+    public_key: Path | None
+    tag: tuple[str, ...]
+    install: bool
+
+
+@dataclass(frozen=True)
+class BenchingOptions:
+    runs: int  # --bench-runs
+    kaniko_trials: bool
+
+
+@dataclass(frozen=True)
+class Options:
+    """The run's options in the CLI's own groups (cli.arguments): a stage is given the groups it reads."""
+    stage: str
+    target: tuple[str, ...]
+    registry: str  # HOST[:PORT]; the embedded registry's loopback address once resolved
+    embedded: bool  # the registry is this checkout's own (the default, or --registry embedded)
+    embedded_port: int | None
+    sigserver_port: int | None
+    repo: str
+    no_provision: bool
     state_dir: Path
     json: bool  # output as JSON events
     quiet: bool
-    bench_runs: int
-    kaniko_trials: bool
     verbose: bool
+    auth: AuthOptions
+    building: BuildingOptions
+    targeting: TargetingOptions
+    kube: KubeOptions
+    verifying: VerifyingOptions
+    signing: SigningOptions
+    benching: BenchingOptions
+
+    @property
+    def platforms(self) -> tuple[Platform, ...]:
+        """Every stage reads it: the targeting group's one value."""
+        return self.targeting.platforms
 
     def resolved(self, *, registry: str | None = None, sigserver_port: int | None = None) -> Options:
         """The same options with what the run claimed filled in."""
@@ -130,13 +173,27 @@ def vuln_source(ns: argparse.Namespace) -> tuple[Path | None, float]:
 def from_namespace(ns: argparse.Namespace) -> Options:
     """The options, checked; argparse's namespace is not used after this."""
     check(ns)
-    values = dict(vars(ns))
-    values.pop("platform", None)
-    values.update(
-        platforms=parse_list(getattr(ns, "platform", [])),
-        target=tuple(ns.target), tag=tuple(ns.tag), insecure_registry=tuple(ns.insecure_registry),
-        embedded=ns.registry == EMBEDDED, builder="kaniko" if ns.kube_context else ns.builder,
-        tls_verify=ns.tls_verify != "false",
+    v = dict(vars(ns))
+    vuln_db, vuln_db_max_age = vuln_source(ns)
+    return Options(
+        stage=ns.stage, target=tuple(ns.target), registry=ns.registry, embedded=ns.registry == EMBEDDED,
+        embedded_port=ns.embedded_port, sigserver_port=ns.sigserver_port, repo=ns.repo,
+        no_provision=ns.no_provision, state_dir=ns.state_dir, json=ns.json, quiet=ns.quiet, verbose=ns.verbose,
+        auth=AuthOptions(creds=v.get("creds"), authfile=v.get("authfile"),
+                         tls_verify=v.get("tls_verify", "true") != "false"),
+        building=BuildingOptions(
+            containerfile=ns.containerfile, context=ns.context, base_image=ns.base_image,
+            rebuild_base=ns.rebuild_base, offline=ns.offline,
+            builder="kaniko" if ns.kube_context else ns.builder, kaniko_image=ns.kaniko_image),
+        targeting=TargetingOptions(platforms=parse_list(getattr(ns, "platform", []))),
+        kube=KubeOptions(
+            context=ns.kube_context, namespace=ns.kube_namespace, git_url=ns.git_url, git_image=ns.git_image,
+            registry_mirror=ns.registry_mirror, insecure_registry=tuple(ns.insecure_registry),
+            secret=ns.kube_secret, build_ca=ns.build_ca, job_deadline=ns.job_deadline,
+            pipeline_image=ns.pipeline_image),
+        verifying=VerifyingOptions(max_size=ns.max_size, database_url=ns.database_url, report=ns.report,
+                                   junit=ns.junit, keep=ns.keep, vuln_db=vuln_db, vuln_db_max_age=vuln_db_max_age),
+        signing=SigningOptions(key=ns.signing_key, lookaside=ns.lookaside, lookaside_dir=ns.lookaside_dir,
+                               public_key=ns.public_key, tag=tuple(ns.tag), install=ns.install),
+        benching=BenchingOptions(runs=ns.bench_runs, kaniko_trials=ns.kaniko_trials),
     )
-    values["vuln_db"], values["vuln_db_max_age"] = vuln_source(ns)
-    return Options(**values)

@@ -94,7 +94,7 @@ def finish(ctx: Context, result: VerifyResult, *, facts: BuildFacts | None = Non
     """The table on the terminal; the JSON report and JUnit XML where asked for, with the build's steps and
     what promote published when the run had them."""
     output.block("\n" + table(result))
-    builder = ctx.args.builder
+    builder = ctx.args.building.builder
     extra: dict[str, Any] = {"timings": {k: round(v, 2) for k, v in ctx.timings.items()}}
     if "build" in ctx.timings:
         extra["build_seconds"] = round(ctx.timings["build"], 2)
@@ -110,10 +110,10 @@ def finish(ctx: Context, result: VerifyResult, *, facts: BuildFacts | None = Non
             entry.update(more if isinstance(more, dict) else {})
         extra["platforms"] = platforms
     data = as_dict(result, builder=builder, extra=extra)
-    if ctx.args.report:
-        write_json(ctx.args.report, data)
-    if ctx.args.junit:
-        write_junit(ctx.args.junit, result, builder=builder)
+    if ctx.args.verifying.report:
+        write_json(ctx.args.verifying.report, data)
+    if ctx.args.verifying.junit:
+        write_junit(ctx.args.verifying.junit, result, builder=builder)
     if os.environ.get(LOG_ENV) == "1":  # a pod's files die with it: its log carries them to `submit`
         print(f"{REPORT_MARK}{json.dumps(data, separators=(',', ':'), default=str)}", flush=True)
         print(f"{JUNIT_MARK}{base64.b64encode(junit(result, builder=builder).encode()).decode()}", flush=True)

@@ -49,12 +49,12 @@ STAGES: tuple[Stage, ...] = (
           applies=lambda ctx: not ctx.args.no_provision),
     # a cluster's Job pulls the base itself (through --registry-mirror): nothing local is built from it
     Stage("base", 11, "python:3.11-slim resolves locally: present, pulled, or the offline stand-in", baseimage.run,
-          describe=lambda _ctx: "python:3.11-slim", applies=lambda ctx: not ctx.args.kube_context),
+          describe=lambda _ctx: "python:3.11-slim", applies=lambda ctx: not ctx.args.kube.context),
     Stage("lint", 12, "the Containerfile against the contract and hadolint", lint.run,
-          describe=lambda ctx: lint.display_path(ctx.args.containerfile)),
+          describe=lambda ctx: lint.display_path(ctx.args.building.containerfile)),
     Stage("build", 13, "buildah bud (or kaniko with --builder kaniko)", build.run, describe=build.describe),
     Stage("push", 14, "the local image to the registry", push.run_any, alone=push.alone,
-          describe=lambda ctx: f"to {ctx.args.registry}", applies=lambda ctx: ctx.args.builder == "buildah"),
+          describe=lambda ctx: f"to {ctx.args.registry}", applies=lambda ctx: ctx.args.building.builder == "buildah"),
     Stage("verify", 15, "run the image and prove the contract", verify.run, alone=verify.alone),
     Stage("promote", 16, "sign and tag the verified digest", promote.run,
           alone=_not_alone("promote runs only after a passing verify: run the whole pipeline"),
@@ -141,15 +141,15 @@ def run_all(ctx: Context) -> Outcome:
     from imagepipe.checks import advisories
 
     # a stale advisory database or a malformed ignore list stops the run before anything is built
-    advisories.preflight(ctx.args.vuln_db, max_age_days=ctx.args.vuln_db_max_age,
-                         ignores=advisories.ignore_file(ctx.args.containerfile))
+    advisories.preflight(ctx.args.verifying.vuln_db, max_age_days=ctx.args.verifying.vuln_db_max_age,
+                         ignores=advisories.ignore_file(ctx.args.building.containerfile))
     for name in ("provision", "base", "lint"):
         if BY_NAME[name].applies(ctx):
             run_stage(ctx, BY_NAME[name])
     if len(ctx.args.platforms) > 1:
         return run_platforms(ctx)
     pushed: PushedImage
-    if ctx.args.builder == "buildah":
+    if ctx.args.building.builder == "buildah":
         built: BuiltImage = timed(ctx, "build", build.describe(ctx), lambda: build.buildah(ctx))
         pushed = run_stage(ctx, BY_NAME["push"], built)
     else:
@@ -157,10 +157,10 @@ def run_all(ctx: Context) -> Outcome:
     verified: verify.Verified = run_stage(ctx, BY_NAME["verify"], pushed)
     if not verified.result.passed:
         return Outcome(verified, None)
-    if ctx.args.kube_context:  # Kubernetes ignores HEALTHCHECK: the digest proved with the probes derived from it
+    if ctx.args.kube.context:  # Kubernetes ignores HEALTHCHECK: the digest proved with the probes derived from it
         from imagepipe.pipeline.stages import kubeproof
 
-        proof = timed(ctx, "verify", f"{pushed.ref} as a Deployment in {ctx.args.kube_namespace}",
+        proof = timed(ctx, "verify", f"{pushed.ref} as a Deployment in {ctx.args.kube.namespace}",
                       lambda: kubeproof.prove(ctx, pushed.ref), key="kubernetes")
         verified = dataclasses.replace(verified, kubernetes=proof)
     promoted: promote.Promoted = run_stage(ctx, BY_NAME["promote"], verified)
@@ -173,7 +173,7 @@ def run_platforms(ctx: Context) -> Outcome:
     images: list[tuple[Platform, PushedImage]] = []
     for p in ctx.args.platforms:
         how = f"{p}, emulated" if p.emulated else str(p)
-        if ctx.args.builder == "buildah":
+        if ctx.args.building.builder == "buildah":
             built = timed(ctx, "build", f"buildah bud ({how})", partial(build.buildah, ctx, p),
                           key=f"build {p.slug}")
             pushed = timed(ctx, "push", f"{p} to {ctx.args.registry}", partial(push.run, ctx, built),

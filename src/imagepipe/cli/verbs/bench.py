@@ -25,9 +25,9 @@ def run(ctx: Context) -> int:
     a = ctx.args
     quirks.ensure_mount_namespace(ctx.profile)
     run_stage(ctx, BY_NAME["base"])
-    runner_ = bench.Bench(ctx.profile, ctx.state_dir, runs=a.bench_runs, kaniko_image=a.kaniko_image,
-                          labels=ctx.labels, kaniko_trials=a.kaniko_trials, platforms=a.platforms,
-                          advisories=(a.vuln_db, a.vuln_db_max_age))
+    runner_ = bench.Bench(ctx.profile, ctx.state_dir, runs=a.benching.runs, kaniko_image=a.building.kaniko_image,
+                          labels=ctx.labels, kaniko_trials=a.benching.kaniko_trials, platforms=a.platforms,
+                          advisories=(a.verifying.vuln_db, a.verifying.vuln_db_max_age))
     metrics = timed(ctx, "bench", "ours vs the naive baseline, and kaniko", runner_.run)
     as_json = figures.as_json(metrics, machine=machine(), details=runner_.details)
     text = as_json if a.json else figures.render(metrics, machine=machine()) + figures.render_details(runner_.details)

@@ -21,11 +21,11 @@ def run(ctx: Context) -> int:
     for name in ("base", "lint"):
         run_stage(ctx, BY_NAME[name])
     results = [(p, one(ctx, p)) for p in ctx.args.platforms]
-    if ctx.args.report:
+    if ctx.args.verifying.report:
         data: dict[str, Any] = (results[0][1].as_dict() if len(results) == 1 else
                                 {"passed": all(r.passed for _, r in results),
                                  "platforms": {str(p): r.as_dict() for p, r in results}})
-        report.write_json(ctx.args.report, data)
+        report.write_json(ctx.args.verifying.report, data)
     return exitcodes.OK if all(r.passed for _, r in results) else exitcodes.CHECKS_FAILED
 
 
@@ -37,8 +37,8 @@ def one(ctx: Context, platform: Platform) -> parity.ParityReport:
                   key=f"buildah {platform.slug}")
     buildah_image = run_stage(ctx, BY_NAME["push"], built)
     seconds = {"buildah": ctx.timings[f"buildah {platform.slug}"]}
-    if a.kube_context:  # the Job in the cluster builds the commit; compared with this tree's buildah image
-        kaniko_image: PushedImage = timed(ctx, "kaniko", f"kaniko Job in {a.kube_context}{how}",
+    if a.kube.context:  # the Job in the cluster builds the commit; compared with this tree's buildah image
+        kaniko_image: PushedImage = timed(ctx, "kaniko", f"kaniko Job in {a.kube.context}{how}",
                                           lambda: build.cluster(ctx, platform), key=f"kaniko {platform.slug}")
     else:
         kaniko_image = timed(ctx, "kaniko", f"kaniko executor (podman){how}",

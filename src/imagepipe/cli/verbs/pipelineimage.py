@@ -47,7 +47,7 @@ def run(ctx: Context) -> int:
             shutil.copy2(path, context / name)
         output.stage(f"==> pipeline-image: building {local} from {CONTAINERFILE.relative_to(ROOT)}")
         # python:3.11-slim resolves as for the backend (the base stage); never pulled here
-        ca = build_ca_bundle(getattr(ctx.args, "build_ca", None))
+        ca = build_ca_bundle(ctx.args.kube.build_ca)
         runner.run(cmdline.buildah_bud(ctx.profile, containerfile=CONTAINERFILE, context=context, tags=[local],
                                         ca_bundle=ca, pull="never"),
                    stage="build", timeout=1800, what="buildah bud (the pipeline image)")

@@ -10,7 +10,7 @@ from imagepipe.services import sigserver
 
 
 def public_key(ctx: Context) -> Path:
-    key = ctx.args.public_key or ctx.state_dir / "signing" / "pipeline-key.pub"
+    key = ctx.args.signing.public_key or ctx.state_dir / "signing" / "pipeline-key.pub"
     if not key.is_file():
         raise UsageError(f"no public key at {key}: run the pipeline once (it creates the signing key) or pass "
                          "--public-key PATH")
@@ -19,4 +19,4 @@ def public_key(ctx: Context) -> Path:
 
 def lookaside_url(ctx: Context) -> str:
     a = ctx.args
-    return sigserver.lookaside_url(a.lookaside, sigserver.on_port(ctx.state_dir, a.sigserver_port))
+    return sigserver.lookaside_url(a.signing.lookaside, sigserver.on_port(ctx.state_dir, a.sigserver_port))

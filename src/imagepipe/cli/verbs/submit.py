@@ -18,43 +18,43 @@ from imagepipe.pipeline.context import Context
 from imagepipe.pipeline.options import EMBEDDED, Options
 from imagepipe.ui import output
 
+
 # the pipeline's own options that mean the same in the pod; the rest are this machine's (paths, ports,
 # the state directory) or set by ci/pipeline-job.yaml itself
-FORWARDED = (("repo", "--repo"), ("kaniko_image", "--kaniko-image"), ("git_image", "--git-image"),
-             ("registry_mirror", "--registry-mirror"),
-             ("job_deadline", "--job-deadline"), ("kube_secret", "--kube-secret"))
-
-
 def forwarded(a: Options) -> list[str]:
     """The options given here that the pipeline in the pod is given too."""
     args: list[str] = []
-    for field, flag in FORWARDED:
-        value = getattr(a, field)
+    given = (("--repo", a.repo), ("--kaniko-image", a.building.kaniko_image), ("--git-image", a.kube.git_image),
+             ("--registry-mirror", a.kube.registry_mirror), ("--job-deadline", a.kube.job_deadline),
+             ("--kube-secret", a.kube.secret))
+    for flag, value in given:
         if value is not None:
             args += [flag, str(value)]
-    for registry in a.insecure_registry:
+    for registry in a.kube.insecure_registry:
         args += ["--insecure-registry", registry]
-    for tag in a.tag:
+    for tag in a.signing.tag:
         args += ["--tag", tag]
     if a.platforms != (host(),):  # the default, the host's, is the pod's own node's there
         args += ["--platform", ",".join(str(p) for p in a.platforms)]
-    if a.vuln_db is not None and a.vuln_db.resolve().is_relative_to(ROOT):  # in the commit: the pod has it too
-        args += ["--vuln-db", str(a.vuln_db.resolve().relative_to(ROOT)), "--vuln-db-max-age", f"{a.vuln_db_max_age:g}"]
+    v = a.verifying
+    if v.vuln_db is not None and v.vuln_db.resolve().is_relative_to(ROOT):  # in the commit: the pod has it too
+        args += ["--vuln-db", str(v.vuln_db.resolve().relative_to(ROOT)), "--vuln-db-max-age", f"{v.vuln_db_max_age:g}"]
     return args
 
 
 def check(a: Options) -> None:
     for ok, line in (
-        (a.kube_context, "submit runs the job in a cluster: pass --kube-context CONTEXT (of $KUBECONFIG)"),
-        (a.pipeline_image, "submit needs --pipeline-image REF: the image `python3 build/pipeline.py pipeline-image` "
-                           "pushed"),
+        (a.kube.context, "submit runs the job in a cluster: pass --kube-context CONTEXT (of $KUBECONFIG)"),
+        (a.kube.pipeline_image, "submit needs --pipeline-image REF: the image `python3 build/pipeline.py "
+                                "pipeline-image` pushed"),
         (a.registry != EMBEDDED, "submit needs --registry HOST[:PORT]: a registry the cluster reaches (the embedded "
                                  "one is this machine's)"),
-        (a.lookaside, "submit needs --lookaside URL: signatures must outlive the pod (ci/lookaside.yaml serves them)"),
+        (a.signing.lookaside, "submit needs --lookaside URL: signatures must outlive the pod (ci/lookaside.yaml "
+                              "serves them)"),
     ):
         if not ok:
             raise UsageError(line, stage="submit")
-    if a.kube_context == kubejob.IN_CLUSTER:
+    if a.kube.context == kubejob.IN_CLUSTER:
         raise UsageError("submit runs from outside the cluster: inside a pod, run the pipeline itself with "
                          "--kube-context in-cluster", stage="submit")
 
@@ -62,21 +62,22 @@ def check(a: Options) -> None:
 def run(ctx: Context) -> int:
     a = ctx.args
     check(a)
-    assert a.kube_context is not None and a.pipeline_image is not None and a.lookaside is not None
-    url, commit = git.job_source(a.git_url)
-    cluster = kubejob.Cluster(a.kube_context, a.kube_namespace)
+    assert a.kube.context is not None and a.kube.pipeline_image is not None and a.signing.lookaside is not None
+    url, commit = git.job_source(a.kube.git_url)
+    cluster = kubejob.Cluster(a.kube.context, a.kube.namespace)
     kubejob.check_namespace(cluster)
     name = f"todo-backend-pipeline-{ctx.run_id}"
     secrets = []
-    if a.build_ca is not None:
-        secrets.append(kubejob.ca_secret(f"{name}-ca", ctx.labels, a.build_ca.read_bytes()))
+    if a.kube.build_ca is not None:
+        secrets.append(kubejob.ca_secret(f"{name}-ca", ctx.labels, a.kube.build_ca.read_bytes()))
     job = pipelinejob.job_for(pipelinejob.load(), pipelinejob.Submission(
-        name=name, image=a.pipeline_image, git_url=url, commit=commit, registry=a.registry, lookaside=a.lookaside,
-        labels=ctx.labels, git_image=a.git_image, build_ca_secret=f"{name}-ca" if secrets else None,
+        name=name, image=a.kube.pipeline_image, git_url=url, commit=commit, registry=a.registry,
+        lookaside=a.signing.lookaside,
+        labels=ctx.labels, git_image=a.kube.git_image, build_ca_secret=f"{name}-ca" if secrets else None,
         extra=tuple(forwarded(a))))
     deadline = int(job["spec"].get("activeDeadlineSeconds") or 3600)
-    output.stage(f"==> submit: Job {name} in {a.kube_namespace}: commit {commit[:12]} from {url}, the pipeline "
-                 f"in {a.pipeline_image}")
+    output.stage(f"==> submit: Job {name} in {a.kube.namespace}: commit {commit[:12]} from {url}, the pipeline "
+                 f"in {a.kube.pipeline_image}")
     lines: list[str] = []
 
     def echo(line: str) -> None:
@@ -87,7 +88,7 @@ def run(ctx: Context) -> int:
     code, _ = kubejob.run_to_end(cluster, job, secrets=secrets, timeout=deadline + 120,
                                  container=pipelinejob.CONTAINER, on_log=echo)
     found, junit = report.from_log(lines)
-    for path, text in ((a.report, found), (a.junit, junit)):
+    for path, text in ((a.verifying.report, found), (a.verifying.junit, junit)):
         if path is not None and text is not None:
             if isinstance(text, dict):
                 report.write_json(Path(path), text)
@@ -96,7 +97,7 @@ def run(ctx: Context) -> int:
                 Path(path).write_text(text)
     if code == 0:
         output.say(f"the pipeline's Job {name} succeeded (kept for its ttlSecondsAfterFinished: kubectl -n "
-                   f"{a.kube_namespace} logs job/{name})")
+                   f"{a.kube.namespace} logs job/{name})")
     else:
         last = next((ln for ln in reversed(lines) if re.match(r"(error|internal error):", ln)), None)
         output.error(f"error: [submit] the pipeline in Job {name} exited {code}"

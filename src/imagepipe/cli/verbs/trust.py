@@ -12,10 +12,10 @@ from imagepipe.ui import output
 def run(ctx: Context) -> int:
     a = ctx.args
     files = trust.write(ctx.repository.name, public_key=public_key(ctx), lookaside=lookaside_url(ctx),
-                        state_dir=ctx.state_dir, install=a.install)
+                        state_dir=ctx.state_dir, install=a.signing.install)
     output.block(f"policy: {files.policy} (images of {ctx.repository.name} must be signed by {files.public_key})")
     output.block(f"signatures read from {lookaside_url(ctx)} ({files.registries_d})")
-    if not a.install:
+    if not a.signing.install:
         output.block(f"use: podman pull --signature-policy {files.policy} … (lookaside: copy "
                      f"{files.registries_d}/* to /etc/containers/registries.d/, or rerun with --install)")
     return exitcodes.OK

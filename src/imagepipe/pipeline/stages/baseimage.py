@@ -220,5 +220,5 @@ def run(ctx: Context, _: None = None) -> None:
     quirks.ensure_mount_namespace(ctx.profile)
     a = ctx.args
     for platform in a.platforms:
-        output.say(ensure_base(ctx.profile, state_dir=ctx.state_dir, override=a.base_image, rebuild=a.rebuild_base,
-                               platform=platform))
+        output.say(ensure_base(ctx.profile, state_dir=ctx.state_dir, override=a.building.base_image,
+                               rebuild=a.building.rebuild_base, platform=platform))

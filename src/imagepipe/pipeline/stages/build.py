@@ -15,13 +15,13 @@ from imagepipe.image.platforms import Platform
 from imagepipe.image.refs import BuildFacts, BuiltImage, ImageRef, PushedImage
 from imagepipe.paths import HOST_CA_BUNDLE
 from imagepipe.pipeline.context import Context, write_state
-from imagepipe.pipeline.options import Options
+from imagepipe.pipeline.options import BuildingOptions
 from imagepipe.pipeline.stages.push import ensure_registry
 from imagepipe.ui import output
 
 
-def check_context(args: Options) -> None:
-    ctx, cf = args.context, args.containerfile
+def check_context(b: BuildingOptions) -> None:
+    ctx, cf = b.context, b.containerfile
     if not cf.is_file():
         raise UsageError(f"Containerfile not found: {cf} (pass --containerfile PATH)")
     if not ctx.is_dir():
@@ -64,42 +64,43 @@ def build_ca_bundle(given: Path | None) -> Path | None:
 def run(ctx: Context, _: None = None) -> list[BuiltImage] | list[PushedImage]:
     """`build` on its own, for the chosen builder and each platform (the whole job calls buildah() or
     with_kaniko() itself)."""
-    if ctx.args.builder == "buildah":
+    if ctx.args.building.builder == "buildah":
         return [buildah(ctx, p) for p in ctx.args.platforms]
     return [with_kaniko(ctx, p) for p in ctx.args.platforms]
 
 
 def with_kaniko(ctx: Context, platform: Platform | None = None) -> PushedImage:
     """kaniko pushes as it builds: in the cluster with --kube-context, else the executor in podman."""
-    return cluster(ctx, platform) if ctx.args.kube_context else kaniko_local(ctx, platform)
+    return cluster(ctx, platform) if ctx.args.kube.context else kaniko_local(ctx, platform)
 
 
 def describe(ctx: Context) -> str:
     a = ctx.args
-    if a.builder == "buildah":
+    if a.building.builder == "buildah":
         return "buildah bud"
-    return f"kaniko Job in {a.kube_context}" if a.kube_context else f"kaniko executor (podman), pushing to {a.registry}"
+    return f"kaniko Job in {a.kube.context}" if a.kube.context else f"kaniko executor (podman), pushing to {a.registry}"
 
 
 def buildah(ctx: Context, platform: Platform | None = None) -> BuiltImage:
     """One platform's image (default: the first requested)."""
-    check_context(ctx.args)
+    check_context(ctx.args.building)
     quirks.ensure_mount_namespace(ctx.profile)
     platform = platform or ctx.args.platforms[0]
     if platform.emulated:
         emulation.require(platform.arch, stage="build")
     image = git.local_image(ctx.args, platform)
-    house = (wheels.wheelhouse(ctx.args.context / "requirements.txt", ctx.state_dir, ctx.profile, platform)
-             if ctx.args.offline else None)
-    argv = build_argv(ctx.profile, containerfile=ctx.args.containerfile, context=ctx.args.context, image=str(image),
-                      wheelhouse=house, platform=platform, build_ca=ctx.args.build_ca)
+    house = (wheels.wheelhouse(ctx.args.building.context / "requirements.txt", ctx.state_dir, ctx.profile, platform)
+             if ctx.args.building.offline else None)
+    b = ctx.args.building
+    argv = build_argv(ctx.profile, containerfile=b.containerfile, context=b.context, image=str(image),
+                      wheelhouse=house, platform=platform, build_ca=ctx.args.kube.build_ca)
     timer = buildsteps.StepTimer("buildah")
     started = time.time()
     version = tooloutput.buildah_version(runner.run(cmdline.buildah_version()).stdout)
     try:
         runner.run(argv, stage="build", timeout=3600, what="buildah bud", on_line=timer.line)
     except ToolFailed as e:
-        explained = pip_failure(e.full, ctx.args.context)
+        explained = pip_failure(e.full, ctx.args.building.context)
         if explained:
             raise explained from None
         raise
@@ -117,7 +118,7 @@ def buildah(ctx: Context, platform: Platform | None = None) -> BuiltImage:
 def kaniko_local(ctx: Context, platform: Platform | None = None) -> PushedImage:
     """kaniko builds and pushes in one go (it has no local image store); the digest comes from its
     termination log, as in the cluster. Another architecture: `--custom-platform`, under emulation."""
-    check_context(ctx.args)
+    check_context(ctx.args.building)
     quirks.ensure_mount_namespace(ctx.profile)
     a = ctx.args
     platform = platform or a.platforms[0]
@@ -128,19 +129,19 @@ def kaniko_local(ctx: Context, platform: Platform | None = None) -> PushedImage:
     except PipelineError as e:
         e.stage = "build"
         raise
-    executor = kaniko.executor_image(ctx.profile, a.kaniko_image)
+    executor = kaniko.executor_image(ctx.profile, a.building.kaniko_image)
     if cmdline.registry_is_local(a.registry):
         if platform == a.platforms[0]:  # the first platform's run seeds every platform's base, once
             kaniko.seed_mirror(ctx.profile, a.registry, a.platforms)
     tag = kaniko_tag(ctx, platform)
-    house = (wheels.wheelhouse(a.context / "requirements.txt", ctx.state_dir, ctx.profile, platform)
-             if a.offline else None)
+    house = (wheels.wheelhouse(a.building.context / "requirements.txt", ctx.state_dir, ctx.profile, platform)
+             if a.building.offline else None)
     started = time.time()
     build = kaniko.build_local(
-        ctx.profile, executor=executor, context=a.context, containerfile=a.containerfile,
+        ctx.profile, executor=executor, context=a.building.context, containerfile=a.building.containerfile,
         destination=str(ctx.repository.with_tag(tag)), cache_repo=f"{ctx.repository.name}/cache",
         registry=a.registry, work_dir=ctx.state_dir / "kaniko", labels=ctx.labels, auth=access.auth,
-        wheelhouse=house, run_id=ctx.run_id, platform=platform, build_ca=build_ca_bundle(a.build_ca))
+        wheelhouse=house, run_id=ctx.run_id, platform=platform, build_ca=build_ca_bundle(a.kube.build_ca))
     facts = BuildFacts("kaniko", version_of(executor), tuple(build.steps), started, time.time(),
                        platform=str(platform), emulated=platform.emulated)
     pushed = PushedImage(ctx.repository.with_digest(build.digest), tag, facts)
@@ -154,13 +155,13 @@ def cluster(ctx: Context, platform: Platform | None = None) -> PushedImage:
     """ci/kaniko.yaml's Job in the --kube-context cluster (stages.incluster)."""
     from imagepipe.pipeline.stages import incluster
 
-    check_context(ctx.args)
+    check_context(ctx.args.building)
     return incluster.build(ctx, platform or ctx.args.platforms[0])
 
 
 def kaniko_tag(ctx: Context, platform: Platform | None = None) -> str:
     """kaniko's images get their own tag: a buildah image of the same tree is another image."""
-    return git.platform_tag(f"{git.git_tag(ctx.args)}-kaniko", platform, len(ctx.args.platforms) > 1)
+    return git.platform_tag(f"{git.git_tag(ctx.args.building)}-kaniko", platform, len(ctx.args.platforms) > 1)
 
 
 def version_of(executor: str) -> str:

@@ -52,17 +52,17 @@ def placement(node_arches: set[str], platform: Platform) -> tuple[str | None, st
 def build(ctx: Context, platform: Platform | None = None) -> PushedImage:
     a = ctx.args
     platform = platform or a.platforms[0]
-    if a.kube_context is None:  # the stage table sends only --kube-context runs here
+    if a.kube.context is None:  # the stage table sends only --kube-context runs here
         raise UsageError("the cluster build needs --kube-context NAME")
     if cmdline.registry_is_local(a.registry):
         raise UsageError(f"--kube-context pushes from the cluster: give a --registry it can reach ({a.registry} "
                          "is this machine's loopback)")
     ctx.access(stage="build")  # verify pulls from here what the Job pushes there: TLS, trust, login, now
-    url, commit = git.job_source(a.git_url)
-    tag = git.platform_tag(f"{git.git_tag(a)}-kaniko", platform, len(a.platforms) > 1)
+    url, commit = git.job_source(a.kube.git_url)
+    tag = git.platform_tag(f"{git.git_tag(a.building)}-kaniko", platform, len(a.platforms) > 1)
     manifest = kanikojob.load()
     labels = ctx.labels
-    cluster = kubejob.Cluster(a.kube_context, a.kube_namespace)
+    cluster = kubejob.Cluster(a.kube.context, a.kube.namespace)
     kubejob.check_namespace(cluster)  # the cluster and namespace first: their lines name the true cause
     placed = len(a.platforms) > 1 or platform.emulated  # the host's platform alone: the manifest as it is
     node_arch, custom = placement(kubejob.node_architectures(cluster), platform) if placed else (None, None)
@@ -73,17 +73,17 @@ def build(ctx: Context, platform: Platform | None = None) -> PushedImage:
         name=f"todo-backend-kaniko-{ctx.run_id}" + (f"-{platform.arch}" if len(a.platforms) > 1 else ""),
         labels=labels, git_url=url, commit=commit,
         destination=str(ctx.repository.with_tag(tag)), cache_repo=f"{ctx.repository.name}/cache",
-        registry_secret=a.kube_secret or f"imagepipe-{ctx.run_id}-registry", executor=a.kaniko_image,
-        git_image=a.git_image, mirror=a.registry_mirror, insecure=tuple(a.insecure_registry),
-        ca_secret=f"imagepipe-{ctx.run_id}-ca" if a.build_ca else None, deadline=a.job_deadline,
+        registry_secret=a.kube.secret or f"imagepipe-{ctx.run_id}-registry", executor=a.building.kaniko_image,
+        git_image=a.kube.git_image, mirror=a.kube.registry_mirror, insecure=tuple(a.kube.insecure_registry),
+        ca_secret=f"imagepipe-{ctx.run_id}-ca" if a.kube.build_ca else None, deadline=a.kube.job_deadline,
         node_arch=node_arch, custom_platform=custom)
     job = kanikojob.job_for(manifest, settings)
     for container, image in kanikojob.images(job).items():
         check_image(image, "--kaniko-image" if container == "kaniko" else "--git-image")
-    secrets = [] if a.kube_secret else [kubejob.registry_secret(settings.registry_secret, labels, docker_config(ctx))]
-    if a.build_ca:
-        secrets.append(kubejob.ca_secret(str(settings.ca_secret), labels, a.build_ca.read_bytes()))
-    output.say(f"Job {settings.name} in {a.kube_namespace}: commit {commit[:12]} from {url}")
+    secrets = [] if a.kube.secret else [kubejob.registry_secret(settings.registry_secret, labels, docker_config(ctx))]
+    if a.kube.build_ca:
+        secrets.append(kubejob.ca_secret(str(settings.ca_secret), labels, a.kube.build_ca.read_bytes()))
+    output.say(f"Job {settings.name} in {a.kube.namespace}: commit {commit[:12]} from {url}")
     started = time.time()
     timeout = float(job["spec"].get("activeDeadlineSeconds") or 1800) + 120
     timer = buildsteps.StepTimer("kaniko")  # the steps from the Job's log, timed as its lines arrive

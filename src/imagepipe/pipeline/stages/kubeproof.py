@@ -70,13 +70,13 @@ def env_secret(name: str, labels: dict[str, str], *, service: str) -> dict[str, 
 
 def prove(ctx: Context, image: ImageRef) -> dict[str, Any]:
     a = ctx.args
-    assert a.kube_context is not None, "the stage table runs the proof for --kube-context runs only"
+    assert a.kube.context is not None, "the stage table runs the proof for --kube-context runs only"
     config, (uid, gid) = image_facts(ctx.access(image.registry, stage="verify"), image)
     name = f"todo-backend-proof-{ctx.run_id}"
     listed = deployment.manifest(str(image), config, uid=uid, gid=gid, name=name, env_secret=f"{name}-env",
                                  labels=ctx.labels)
     dep, svc = listed["items"]
-    cluster = kubejob.Cluster(a.kube_context, a.kube_namespace)
+    cluster = kubejob.Cluster(a.kube.context, a.kube.namespace)
     apps = cluster.apps()
     run = cancel.current()
     entry = json.dumps({"context": cluster.context, "namespace": cluster.namespace, "job": None,

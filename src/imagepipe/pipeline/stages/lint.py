@@ -36,9 +36,9 @@ def lint(containerfile: Path, *, hadolint_config: Path | None = None) -> list[Vi
 
 def run(ctx: Context, _: None = None) -> None:
     """The stage: contract rules, then hadolint; every violation printed, the first one named in the error."""
-    violations = lint(ctx.args.containerfile, hadolint_config=ROOT / "build/hadolint.yaml")
+    violations = lint(ctx.args.building.containerfile, hadolint_config=ROOT / "build/hadolint.yaml")
     for v in violations:
-        output.say(f"{v.render(ctx.args.containerfile)}")
+        output.say(f"{v.render(ctx.args.building.containerfile)}")
     if violations:
         first = violations[0]
         raise LintFailed(f"{len(violations)} Containerfile violation(s), first: line {first.line} "

@@ -31,19 +31,19 @@ log = logging.getLogger("imagepipe")
 def signing_setup(ctx: Context) -> tuple[signing.SigningKey, Path, str, Path]:
     """(key, lookaside staging directory, lookaside URL consumers read, registries.d for skopeo)."""
     a = ctx.args
-    if not a.signing_key:
+    if not a.signing.key:
         key = signing.pipeline_key(ctx.state_dir)
-    elif Path(a.signing_key).is_file():
-        key = signing.key_file(Path(a.signing_key), ctx.state_dir)
+    elif Path(a.signing.key).is_file():
+        key = signing.key_file(Path(a.signing.key), ctx.state_dir)
     else:
-        key = signing.user_key(a.signing_key, ctx.state_dir)
+        key = signing.user_key(a.signing.key, ctx.state_dir)
     server = sigserver.on_port(ctx.state_dir, a.sigserver_port)
-    store = a.lookaside_dir or server.store
-    if a.lookaside:
+    store = a.signing.lookaside_dir or server.store
+    if a.signing.lookaside:
         store.mkdir(parents=True, exist_ok=True)
     else:
         server.ensure_running()
-    lookaside = sigserver.lookaside_url(a.lookaside, server)
+    lookaside = sigserver.lookaside_url(a.signing.lookaside, server)
     scope = ctx.repository.name
     regd = signing.registries_d(ctx.state_dir / "sigstore" / "registries.d", scope=scope, staging=store,
                                 lookaside=lookaside)
@@ -96,7 +96,7 @@ def _promote(ctx: Context, image: PushedImage, instances: list[Instance], key: s
     access = ctx.access(image.ref.registry, stage="promote")
     moved: list[tuple[str, str | None]] = []  # (tag ref, the digest it named before; None: it did not exist)
     try:
-        for tag in ["latest", *ctx.args.tag]:
+        for tag in ["latest", *ctx.args.signing.tag]:
             dest = str(image.ref.with_tag(tag))
             moved.append((dest, tag_digest(dest, access)))
             # an index: skopeo signs it and each platform's manifest, all for this tag (containers/image checks,
@@ -152,7 +152,7 @@ def attach(ctx: Context, image: PushedImage, contents: inventory.Inventory | Non
     platform's image gets its own, naming the platform."""
     a = ctx.args
     repo_ref, digest = image.ref.name, image.digest
-    facts = image.facts or BuildFacts(a.builder)
+    facts = image.facts or BuildFacts(a.building.builder)
     if contents is None:  # verify's static pass read it; mounted again only when that pass failed
         with mount.mounted(str(image)) as root:
             contents = inventory.read(root)
@@ -164,9 +164,10 @@ def attach(ctx: Context, image: PushedImage, contents: inventory.Inventory | Non
     source, commit = git.provenance_source()
     requirements = {str(p.relative_to(ROOT) if p.is_relative_to(ROOT) else p):
                     hashlib.sha256(p.read_bytes()).hexdigest()
-                    for p in (a.context / "requirements.txt", a.context / "requirements.in") if p.is_file()}
+                    for p in (a.building.context / "requirements.txt", a.building.context / "requirements.in")
+                    if p.is_file()}
     described = provenance.BuildFacts(
-        image=repo_ref, digest=digest, containerfile=str(a.containerfile), context=str(a.context),
+        image=repo_ref, digest=digest, containerfile=str(a.building.containerfile), context=str(a.building.context),
         source_uri=source, commit=commit, builder=facts.builder, builder_version=facts.builder_version,
         base_ref=BASE_REF, base_digest=base_digest, requirements=requirements, invocation=ctx.run_id,
         started=facts.started, finished=facts.finished, platform=named,
@@ -185,8 +186,8 @@ def base_image_digest(ctx: Context, platform: Platform | None = None) -> str | N
     """The local base's digest (for `platform`), or None when it cannot be read (the documents then say so:
     never a placeholder digest). A cluster's Job pulls the base itself, through --registry-mirror when given:
     its digest is read there, by what the tag names now."""
-    if ctx.args.kube_context:
-        mirror = ctx.args.registry_mirror
+    if ctx.args.kube.context:
+        mirror = ctx.args.kube.registry_mirror
         ref = f"{mirror}/{BASE_REF.removeprefix('docker.io/')}" if mirror else BASE_REF
         found = runner.run(cmdline.skopeo_inspect(ref, raw=True), stage="promote", ok_codes=(0, 1, 2), timeout=60)
         if found.code == 0:

@@ -32,7 +32,7 @@ def ensure_registry(ctx: Context) -> Access:
 def alone(ctx: Context) -> list[BuiltImage]:
     """`push` on its own: this tree's local image, which the build stage made earlier (several platforms:
     each one's, then their index)."""
-    if ctx.args.builder == "kaniko":
+    if ctx.args.building.builder == "kaniko":
         raise UsageError("kaniko pushes as it builds: run `python build/pipeline.py build --builder kaniko`")
     images = [git.local_image(ctx.args, p) for p in ctx.args.platforms]
     for image in images:

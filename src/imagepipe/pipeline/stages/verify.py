@@ -38,13 +38,14 @@ def run(ctx: Context, image: PushedImage, platform: Platform | None = None) -> V
     """One image; an index named from outside (`verify REF@sha256:…`): each requested platform's image in it
     (the host's by default), another architecture under emulation."""
     quirks.ensure_mount_namespace(ctx.profile)
-    ignores = advisories.ignore_file(ctx.args.containerfile)
-    advisories.preflight(ctx.args.vuln_db, max_age_days=ctx.args.vuln_db_max_age, ignores=ignores)
+    ignores = advisories.ignore_file(ctx.args.building.containerfile)
+    advisories.preflight(ctx.args.verifying.vuln_db, max_age_days=ctx.args.verifying.vuln_db_max_age, ignores=ignores)
     access = ctx.access(image.ref.registry, stage="verify")
-    options = VerifyOptions(max_size_mb=ctx.args.max_size, database_url=ctx.args.database_url,
-                            state_dir=ctx.state_dir, keep=ctx.args.keep, labels=ctx.labels, pull_auth=access.tool,
-                            platform=str(platform) if platform else None, vuln_db=ctx.args.vuln_db,
-                            vuln_db_max_age_days=ctx.args.vuln_db_max_age, vuln_ignores=ignores)
+    v = ctx.args.verifying
+    options = VerifyOptions(max_size_mb=v.max_size, database_url=v.database_url,
+                            state_dir=ctx.state_dir, keep=v.keep, labels=ctx.labels, pull_auth=access.tool,
+                            platform=str(platform) if platform else None, vuln_db=ctx.args.verifying.vuln_db,
+                            vuln_db_max_age_days=ctx.args.verifying.vuln_db_max_age, vuln_ignores=ignores)
     if image.tag is None:  # named from outside: it may be an index
         fetched = Registry(access, image.ref.repository, stage="verify").get_manifest(image.digest)
         if fetched is not None and fetched[1].split(";")[0] in INDEX_TYPES:
