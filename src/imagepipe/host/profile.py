@@ -1,5 +1,5 @@
-"""What the host is, as a value: the facts hostenv detects, which the command builders read (a module of
-its own, so `commands` and `hostenv` do not import each other)."""
+"""What the host is, as a value: the facts host.quirks detects, which the argv builders read (a module of
+its own, so `exec.cmdline` and `host.quirks` do not import each other)."""
 
 from __future__ import annotations
 
