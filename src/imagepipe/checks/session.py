@@ -53,12 +53,7 @@ def services(v: CheckRun) -> Iterator[Services]:
         yield v.services
     finally:
         cancel.unwinding()
-        # the service's container goes while the database stops (each about half a second)
-        # (a thread of its own: the pool's workers may still be busy on a failed or cancelled run)
-        removing = None if v.opt.keep else threading.Thread(
-            target=v.sh, args=(cmdline.podman_rm(v.profile, v.name),), kwargs={"ok": (0, 1, 125)})
-        if removing is not None:
-            removing.start()
+        removing = None if v.opt.keep else _Removal(v)
         if database is not None:
             # a start still under way ends first (a cancel cuts it short at its next step); then stop()
             # removes whatever it got to
@@ -72,7 +67,36 @@ def services(v: CheckRun) -> Iterator[Services]:
         if tls is not None:
             shutil.rmtree(tls.ca.parent, ignore_errors=True)
         if removing is not None:
-            removing.join()
+            removing.finish()
+
+
+class _Removal:
+    """The service's container removed while the database stops (each about half a second), in a thread of
+    its own (the pool's workers may still be busy on a failed run). Once the run is cancelled, a thread
+    may start no tool (cancel.check_worker): then the main thread removes it itself in finish()."""
+
+    def __init__(self, v: CheckRun) -> None:
+        self.argv, self.sh = cmdline.podman_rm(v.profile, v.name), v.sh
+        self.done = False
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="verify-remove")
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.sh(self.argv, ok=(0, 1, 125))
+            self.done = True
+        except cancel.Interrupted:
+            pass  # refused in a thread once cancelled: finish() does it
+        except BaseException as e:  # reported by the main thread, as before
+            self.error = e
+
+    def finish(self) -> None:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        if not self.done:
+            self.sh(self.argv, ok=(0, 1, 125))
 
 
 def start_service(v: CheckRun) -> None:
