@@ -82,3 +82,21 @@ def test_a_local_failure_has_no_colour_codes_in_its_line_or_detail():
                                    registry="127.0.0.1:5000", context=Path("backend"))
     assert error.message == f"kaniko failed: {RUN_FAILED}"
     assert "\x1b[" not in error.detail and "INFO[0072] RUN set -eu;" in error.detail
+
+
+def _pod(deleting: bool, exit_code: int):
+    from types import SimpleNamespace as NS
+    term = NS(exit_code=exit_code, reason="Error")
+    status = NS(container_statuses=[NS(name="pipeline", state=NS(terminated=term))])
+    return NS(metadata=NS(deletion_timestamp="2026-12-03T14:00:00Z" if deleting else None), status=status), term
+
+
+@pytest.mark.parametrize(("deleting", "exit_code", "killed"), [
+    (True, 143, True),    # the pod deleted: its object stays for the Job's finalizer, its container SIGTERMed
+    (True, 0, False),     # it had ended well before the deletion
+    (False, 143, False),  # a pipeline that exited 143 itself, the pod not being deleted
+])
+def test_a_container_ended_by_its_pods_deletion_is_the_deletion(deleting, exit_code, killed):
+    pod, term = _pod(deleting, exit_code)
+    assert kubewatch.terminated_state(pod, "pipeline") is term
+    assert kubewatch.killed_by_deletion(pod, term) is killed

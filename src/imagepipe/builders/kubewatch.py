@@ -140,20 +140,32 @@ def wait_for_termination(cluster: Cluster, job: str, pod_name: str, deadline: fl
         if failure is not None:
             raise failure
         pod = _read_pod(cluster, pod_name)
-        if pod is None:  # deleted: for the Job's deadline (a moment before the Job says so), or by someone
+        term = None if pod is None else terminated_state(pod, container)
+        if pod is None or (term is not None and killed_by_deletion(pod, term)):
+            # deleted: for the Job's deadline (a moment before the Job says so), or by someone
             raise wait_until(lambda: deadline_failure(cluster, job), timeout=5, interval=0.5) or PipelineError(
                 f"the pod {pod_name} of Job {job} was deleted while {container} ran (kubectl -n {cluster.namespace} "
                 f"describe job {job})", stage="build")
-        for s in pod.status.container_statuses or []:
-            if s.name == container and s.state.terminated is not None:
-                return s.state.terminated, pod
-        return None
+        return None if term is None else (term, pod)
 
     found = wait_until(terminated, timeout=max(1.0, deadline - time.monotonic()), interval=POLL_SECONDS)
     if found is None:
         raise job_failure(cluster, job) or PipelineError(f"the pod {pod_name} did not finish in time",
                                                           stage="build")
     return found
+
+
+def terminated_state(pod: Any, container: str) -> Any | None:
+    for s in pod.status.container_statuses or []:
+        if s.name == container and s.state.terminated is not None:
+            return s.state.terminated
+    return None
+
+
+def killed_by_deletion(pod: Any, term: Any) -> bool:
+    """A Job's pod keeps its object after a deletion until the Job controller drops its tracking finalizer;
+    meanwhile the kubelet's SIGTERM ends the container non-zero, which is the deletion, not its own exit."""
+    return pod.metadata.deletion_timestamp is not None and term.exit_code != 0
 
 
 def deadline_failure(cluster: Cluster, job: str) -> PipelineError | None:
