@@ -365,6 +365,58 @@ def test_parity_across_the_cluster_gives_buildahs_tree(pipeline, kube, tmp_path)
     assert report["counts"]["paths"] == report["counts"]["paths_kaniko"] > 1000
 
 
+def _pip_cache_claim(kube, store: Path, name: str):
+    """A PersistentVolumeClaim bound to a hostPath volume at `store` (the cluster's one node is this host)."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(kube.admin())
+    core.create_persistent_volume({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
+                                   "spec": {"capacity": {"storage": "2Gi"}, "accessModes": ["ReadWriteOnce"],
+                                            "hostPath": {"path": str(store), "type": "Directory"},
+                                            "claimRef": {"namespace": NAMESPACE, "name": name}}})
+    core.create_namespaced_persistent_volume_claim(NAMESPACE, {
+        "metadata": {"name": name}, "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "",
+                                             "volumeName": name, "resources": {"requests": {"storage": "2Gi"}}}})
+    return core
+
+
+def test_the_jobs_pip_cache_serves_the_next_cold_build_the_same_image(pipeline, kube, k8s_green, tmp_path):
+    """Two cold Job builds (each repository's kaniko cache empty) with one --pip-cache: the first compiles
+    psycopg-c into a wheelhouse in the claim, the second compiles nothing, and both push the digest the Job
+    gives without the claim."""
+    store = tmp_path / "pip-cache"
+    store.mkdir()
+    core = _pip_cache_claim(kube, store, "imagepipe-test-pip-cache")
+    try:
+        procs, digests = [], []
+        for repo in ("todo-backend-pipcache-a", "todo-backend-pipcache-b"):
+            report = tmp_path / f"{repo}.json"
+            proc = pipeline.run(*kube.args(repo=repo), "--pip-cache", "imagepipe-test-pip-cache",
+                                "--state-dir", str(tmp_path / repo), "--report", str(report), env=kube.env(),
+                                timeout=1800)
+            pipeline.run("registry", "stop", "--state-dir", str(tmp_path / repo))
+            stop_processes_under(tmp_path / repo)
+            assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr
+            assert "| pip cache: /run/pip-cache/wheels-" in proc.stdout
+            procs.append(proc)
+            digests.append(json.loads(report.read_text())["image"].split("@")[1])
+        assert "Building wheel for psycopg-c" in procs[0].stdout
+        (house,) = store.glob("wheels-*")
+        assert (house / ".complete").exists() and list(house.glob("psycopg_c-3.3.8-*.whl")), sorted(store.iterdir())
+        assert "Building wheel for psycopg-c" not in procs[1].stdout, "the second build compiled again"
+        assert f"| pip cache: /run/pip-cache/{house.name}" in procs[1].stdout
+        assert digests[0] == digests[1] == k8s_green[1]["image"].split("@")[1]
+    finally:
+        core.delete_namespaced_persistent_volume_claim("imagepipe-test-pip-cache", NAMESPACE)
+        core.delete_persistent_volume("imagepipe-test-pip-cache")
+
+
+def test_a_pip_cache_claim_that_does_not_exist(pipeline, kube):
+    proc = run(pipeline, kube, "--pip-cache", "imagepipe-no-such-claim")
+    one_line(proc, "volume claim imagepipe-no-such-claim does not exist", "--pip-cache imagepipe-no-such-claim")
+    no_leftovers(kube, proc)
+
+
 def run_commit(kube, tmp_path: Path, edit, branch: str, *extra: str):
     """The Job over a commit of a fresh clone changed by `edit(root)`, pushed to the cluster's git server; the
     pipeline run from that clone (so the commit is the one the Job fetches)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from k8s_models import round_trip
 
 from imagepipe.builders import kanikojob
+from imagepipe.paths import ROOT
 
 
 def test_manifest_is_a_valid_job_with_no_unknown_fields():
@@ -58,3 +59,27 @@ def test_the_executor_runs_the_forks_v1_29_profile_whole():
         "RESOLVE_CACHE_KEY", "ROLLING_CACHE_KEY", "RUN_HONOR_GROUP", "RUN_VIA_TINI", "SHARED_BASE_CACHE",
         "SKIP_CACHED_STAGES", "SKIP_RELABEL_RECOMPRESS", "UNTAR_SKIP_ROOT", "CACHE_LOOKAHEAD")}
     assert "--cache-copy-layers" in kanikojob.executor_args(job)
+
+
+def _settings(**kw):
+    return kanikojob.ClusterSettings(name="todo-backend-kaniko-r1", labels={"run": "r1"}, git_url="http://g/t.git",
+                                     commit="c" * 40, destination="r:5000/t:x", cache_repo="r:5000/t/cache",
+                                     registry_secret="s", **kw)
+
+
+def test_the_pip_cache_claim_is_mounted_where_the_containerfile_looks_and_nowhere_else():
+    manifest = kanikojob.load()
+    plain = kanikojob.job_for(manifest, _settings())
+    cached = kanikojob.job_for(manifest, _settings(pip_cache="team-pip-cache"))
+    round_trip(cached, "V1Job")
+    pod = cached["spec"]["template"]["spec"]
+    assert pod["volumes"][-1] == {"name": "pip-cache", "persistentVolumeClaim": {"claimName": "team-pip-cache"}}
+    kaniko = kanikojob.kaniko_container(cached)
+    assert kaniko["volumeMounts"][-1] == {"name": "pip-cache", "mountPath": kanikojob.PIP_CACHE_MOUNT}
+    assert f"[ -d {kanikojob.PIP_CACHE_MOUNT} ]" in (ROOT / "build/Containerfile").read_text()
+    # nothing else differs: the args, and so every layer's cache key, are the same with the cache or without
+    pod["volumes"].pop()
+    kaniko["volumeMounts"].pop()
+    cached["spec"]["template"]["spec"]["containers"] = [
+        kaniko if c["name"] == "kaniko" else c for c in pod["containers"]]
+    assert cached == plain

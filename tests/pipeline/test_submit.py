@@ -95,6 +95,28 @@ def test_the_pod_is_given_the_options_that_mean_the_same_there(monkeypatch):
         "--vuln-db-max-age", "30"]
 
 
+def test_the_pip_cache_claim_is_forwarded_to_the_pod(monkeypatch):
+    monkeypatch.delenv("IMAGEPIPE_VULN_DB", raising=False)
+    a = from_namespace(parse_args(["submit", "--kube-context", "c", "--pip-cache", "team-pip-cache"]))
+    given = submit.forwarded(a)
+    assert given[given.index("--pip-cache") + 1] == "team-pip-cache" and given.count("--pip-cache") == 1
+
+
+@pytest.mark.parametrize(("argv", "line"), [
+    (["--kube-context", "c", "--pip-cache", "Pip_Cache"],
+     "invalid --pip-cache 'Pip_Cache': give the name of a PersistentVolumeClaim in the namespace (lower-case "
+     "letters, digits and -)"),
+    (["--pip-cache", "pip-cache"],
+     "--pip-cache is the cluster Job's: give --kube-context too (a local build uses the host's wheelhouse: "
+     "--offline)"),
+], ids=["bad-name", "no-cluster"])
+def test_a_pip_cache_that_cannot_serve_is_one_usage_line(argv, line, monkeypatch):
+    monkeypatch.delenv("IMAGEPIPE_VULN_DB", raising=False)
+    with pytest.raises(UsageError) as e:
+        from_namespace(parse_args(argv))
+    assert str(e.value) == line
+
+
 def test_the_report_and_junit_come_back_through_the_log():
     data = {"passed": True, "image": "r/x@sha256:" + "2" * 64, "checks": []}
     junit = '<?xml version="1.0"?><testsuite tests="0"/>'
@@ -173,3 +195,15 @@ def test_a_cluster_bench_that_fails_is_a_row_naming_its_cause_and_the_other_figu
     assert row.met is False and row.note == "not measured: bench: pipeline-image did not finish within 3600 s: …"
     (whole,) = whole_job_metrics({}, "bench: submit failed (exit 3): no node can pull it")
     assert whole.met is False and whole.note.endswith("no node can pull it")
+
+
+def test_the_bench_prints_the_warm_pip_cache_cold_job_against_local_kanikos_cold():
+    from imagepipe.benchmark.figures import pip_cache_metrics
+
+    c = {"job_pipcache_fill": {"total": 90.0}, "job_cold_pipcache": {"total": 44.0}}
+    (row,) = pip_cache_metrics(c, {"cold_build_s": 34.0})
+    assert (row.ours, row.baseline, row.target, row.met) == (44.0, 34.0, "<= 1.3x", True)
+    assert "filling it took 90.0 s" in row.note
+    (slow,) = pip_cache_metrics({**c, "job_cold_pipcache": {"total": 45.0}}, {"cold_build_s": 34.0})
+    assert slow.met is False
+    assert pip_cache_metrics({}, {"cold_build_s": 34.0}) == []  # figures from before the row: none printed

@@ -139,11 +139,24 @@ def cluster_metrics(o: dict[str, Any]) -> list[Metric]:
                cold["total"] <= 1.3 * k["cold_build_s"] if k else None,
                f"submit -> digest; scheduled {cold['scheduled']}, cloned {cold['cloned']}, "
                f"built {cold['built']} s after the pod's creation; pip from PyPI (no wheelhouse in a Job)"),
+        *pip_cache_metrics(c, k),
         Metric("cluster Job code-only vs buildah's code-only", "s", "<= 3x", round(again["total"], 1),
                round(o["rebuild_s"], 1), again["total"] <= 3 * o["rebuild_s"],
                "submit -> digest, with the registry cache; baseline column: buildah's code-only rebuild"),
         *whole_job_metrics(c.get("whole") or {}, c.get("whole_error")),
     ]
+
+
+def pip_cache_metrics(c: dict[str, Any], k: dict[str, Any]) -> list[Metric]:
+    """The Job cold (an empty cache repository) with a --pip-cache claim a cold build filled just before."""
+    warm, fill = c.get("job_cold_pipcache"), c.get("job_pipcache_fill")
+    if not warm or not fill:
+        return []
+    return [Metric("cluster Job cold build, --pip-cache warm, vs local kaniko cold", "s", "<= 1.3x",
+                   round(warm["total"], 1), round(k["cold_build_s"], 1) if k else "-",
+                   warm["total"] <= 1.3 * k["cold_build_s"] if k else None,
+                   f"submit -> digest; psycopg-c's wheel and the downloads from the claim; filling it took "
+                   f"{round(fill['total'], 1)} s")]
 
 
 def whole_job_metrics(w: dict[str, Any], error: str | None = None) -> list[Metric]:

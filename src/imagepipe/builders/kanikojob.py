@@ -91,6 +91,7 @@ def security(job: dict[str, Any]) -> Security:
 
 
 CA_MOUNT = "/run/host-ca.crt"  # where the Containerfile's RUN finds an extra CA for pip (as in the local run)
+PIP_CACHE_MOUNT = "/run/pip-cache"  # where it keeps its wheelhouses (kaniko snapshots no mount point)
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ class ClusterSettings:
     # kaniko build another architecture under the node's emulation (a cluster without such nodes)
     node_arch: str | None = None
     custom_platform: str | None = None
+    pip_cache: str | None = None  # --pip-cache: a PersistentVolumeClaim mounted at PIP_CACHE_MOUNT
 
 
 def cluster_args(job: dict[str, Any], s: ClusterSettings) -> list[str]:
@@ -127,7 +129,7 @@ def cluster_args(job: dict[str, Any], s: ClusterSettings) -> list[str]:
 def job_for(job: dict[str, Any], s: ClusterSettings) -> dict[str, Any]:
     """The manifest as submitted to a cluster, with the named rewrites only: a unique name and the run's
     labels (on the Job and its pod), the kaniko args above, the commit to fetch, the images, the Secret,
-    the build CA and the deadline. Everything else is ci/kaniko.yaml's."""
+    the build CA, the pip cache and the deadline. Everything else is ci/kaniko.yaml's."""
     out = copy.deepcopy(job)
     out["metadata"]["name"] = s.name
     out["metadata"].setdefault("labels", {}).update(s.labels)
@@ -156,6 +158,9 @@ def job_for(job: dict[str, Any], s: ClusterSettings) -> dict[str, Any]:
         pod["volumes"].append({"name": "build-ca", "secret": {"secretName": s.ca_secret}})
         kaniko["volumeMounts"].append({"name": "build-ca", "mountPath": CA_MOUNT, "subPath": "ca.crt",
                                        "readOnly": True})
+    if s.pip_cache:
+        pod["volumes"].append({"name": "pip-cache", "persistentVolumeClaim": {"claimName": s.pip_cache}})
+        kaniko["volumeMounts"].append({"name": "pip-cache", "mountPath": PIP_CACHE_MOUNT})
     return out
 
 

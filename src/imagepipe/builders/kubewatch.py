@@ -70,9 +70,10 @@ def pod_failure(cluster: Cluster, pod: Any) -> PipelineError | None:
                 and "persistentvolumeclaim" in (cond.message or "") and "not found" in (cond.message or "")):
             claim = re.search(r'persistentvolumeclaim "([^"]+)"', cond.message)
             name = claim.group(1) if claim else "?"
+            fix = ("ci/lookaside.yaml makes imagepipe-lookaside" if name == "imagepipe-lookaside"
+                   else f"create it, or fix --pip-cache {name}")
             return PipelineError(f"the pod {pod.metadata.name} cannot be scheduled: its volume claim {name} does "
-                                 f"not exist in {cluster.namespace} (ci/lookaside.yaml makes imagepipe-lookaside)",
-                                 stage="build")
+                                 f"not exist in {cluster.namespace} ({fix})", stage="build")
     for status in [*(pod.status.init_container_statuses or []), *(pod.status.container_statuses or [])]:
         waiting = status.state.waiting
         if waiting is not None and waiting.reason in PULL_ERRORS:

@@ -107,9 +107,10 @@ JUNK_NAMES = {".git", "tests", "test", "__pycache__", ".pytest_cache", ".mypy_ca
               "node_modules", ".coverage"}
 
 
-# Where the build mounts the host's CA bundle and the wheelhouse: a RUN step in the final stage would leave
-# their mount points behind in its layer (buildah does), so their presence means a build-time trace.
-BUILD_MOUNTS = ("/run/host-ca.crt", "/run/wheels")
+# Where the build mounts the host's CA bundle, the wheelhouse and the Job's pip cache: a RUN step in the
+# final stage would leave their mount points behind in its layer (buildah does), so their presence means a
+# build-time trace.
+BUILD_MOUNTS = ("/run/host-ca.crt", "/run/wheels", "/run/pip-cache")
 
 
 def top_dir(path: str, depth: int = 2) -> str:

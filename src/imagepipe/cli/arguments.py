@@ -72,6 +72,9 @@ def kube(add: Add) -> None:
         "(default: one made for the run from the run's credentials, then deleted)")
     add("--build-ca", type=Path, help="a CA bundle the build's pip must trust: locally instead of the host's own "
         "bundle; with --kube-context given to the Job as a Secret mounted at /run/host-ca.crt")
+    add("--pip-cache", metavar="CLAIM", help="--kube-context: a PersistentVolumeClaim mounted at /run/pip-cache, "
+        "where the Job's build keeps a wheelhouse per requirements.txt (psycopg-c compiled once); the image is "
+        "the same with it or without")
     add("--job-deadline", type=int, help="--kube-context: the Job's activeDeadlineSeconds (default: the manifest's)")
     add("--pipeline-image", help="submit: the pipeline's own image the cluster runs the whole job in (the "
         "reference `pipeline-image` prints)")

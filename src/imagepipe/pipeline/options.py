@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -57,6 +58,7 @@ class KubeOptions:
     build_ca: Path | None
     job_deadline: int | None
     pipeline_image: str | None
+    pip_cache: str | None = None  # a PersistentVolumeClaim's name
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,13 @@ def check(ns: argparse.Namespace) -> None:
                          "or `embedded`")
     if ns.build_ca is not None and not ns.build_ca.is_file():
         raise UsageError(f"--build-ca {ns.build_ca}: no such file (give a PEM CA bundle)")
+    claim = getattr(ns, "pip_cache", None)
+    if claim is not None and not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,251}[a-z0-9])?", claim):
+        raise UsageError(f"invalid --pip-cache {claim!r}: give the name of a PersistentVolumeClaim in the "
+                         "namespace (lower-case letters, digits and -)")
+    if claim is not None and not getattr(ns, "kube_context", None):
+        raise UsageError("--pip-cache is the cluster Job's: give --kube-context too (a local build uses the "
+                         "host's wheelhouse: --offline)")
     if ns.job_deadline is not None and ns.job_deadline <= 0:
         raise UsageError("--job-deadline must be a positive number of seconds")
     if ns.max_size <= 0:
@@ -190,7 +199,7 @@ def from_namespace(ns: argparse.Namespace) -> Options:
             context=ns.kube_context, namespace=ns.kube_namespace, git_url=ns.git_url, git_image=ns.git_image,
             registry_mirror=ns.registry_mirror, insecure_registry=tuple(ns.insecure_registry),
             secret=ns.kube_secret, build_ca=ns.build_ca, job_deadline=ns.job_deadline,
-            pipeline_image=ns.pipeline_image),
+            pipeline_image=ns.pipeline_image, pip_cache=getattr(ns, "pip_cache", None)),
         verifying=VerifyingOptions(max_size=ns.max_size, database_url=ns.database_url, report=ns.report,
                                    junit=ns.junit, keep=ns.keep, vuln_db=vuln_db, vuln_db_max_age=vuln_db_max_age),
         signing=SigningOptions(key=ns.signing_key, lookaside=ns.lookaside, lookaside_dir=ns.lookaside_dir,

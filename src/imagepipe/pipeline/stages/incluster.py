@@ -76,7 +76,7 @@ def build(ctx: Context, platform: Platform | None = None) -> PushedImage:
         registry_secret=a.kube.secret or f"imagepipe-{ctx.run_id}-registry", executor=a.building.kaniko_image,
         git_image=a.kube.git_image, mirror=a.kube.registry_mirror, insecure=tuple(a.kube.insecure_registry),
         ca_secret=f"imagepipe-{ctx.run_id}-ca" if a.kube.build_ca else None, deadline=a.kube.job_deadline,
-        node_arch=node_arch, custom_platform=custom)
+        node_arch=node_arch, custom_platform=custom, pip_cache=a.kube.pip_cache)
     job = kanikojob.job_for(manifest, settings)
     for container, image in kanikojob.images(job).items():
         check_image(image, "--kaniko-image" if container == "kaniko" else "--git-image")
