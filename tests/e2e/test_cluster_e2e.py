@@ -17,6 +17,7 @@ from pipeline_support import registry_client, stop_processes_under
 from support import MCP_ENV
 from test_cancel_e2e import Started
 
+from imagepipe.cluster import volumes
 from imagepipe.supplychain import referrers
 
 pytestmark = pytest.mark.e2e
@@ -365,28 +366,15 @@ def test_parity_across_the_cluster_gives_buildahs_tree(pipeline, kube, tmp_path)
     assert report["counts"]["paths"] == report["counts"]["paths_kaniko"] > 1000
 
 
-def _pip_cache_claim(kube, store: Path, name: str):
-    """A PersistentVolumeClaim bound to a hostPath volume at `store` (the cluster's one node is this host)."""
-    from kubernetes import client
-
-    core = client.CoreV1Api(kube.admin())
-    core.create_persistent_volume({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
-                                   "spec": {"capacity": {"storage": "2Gi"}, "accessModes": ["ReadWriteOnce"],
-                                            "hostPath": {"path": str(store), "type": "Directory"},
-                                            "claimRef": {"namespace": NAMESPACE, "name": name}}})
-    core.create_namespaced_persistent_volume_claim(NAMESPACE, {
-        "metadata": {"name": name}, "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "",
-                                             "volumeName": name, "resources": {"requests": {"storage": "2Gi"}}}})
-    return core
-
-
 def test_the_jobs_pip_cache_serves_the_next_cold_build_the_same_image(pipeline, kube, k8s_green, tmp_path):
     """Two cold Job builds (each repository's kaniko cache empty) with one --pip-cache: the first compiles
     psycopg-c into a wheelhouse in the claim, the second compiles nothing, and both push the digest the Job
     gives without the claim."""
+    from kubernetes import client
+
     store = tmp_path / "pip-cache"
-    store.mkdir()
-    core = _pip_cache_claim(kube, store, "imagepipe-test-pip-cache")
+    core = client.CoreV1Api(kube.admin())
+    volumes.host_path_claim(core, "imagepipe-test-pip-cache", store, namespace=NAMESPACE)
     try:
         procs, digests = [], []
         for repo in ("todo-backend-pipcache-a", "todo-backend-pipcache-b"):

@@ -16,7 +16,7 @@ from typing import Any
 import psutil
 
 from imagepipe.builders import kanikojob, kubejob
-from imagepipe.cluster import binaries, images
+from imagepipe.cluster import binaries, images, volumes
 from imagepipe.cluster.local import LocalCluster
 from imagepipe.errors import PipelineError
 from imagepipe.exec import cmdline, runner
@@ -76,7 +76,7 @@ def measure(work: Path, executor_local: str) -> dict[str, Any] | None:
         stocked = images.stock(facts)
         git_image, bare = stocked.git_image, stocked.bare
         api = kubejob.Cluster(facts.context, "default")
-        claim = pip_cache_claim(facts, work / "pip-cache")
+        claim = volumes.host_path_claim(api.core, "bench-pip-cache", work / "pip-cache", namespace="default")
         # (row, a code-only change, the cache repository, the pip cache): the last two are cold builds (each
         # an empty cache repository), the first filling the claim, the second served by it
         runs = (("cold", None, "cache", None), ("rebuild", "\n# benchmark: a code-only change\n", "cache", None),
@@ -84,13 +84,13 @@ def measure(work: Path, executor_local: str) -> dict[str, Any] | None:
         for name, change, cache, pip_cache in runs:
             output.say(f"cluster: the Job, {name}")
             commit = _commit(bare, change)
+            slug = name.replace("_", "-")  # a Kubernetes name; `name` keys the figures
             settings = kanikojob.ClusterSettings(
-                name=f"bench-{name.replace('_', '-')}", labels={"io.imagepipe.bench": name.replace("_", "-")},
-                git_url=f"{facts.git_url}/todo.git", commit=commit, destination=f"{facts.registry}/bench-job:{name}",
-                cache_repo=f"{facts.registry}/bench-job/{cache}", registry_secret=f"bench-{name.replace('_', '-')}",
-                executor=executor, git_image=git_image, mirror=facts.registry, insecure=(facts.registry,),
-                ca_secret=f"bench-{name.replace('_', '-')}-ca" if HOST_CA_BUNDLE.exists() else None,
-                pip_cache=pip_cache)
+                name=f"bench-{slug}", labels={"io.imagepipe.bench": slug}, git_url=f"{facts.git_url}/todo.git",
+                commit=commit, destination=f"{facts.registry}/bench-job:{name}",
+                cache_repo=f"{facts.registry}/bench-job/{cache}", registry_secret=f"bench-{slug}", executor=executor,
+                git_image=git_image, mirror=facts.registry, insecure=(facts.registry,),
+                ca_secret=f"bench-{slug}-ca" if HOST_CA_BUNDLE.exists() else None, pip_cache=pip_cache)
             secrets = [kubejob.registry_secret(settings.registry_secret, {}, json.dumps({"auths": {}}))]
             if settings.ca_secret:
                 secrets.append(kubejob.ca_secret(settings.ca_secret, {}, HOST_CA_BUNDLE.read_bytes()))
@@ -108,23 +108,6 @@ def measure(work: Path, executor_local: str) -> dict[str, Any] | None:
         else:
             os.environ["KUBECONFIG"] = old
         cluster.down()
-
-
-def pip_cache_claim(facts: Any, store: Path) -> str:
-    """A claim on a hostPath volume at `store` (the bench's cluster has one node, this host), in "default"."""
-    from kubernetes import client, config
-
-    store.mkdir(parents=True, exist_ok=True)
-    core = client.CoreV1Api(config.new_client_from_config(config_file=facts.kubeconfig, context=facts.context))
-    name = "bench-pip-cache"
-    core.create_persistent_volume({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
-                                   "spec": {"capacity": {"storage": "2Gi"}, "accessModes": ["ReadWriteOnce"],
-                                            "hostPath": {"path": str(store), "type": "Directory"},
-                                            "claimRef": {"namespace": "default", "name": name}}})
-    core.create_namespaced_persistent_volume_claim("default", {
-        "metadata": {"name": name}, "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "",
-                                             "volumeName": name, "resources": {"requests": {"storage": "2Gi"}}}})
-    return name
 
 
 def _checkout(bare: Path, commit: str, into: Path) -> Path:

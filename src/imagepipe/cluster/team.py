@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from imagepipe.cluster import volumes
 from imagepipe.errors import PipelineError
 from imagepipe.exec import cmdline, runner
 from imagepipe.paths import ROOT
@@ -63,11 +64,8 @@ def set_up(api: Any, namespace: str, *, image: str, store: Path, key: Key) -> st
     core.create_namespaced_secret(namespace, {"metadata": {"name": KEY_SECRET},
                                               "stringData": {"key.asc": key.secret, "public.asc": key.public}})
     claim, deployment, service = _documents()
-    core.create_persistent_volume({"apiVersion": "v1", "kind": "PersistentVolume",
-                                   "metadata": {"name": volume_name(namespace)},
-                                   "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteMany"],
-                                            "hostPath": {"path": str(store), "type": "Directory"},
-                                            "claimRef": {"namespace": namespace, "name": claim["metadata"]["name"]}}})
+    volumes.host_path_volume(core, volume_name(namespace), store, namespace=namespace,
+                             claim=claim["metadata"]["name"], access="ReadWriteMany", size="1Gi")
     core.create_namespaced_persistent_volume_claim(namespace, claim)
     deployment["spec"]["template"]["spec"]["containers"][0]["image"] = image
     apps.create_namespaced_deployment(namespace, deployment)
