@@ -21,6 +21,16 @@ os.environ.setdefault("IMAGEPIPE_VULN_DB", str(VULN_DB))
 os.environ.setdefault("IMAGEPIPE_VULN_DB_MAX_AGE", "3650")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_gnupg_alias_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The short GNUPGHOME aliases (imagepipe.supplychain.signing.short_home) of the tests' state directories
+    are removed with the session; pytest keeps its temp directories, so they would not yet dangle."""
+    yield
+    from imagepipe.supplychain import signing
+
+    signing.sweep_aliases(under=tmp_path_factory.getbasetemp())
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[TempPostgres]:
     pg = TempPostgres().start()

@@ -38,6 +38,9 @@ class Pipeline:
         return json.loads(proc.stdout)["Digest"] if proc.returncode == 0 else None
 
 
+_CLIENT_WORK = None
+
+
 def registry_client(registry: str, repo: str):  # noqa: ANN201 - imagepipe.supplychain.referrers.Registry
     """Our registry client for a test's reads and tampering: anonymous, reached as the pipeline reaches it."""
     import tempfile
@@ -46,8 +49,11 @@ def registry_client(registry: str, repo: str):  # noqa: ANN201 - imagepipe.suppl
     from imagepipe.registry.access import open_access
     from imagepipe.registry.auth import RegistryAuth
 
-    access = open_access(RegistryAuth(registry), tls_verify=True, work=Path(tempfile.mkdtemp(prefix="imagepipe-t-")),
-                         stage="test")
+    global _CLIENT_WORK
+    if _CLIENT_WORK is None:  # one directory for the session's clients, removed when the interpreter exits
+        _CLIENT_WORK = tempfile.TemporaryDirectory(prefix="imagepipe-t-")
+    work = Path(tempfile.mkdtemp(dir=_CLIENT_WORK.name))
+    access = open_access(RegistryAuth(registry), tls_verify=True, work=work, stage="test")
     return oci.Registry(access, repo, stage="test")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 
 import pytest
 
@@ -83,3 +84,21 @@ def test_a_lookaside_dir_without_the_url_that_serves_it_is_one_usage_line(tmp_pa
     assert str(e.value) == "--lookaside-dir needs --lookaside URL: the address consumers read that directory at"
     ok = from_namespace(parse_args(["promote", "--lookaside-dir", str(tmp_path), "--lookaside", "http://sigs:80"]))
     assert ok.signing.lookaside_dir == tmp_path
+
+
+def test_sweeping_aliases_removes_the_dangling_and_those_under_a_directory_only(tmp_path, monkeypatch):
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    live, gone, tests = tmp_path / "live", tmp_path / "gone", tmp_path / "tests"
+    for home in (live, tests / "state"):
+        home.mkdir(parents=True)
+    links = {name: temp / f"{signing.ALIAS_PREFIX}{name}" for name in ("live", "gone", "tests")}
+    links["live"].symlink_to(live)
+    links["gone"].symlink_to(gone)
+    links["tests"].symlink_to(tests / "state")
+    (temp / f"{signing.ALIAS_PREFIX}dir").mkdir()  # not an alias of ours: a directory is left alone
+
+    assert signing.sweep_aliases() == [links["gone"]]
+    assert sorted(signing.sweep_aliases(under=tests)) == [links["tests"]]
+    assert sorted(p.name for p in temp.iterdir()) == [f"{signing.ALIAS_PREFIX}dir", f"{signing.ALIAS_PREFIX}live"]

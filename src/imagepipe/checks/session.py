@@ -32,6 +32,7 @@ def services(v: CheckRun) -> Iterator[Services]:
     database: Future[postgres.TempPostgres] | None = None
     openai = jwks = None
     tls = None
+    tls_dir: Path | None = None
     try:
         gateway, subnet = containernet.bridge(v.profile, v.image, labels=v.opt.labels)
         # The stand-ins listen on the gateway: the container reaches them as host.containers.internal.
@@ -40,8 +41,9 @@ def services(v: CheckRun) -> Iterator[Services]:
         jwks.add("k1")
         dsn = v.opt.database_url or ""
         if not dsn:
-            tls = tlscerts.make(Path(tempfile.mkdtemp(prefix="imagepipe-tls-")),
-                                hosts=[host, "localhost"], ips=list(dict.fromkeys(["127.0.0.1", gateway])))
+            # named before the certificates are made, so a cancel while they are made still removes it
+            tls_dir = Path(tempfile.mkdtemp(prefix="imagepipe-tls-"))
+            tls = tlscerts.make(tls_dir, hosts=[host, "localhost"], ips=list(dict.fromkeys(["127.0.0.1", gateway])))
             pg = postgres.for_containers(gateway, subnet, tls=tls)
             # Its address and password are known before it runs: the database starts beside the service,
             # which retries until it can connect (as it would with a slow Neon wake-up).
@@ -64,8 +66,8 @@ def services(v: CheckRun) -> Iterator[Services]:
         for server in (openai, jwks):
             if server is not None:
                 server.stop()
-        if tls is not None:
-            shutil.rmtree(tls.ca.parent, ignore_errors=True)
+        if tls_dir is not None:
+            shutil.rmtree(tls_dir, ignore_errors=True)
         if removing is not None:
             removing.finish()
 

@@ -62,11 +62,29 @@ def short_home(home: Path) -> Path:
     /run/user/<uid>, gpg-agent cannot start there: "No agent running")."""
     if len(str(home / "S.gpg-agent.browser")) <= SOCKET_MAX:
         return home
-    alias = Path(tempfile.gettempdir()) / f"imagepipe-gnupg-{hashlib.sha256(str(home).encode()).hexdigest()[:12]}"
+    sweep_aliases()
+    alias = Path(tempfile.gettempdir()) / f"{ALIAS_PREFIX}{hashlib.sha256(str(home).encode()).hexdigest()[:12]}"
     if not (alias.is_symlink() and alias.resolve() == home.resolve()):
         alias.unlink(missing_ok=True)
         alias.symlink_to(home)
     return alias
+
+
+ALIAS_PREFIX = "imagepipe-gnupg-"
+
+
+def sweep_aliases(under: Path | None = None) -> list[Path]:
+    """Removes our GNUPGHOME aliases whose home is gone (they serve no one), and, given `under`, those whose
+    home is inside it (a test's own state directories, at the end of the session). Returns what it removed."""
+    removed = []
+    for alias in Path(tempfile.gettempdir()).glob(f"{ALIAS_PREFIX}*"):
+        if not alias.is_symlink():
+            continue
+        target = Path(os.readlink(alias))
+        if not target.exists() or (under is not None and target.is_relative_to(under)):
+            alias.unlink(missing_ok=True)
+            removed.append(alias)
+    return removed
 
 
 @contextlib.contextmanager
