@@ -12,11 +12,12 @@ names them, so a killed run's leftovers are deleted by the next run.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from imagepipe.builders import kanikofailure, kubewatch
@@ -152,18 +153,26 @@ def owned(obj: dict[str, Any], namespace: str) -> dict[str, Any]:
     return {**obj, "metadata": {**obj.get("metadata", {}), "ownerReferences": [ref]}}
 
 
-def run_job(cluster: Cluster, job: dict[str, Any], *, secrets: list[dict[str, Any]], timeout: float,
-            on_log: Callable[[str], None] = print) -> tuple[JobResult, list[str]]:
-    """Create the Secrets and the Job, follow the build, return (what ran, the kaniko log)."""
+class _Submitted:
+    """What `_submitted` deletes when it ends: everything, unless `keep` is set (the Job then stays for its
+    TTL; the Secrets go either way)."""
+
+    keep = False
+
+
+@contextlib.contextmanager
+def _submitted(cluster: Cluster, job: dict[str, Any], secrets: list[dict[str, Any]], *,
+               grace: int | None) -> Iterator[_Submitted]:
+    """The Secrets, then the Job, created and named in the run's marker (a SIGKILLed run's leftovers are found
+    from there by the next run); on the way out, deleted as `_Submitted` says, pods given `grace`."""
     name = job["metadata"]["name"]
     run = cancel.current()
     entry = json.dumps({"context": cluster.context, "namespace": cluster.namespace, "job": name,
                         "secrets": [s["metadata"]["name"] for s in secrets]})
-    if run is not None:  # a SIGKILLed run's leftovers are found from here by the next run
+    if run is not None:
         run.record("kube", entry)
     created: list[str] = []
-    done = False
-    t0 = time.monotonic()
+    outcome = _Submitted()
     try:
         for secret in secrets:
             cluster.call("create secrets", cluster.core.create_namespaced_secret, cluster.namespace,
@@ -171,6 +180,21 @@ def run_job(cluster: Cluster, job: dict[str, Any], *, secrets: list[dict[str, An
             created.append(secret["metadata"]["name"])
         cluster.call("create jobs", cluster.batch.create_namespaced_job, cluster.namespace,
                      owned(job, cluster.namespace))
+        yield outcome
+    finally:
+        if not outcome.keep:
+            cancel.unwinding()
+        delete(cluster, None if outcome.keep else name, created, grace=grace)
+        if run is not None:
+            run.forget("kube", entry)
+
+
+def run_job(cluster: Cluster, job: dict[str, Any], *, secrets: list[dict[str, Any]], timeout: float,
+            on_log: Callable[[str], None] = print) -> tuple[JobResult, list[str]]:
+    """Create the Secrets and the Job, follow the build, return (what ran, the kaniko log)."""
+    name = job["metadata"]["name"]
+    t0 = time.monotonic()
+    with _submitted(cluster, job, secrets, grace=0) as outcome:
         deadline = time.monotonic() + timeout
         pod = kubewatch.wait_for_kaniko(cluster, name, deadline)
         lines = _follow(cluster, pod.metadata.name, on_log)
@@ -182,14 +206,8 @@ def run_job(cluster: Cluster, job: dict[str, Any], *, secrets: list[dict[str, An
             raise PipelineError(f"kaniko Job {name} succeeded but its termination message holds no digest "
                                 f"({digest[:80]!r}): keep --digest-file=/dev/termination-log in ci/kaniko.yaml",
                                 stage="build")
-        done = True
+        outcome.keep = True
         return kubewatch.facts(digest, name, pod, term, t0), lines
-    finally:
-        if not done:
-            cancel.unwinding()
-        delete(cluster, name if not done else None, created)
-        if run is not None:
-            run.forget("kube", entry)
 
 
 def run_to_end(cluster: Cluster, job: dict[str, Any], *, secrets: list[dict[str, Any]], timeout: float,
@@ -198,18 +216,7 @@ def run_to_end(cluster: Cluster, job: dict[str, Any], *, secrets: list[dict[str,
     stays for its TTL when the container exited 0; otherwise, or when interrupted, it is deleted with its
     pods and the Secrets, the pods given their grace period, so a pipeline in one cleans up what it made."""
     name = job["metadata"]["name"]
-    run = cancel.current()
-    entry = json.dumps({"context": cluster.context, "namespace": cluster.namespace, "job": name,
-                        "secrets": [s["metadata"]["name"] for s in secrets]})
-    if run is not None:
-        run.record("kube", entry)
-    created: list[str] = []
-    done = False
-    try:
-        for secret in secrets:
-            cluster.call("create secrets", cluster.core.create_namespaced_secret, cluster.namespace, secret)
-            created.append(secret["metadata"]["name"])
-        cluster.call("create jobs", cluster.batch.create_namespaced_job, cluster.namespace, job)
+    with _submitted(cluster, job, secrets, grace=None) as outcome:
         deadline = time.monotonic() + timeout
         pod = kubewatch.wait_for_kaniko(cluster, name, deadline, container=container)
         lines = _follow(cluster, pod.metadata.name, on_log, container=container)
@@ -218,14 +225,8 @@ def run_to_end(cluster: Cluster, job: dict[str, Any], *, secrets: list[dict[str,
             failure = wait_until(lambda: kubewatch.deadline_failure(cluster, name), timeout=5, interval=0.5)
             if failure is not None:
                 raise failure
-        done = term.exit_code == 0
+        outcome.keep = term.exit_code == 0
         return int(term.exit_code), lines
-    finally:
-        if not done:
-            cancel.unwinding()
-        delete(cluster, name if not done else None, created, grace=None)
-        if run is not None:
-            run.forget("kube", entry)
 
 
 def _follow(cluster: Cluster, pod: str, on_log: Callable[[str], None], container: str = "kaniko") -> list[str]:
