@@ -138,8 +138,10 @@ def whole_job(facts: Any, work: Path, executor: str, git_image: str, bare: Path)
     utils.create_from_yaml(api, str(ROOT / "ci/rbac.yaml"), namespace=NAMESPACE)
     venv = ROOT / ".venv"
     env = {**os.environ, "KUBECONFIG": facts.kubeconfig}
+    # a state directory of its own: this checkout's is locked by the bench itself (one run per state dir)
     image_run = runner.run([str(venv / "bin/python"), str(ROOT / "build/pipeline.py"), "pipeline-image",
-                            "--no-provision", "--registry", facts.registry], cwd=ROOT, env=env, timeout=3600,
+                            "--no-provision", "--registry", facts.registry, "--state-dir",
+                            str(work / "pipeline-image-state")], cwd=ROOT, env=env, timeout=3600,
                            stage="bench", what="bench: pipeline-image")
     image = image_run.stdout.strip().splitlines()[-1]
     store = Path(tempfile.mkdtemp(prefix="imagepipe-bench-lookaside-"))
