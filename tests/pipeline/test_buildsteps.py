@@ -58,3 +58,27 @@ def test_kaniko_steps_stop_at_push_and_see_the_cache():
     assert [s.cached for s in steps] == [False, True, False, False]
     assert steps[-1].seconds == 1.0, "the push is not counted in the last step"
     assert steps[1].as_dict()["instruction"].startswith("RUN set -eu")
+
+
+# The v1.29 profile pushes each cache layer while the next step runs (a Job's log, its cache keys shortened
+# to one repeated key of the same 64-hex form).
+KEY = "72b29d91bbea0b2cb4f1037fe6fd4550921fc445816fac77ab07e813ced7ec4e"
+CACHE = "10.244.0.1:5000/bench-job/cache-warm"
+KANIKO_CACHE_PUSHES = f"""\
+\x1b[36mINFO\x1b[0m[0028] COPY requirements.txt /tmp/requirements.txt
+\x1b[36mINFO\x1b[0m[0028] Pushing layer {CACHE}:{KEY} to cache now
+\x1b[36mINFO\x1b[0m[0028] RUN set -eu;     echo "python packages from: ${{WHEELHOUSE}}"
+\x1b[36mINFO\x1b[0m[0028] Pushing image to {CACHE}:{KEY}
+\x1b[36mINFO\x1b[0m[0042] Pushing cache pointer {CACHE}:{KEY} -> 489ce03f
+successfully installed
+\x1b[36mINFO\x1b[0m[0050] COPY --from=builder /rootfs/ /
+\x1b[36mINFO\x1b[0m[0065] Pushing image to 10.244.0.1:5000/bench-job:cold_pipcache
+"""
+
+
+def test_kaniko_cache_pushes_mid_build_do_not_end_the_running_step():
+    steps = timed("kaniko", KANIKO_CACHE_PUSHES)
+    assert [s.instruction.split()[0] for s in steps] == ["COPY", "RUN", "COPY"]
+    # the RUN spans its line, the two cache pushes, the pointer and its output: 4 ticks, not 1
+    assert steps[1].seconds == 4.0
+    assert steps[2].seconds == 1.0, "the image's own push still ends the last step"

@@ -16,6 +16,8 @@ KANIKO_STEP = re.compile(r"^INFO\[\d+\] ((?:FROM|RUN|COPY|ADD|ENV|ARG|WORKDIR|US
                          r"|LABEL|SHELL|VOLUME|STOPSIGNAL|ONBUILD)\b.*)$")
 KANIKO_STAGE = re.compile(r"Building stage '([^']*)' \[idx: '(\d+)'")
 KANIKO_CACHED_CMD = re.compile(r"Using caching version of cmd: (.*)$")
+# a layer pushed to the cache repository while the build goes on (its tag: the layer's 64-hex cache key)
+KANIKO_CACHE_PUSH = re.compile(r"Pushing (?:image to \S+:[0-9a-f]{64}\s*$|layer |cache pointer )")
 
 
 @dataclass
@@ -64,8 +66,9 @@ class StepTimer:
         m = KANIKO_STEP.match(text)
         if m:
             self._open(self._stage, m.group(1).strip(), now)
-        elif text.startswith("INFO[") and ("Pushing image" in text or "Skipping push" in text):
-            self._close(now)  # the build is over; pushing is not a step
+        elif (text.startswith("INFO[") and ("Pushing image" in text or "Skipping push" in text)
+              and not KANIKO_CACHE_PUSH.search(text)):
+            self._close(now)  # the build is over; pushing the image is not a step
 
     def finish(self) -> list[Step]:
         self._close(self.clock())
