@@ -11,6 +11,7 @@ import queue
 import re
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -209,15 +210,22 @@ def test_sigterm_in_a_build_step_on_a_busy_machine(pipeline, green, tmp_path, bu
 
 def test_sigkill_leftovers_are_removed_by_the_next_run(pipeline, green, tmp_path):
     before_pg = pipeline.digest("latest"), postgres_dirs()
+    before_tls = tls_dirs()
     run = Started(pipeline, "--no-provision")
     run.wait_for_line("==> verify:")
     wait_until(lambda: len(run_containers()) > 0 and len(postgres_dirs() - before_pg[1]) > 0)
     run.kill()
+    assert tls_dirs() - before_tls, "the killed run's verify made its TLS directory"
     assert run_containers(), "a SIGKILLed run leaves its containers (nothing can catch SIGKILL)"
     proc = pipeline.run("--no-provision")
     assert proc.returncode == 0, proc.stderr
     assert re.search(r"cleaned up after interrupted run \w+: \d+ container\(s\), 1 throw-away PostgreSQL", proc.stdout)
     assert run_containers() == [] and postgres_dirs() <= before_pg[1]
+    assert tls_dirs() <= before_tls, "the killed run's TLS directory is removed by the next run"
+
+
+def tls_dirs() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob("imagepipe-tls-*"))
 
 
 def test_throwaway_database_listens_on_loopback_and_the_gateway_only(pipeline, green):

@@ -78,3 +78,22 @@ ODD_WAIT = textwrap.dedent("""
 def test_a_tool_failing_oddly_during_a_cancel_is_reported_as_the_cancel():
     proc = subprocess.run([sys.executable, "-c", ODD_WAIT, str(SRC)], capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip() == "interrupted SIGTERM TypeError", proc.stdout + proc.stderr
+
+
+def test_a_dead_runs_temp_dir_is_removed_only_when_it_is_ours(tmp_path, monkeypatch):
+    import tempfile
+
+    from imagepipe.exec import cancel
+
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    ours, other, outside = temp / "imagepipe-tls-x", temp / "someone-else", tmp_path / "imagepipe-tls-y"
+    for d in (ours, other, outside):
+        d.mkdir()
+        (d / "ca.crt").write_text("x")
+    (temp / "imagepipe-link").symlink_to(other)
+
+    assert [cancel.remove_temp_dir(str(d)) for d in (ours, other, outside, temp / "imagepipe-link")] == [
+        True, False, False, False]
+    assert not ours.exists() and (other / "ca.crt").exists() and (outside / "ca.crt").exists()

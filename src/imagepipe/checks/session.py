@@ -43,6 +43,7 @@ def services(v: CheckRun) -> Iterator[Services]:
         if not dsn:
             # named before the certificates are made, so a cancel while they are made still removes it
             tls_dir = Path(tempfile.mkdtemp(prefix="imagepipe-tls-"))
+            cancel.record_temp_dir(tls_dir)  # a SIGKILLed run's is removed by the next run
             tls = tlscerts.make(tls_dir, hosts=[host, "localhost"], ips=list(dict.fromkeys(["127.0.0.1", gateway])))
             pg = postgres.for_containers(gateway, subnet, tls=tls)
             # Its address and password are known before it runs: the database starts beside the service,
@@ -68,6 +69,7 @@ def services(v: CheckRun) -> Iterator[Services]:
                 server.stop()
         if tls_dir is not None:
             shutil.rmtree(tls_dir, ignore_errors=True)
+            cancel.forget_temp_dir(tls_dir)
         if removing is not None:
             removing.finish()
 

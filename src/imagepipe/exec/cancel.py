@@ -20,6 +20,7 @@ import secrets
 import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -201,6 +202,29 @@ def leftovers(state_dir: Path, *, own: str) -> list[dict[str, Any]]:
         data["_marker"] = str(path)
         found.append(data)
     return found
+
+
+TEMP_PREFIX = "imagepipe-"
+
+
+def record_temp_dir(path: Path) -> None:
+    """A directory of ours in the temp directory, named in the current run's marker until it is removed."""
+    if _current is not None:
+        _current.record("temp_dirs", str(path))
+
+
+def forget_temp_dir(path: Path) -> None:
+    if _current is not None:
+        _current.forget("temp_dirs", str(path))
+
+
+def remove_temp_dir(entry: str) -> bool:
+    """A dead run's temp directory, removed only if it is one of ours (a marker is a file anyone could edit)."""
+    path = Path(entry)
+    if path.parent != Path(tempfile.gettempdir()) or not path.name.startswith(TEMP_PREFIX) or path.is_symlink():
+        return False
+    shutil.rmtree(path, ignore_errors=True)
+    return True
 
 
 def alive(pid: int) -> bool:

@@ -40,6 +40,8 @@ def clean_leftovers(profile: profile.HostProfile, state_dir: Path, run: cancel.R
     for marker in cancel.leftovers(state_dir, own=run.id):
         containers = remove_run_containers(profile, marker["id"])
         databases = sum(cancel.kill_postgres(Path(d)) for d in marker.get("postgres", []))
+        for entry in marker.get("temp_dirs", []):  # verify's TLS directory
+            cancel.remove_temp_dir(entry)
         for leftover in (state_dir / "kaniko").glob(f"kaniko-{marker['id']}.*"):
             leftover.unlink(missing_ok=True)  # its termination log, or a docker config holding credentials
         shutil.rmtree(state_dir / "access" / marker["id"], ignore_errors=True)  # its auth file
