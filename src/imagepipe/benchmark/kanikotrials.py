@@ -1,5 +1,5 @@
-"""`bench --kaniko-trials`: kaniko's cold build and code-only rebuild with the registry cache under the
-shipped profile with each of its cache options taken out (and the options it leaves off put in): the
+"""`bench --kaniko-trials`: kaniko's cold build, fully cached build and code-only rebuild with the registry
+cache under the shipped profile with each of its cache options taken out (and the options it leaves off put in): the
 seconds, where the rebuild's go (the executor's own step timings), and whether the tree still equals
 buildah's (parity's rules)."""
 

@@ -5,8 +5,6 @@ as production should run it, and what is left when it dies. Everything started h
 from __future__ import annotations
 
 import contextlib
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -42,8 +40,7 @@ def services(v: CheckRun) -> Iterator[Services]:
         dsn = v.opt.database_url or ""
         if not dsn:
             # named before the certificates are made, so a cancel while they are made still removes it
-            tls_dir = Path(tempfile.mkdtemp(prefix="imagepipe-tls-"))
-            cancel.record_temp_dir(tls_dir)  # a SIGKILLed run's is removed by the next run
+            tls_dir = cancel.new_temp_dir("tls-")
             tls = tlscerts.make(tls_dir, hosts=[host, "localhost"], ips=list(dict.fromkeys(["127.0.0.1", gateway])))
             pg = postgres.for_containers(gateway, subnet, tls=tls)
             # Its address and password are known before it runs: the database starts beside the service,
@@ -68,8 +65,7 @@ def services(v: CheckRun) -> Iterator[Services]:
             if server is not None:
                 server.stop()
         if tls_dir is not None:
-            shutil.rmtree(tls_dir, ignore_errors=True)
-            cancel.forget_temp_dir(tls_dir)
+            cancel.drop_temp_dir(tls_dir)
         if removing is not None:
             removing.finish()
 

@@ -207,13 +207,17 @@ def leftovers(state_dir: Path, *, own: str) -> list[dict[str, Any]]:
 TEMP_PREFIX = "imagepipe-"
 
 
-def record_temp_dir(path: Path) -> None:
-    """A directory of ours in the temp directory, named in the current run's marker until it is removed."""
+def new_temp_dir(prefix: str) -> Path:
+    """A directory of ours in the temp directory, named in the current run's marker until `drop_temp_dir`:
+    a SIGKILLed run's is removed by the next run (pipeline.cleanup)."""
+    path = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX + prefix))
     if _current is not None:
         _current.record("temp_dirs", str(path))
+    return path
 
 
-def forget_temp_dir(path: Path) -> None:
+def drop_temp_dir(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
     if _current is not None:
         _current.forget("temp_dirs", str(path))
 

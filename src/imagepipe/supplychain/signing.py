@@ -62,9 +62,9 @@ def short_home(home: Path) -> Path:
     /run/user/<uid>, gpg-agent cannot start there: "No agent running")."""
     if len(str(home / "S.gpg-agent.browser")) <= SOCKET_MAX:
         return home
-    sweep_aliases()
     alias = Path(tempfile.gettempdir()) / f"{ALIAS_PREFIX}{hashlib.sha256(str(home).encode()).hexdigest()[:12]}"
     if not (alias.is_symlink() and alias.resolve() == home.resolve()):
+        sweep_aliases()  # only when one is made: short_home is called several times per signing
         alias.unlink(missing_ok=True)
         alias.symlink_to(home)
     return alias
