@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -15,10 +16,10 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.routes import chat, health, tasks, wellknown
-from app.core.config import Settings, settings_or_exit
+from app.core.config import MCP_OFF, Settings, settings_or_exit
 from app.core.db import Database
 from app.core.errors import AppError
 from app.core.lazy import LazyMount, LazyOpenAI
@@ -33,23 +34,30 @@ def create_app(settings: Settings) -> FastAPI:
                   timeout=settings.DB_POOL_TIMEOUT_SECONDS)
     verifier = TokenVerifier(settings.BETTER_AUTH_SECRET, jwks_url=settings.BETTER_AUTH_JWKS_URL,
                              audience=settings.JWT_AUDIENCE, jwks_cooldown=settings.BETTER_AUTH_JWKS_COOLDOWN_SECONDS)
+    oauth = settings.mcp_oauth
+
     def build_mcp() -> tuple[ASGIApp, Callable[[], Any]]:
         import mcp.todo_server  # the contract's mcp/ folder, merged with the MCP SDK (see mcp/__init__.py)
 
-        server, mcp_app = mcp.todo_server.build_app(verifier=verifier, db=db, resource=settings.MCP_RESOURCE_URL,
-                                                    metadata_url=settings.mcp_metadata_url)
+        assert oauth is not None
+        server, mcp_app = mcp.todo_server.build_app(verifier=verifier, db=db, resource=oauth.resource,
+                                                    metadata_url=oauth.metadata_url)
         return mcp_app, server.session_manager.run
 
-    mcp_mount = LazyMount(build_mcp, preload=lambda: importlib.import_module("mcp.todo_server"))
+    mcp_mount = LazyMount(build_mcp, preload=lambda: importlib.import_module("mcp.todo_server")) if oauth else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("settings loaded: %s", settings.describe())
+        if mcp_mount is None:
+            log.warning(MCP_OFF)
         await db.start()
         async with anyio.create_task_group() as group:
-            mcp_mount.attach(group)
+            if mcp_mount is not None:
+                mcp_mount.attach(group)
             yield
-            mcp_mount.stop.set()
+            if mcp_mount is not None:
+                mcp_mount.stop.set()
         await db.stop()
 
     app = FastAPI(title="Todo backend", version="1.0.0", lifespan=lifespan)
@@ -88,9 +96,23 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(tasks.router)
     app.include_router(chat.router)
-    app.include_router(wellknown.router(settings))
-    app.mount("/mcp", mcp_mount)
+    if oauth is not None:
+        app.include_router(wellknown.router(oauth))
+        app.mount("/mcp", mcp_mount)
+    else:
+        app.mount("/mcp", mcp_off)
     return app
+
+
+async def mcp_off(scope: Scope, receive: Receive, send: Send) -> None:
+    """/mcp/ while MCP OAuth is off: every request refused with 503 and the reason (no token is looked at,
+    so none meant for another audience can get through)."""
+    if scope["type"] != "http":
+        return
+    body = json.dumps({"detail": MCP_OFF}).encode()
+    await send({"type": "http.response.start", "status": 503,
+                "headers": [(b"content-type", b"application/json"), (b"retry-after", b"3600")]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _configure_logging() -> None:

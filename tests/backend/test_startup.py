@@ -8,8 +8,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 from support import MCP_ENV, SECRET, Api, wait_ok
+
+from app.core.config import MCP_OFF
 
 from imagepipe.services.postgres import TempPostgres, free_port
 
@@ -29,8 +32,47 @@ def test_missing_settings_stop_with_one_line(tmp_path):
     assert proc.returncode == 2
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert lines == ["configuration error: missing required environment variables: BETTER_AUTH_SECRET, "
-                     "DATABASE_URL, MCP_AUTHORIZATION_SERVER, MCP_RESOURCE_URL, OPENAI_API_KEY (set them in the "
-                     "environment or in .env)"], proc.stderr
+                     "DATABASE_URL, OPENAI_API_KEY (set them in the environment or in .env)"], proc.stderr
+
+
+# The contract's Validation section runs the image with exactly these three (its example values).
+CONTRACT_ENV = {"DATABASE_URL": "postgresql://user:pass@host/db", "BETTER_AUTH_SECRET": "test-secret",
+                "OPENAI_API_KEY": "sk-test"}
+
+
+def test_the_contracts_three_variables_alone_serve_with_mcp_oauth_off():
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port)], cwd=BACKEND,
+                            env=_env(**CONTRACT_ENV), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert wait_ok(base + "/health"), "the service did not start"
+        assert requests.get(base + "/health", timeout=2).json() == {"status": "healthy"}
+        assert requests.get(base + "/docs", timeout=5).status_code == 200
+        # refused, whatever is sent: no token, or one minted for an MCP audience
+        token = Api.token("u1", aud="https://todo.example.test/mcp")
+        for headers in ({}, {"Authorization": f"Bearer {token}"}):
+            refused = requests.post(base + "/mcp/", json={}, headers=headers, timeout=5)
+            assert refused.status_code == 503, refused.text
+            assert refused.json() == {"detail": MCP_OFF}
+        assert requests.get(base + "/.well-known/oauth-protected-resource", timeout=5).status_code == 404
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=20)[0]
+    assert [ln for ln in out.splitlines() if "MCP OAuth" in ln] == [f"WARNING:     app: {MCP_OFF}"], out
+
+
+@pytest.mark.parametrize("given", sorted(MCP_ENV))
+def test_one_mcp_setting_without_the_other_stops_with_one_line(given):
+    other = next(name for name in MCP_ENV if name != given)
+    env = _env(**CONTRACT_ENV, **{given: MCP_ENV[given]})
+    proc = subprocess.run([sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(free_port())],
+                          cwd=BACKEND, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert lines == [f"configuration error: invalid settings: {other} is not set: MCP OAuth needs both "
+                     "MCP_RESOURCE_URL and MCP_AUTHORIZATION_SERVER, or neither (then /mcp/ is off) (set them in "
+                     "the environment or in .env)"], proc.stderr
 
 
 def test_a_malformed_mcp_resource_url_stops_with_one_line():

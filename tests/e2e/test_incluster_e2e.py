@@ -20,6 +20,7 @@ import pytest
 import yaml
 from kube_support import NAMESPACE
 
+from imagepipe.checks.catalog import CHECK_IDS
 from imagepipe.paths import HOST_CA_BUNDLE, ROOT
 
 pytestmark = pytest.mark.e2e
@@ -152,7 +153,7 @@ def test_verify_runs_whole_inside_a_pod_with_nothing_on_the_host(pipeline, green
     print(log[-6000:])
     assert phase == "Succeeded", log[-4000:]
     report = json.loads(log.split("REPORT ", 1)[1].splitlines()[0])
-    assert report["passed"] is True and len(report["checks"]) == 23
+    assert report["passed"] is True and len(report["checks"]) == len(CHECK_IDS)
     assert [c["id"] for c in report["checks"] if not c["passed"]] == []
     inside = {pid: seen for pid, seen in tools.seen.items() if seen[0].startswith(cluster_cgroup)}
     assert inside, f"the sampler saw no podman in the cluster's cgroup {cluster_cgroup}: {tools.seen}"

@@ -20,7 +20,7 @@ NEWEST = datetime(2024, 7, 11, 17, 21, 37, 216928, tzinfo=UTC)  # PYSEC-2024-60'
 
 def inventory(*dists: tuple[str, str]) -> Inventory:
     return Inventory(debs=(DebPackage("libssl3", "3.0.15-1~deb12u1+b1", "amd64", "status", "openssl",
-                                      "3.0.15-1~deb12u1"),),
+                                      "3.0.15-1~deb12u1"),), release="12",
                      dists=tuple(PyDist(n, v, f"/opt/venv/lib/python3.11/site-packages/{n}-{v}.dist-info")
                                  for n, v in dists))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from imagepipe.checks import catalog
 
 # The report's order and ids, as the README and users' tooling know them.
-REPORT_ORDER = ("size", "user", "architecture", "port", "health-endpoint", "health-status", "docs", "env", "database",
+REPORT_ORDER = ("size", "user", "architecture", "contract-validation", "port", "health-endpoint", "health-status", "docs", "env", "database",
                 "database-tls", "auth-jwks", "chat", "mcp", "startup-time", "health-latency", "hardened",
                 "tree-readable", "no-build-tools", "no-secrets", "file-ownership", "no-setuid", "no-junk",
                 "vulnerabilities")
@@ -36,3 +36,10 @@ def test_the_main_threads_order_is_derived_from_the_catalog():
     # report order, except that the checks that wait run last, overlapping the others
     assert order == ["port", "health-endpoint", "docs", "env", "database", "chat", "hardened", "health-status",
                      "auth-jwks"]
+
+
+def test_in_a_pod_the_check_that_takes_port_8000_runs_first_on_the_main_thread():
+    """The pod has one network: the contract's own container must be gone before the service listens."""
+    assert [s.id for s in catalog.select("before", worker=True)] == ["user", "architecture", "contract-validation"]
+    assert [s.id for s in catalog.select("before", worker=True, in_pod=True)] == ["user", "architecture"]
+    assert [s.id for s in catalog.select("before", worker=False, in_pod=True)] == ["size", "contract-validation"]

@@ -120,7 +120,8 @@ def test_an_index_that_cannot_be_fetched_fails_vulnerabilities_alone_naming_it(t
     monkeypatch.setenv("IMAGEPIPE_DEBIAN_SECURITY_INDEX", f"http://127.0.0.1:{server.server_port}/{{arch}}")
     monkeypatch.setattr(debsec.time, "sleep", lambda _s: None)  # the retries' waits
     contents = inventory.Inventory(debs=(inventory.DebPackage("libssl3", "3.0.15-1~deb12u1", "amd64", "status",
-                                                              "openssl", "3.0.15-1~deb12u1"),), dists=())
+                                                              "openssl", "3.0.15-1~deb12u1"),), dists=(),
+                                  release="12")
     records = Path(__file__).resolve().parents[1] / "fixtures/osv/pypa"
     opt = VerifyOptions(state_dir=tmp_path, vuln_db=records, vuln_db_max_age_days=3650)
     try:

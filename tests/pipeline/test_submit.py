@@ -5,6 +5,9 @@ in a pod owns."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -93,6 +96,49 @@ def test_the_pod_is_given_the_options_that_mean_the_same_there(monkeypatch):
         "--repo", "team/backend", "--kaniko-image", "k:1", "--registry-mirror", "m:5000", "--job-deadline", "900",
         "--insecure-registry", "m:5000", "--tag", "v1", "--vuln-db", "tests/fixtures/osv/pypa",
         "--vuln-db-max-age", "30"]
+
+
+SUBMIT = ["submit", "--kube-context", "c", "--pipeline-image", "p", "--registry", "r:5000", "--lookaside", "http://l"]
+
+
+def refusal(path) -> str:
+    return (f"--vuln-db {path} (or IMAGEPIPE_VULN_DB) is not in commit HEAD, so the pipeline's pod cannot read it: "
+            "commit it and give its path in this checkout, or give no --vuln-db and no IMAGEPIPE_VULN_DB so the "
+            "pod asks the OSV API (no volume is mounted for it)")
+
+
+@pytest.mark.parametrize("where", ["outside", "untracked"])
+def test_an_advisory_database_the_pod_cannot_read_is_refused_in_one_line(where, tmp_path, monkeypatch):
+    monkeypatch.delenv("IMAGEPIPE_VULN_DB", raising=False)
+    if where == "outside":
+        db = tmp_path / "osv"
+    else:  # inside the checkout, but in no commit (.state is ignored)
+        db = ROOT / ".state" / f"osv-{tmp_path.name}"
+    db.mkdir(parents=True)
+    try:
+        with pytest.raises(UsageError) as e:
+            submit.check(from_namespace(parse_args([*SUBMIT, "--vuln-db", str(db)])))
+    finally:
+        db.rmdir()
+    assert str(e.value) == refusal(db)
+
+
+def test_submit_stops_at_once_before_any_cluster_is_asked(tmp_path):
+    """The whole command: exit 2 and the one line, with a context that names no cluster (none is reached)."""
+    env = {k: v for k, v in os.environ.items() if k != "IMAGEPIPE_VULN_DB"}
+    proc = subprocess.run([sys.executable, str(ROOT / "build/pipeline.py"), *SUBMIT, "--vuln-db", str(tmp_path),
+                           "--state-dir", str(tmp_path / "state")], capture_output=True, text=True, timeout=120,
+                          env={**env, "KUBECONFIG": str(tmp_path / "no-kubeconfig")})
+    assert proc.returncode == 2
+    assert [ln for ln in proc.stderr.splitlines() if ln.strip()] == [f"error: [submit] {refusal(tmp_path)}"]
+
+
+def test_an_advisory_database_in_the_commit_travels_as_its_path_there(monkeypatch):
+    monkeypatch.delenv("IMAGEPIPE_VULN_DB", raising=False)
+    a = from_namespace(parse_args([*SUBMIT, "--vuln-db", str(ROOT / "tests/fixtures/osv/debian")]))
+    submit.check(a)
+    given = submit.forwarded(a)
+    assert given[given.index("--vuln-db") + 1] == "tests/fixtures/osv/debian"
 
 
 def test_the_pip_cache_claim_is_forwarded_to_the_pod(monkeypatch):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import dataclass
 from functools import cached_property
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 log = logging.getLogger("app.config")
@@ -35,6 +36,28 @@ def absolute_url(value: str, *, example: str) -> str:
     return value.strip()
 
 
+MCP_OFF = ("MCP OAuth is off: /mcp/ answers 503 to every request; set MCP_RESOURCE_URL (the MCP server's "
+           "public URL) and MCP_AUTHORIZATION_SERVER (Better Auth's issuer) to turn it on")
+
+
+@dataclass(frozen=True)
+class McpOAuth:
+    """The MCP server as an OAuth resource server: its canonical URL and its authorization server."""
+
+    resource: str
+    issuer: str
+
+    @property
+    def metadata_path(self) -> str:
+        """Where RFC 9728 puts the resource's metadata: the well-known prefix before the resource's path."""
+        return "/.well-known/oauth-protected-resource" + urlsplit(self.resource).path.rstrip("/")
+
+    @property
+    def metadata_url(self) -> str:
+        parts = urlsplit(self.resource)
+        return urlunsplit((parts.scheme, parts.netloc, self.metadata_path, "", ""))
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=True)
 
@@ -49,12 +72,13 @@ class Settings(BaseSettings):
     BETTER_AUTH_JWKS_COOLDOWN_SECONDS: float = Field(default=5.0, ge=0)
     # Optional: when set, tokens must carry this audience (Better Auth uses BETTER_AUTH_URL).
     JWT_AUDIENCE: str | None = None
+    # MCP OAuth, ours and optional (the contract requires only the three above): both set, or neither.
     # The MCP server's canonical URL, exactly as Better Auth's mcp({ resource }) is given it: /mcp/ accepts
     # only tokens whose aud holds it, and the protected-resource metadata (RFC 9728) names it.
-    MCP_RESOURCE_URL: str = Field(min_length=1)
+    MCP_RESOURCE_URL: str | None = None
     # The authorization server's issuer identifier (RFC 8414 `issuer`, the `iss` of its tokens): the Better
     # Auth base URL when its jwt plugin's `issuer` is set to it, else <base>/api/auth (Better Auth's default).
-    MCP_AUTHORIZATION_SERVER: str = Field(min_length=1)
+    MCP_AUTHORIZATION_SERVER: str | None = None
     AGENT_MAX_ROUNDS: int = Field(default=5, ge=1, le=20)
     AGENT_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0)
     DB_POOL_MIN: int = Field(default=2, ge=0)
@@ -67,25 +91,31 @@ class Settings(BaseSettings):
     def _dsn(cls, value: str) -> str:
         return normalise_dsn(value)
 
-    @field_validator("MCP_RESOURCE_URL")
+    @field_validator("MCP_RESOURCE_URL", mode="before")
     @classmethod
-    def _resource(cls, value: str) -> str:
-        return absolute_url(value, example="https://api.example.com/mcp")
+    def _resource(cls, value: str | None) -> str | None:
+        return absolute_url(value, example="https://api.example.com/mcp") if value else None
 
-    @field_validator("MCP_AUTHORIZATION_SERVER")
+    @field_validator("MCP_AUTHORIZATION_SERVER", mode="before")
     @classmethod
-    def _issuer(cls, value: str) -> str:
-        return absolute_url(value, example="https://auth.example.com")
+    def _issuer(cls, value: str | None) -> str | None:
+        return absolute_url(value, example="https://auth.example.com") if value else None
 
-    @cached_property
-    def mcp_metadata_path(self) -> str:
-        """Where RFC 9728 puts the resource's metadata: the well-known prefix before the resource's path."""
-        return "/.well-known/oauth-protected-resource" + urlsplit(self.MCP_RESOURCE_URL).path.rstrip("/")
+    @model_validator(mode="after")
+    def _mcp_pair(self) -> Settings:
+        # one without the other is a deployment half done: say which is missing rather than guess
+        if bool(self.MCP_RESOURCE_URL) != bool(self.MCP_AUTHORIZATION_SERVER):
+            missing = "MCP_AUTHORIZATION_SERVER" if self.MCP_RESOURCE_URL else "MCP_RESOURCE_URL"
+            raise ValueError(f"{missing} is not set: MCP OAuth needs both MCP_RESOURCE_URL and "
+                             "MCP_AUTHORIZATION_SERVER, or neither (then /mcp/ is off)")
+        return self
 
-    @cached_property
-    def mcp_metadata_url(self) -> str:
-        parts = urlsplit(self.MCP_RESOURCE_URL)
-        return urlunsplit((parts.scheme, parts.netloc, self.mcp_metadata_path, "", ""))
+    @property
+    def mcp_oauth(self) -> McpOAuth | None:
+        """MCP OAuth's settings when both are set; None when it is off."""
+        if self.MCP_RESOURCE_URL and self.MCP_AUTHORIZATION_SERVER:
+            return McpOAuth(self.MCP_RESOURCE_URL, self.MCP_AUTHORIZATION_SERVER)
+        return None
 
     @cached_property
     def cors_origins(self) -> list[str]:
@@ -117,9 +147,11 @@ def load_settings() -> Settings:
     except ValidationError as e:
         missing, invalid = [], []
         for err in e.errors():
-            name = str(err["loc"][0]) if err["loc"] else "?"
+            name = str(err["loc"][0]) if err["loc"] else ""
             if err["type"] in ("missing", "string_too_short"):
                 missing.append(name)
+            elif not name:  # a rule across settings (the MCP pair): its message names them
+                invalid.append(err["msg"].removeprefix("Value error, "))
             else:
                 invalid.append(f"{name} ({err['msg']})")
         parts = []

@@ -86,8 +86,9 @@ def preflight(db_path: Path | None, *, max_age_days: float, ignores: Path | None
 
 def packages(contents: Inventory) -> tuple[list[osv.Package], list[str]]:
     """The inventory as OSV packages (Python distributions as PyPI names; Debian packages by their source
-    package, as Debian's records name them), and what cannot be scanned: a distribution without a name
-    or a version is itself a failure."""
+    package and the image's release, as Debian's records name them), and what cannot be scanned: a
+    distribution without a name or a version, or Debian packages of an unknown release, is itself a
+    failure."""
     found: list[osv.Package] = []
     unscannable: list[str] = []
     for dist in contents.dists:
@@ -95,8 +96,12 @@ def packages(contents: Inventory) -> tuple[list[osv.Package], list[str]]:
             found.append(osv.Package(osv.PYPI, dist.name, dist.version))
         else:
             unscannable.append(f"{dist.path}: no name or version in its METADATA")
+    if contents.debs and not contents.release:
+        unscannable.append("the Debian release is unknown (no VERSION_ID in /etc/os-release, no "
+                           "/etc/debian_version), so no Debian:<release> record can be matched")
+    ecosystem = osv.debian_ecosystem(contents.release)
     for deb in contents.debs:
-        found.append(osv.Package(osv.DEBIAN, deb.source_package or deb.name, deb.source_version or deb.version))
+        found.append(osv.Package(ecosystem, deb.source_package or deb.name, deb.source_version or deb.version))
     return sorted(set(found), key=lambda p: (p.ecosystem, p.name, p.version)), unscannable
 
 

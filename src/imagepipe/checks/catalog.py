@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from imagepipe.checks import prodchecks, runtimechecks
+from imagepipe.checks import contractrun, prodchecks, runtimechecks
 from imagepipe.checks.types import Check, CheckRun
 
 Family = Literal["image", "service"]  # reads the image (tree, config, a container of its own) | asks the service
@@ -24,12 +24,16 @@ class Spec:
     fn: Callable[[CheckRun], Check] | None = None  # None: produced by the start-up or the tree pass
     worker: bool = False  # runs in a worker thread beside the main thread's checks (own containers/connections)
     late: bool = False  # the main thread runs it after the quick ones: it waits (its wait overlaps the others)
+    # listens on the container's port 8000: inside a pod (one network for all) it runs on the main thread
+    # before the service and the not-serving container take that port
+    own_port: bool = False
 
 
 CATALOG: tuple[Spec, ...] = (  # in report order
     Spec("size", "image", "before", runtimechecks.size),
     Spec("user", "image", "before", runtimechecks.user, worker=True),
     Spec("architecture", "image", "before", runtimechecks.architecture, worker=True),
+    Spec("contract-validation", "image", "before", contractrun.contract_validation, worker=True, own_port=True),
     Spec("port", "service", "serving", runtimechecks.port),
     Spec("health-endpoint", "service", "serving", runtimechecks.health_endpoint),
     Spec("health-status", "service", "serving", runtimechecks.health_status, late=True),  # the start period
@@ -57,7 +61,8 @@ SERVICE_CHECKS = tuple(s.id for s in CATALOG if s.family == "service")
 TREE_CHECKS = tuple(s.id for s in CATALOG if s.when == "tree")
 
 
-def select(when: When, *, worker: bool) -> list[Spec]:
+def select(when: When, *, worker: bool, in_pod: bool = False) -> list[Spec]:
     """The checks of one phase and thread, in the order they run: the catalog's, late ones last."""
-    found = [s for s in CATALOG if s.when == when and s.worker is worker and s.fn is not None]
+    found = [s for s in CATALOG if s.when == when and (s.worker and not (in_pod and s.own_port)) is worker
+             and s.fn is not None]
     return sorted(found, key=lambda s: s.late)

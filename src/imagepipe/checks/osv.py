@@ -10,6 +10,13 @@ The rule: a finding fails the check when a fixed version exists, whatever its se
 mostly carry none, so a severity threshold would pass most of them unread); a finding with no fix upstream
 is listed and does not fail (there is nothing to upgrade to); a reviewed ignore list entry (id, reason,
 expiry) removes a finding until its expiry, after which the finding counts again.
+
+Debian's records, as OSV means them: `package.name` is the source package (libssl3 comes from openssl),
+the ecosystem is `Debian:<release>` (bookworm is `Debian:12`, read from the image's os-release), versions
+compare by dpkg's rules (`~` sorts first), and `introduced: "0"` without a `fixed` event means no fix is
+released. The same rule applies: a fixed version fails, whatever `ecosystem_specific.urgency` says (an
+`unimportant` issue with a fix is still one `apt-get upgrade` away); without one the finding is listed with
+its urgency (`unimportant`, `not yet assigned`, `end-of-life`: the release gets no fix) and does not fail.
 """
 
 from __future__ import annotations
@@ -28,7 +35,16 @@ import yaml
 from debian import debian_support
 from packaging.version import InvalidVersion, Version
 
-PYPI, DEBIAN = "PyPI", "Debian:12"  # the ecosystems of the image's two halves (bookworm)
+PYPI = "PyPI"  # the Python half's ecosystem; the Debian half's is per release (debian_ecosystem)
+
+
+def debian_ecosystem(release: str) -> str:
+    """OSV's ecosystem for a Debian release: `Debian:<major>` from os-release's VERSION_ID ("12") or a
+    debian_version ("12.8"); releases before 7 were numbered major.minor and OSV keeps both ("Debian:4.0")."""
+    major, _, minor = release.partition(".")
+    if major.isdigit() and int(major) < 7 and minor:
+        return f"Debian:{major}.{minor.split('.')[0]}"
+    return f"Debian:{major}"
 
 
 @dataclass(frozen=True)
@@ -44,9 +60,11 @@ class Finding:
     package: str
     installed: str
     fixed: str | None  # None: no fix upstream
+    urgency: str | None = None  # Debian's ecosystem_specific.urgency, where the record gives one
 
     def __str__(self) -> str:
-        return f"{self.id} {self.package} {self.installed} -> {self.fixed or 'no fix'}"
+        urgency = f" (urgency {self.urgency})" if self.urgency else ""
+        return f"{self.id} {self.package} {self.installed} -> {self.fixed or 'no fix'}{urgency}"
 
 
 @dataclass
@@ -205,7 +223,8 @@ def _match(record: dict[str, Any], pkg: Package) -> Finding | None:
                 if in_range:
                     hit, fix = True, fix or range_fix
         if hit:
-            return Finding(record["id"], pkg.name, pkg.version, fix)
+            urgency = (affected.get("ecosystem_specific") or {}).get("urgency")
+            return Finding(record["id"], pkg.name, pkg.version, fix, urgency if isinstance(urgency, str) else None)
     return None
 
 

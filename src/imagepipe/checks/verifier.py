@@ -145,8 +145,9 @@ class Verifier:
             self.idle_started = self.pool.submit(runtimechecks.start_idle, self)
             if not self.profile.in_pod and runtimechecks.idle_health_flags(self.config) is not None:
                 self.idle_proof = self.pool.submit(runtimechecks.not_serving_health, self)
-            before = [self.background(s.id, self.bind(s)) for s in select("before", worker=True)]
-            for spec in select("before", worker=False):
+            in_pod = self.profile.in_pod
+            before = [self.background(s.id, self.bind(s)) for s in select("before", worker=True, in_pod=in_pod)]
+            for spec in select("before", worker=False, in_pod=in_pod):
                 self.guarded(spec.id, self.bind(spec))
             with session.services(self):
                 self.serve_and_check()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 
 from imagepipe.errors import PipelineError, UsageError
 from imagepipe.exec import cmdline, runner
@@ -92,6 +93,20 @@ def job_source(url: str | None = None) -> tuple[str, str]:
     if _git("status", "--porcelain", "--untracked-files=no"):
         output.say(f"the Job builds commit {commit[:12]} as committed: uncommitted changes are not in it")
     return url, commit
+
+
+def in_commit(path: Path) -> str | None:
+    """`path` relative to the checkout when HEAD's commit holds it (a file, or a directory with files), so a
+    clone of that commit has it too; None otherwise (outside the checkout, untracked, or no git)."""
+    resolved = path.resolve()
+    if not resolved.is_relative_to(ROOT):
+        return None
+    relative = str(resolved.relative_to(ROOT))
+    try:
+        held = _git("ls-tree", "-r", "--name-only", "HEAD", "--", relative)
+    except PipelineError:
+        return None
+    return relative if held else None
 
 
 def provenance_source() -> tuple[str, str]:

@@ -43,10 +43,33 @@ class Inventory:
     dists: tuple[PyDist, ...]
     unreadable: str | None = None  # why dpkg's records could not be read (the package list is then unknown)
     sizes: dict[str, int] = field(default_factory=dict)  # where the bytes are: per directory (verify's tree pass)
+    # the Debian release (os-release's VERSION_ID, else debian_version): which `Debian:<n>` records apply;
+    # "" where the image says neither
+    release: str = ""
 
 
 def read(root: Path) -> Inventory:
-    return Inventory(tuple(debian_packages(root)), tuple(python_dists(root)), dpkg_unreadable(root))
+    return Inventory(tuple(debian_packages(root)), tuple(python_dists(root)), dpkg_unreadable(root),
+                     release=debian_release(root))
+
+
+def debian_release(root: Path) -> str:
+    """The image's Debian release: VERSION_ID of os-release (/etc's, a relative link into /usr/lib, or
+    /usr/lib's itself), else /etc/debian_version ("12.8"); "" when neither says."""
+    for path in (root / "etc/os-release", root / "usr/lib/os-release"):
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        for line in text.splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "VERSION_ID" and value.strip().strip('"\''):
+                return value.strip().strip('"\'')
+    try:
+        version = (root / "etc/debian_version").read_text(errors="replace").strip()
+    except OSError:
+        return ""
+    return version if version[:1].isdigit() else ""
 
 
 def dpkg_unreadable(root: Path) -> str | None:

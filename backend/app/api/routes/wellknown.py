@@ -8,29 +8,29 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from app.core.config import Settings
+from app.core.config import McpOAuth
 
 ROOT = "/.well-known/oauth-protected-resource"
 
 
-def metadata(settings: Settings) -> dict[str, Any]:
+def metadata(oauth: McpOAuth) -> dict[str, Any]:
     # No scopes_supported: /mcp/ checks the token's issuer, signature, expiry and audience, never a scope.
-    return {"resource": settings.MCP_RESOURCE_URL, "authorization_servers": [settings.MCP_AUTHORIZATION_SERVER],
+    return {"resource": oauth.resource, "authorization_servers": [oauth.issuer],
             "bearer_methods_supported": ["header"], "resource_name": "Todo MCP server"}
 
 
 async def _document(request: Request) -> JSONResponse:
-    settings: Settings = request.app.state.settings
+    oauth = request.app.state.settings.mcp_oauth
     # public and the same for everyone: browsers' MCP clients (the Inspector's UI) read it cross-origin
-    return JSONResponse(metadata(settings), headers={"Access-Control-Allow-Origin": "*",
+    return JSONResponse(metadata(oauth), headers={"Access-Control-Allow-Origin": "*",
                                                      "Cache-Control": "public, max-age=3600"})
 
 
-def router(settings: Settings) -> APIRouter:
+def router(oauth: McpOAuth) -> APIRouter:
     """The metadata at the well-known root and, as RFC 9728 places it for a resource with a path, at the
     well-known prefix followed by that path (/.well-known/oauth-protected-resource/mcp)."""
     r = APIRouter(tags=["oauth"])
-    for path in dict.fromkeys((ROOT, settings.mcp_metadata_path)):
+    for path in dict.fromkeys((ROOT, oauth.metadata_path)):
         r.add_api_route(path, _document, methods=["GET"], include_in_schema=path == ROOT,
                         summary="OAuth protected-resource metadata (RFC 9728) of the MCP server")
     return r

@@ -12,7 +12,6 @@ from imagepipe.builders import kubejob, pipelinejob
 from imagepipe.errors import UsageError
 from imagepipe.host import git
 from imagepipe.image.platforms import host
-from imagepipe.paths import ROOT
 from imagepipe.pipeline import report
 from imagepipe.pipeline.context import Context
 from imagepipe.pipeline.options import EMBEDDED, Options
@@ -37,9 +36,21 @@ def forwarded(a: Options) -> list[str]:
     if a.platforms != (host(),):  # the default, the host's, is the pod's own node's there
         args += ["--platform", ",".join(str(p) for p in a.platforms)]
     v = a.verifying
-    if v.vuln_db is not None and v.vuln_db.resolve().is_relative_to(ROOT):  # in the commit: the pod has it too
-        args += ["--vuln-db", str(v.vuln_db.resolve().relative_to(ROOT)), "--vuln-db-max-age", f"{v.vuln_db_max_age:g}"]
+    if v.vuln_db is not None:  # check() made sure the commit holds it: the pod's clone has it too
+        args += ["--vuln-db", vuln_db_in_commit(v.vuln_db), "--vuln-db-max-age", f"{v.vuln_db_max_age:g}"]
     return args
+
+
+def vuln_db_in_commit(path: Path) -> str:
+    """The advisory database's path in the commit the pod clones; one line when it is not there (the pod
+    reads advisories from the commit or the OSV API: no volume is mounted for them)."""
+    relative = git.in_commit(path)
+    if relative is None:
+        raise UsageError(f"--vuln-db {path} (or IMAGEPIPE_VULN_DB) is not in commit HEAD, so the pipeline's pod "
+                         "cannot read it: commit it and give its path in this checkout, or give no --vuln-db and "
+                         "no IMAGEPIPE_VULN_DB so the pod asks the OSV API (no volume is mounted for it)",
+                         stage="submit")
+    return relative
 
 
 def check(a: Options) -> None:
@@ -57,6 +68,8 @@ def check(a: Options) -> None:
     if a.kube.context == kubejob.IN_CLUSTER:
         raise UsageError("submit runs from outside the cluster: inside a pod, run the pipeline itself with "
                          "--kube-context in-cluster", stage="submit")
+    if a.verifying.vuln_db is not None:
+        vuln_db_in_commit(a.verifying.vuln_db)
 
 
 def run(ctx: Context) -> int:
