@@ -37,16 +37,33 @@ def test_full_pipeline_is_green_and_promotes_the_verified_digest(pipeline, green
     assert "HTTP Request:" not in proc.stdout + proc.stderr, "no library's request log between the check lines"
 
 
-def test_tiny_size_budget_fails_exactly_size_and_latest_stays(pipeline, green, tmp_path):
+def test_tiny_size_budget_fails_exactly_size(pipeline, green, tmp_path):
+    proc = pipeline.run("verify", green[1]["image"], "--max-size", "10", "--report", str(tmp_path / "r.json"))
+    assert proc.returncode == 1, proc.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert failed(report) == ["size"]
+    assert next(c for c in report["checks"] if c["id"] == "size")["limit"] == 10
+
+
+def test_an_image_that_needs_a_fourth_variable_fails_contract_validation_and_latest_stays(pipeline, green, tmp_path):
+    """The regression the contract's own Validation caught: a setting verify passes (FRONTEND_URL) made
+    required. verify's service has it, so only contract-validation, with the contract's three variables
+    alone, sees the container exit; the whole run promotes nothing."""
     before = pipeline.digest("latest")
     ctx = tmp_path / "backend"
     shutil.copytree(ROOT / "backend", ctx, ignore=shutil.ignore_patterns("__pycache__"))
-    (ctx / "app" / "build_marker.py").write_text("MARKER = 'a different image'\n")
-    proc = pipeline.run("--no-provision", "--context", str(ctx), "--max-size", "10", "--report",
-                        str(tmp_path / "r.json"))
+    config = ctx / "app/core/config.py"
+    optional = "    FRONTEND_URL: str | None = None\n"
+    assert optional in config.read_text()
+    config.write_text(config.read_text().replace(optional, "    FRONTEND_URL: str = Field(min_length=1)\n"))
+    proc = pipeline.run("--no-provision", "--context", str(ctx), "--report", str(tmp_path / "r.json"))
     report = json.loads((tmp_path / "r.json").read_text())
     assert proc.returncode == 1, proc.stderr
-    assert failed(report) == ["size"]
+    assert failed(report) == ["contract-validation"]
+    check = next(c for c in report["checks"] if c["id"] == "contract-validation")
+    assert check["detail"] == ("with only the contract's three variables the container exited 2 before /health "
+                               "answered: configuration error: missing required environment variables: FRONTEND_URL "
+                               "(set them in the environment or in .env)")
     assert report["image"].split("@")[1] != before, "the variant is a different image"
     assert pipeline.digest("latest") == before, "a failed verification never moves latest"
     assert "latest was not moved" in proc.stdout
