@@ -52,7 +52,7 @@ def cluster(tmp_path_factory, green):
     """A real single-node Kubernetes built here, with ci/rbac.yaml, the clone step's image, the base and this
     commit; skipped, with the reason, only where its binaries cannot be built. Torn down at the end of the
     session. Tests whose Job never runs kaniko use it as it is."""
-    from kube_support import prepare
+    from kube_support import prepare, serve_index
 
     from imagepipe.cluster import binaries
     from imagepipe.cluster.local import LocalCluster
@@ -66,7 +66,9 @@ def cluster(tmp_path_factory, green):
     try:
         kube = prepare(facts, work)
         kube.local = local
-        yield kube
+        with serve_index(facts, tmp_path_factory.mktemp("debian-index")) as index:
+            kube.debian_index = index
+            yield kube
     finally:
         local.down()
 

@@ -5,7 +5,12 @@ as cluster admin), the images the Job uses in the cluster's registry, and this c
 from __future__ import annotations
 
 import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import yaml
@@ -30,6 +35,8 @@ class Kube:
     git_url: str
     commit: str
     local: LocalCluster | None = None  # set by the fixture: the cluster's processes, for their liveness
+    # the bookworm-security index the host fetched, served to the pods from the node's address (serve_index)
+    debian_index: str = ""
 
     @property
     def registry(self) -> str:
@@ -38,7 +45,8 @@ class Kube:
     def env(self) -> dict[str, str]:
         import os
 
-        return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        index = {"IMAGEPIPE_DEBIAN_SECURITY_INDEX": self.debian_index} if self.debian_index else {}
+        return {**os.environ, "KUBECONFIG": str(self.kubeconfig), **index}
 
     def args(self, *, repo: str = "todo-backend-k8s", context: str | None = None) -> list[str]:
         """The pipeline's options for a green Job on this cluster."""
@@ -105,3 +113,29 @@ def prepare(facts: Facts, work: Path) -> Kube:
                             check=True).stdout.strip()
     subprocess.run(["git", "-C", str(ROOT), "push", "-q", str(bare), f"{commit}:refs/heads/ci"], check=True)
     return Kube(facts, kubeconfig, "imagepipe-builder", executor, git_image, f"{facts.git_url}/todo.git", commit)
+
+
+@contextmanager
+def serve_index(facts: Facts, work: Path) -> Iterator[str]:
+    """The bookworm-security index for both architectures, fetched once by this host (its live fetch is
+    what green's verify proves) and served to the cluster's pods from the node's address, so a pod's verify
+    depends on no name lookup outside the cluster (a pod's DNS through the bridge failed once in CI).
+    Yields the URL, `{arch}` left for the pipeline to fill."""
+    from imagepipe.checks import debsec
+
+    for arch in ("amd64", "arm64"):
+        debsec.security_index(work, arch)
+    server = ThreadingHTTPServer((facts.node_ip, 0), partial(_Quiet, directory=str(work)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{facts.node_ip}:{server.server_port}/bookworm-security-Packages-{{arch}}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass

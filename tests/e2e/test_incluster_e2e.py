@@ -87,7 +87,8 @@ def _trusting(kube, command: str) -> list[str]:
 
 def _job_pod(kube, image: str, store: Path | None = None) -> dict:
     """ci/pipeline-job.yaml, its placeholders filled: the clone step fetching this commit from the cluster's
-    git server, the pipeline's image, and the suite's advisory source (tests/conftest.py); the lookaside's
+    git server, the pipeline's image, and the suite's advisory sources (tests/conftest.py's OSV records, the
+    Debian index the cluster fixture serves); the lookaside's
     volume a directory of this single node (`store`), or, without one, no signing volumes at all."""
     job = yaml.safe_load((ROOT / "ci/pipeline-job.yaml").read_text())
     pod = job["spec"]["template"]["spec"]
@@ -108,7 +109,8 @@ def _job_pod(kube, image: str, store: Path | None = None) -> dict:
     main["env"] = [{"name": "GIT_URL", "value": kube.git_url} if e["name"] == "GIT_URL" else e
                    for e in main.get("env", [])]
     main["env"] += [{"name": "IMAGEPIPE_VULN_DB", "value": "tests/fixtures/osv/pypa"},
-                    {"name": "IMAGEPIPE_VULN_DB_MAX_AGE", "value": os.environ["IMAGEPIPE_VULN_DB_MAX_AGE"]}]
+                    {"name": "IMAGEPIPE_VULN_DB_MAX_AGE", "value": os.environ["IMAGEPIPE_VULN_DB_MAX_AGE"]},
+                    {"name": "IMAGEPIPE_DEBIAN_SECURITY_INDEX", "value": kube.debian_index}]
     return job
 
 

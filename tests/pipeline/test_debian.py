@@ -67,14 +67,16 @@ def test_the_security_index_is_the_architecture_s_own(monkeypatch):
     assert debsec.index_url("arm64") == "http://mirror.example/arm64/Packages.xz"
 
 
-def _index_server(fail_first: int):
+def _index_server(fail_first: int, *, compressed: bool = True):
     """A local mirror whose first `fail_first` connections are dropped before any answer, as a lookup or a
-    connection that fails once looks to the client; then it serves a one-package index."""
+    connection that fails once looks to the client; then it serves a one-package index (xz, as the archive
+    serves it, or plain, as a recorded copy)."""
     import http.server
     import lzma
     import threading
 
-    body = lzma.compress(b"Package: libssl3\nVersion: 3.0.17-1~deb12u2\n")
+    plain = b"Package: libssl3\nVersion: 3.0.17-1~deb12u2\n"
+    body = lzma.compress(plain) if compressed else plain
     seen = {"n": 0}
 
     class Mirror(http.server.BaseHTTPRequestHandler):
@@ -95,6 +97,17 @@ def _index_server(fail_first: int):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Mirror)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, seen
+
+
+def test_an_uncompressed_index_is_read_as_it_is(tmp_path, monkeypatch):
+    """A recorded copy or a mirror's plain Packages (what the cluster tests serve their pods)."""
+    server, _ = _index_server(fail_first=0, compressed=False)
+    monkeypatch.setenv("IMAGEPIPE_DEBIAN_SECURITY_INDEX", f"http://127.0.0.1:{server.server_port}/{{arch}}")
+    try:
+        assert debsec.security_index(tmp_path) == {"libssl3": "3.0.17-1~deb12u2"}
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_a_fetch_dropped_once_is_tried_again(tmp_path, monkeypatch):

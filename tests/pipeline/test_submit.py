@@ -141,6 +141,16 @@ def test_an_advisory_database_in_the_commit_travels_as_its_path_there(monkeypatc
     assert given[given.index("--vuln-db") + 1] == "tests/fixtures/osv/debian"
 
 
+def test_the_debian_index_and_osv_api_settings_reach_the_pods_environment(monkeypatch):
+    monkeypatch.setenv("IMAGEPIPE_DEBIAN_SECURITY_INDEX", "http://mirror.example:8080/{arch}")
+    monkeypatch.delenv("IMAGEPIPE_OSV_API", raising=False)
+    assert submit.forwarded_env() == (("IMAGEPIPE_DEBIAN_SECURITY_INDEX", "http://mirror.example:8080/{arch}"),)
+    job = pipelinejob.job_for(pipelinejob.load(), pipelinejob.Submission(
+        **{**SUBMISSION.__dict__, "env": submit.forwarded_env()}))
+    (main,) = job["spec"]["template"]["spec"]["containers"]
+    assert {"name": "IMAGEPIPE_DEBIAN_SECURITY_INDEX", "value": "http://mirror.example:8080/{arch}"} in main["env"]
+
+
 def test_the_pip_cache_claim_is_forwarded_to_the_pod(monkeypatch):
     monkeypatch.delenv("IMAGEPIPE_VULN_DB", raising=False)
     a = from_namespace(parse_args(["submit", "--kube-context", "c", "--pip-cache", "team-pip-cache"]))

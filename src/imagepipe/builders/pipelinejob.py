@@ -32,6 +32,7 @@ class Submission:
     git_image: str | None = None  # the clone step's image, in place of the file's
     build_ca_secret: str | None = None  # a Secret holding ca.crt, mounted for --build-ca
     extra: tuple[str, ...] = ()  # more options for the pipeline in the pod
+    env: tuple[tuple[str, str], ...] = ()  # more environment for the pipeline in the pod
 
 
 def load(path: Path = MANIFEST) -> dict[str, Any]:
@@ -66,6 +67,8 @@ def job_for(manifest: dict[str, Any], s: Submission) -> dict[str, Any]:
     main["image"] = s.image
     _set_env(main, "GIT_URL", s.git_url)
     _set_env(main, report.LOG_ENV, "1")  # the pod's report and JUnit file reach `submit` through its log
+    for key, value in s.env:
+        _set_env(main, key, value)
     placeholders = {"REGISTRY": s.registry, "LOOKASIDE_URL": s.lookaside}
     args = [placeholders.get(a, a) for a in main["args"]]
     if s.build_ca_secret:

@@ -8,6 +8,7 @@ reachable. With neither, the check fails saying how to give one: nothing scanned
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,6 +23,11 @@ from imagepipe.errors import UsageError
 from imagepipe.supplychain.inventory import Inventory
 
 OSV_API = "https://api.osv.dev/v1"
+
+
+def osv_api() -> str:
+    """The OSV API verify asks: IMAGEPIPE_OSV_API (a mirror or proxy of it), else OSV's own; read when used."""
+    return os.environ.get("IMAGEPIPE_OSV_API") or OSV_API
 EXPORTS = "https://osv-vulnerabilities.storage.googleapis.com/{PyPI,Debian}/all.zip"
 DEFAULT_MAX_AGE_DAYS = 7.0  # OSV's exports are rebuilt daily; a week covers a weekend and a holiday
 IGNORE_FILE = "osv-ignore.toml"  # beside the Containerfile: the reviewed ignore list
@@ -160,8 +166,9 @@ class Scan:
 
 
 def scan(contents: Inventory, *, db_path: Path | None, max_age_days: float, ignores: Path | None,
-         today: date | None = None, api: str = OSV_API) -> Scan:
+         today: date | None = None, api: str | None = None) -> Scan:
     pkgs, unscannable = packages(contents)
+    api = api or osv_api()
     if db_path is not None:
         source = open_database(db_path, max_age_days=max_age_days)
     else:

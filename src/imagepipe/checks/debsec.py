@@ -15,12 +15,13 @@ from imagepipe.exec.retry import retry
 
 DEFAULT_INDEX = "http://deb.debian.org/debian-security/dists/bookworm-security/main/binary-{arch}/Packages.xz"
 CACHE_SECONDS = 3600
+XZ_MAGIC = b"\xfd7zXZ\x00"
 FETCH_ATTEMPTS = 3
 
 
 def index_url(arch: str = "amd64") -> str:
     """The security index's URL for a Debian architecture, read when it is fetched (not at import);
-    IMAGEPIPE_DEBIAN_SECURITY_INDEX may hold `{arch}`."""
+    IMAGEPIPE_DEBIAN_SECURITY_INDEX (a mirror's Packages.xz, or an uncompressed Packages) may hold `{arch}`."""
     return os.environ.get("IMAGEPIPE_DEBIAN_SECURITY_INDEX", DEFAULT_INDEX).replace("{arch}", arch)
 
 
@@ -41,7 +42,9 @@ def security_index(cache_dir: Path, arch: str = "amd64") -> dict[str, str]:
             raise PipelineError(f"cannot fetch the Debian security index ({e}); check network access to "
                                 "the Debian mirror or set IMAGEPIPE_DEBIAN_SECURITY_INDEX", stage="verify") from e
         cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_bytes(lzma.decompress(response.content))
+        # Packages.xz as the archive serves it, or an index kept uncompressed (a mirror's, a recorded copy)
+        body = response.content
+        cache.write_bytes(lzma.decompress(body) if body.startswith(XZ_MAGIC) else body)
     newest: dict[str, str] = {}
     with cache.open(encoding="utf-8", errors="replace") as f:
         for stanza in deb822.Packages.iter_paragraphs(f, use_apt_pkg=False):

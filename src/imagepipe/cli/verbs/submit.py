@@ -5,6 +5,7 @@ own exit code. Nothing runs here but API calls: the build, verify, the proof and
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -39,6 +40,14 @@ def forwarded(a: Options) -> list[str]:
     if v.vuln_db is not None:  # check() made sure the commit holds it: the pod's clone has it too
         args += ["--vuln-db", vuln_db_in_commit(v.vuln_db), "--vuln-db-max-age", f"{v.vuln_db_max_age:g}"]
     return args
+
+
+# settings of the pipeline's own that travel as its environment: a Debian index mirror the pod reaches
+FORWARDED_ENV = ("IMAGEPIPE_DEBIAN_SECURITY_INDEX", "IMAGEPIPE_OSV_API")
+
+
+def forwarded_env() -> tuple[tuple[str, str], ...]:
+    return tuple((key, os.environ[key]) for key in FORWARDED_ENV if os.environ.get(key))
 
 
 def vuln_db_in_commit(path: Path) -> str:
@@ -87,7 +96,7 @@ def run(ctx: Context) -> int:
         name=name, image=a.kube.pipeline_image, git_url=url, commit=commit, registry=a.registry,
         lookaside=a.signing.lookaside,
         labels=ctx.labels, git_image=a.kube.git_image, build_ca_secret=f"{name}-ca" if secrets else None,
-        extra=tuple(forwarded(a))))
+        extra=tuple(forwarded(a)), env=forwarded_env()))
     deadline = int(job["spec"].get("activeDeadlineSeconds") or 3600)
     output.stage(f"==> submit: Job {name} in {a.kube.namespace}: commit {commit[:12]} from {url}, the pipeline "
                  f"in {a.kube.pipeline_image}")

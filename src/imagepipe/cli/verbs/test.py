@@ -52,7 +52,12 @@ def run(ctx: Context) -> int:
     if not (tools and auth_server and bases and deps):
         return 3
     output.stage("==> test: pytest " + " ".join(args.target))
-    code = runner.passthrough([sys.executable, "-m", "pytest", *args.target], cwd=ROOT)
+    t0 = time.monotonic()
+    # the 15 slowest tests, where the suite's time goes (pytest prints them before its summary)
+    code = runner.passthrough([sys.executable, "-m", "pytest", "--durations=15", *args.target], cwd=ROOT)
+    setup = sum(phases.seconds.values())
+    output.stage(f"==> test: total {setup + time.monotonic() - t0:.0f} s (set-up {setup:.0f} s, pytest "
+                 f"{time.monotonic() - t0:.0f} s)")
     if code == 5:
         output.error("error: pytest collected no tests")
     return code
