@@ -96,7 +96,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(tasks.router)
     app.include_router(chat.router)
-    if oauth is not None:
+    if oauth is not None and mcp_mount is not None:
         app.include_router(wellknown.router(oauth))
         app.mount("/mcp", mcp_mount)
     else:

@@ -13,7 +13,6 @@ import requests
 from support import MCP_ENV, SECRET, Api, wait_ok
 
 from app.core.config import MCP_OFF
-
 from imagepipe.services.postgres import TempPostgres, free_port
 
 BACKEND = Path(__file__).resolve().parents[2] / "backend"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 U = "usr_8f3KqL2"  # Better Auth ids are opaque strings
@@ -24,10 +26,15 @@ def test_create_read_update_toggle_delete(api):
     got = api.call("GET", f"/api/{U}/tasks/{tid}", user=U)
     assert got.status_code == 200 and got.json() == task
 
+    sent = datetime.now(UTC)
     updated = api.call("PUT", f"/api/{U}/tasks/{tid}", user=U, json={"title": "buy oat milk"})
+    answered = datetime.now(UTC)
     assert updated.status_code == 200
-    assert updated.json()["title"] == "buy oat milk" and updated.json()["description"] == "2 litres"
-    assert updated.json()["updated_at"] >= task["updated_at"]
+    # exactly the title changed, and updated_at: the database's now() of the update, a time within this request
+    # (PostgreSQL runs on this machine's clock), so later than the task's creation
+    assert updated.json() == {**task, "title": "buy oat milk", "updated_at": updated.json()["updated_at"]}
+    assert sent <= datetime.fromisoformat(updated.json()["updated_at"]) <= answered
+    assert api.call("GET", f"/api/{U}/tasks/{tid}", user=U).json() == updated.json()
 
     toggled = api.call("PATCH", f"/api/{U}/tasks/{tid}/complete", user=U)
     assert toggled.json()["completed"] is True

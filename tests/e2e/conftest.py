@@ -51,8 +51,10 @@ def executor(profile):
 def cluster(tmp_path_factory, green):
     """A real single-node Kubernetes built here, with ci/rbac.yaml, the clone step's image, the base and this
     commit; skipped, with the reason, only where its binaries cannot be built. Torn down at the end of the
-    session. Tests whose Job never runs kaniko use it as it is."""
-    from kube_support import prepare, serve_index
+    session, and then nothing of it may be left on the host: its bridge, iptables rules, mounts, cgroups,
+    processes and registries.conf.d entry, each seen while it ran. Tests whose Job never runs kaniko use it
+    as it is."""
+    from kube_support import prepare, serve_index, traces
 
     from imagepipe.cluster import binaries
     from imagepipe.cluster.local import LocalCluster
@@ -63,14 +65,23 @@ def cluster(tmp_path_factory, green):
     work = tmp_path_factory.mktemp("kube")
     local = LocalCluster(work / "cluster")
     facts = local.up()
+    down = False
     try:
+        during = traces(facts, work)
         kube = prepare(facts, work)
         kube.local = local
         with serve_index(facts, tmp_path_factory.mktemp("debian-index")) as index:
             kube.debian_index = index
             yield kube
+        down = local.down()
     finally:
-        local.down()
+        if not down:
+            local.down()
+    # the session's one cluster proves its own teardown (was a second cluster of test_cluster_e2e's)
+    assert down, "the cluster was gone before its teardown"
+    for kind in ("links", "rules", "mounts", "cgroups", "procs", "registries_d"):
+        assert during[kind], f"no {kind} seen while the cluster ran: {during}"
+    assert traces(facts, work) == {k: [] for k in during}, "nothing of the cluster is left on the host"
 
 
 @pytest.fixture(autouse=True)

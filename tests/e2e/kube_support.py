@@ -139,3 +139,20 @@ def serve_index(facts: Facts, work: Path) -> Iterator[str]:
 class _Quiet(SimpleHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
+
+
+def traces(facts: Facts, where: Path) -> dict[str, list[str]]:
+    """What of this cluster is on the host: its bridge, iptables rules naming its network or subnet, mounts,
+    cgroups and processes under its directory, its registries.conf.d entry."""
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout.splitlines()
+    procs = subprocess.run(["ps", "-eww", "-o", "args"], capture_output=True, text=True).stdout.splitlines()
+    prefix = facts.subnet.rsplit(".", 1)[0] + "."
+    return {
+        "links": [ln for ln in links.splitlines() if f" {facts.bridge}:" in ln or f"master {facts.bridge}" in ln],
+        "rules": [r for r in rules if facts.network in r or f" {prefix}" in r],
+        "mounts": [m for m in Path("/proc/self/mountinfo").read_text().splitlines() if str(where) in m],
+        "cgroups": [str(p) for p in Path(facts.cgroup).parent.glob(Path(facts.cgroup).name)],
+        "procs": [p for p in procs if str(where) in p],
+        "registries_d": [str(p) for p in Path(facts.registries_conf).parent.glob(Path(facts.registries_conf).name)],
+    }

@@ -74,7 +74,8 @@ class TokenIssuer:
     lifetime: int = 10  # seconds: shorter than a pipeline run, so tokens expire during it
     allowed: tuple[str, ...] = ("todo-backend",)
     port: int = field(default_factory=free_port)
-    issued: list[str] = field(default_factory=list)  # the scopes of every token handed out
+    # every token handed out: (the client's User-Agent, its scope, time.monotonic() when issued)
+    issued: list[tuple[str, str, float]] = field(default_factory=list)
     service: str = "imagepipe-test-registry"
     issuer: str = "imagepipe-test-issuer"
 
@@ -123,7 +124,7 @@ class TokenIssuer:
                     self.end_headers()
                     return
                 scope = " ".join(query.get("scope", []))
-                issuer.issued.append(scope)
+                issuer.issued.append((self.headers.get("User-Agent", ""), scope, time.monotonic()))
                 body = json.dumps({"token": issuer.token(scope), "expires_in": issuer.lifetime,
                                    "issued_at": datetime.datetime.now(datetime.UTC).isoformat()}).encode()
                 self.send_response(200)
@@ -283,3 +284,17 @@ def wait_http(url: str, verify: bool | str = True, timeout: float = 20) -> None:
         except requests.RequestException:
             time.sleep(0.2)
     raise RuntimeError(f"{url} did not answer within {timeout} s")
+
+
+def refetched_after_expiry(issued: list[tuple[str, str, float]], lifetime: float, needle: str) -> list[str]:
+    """The (client, scope) pairs, scope naming `needle`, that got a token again at least `lifetime` seconds
+    after their previous one: that one had expired. Different clients (skopeo, podman, our own) each
+    fetching the same scope once do not count."""
+    last: dict[tuple[str, str], float] = {}
+    found = []
+    for agent, scope, at in issued:
+        key = (agent, scope)
+        if needle in scope and key in last and at - last[key] >= lifetime:
+            found.append(f"{agent}: {scope}")
+        last[key] = at
+    return found

@@ -162,47 +162,6 @@ def test_an_image_whose_health_fails_is_stopped_by_the_probes(kube, k8s_green, t
         kube.leftovers("brokenhealth")
 
 
-def test_cluster_teardown_leaves_nothing_on_the_host(tmp_path):
-    from imagepipe.cluster import binaries
-    from imagepipe.cluster.local import LocalCluster
-
-    if binaries.unavailable():
-        pytest.skip(binaries.unavailable())
-    cluster = LocalCluster(tmp_path / "c")
-    facts = cluster.up()
-    try:
-        from kubernetes import client, config
-
-        core = client.CoreV1Api(config.new_client_from_config(config_file=facts.kubeconfig, context=facts.context))
-        core.create_namespaced_pod("default", {"metadata": {"name": "probe"}, "spec": {"containers": [
-            {"name": "p", "image": f"{facts.registry}/imagepipe/pause:1"}]}})
-        assert _wait(lambda: core.read_namespaced_pod("probe", "default").status.phase == "Running")
-        during = _traces(facts, tmp_path)
-    finally:
-        assert cluster.down()
-    for kind in ("links", "rules", "mounts", "cgroups", "procs"):
-        assert during[kind], f"no {kind} seen while the cluster ran: {during}"
-    assert during["registries_d"], "this host trusts its registry while it runs"
-    assert _traces(facts, tmp_path) == {k: [] for k in during}, "nothing of the cluster is left on the host"
-
-
-def _traces(facts, where: Path) -> dict[str, list[str]]:
-    """What of this cluster is on the host: its bridge, iptables rules naming its network or subnet, mounts,
-    cgroups and processes under its directory, its registries.conf.d entry."""
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout.splitlines()
-    procs = subprocess.run(["ps", "-eww", "-o", "args"], capture_output=True, text=True).stdout.splitlines()
-    prefix = facts.subnet.rsplit(".", 1)[0] + "."
-    return {
-        "links": [ln for ln in links.splitlines() if f" {facts.bridge}:" in ln or f"master {facts.bridge}" in ln],
-        "rules": [r for r in rules if facts.network in r or f" {prefix}" in r],
-        "mounts": [m for m in Path("/proc/self/mountinfo").read_text().splitlines() if str(where) in m],
-        "cgroups": [str(p) for p in Path(facts.cgroup).parent.glob(Path(facts.cgroup).name)],
-        "procs": [p for p in procs if str(where) in p],
-        "registries_d": [str(p) for p in Path(facts.registries_conf).parent.glob(Path(facts.registries_conf).name)],
-    }
-
-
 def _wait(predicate, timeout: float = 90) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -32,8 +33,11 @@ def test_full_pipeline_is_green_and_promotes_the_verified_digest(pipeline, green
     assert report["image"].startswith(f"{pipeline.registry}/todo-backend@sha256:")
     assert pipeline.digest("latest") == report["image"].split("@")[1]
     assert 'failures="0"' in junit
+    # the size check reports the image's own size (what podman says of the pulled digest), not a guess
     size = next(c for c in report["checks"] if c["id"] == "size")
-    assert size["value"] < 150
+    inspected = subprocess.run(["podman", "image", "inspect", "--format", "{{.Size}}", report["image"]],
+                               capture_output=True, text=True, check=True).stdout
+    assert size["value"] == round(int(inspected) / 1e6, 1) and size["limit"] == 150
     assert "HTTP Request:" not in proc.stdout + proc.stderr, "no library's request log between the check lines"
 
 

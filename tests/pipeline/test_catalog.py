@@ -5,9 +5,9 @@ from __future__ import annotations
 from imagepipe.checks import catalog
 
 # The report's order and ids, as the README and users' tooling know them.
-REPORT_ORDER = ("size", "user", "architecture", "contract-validation", "port", "health-endpoint", "health-status", "docs", "env", "database",
-                "database-tls", "auth-jwks", "chat", "mcp", "startup-time", "health-latency", "hardened",
-                "tree-readable", "no-build-tools", "no-secrets", "file-ownership", "no-setuid", "no-junk",
+REPORT_ORDER = ("size", "user", "architecture", "contract-validation", "port", "health-endpoint", "health-status",
+                "docs", "env", "database", "database-tls", "auth-jwks", "chat", "mcp", "startup-time", "health-latency",
+                "hardened", "tree-readable", "no-build-tools", "no-secrets", "file-ownership", "no-setuid", "no-junk",
                 "vulnerabilities")
 
 

@@ -53,12 +53,19 @@ def test_the_lookaside_serves_its_volume_read_only_behind_a_service():
 
 
 def test_the_image_tag_follows_its_inputs(tmp_path, monkeypatch):
-    before = pipelineimage.tag()
-    assert len(before) == 12 and before == pipelineimage.tag()
-    lock = tmp_path / "requirements.lock"
-    lock.write_text((ROOT / "build/requirements.lock").read_text() + "\n# changed\n")
-    monkeypatch.setitem(pipelineimage.INPUTS, "build/requirements.lock", lock)
-    assert pipelineimage.tag() != before
+    # inputs of known bytes, so the tag is known: the first 12 hex digits of sha256 over the Containerfile, then
+    # each input as its name, NUL, its bytes, in name order (given out of order here; the literals are
+    # `sha256sum` of those bytes)
+    containerfile, lock, conf = tmp_path / "Containerfile", tmp_path / "requirements.lock", tmp_path / "containers.conf"
+    containerfile.write_text("FROM scratch\n")
+    lock.write_text("pkg==1.0\n")
+    conf.write_text("[engine]\n")
+    monkeypatch.setattr(pipelineimage, "CONTAINERFILE", containerfile)
+    monkeypatch.setattr(pipelineimage, "INPUTS", {"ci/pipeline-containers.conf": conf,
+                                                  "build/requirements.lock": lock})
+    assert pipelineimage.tag() == "6f545c7a71ab"
+    lock.write_text("pkg==1.0\n# changed\n")
+    assert pipelineimage.tag() == "5d14afa54168"
 
 
 def test_an_image_venv_from_another_lock_is_one_line(tmp_path):

@@ -83,4 +83,6 @@ def _wait_for_health(v: ImageCheck, name: str, base: str, *, deadline: float) ->
     found = wait_until(answered, timeout=deadline - time.monotonic(), interval=0.1)
     if found is True:
         return None
-    return found or f"no 200 from /health within {v.opt.startup_limit_s:g} s of `podman run`"
+    if isinstance(found, str):
+        return found
+    return f"no 200 from /health within {v.opt.startup_limit_s:g} s of `podman run`"

@@ -49,7 +49,7 @@ def registry_cas(registry: str, dirs: tuple[Path, ...] = CERTS_DIRS) -> list[Pat
 
 def trust_bundle(registry: str, work: Path, *, dirs: tuple[Path, ...] = CERTS_DIRS) -> bool | str:
     """requests' `verify` for this registry: the system bundle with certs.d's CAs added, as the containers
-    tools pool them; True when certs.d has none."""
+    tools pool them; the system bundle alone when certs.d has none (True only on a machine without one)."""
     cas = registry_cas(registry, dirs)
     if not cas:
         return str(SYSTEM_BUNDLE) if SYSTEM_BUNDLE.is_file() else True
