@@ -6,6 +6,7 @@ registry on a free port (stopped at the end).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from imagepipe.checks.verifier import CHECK_IDS
+from imagepipe.paths import MACHINE_CACHE
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,9 +118,16 @@ def test_provision_is_idempotent(pipeline):
     assert second.returncode == 0 and "no changes" in second.stdout
 
 
-def test_offline_build_uses_only_the_wheelhouse(pipeline, green):
-    """--offline mounts a host-built wheelhouse and no CA bundle: pip cannot reach PyPI from inside the
-    build, so a green build proves no Python package came from the network."""
-    proc = pipeline.run("build", "--offline", "--repo", "todo-backend-offline")
+def test_offline_build_uses_only_the_wheelhouse(pipeline, green, tmp_path):
+    """--offline mounts the machine's wheelhouse and no CA bundle: pip cannot reach PyPI from inside the
+    build, so a green build proves no Python package came from the network. The step before the venv's
+    (the pruner's COPY) is changed, so the venv step runs here rather than coming from the layer cache."""
+    ctx = tmp_path / "backend"
+    shutil.copytree(ROOT / "backend", ctx, ignore=shutil.ignore_patterns("__pycache__"))
+    with (ctx / "imagebuild/prune_rootfs.py").open("a") as f:
+        f.write(f"# {tmp_path.name}: a new layer under the venv step\n")
+    proc = pipeline.run("build", "--offline", "-v", "--context", str(ctx), "--repo", "todo-backend-offline")
     assert proc.returncode == 0, proc.stderr
-    assert any((pipeline.state / "wheelhouse").glob("*/psycopg_c-*.whl"))
+    key = hashlib.sha256((ctx / "requirements.txt").read_bytes()).hexdigest()[:16]
+    assert f"python packages from: {key}" in proc.stdout, "the venv step ran, installing from the wheelhouse"
+    assert list((MACHINE_CACHE / "wheelhouse" / key).glob("psycopg_c-*.whl")), "the machine's wheelhouse"

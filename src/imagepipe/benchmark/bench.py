@@ -143,7 +143,7 @@ class Bench(Harness):
 
     def _run(self, pg: TempPostgres, openai_url: str) -> list[Metric]:
         requirements = ROOT / "backend/requirements.txt"
-        house = wheels.wheelhouse(requirements, self.state_dir)  # one-time cost, not part of the cold build
+        house = wheels.wheelhouse(requirements)  # one-time cost per machine, not part of the cold build
         # Cold means cold: drop buildah's cache images, or a later cached rebuild could pick layers from an
         # older build (other timestamps) and the push figure would measure that, not a code change.
         # The previous run's tagged images are removed first: their layers would otherwise stay cache candidates.

@@ -36,7 +36,7 @@ def measure(bench: Harness, platform: Platform, dsn: str) -> dict[str, Any]:
     house_root = bench.work / f"wheelhouse-{platform.slug}"  # a fresh one: its compile is a figure
     output.say(f"{platform}: wheelhouse (psycopg-c compiled{' under emulation' if platform.emulated else ''})")
     t0 = time.monotonic()
-    house = wheels.wheelhouse(ROOT / "backend/requirements.txt", house_root, bench.profile, platform)
+    house = wheels.wheelhouse(ROOT / "backend/requirements.txt", bench.profile, platform, root=house_root)
     f["wheelhouse_s"] = time.monotonic() - t0
     variant = Variant(f"ours-{platform.slug}", ROOT / "build/Containerfile")
     context = bench.work / f"ctx-{variant.name}"

@@ -6,6 +6,7 @@ for the image's own interpreter and libc."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import shutil
 from pathlib import Path
@@ -14,7 +15,7 @@ from imagepipe.exec import cmdline, runner
 from imagepipe.host.profile import HostProfile
 from imagepipe.image.containerfile import base_ref
 from imagepipe.image.platforms import Platform, host
-from imagepipe.paths import HOST_CA_BUNDLE
+from imagepipe.paths import HOST_CA_BUNDLE, MACHINE_CACHE
 
 # Inside the foreign base: what the builder stage installs to compile, then pip wheel as on the host.
 FOREIGN_SCRIPT = (
@@ -25,14 +26,26 @@ FOREIGN_SCRIPT = (
     "-w /out")
 
 
-def wheelhouse(requirements: Path, state_dir: Path, profile: HostProfile | None = None,
-               platform: Platform | None = None) -> Path:
+def wheelhouse(requirements: Path, profile: HostProfile | None = None, platform: Platform | None = None,
+               *, root: Path | None = None) -> Path:
+    """The wheelhouse for this requirements.txt and platform: built once per machine (MACHINE_CACHE, shared by
+    every checkout and state directory: its key is the file's hash), under a lock so two runs that need the
+    same one build it once; a build cut short is started again."""
     platform = platform or host()
     key = hashlib.sha256(requirements.read_bytes()).hexdigest()[:16]
     # the host's keeps its historical name, so caches made before multi-arch stay valid
-    target = state_dir / "wheelhouse" / (key if not platform.emulated else f"{key}-{platform.slug}")
+    target = (root or MACHINE_CACHE / "wheelhouse") / (key if not platform.emulated else f"{key}-{platform.slug}")
     if (target / ".complete").exists():
         return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also when the process dies
+        if not (target / ".complete").exists():
+            _build(requirements, target, profile, platform)
+    return target
+
+
+def _build(requirements: Path, target: Path, profile: HostProfile | None, platform: Platform) -> None:
     shutil.rmtree(target, ignore_errors=True)  # a cut-short build's leftovers
     target.mkdir(parents=True)
     # every download checked against the file's hashes (the image's offline install trusts this directory)
@@ -50,4 +63,3 @@ def wheelhouse(requirements: Path, state_dir: Path, profile: HostProfile | None 
                                        command=["sh", "-c", script]),
                    stage="build", timeout=3600, what=f"building the {platform} wheelhouse (emulated)")
     (target / ".complete").touch()
-    return target

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 import shutil
 import tempfile
@@ -16,14 +15,14 @@ from pathlib import Path
 from imagepipe.cluster import gotoolchain
 from imagepipe.errors import PipelineError
 from imagepipe.exec import runner
-from imagepipe.paths import ROOT
+from imagepipe.paths import MACHINE_CACHE, ROOT
 from imagepipe.ui import output
 
 log = logging.getLogger("imagepipe.cluster")
 
 MODULE = ROOT / "ci/cluster"
 COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet")
-CACHE = Path(os.environ.get("IMAGEPIPE_CACHE", "/var/cache/imagepipe"))
+CACHE = MACHINE_CACHE
 
 
 def version() -> str:

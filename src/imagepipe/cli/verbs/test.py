@@ -46,10 +46,12 @@ def run(ctx: Context) -> int:
         auth_server = better_auth()
     with phases.timed("stand-in bases"):
         bases = standin_bases(ctx)
+    with phases.timed("wheelhouses"):
+        houses = bases and wheelhouses(ctx)
     with phases.timed("test dependencies"):
         deps = test_dependencies()
     phases.report()
-    if not (tools and auth_server and bases and deps):
+    if not (tools and auth_server and bases and houses and deps):
         return 3
     output.stage("==> test: pytest " + " ".join(args.target))
     t0 = time.monotonic()
@@ -170,5 +172,21 @@ def standin_bases(ctx: Context) -> bool:
             output.say(ensure_base(ctx.profile, state_dir=ctx.state_dir, platform=platform))
         except PipelineError as e:
             output.error(f"error: [base] {e.message}")
+            return False
+    return True
+
+
+def wheelhouses(ctx: Context) -> bool:
+    """The offline builds' wheelhouses for both platforms the suite builds (arm64's compiles psycopg-c under
+    emulation, minutes), once per machine: shared by every state directory the suite makes."""
+    from imagepipe.builders import wheels
+    from imagepipe.image.platforms import parse_list
+
+    for platform in parse_list([MULTIARCH_PLATFORMS]):
+        try:
+            house = wheels.wheelhouse(ROOT / "backend/requirements.txt", ctx.profile, platform)
+            output.say(f"wheelhouse for {platform}: {house}")
+        except PipelineError as e:
+            output.error(f"error: [build] {e.message}")
             return False
     return True

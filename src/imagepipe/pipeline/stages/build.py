@@ -89,7 +89,7 @@ def buildah(ctx: Context, platform: Platform | None = None) -> BuiltImage:
     if platform.emulated:
         emulation.require(platform.arch, stage="build")
     image = git.local_image(ctx.args, platform)
-    house = (wheels.wheelhouse(ctx.args.building.context / "requirements.txt", ctx.state_dir, ctx.profile, platform)
+    house = (wheels.wheelhouse(ctx.args.building.context / "requirements.txt", ctx.profile, platform)
              if ctx.args.building.offline else None)
     b = ctx.args.building
     argv = build_argv(ctx.profile, containerfile=b.containerfile, context=b.context, image=str(image),
@@ -134,7 +134,7 @@ def kaniko_local(ctx: Context, platform: Platform | None = None) -> PushedImage:
         if platform == a.platforms[0]:  # the first platform's run seeds every platform's base, once
             kaniko.seed_mirror(ctx.profile, a.registry, a.platforms)
     tag = kaniko_tag(ctx, platform)
-    house = (wheels.wheelhouse(a.building.context / "requirements.txt", ctx.state_dir, ctx.profile, platform)
+    house = (wheels.wheelhouse(a.building.context / "requirements.txt", ctx.profile, platform)
              if a.building.offline else None)
     started = time.time()
     build = kaniko.build_local(
