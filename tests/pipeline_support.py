@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# The kaniko layer cache shared by every kaniko build of the suite that need not be cold (its keys are
+# content hashes): only the first build of a tree in a registry is cold.
+WARM_CACHE = "kaniko-warm/cache"
 
 
 class Pipeline:

@@ -14,7 +14,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import yaml
-from pipeline_support import ROOT
+from pipeline_support import ROOT, WARM_CACHE
 
 from imagepipe.cluster import configs, images
 from imagepipe.cluster.facts import Facts
@@ -48,12 +48,15 @@ class Kube:
         index = {"IMAGEPIPE_DEBIAN_SECURITY_INDEX": self.debian_index} if self.debian_index else {}
         return {**os.environ, "KUBECONFIG": str(self.kubeconfig), **index}
 
-    def args(self, *, repo: str = "todo-backend-k8s", context: str | None = None) -> list[str]:
-        """The pipeline's options for a green Job on this cluster."""
+    def args(self, *, repo: str = "todo-backend-k8s", context: str | None = None, cold: bool = False) -> list[str]:
+        """The pipeline's options for a green Job on this cluster. Every Job shares one kaniko cache (its keys
+        are content hashes), so only the session's first build of a tree is cold; `cold`: a cache of the
+        repository's own, for a test that needs a cold build."""
+        cache = [] if cold else ["--cache-repo", WARM_CACHE]
         return ["--no-provision", "--kube-context", context or self.builder, "--kube-namespace", NAMESPACE,
                 "--registry", self.registry, "--repo", repo, "--kaniko-image", self.executor,
                 "--git-image", self.git_image, "--git-url", self.git_url, "--registry-mirror", self.registry,
-                "--insecure-registry", self.registry, "--build-ca", str(HOST_CA_BUNDLE)]
+                "--insecure-registry", self.registry, "--build-ca", str(HOST_CA_BUNDLE), *cache]
 
     def admin(self):  # noqa: ANN201 - the kubernetes client's untyped API
         from kubernetes import client, config

@@ -338,7 +338,8 @@ def test_the_jobs_pip_cache_serves_the_next_cold_build_the_same_image(pipeline, 
         procs, digests = [], []
         for repo in ("todo-backend-pipcache-a", "todo-backend-pipcache-b"):
             report = tmp_path / f"{repo}.json"
-            proc = pipeline.run(*kube.args(repo=repo), "--pip-cache", "imagepipe-test-pip-cache",
+            # each its own kaniko cache: the pip cache, not kaniko's, must serve the second build
+            proc = pipeline.run(*kube.args(repo=repo, cold=True), "--pip-cache", "imagepipe-test-pip-cache",
                                 "--state-dir", str(tmp_path / repo), "--report", str(report), env=kube.env(),
                                 timeout=1800)
             pipeline.run("registry", "stop", "--state-dir", str(tmp_path / repo))

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 from kube_support import NAMESPACE
+from pipeline_support import WARM_CACHE
 
 from imagepipe.checks.catalog import CHECK_IDS
 from imagepipe.paths import HOST_CA_BUNDLE, ROOT
@@ -239,7 +240,7 @@ def test_submit_runs_the_whole_job_in_the_cluster_and_a_pod_there_checks_its_sig
                 "--pipeline-image", pipeline_image, "--registry", kube.registry, "--git-url", kube.git_url,
                 "--lookaside", lookaside, "--repo", repo, "--kaniko-image", kube.executor, "--git-image",
                 kube.git_image, "--registry-mirror", kube.registry, "--insecure-registry", kube.registry,
-                "--build-ca", str(HOST_CA_BUNDLE), "--report", str(tmp_path / "r.json"),
+                "--build-ca", str(HOST_CA_BUNDLE), "--cache-repo", WARM_CACHE, "--report", str(tmp_path / "r.json"),
                 "--junit", str(tmp_path / "r.xml"), env=kube.env(), timeout=2400)
             assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr
             report = json.loads((tmp_path / "r.json").read_text())
@@ -320,7 +321,7 @@ def test_submit_runs_the_whole_job_in_the_cluster_and_a_pod_there_checks_its_sig
 def _submit_args(kube, pipeline_image: str, team: Team, *extra: str) -> list[str]:
     return ["submit", "--no-provision", "--kube-context", kube.builder, "--kube-namespace", NAMESPACE,
             "--pipeline-image", pipeline_image, "--registry", kube.registry, "--git-url", kube.git_url,
-            "--lookaside", team.lookaside, "--git-image", kube.git_image, *extra]
+            "--lookaside", team.lookaside, "--git-image", kube.git_image, "--cache-repo", WARM_CACHE, *extra]
 
 
 def _submitted(out: str) -> str:

@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from pipeline_support import WARM_CACHE
 
 from imagepipe.builders import kaniko, parity
 from imagepipe.checks.verifier import CHECK_IDS
@@ -35,7 +36,7 @@ def test_missing_executor_is_one_line_with_the_fix(pipeline):
 def test_kaniko_pipeline_is_green_and_promotes(pipeline, green, executor, tmp_path):
     # its own repository: the other tests compare `latest` of todo-backend with the buildah run's digest
     proc = pipeline.run("--no-provision", "--builder", "kaniko", "--kaniko-image", executor, "--repo",
-                        "todo-backend-kaniko", "--report", str(tmp_path / "r.json"))
+                        "todo-backend-kaniko", "--cache-repo", WARM_CACHE, "--report", str(tmp_path / "r.json"))
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["builder"] == "kaniko" and report["passed"] is True
@@ -48,7 +49,8 @@ def test_kaniko_pipeline_is_green_and_promotes(pipeline, green, executor, tmp_pa
 
 
 def test_parity_passes_with_identical_trees(pipeline, green, executor, tmp_path):
-    proc = pipeline.run("parity", "--no-provision", "--kaniko-image", executor, "--report", str(tmp_path / "p.json"))
+    proc = pipeline.run("parity", "--no-provision", "--kaniko-image", executor, "--cache-repo", WARM_CACHE,
+                        "--report", str(tmp_path / "p.json"))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
     report = json.loads((tmp_path / "p.json").read_text())
     assert report["passed"] is True and "PARITY: PASSED" in proc.stdout

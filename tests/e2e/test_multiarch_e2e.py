@@ -14,7 +14,7 @@ import re
 import subprocess
 
 import pytest
-from pipeline_support import ROOT, registry_client
+from pipeline_support import ROOT, WARM_CACHE, registry_client
 
 from imagepipe.exec import cmdline, runner
 from imagepipe.pipeline import multiarch
@@ -134,7 +134,8 @@ def test_a_failing_arm64_moves_nothing_and_signs_nothing(pipeline, multi, tmp_pa
 
 def test_kaniko_builds_each_platform_into_one_index(pipeline, green, executor, tmp_path):
     proc = pipeline.run("--no-provision", "--builder", "kaniko", "--platform", PLATFORMS, "--offline", "--repo",
-                        f"{REPO}-kaniko", "--report", str(tmp_path / "r.json"), timeout=2700)
+                        f"{REPO}-kaniko", "--cache-repo", WARM_CACHE, "--report", str(tmp_path / "r.json"),
+                        timeout=2700)
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "r.json").read_text())
     registry, repo, digest = split(report["image"])
@@ -150,7 +151,8 @@ def test_kaniko_builds_each_platform_into_one_index(pipeline, green, executor, t
 def test_parity_on_arm64(pipeline, executor, tmp_path):
     """buildah and kaniko, both under emulation from the arm64 base, give the same tree."""
     proc = pipeline.run("parity", "--no-provision", "--platform", "linux/arm64", "--offline", "--repo",
-                        f"{REPO}-parity", "--report", str(tmp_path / "p.json"), timeout=2700)
+                        f"{REPO}-parity", "--cache-repo", WARM_CACHE, "--report", str(tmp_path / "p.json"),
+                        timeout=2700)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert json.loads((tmp_path / "p.json").read_text())["passed"]
 

@@ -151,6 +151,16 @@ def test_the_debian_index_and_osv_api_settings_reach_the_pods_environment(monkey
     assert {"name": "IMAGEPIPE_DEBIAN_SECURITY_INDEX", "value": "http://mirror.example:8080/{arch}"} in main["env"]
 
 
+def test_a_shared_kaniko_cache_repository_is_forwarded_and_a_bad_name_refused(monkeypatch):
+    monkeypatch.delenv("IMAGEPIPE_VULN_DB", raising=False)
+    given = submit.forwarded(from_namespace(parse_args([*SUBMIT, "--cache-repo", "team/kaniko-cache"])))
+    assert given[given.index("--cache-repo") + 1] == "team/kaniko-cache"
+    with pytest.raises(UsageError) as e:
+        from_namespace(parse_args(["build", "--cache-repo", "Team Cache"]))
+    assert str(e.value) == ("invalid --cache-repo 'Team Cache': use lowercase letters, digits and . _ - / "
+                            "(e.g. --cache-repo todo-backend/cache)")
+
+
 def test_the_pip_cache_claim_is_forwarded_to_the_pod(monkeypatch):
     monkeypatch.delenv("IMAGEPIPE_VULN_DB", raising=False)
     a = from_namespace(parse_args(["submit", "--kube-context", "c", "--pip-cache", "team-pip-cache"]))

@@ -54,6 +54,9 @@ def building(add: Add) -> None:
     add("--builder", choices=("buildah", "kaniko"), default="buildah", help="buildah (local image, then push) or "
         "kaniko (the executor image in podman, or the Job of ci/kaniko.yaml with --kube-context)")
     add("--kaniko-image", help="the kaniko executor image (default: the one pinned in ci/kaniko.yaml)")
+    add("--cache-repo", metavar="REPO", help="kaniko: the repository in --registry holding its layer cache "
+        "(default: REPO/cache); images built from the same Containerfile may share one, since its keys are "
+        "content hashes")
 
 
 def kube(add: Add) -> None:

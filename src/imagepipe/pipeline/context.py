@@ -51,6 +51,11 @@ class Context:
         return ImageRef(self.args.registry, self.args.repo)
 
     @property
+    def cache_repository(self) -> str:
+        """kaniko's layer cache: --cache-repo, else REPO/cache, in the run's registry."""
+        return f"{self.args.registry}/{self.args.building.cache_repo or self.args.repo + '/cache'}"
+
+    @property
     def labels(self) -> dict[str, str]:
         """Put on every container this run starts, so a later run can tell its leftovers from others'."""
         return {cancel.LABEL: self.run_id}

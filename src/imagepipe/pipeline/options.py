@@ -38,6 +38,7 @@ class BuildingOptions:
     offline: bool
     builder: Builder  # kaniko with --kube-context
     kaniko_image: str | None
+    cache_repo: str | None = None  # kaniko's layer cache repository; None: <repo>/cache
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,10 @@ def check(ns: argparse.Namespace) -> None:
     if not refs.is_repository(ns.repo):
         raise UsageError(f"invalid repository name {ns.repo!r}: use lowercase letters, digits and . _ - / "
                          "(e.g. --repo todo-backend)")
+    cache_repo = getattr(ns, "cache_repo", None)
+    if cache_repo is not None and not refs.is_repository(cache_repo):
+        raise UsageError(f"invalid --cache-repo {cache_repo!r}: use lowercase letters, digits and . _ - / "
+                         "(e.g. --cache-repo todo-backend/cache)")
     for tag in ns.tag:
         if not refs.is_tag(tag):
             raise UsageError(f"invalid tag {tag!r}: up to 128 of A-Z a-z 0-9 _ . - , not starting with . or -")
@@ -193,7 +198,8 @@ def from_namespace(ns: argparse.Namespace) -> Options:
         building=BuildingOptions(
             containerfile=ns.containerfile, context=ns.context, base_image=ns.base_image,
             rebuild_base=ns.rebuild_base, offline=ns.offline,
-            builder="kaniko" if ns.kube_context else ns.builder, kaniko_image=ns.kaniko_image),
+            builder="kaniko" if ns.kube_context else ns.builder, kaniko_image=ns.kaniko_image,
+            cache_repo=getattr(ns, "cache_repo", None)),
         targeting=TargetingOptions(platforms=parse_list(getattr(ns, "platform", []))),
         kube=KubeOptions(
             context=ns.kube_context, namespace=ns.kube_namespace, git_url=ns.git_url, git_image=ns.git_image,

@@ -26,7 +26,8 @@ def forwarded(a: Options) -> list[str]:
     args: list[str] = []
     given = (("--repo", a.repo), ("--kaniko-image", a.building.kaniko_image), ("--git-image", a.kube.git_image),
              ("--registry-mirror", a.kube.registry_mirror), ("--job-deadline", a.kube.job_deadline),
-             ("--kube-secret", a.kube.secret), ("--pip-cache", a.kube.pip_cache))
+             ("--kube-secret", a.kube.secret), ("--pip-cache", a.kube.pip_cache),
+             ("--cache-repo", a.building.cache_repo))
     for flag, value in given:
         if value is not None:
             args += [flag, str(value)]

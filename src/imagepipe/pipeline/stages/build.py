@@ -139,7 +139,7 @@ def kaniko_local(ctx: Context, platform: Platform | None = None) -> PushedImage:
     started = time.time()
     build = kaniko.build_local(
         ctx.profile, executor=executor, context=a.building.context, containerfile=a.building.containerfile,
-        destination=str(ctx.repository.with_tag(tag)), cache_repo=f"{ctx.repository.name}/cache",
+        destination=str(ctx.repository.with_tag(tag)), cache_repo=ctx.cache_repository,
         registry=a.registry, work_dir=ctx.state_dir / "kaniko", labels=ctx.labels, auth=access.auth,
         wheelhouse=house, run_id=ctx.run_id, platform=platform, build_ca=build_ca_bundle(a.kube.build_ca))
     facts = BuildFacts("kaniko", version_of(executor), tuple(build.steps), started, time.time(),

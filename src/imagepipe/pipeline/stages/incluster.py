@@ -72,7 +72,7 @@ def build(ctx: Context, platform: Platform | None = None) -> PushedImage:
     settings = kanikojob.ClusterSettings(
         name=f"todo-backend-kaniko-{ctx.run_id}" + (f"-{platform.arch}" if len(a.platforms) > 1 else ""),
         labels=labels, git_url=url, commit=commit,
-        destination=str(ctx.repository.with_tag(tag)), cache_repo=f"{ctx.repository.name}/cache",
+        destination=str(ctx.repository.with_tag(tag)), cache_repo=ctx.cache_repository,
         registry_secret=a.kube.secret or f"imagepipe-{ctx.run_id}-registry", executor=a.building.kaniko_image,
         git_image=a.kube.git_image, mirror=a.kube.registry_mirror, insecure=tuple(a.kube.insecure_registry),
         ca_secret=f"imagepipe-{ctx.run_id}-ca" if a.kube.build_ca else None, deadline=a.kube.job_deadline,
