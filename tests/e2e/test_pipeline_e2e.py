@@ -13,9 +13,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from pipeline_support import registry_client
 
 from imagepipe.checks.verifier import CHECK_IDS
 from imagepipe.paths import MACHINE_CACHE
+from imagepipe.supplychain import referrers
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,6 +75,12 @@ def test_an_image_that_needs_a_fourth_variable_fails_contract_validation_and_lat
     assert report["image"].split("@")[1] != before, "the variant is a different image"
     assert pipeline.digest("latest") == before, "a failed verification never moves latest"
     assert "latest was not moved" in proc.stdout
+    # nor signs or attests anything (was test_supply_chain_e2e's own failing run)
+    registry, rest = report["image"].split("/", 1)
+    repo, digest = rest.split("@")
+    assert not (pipeline.state / "sigstore/lookaside" / f"{repo}@{digest.replace(':', '=')}").exists()
+    assert referrers.referrers(registry_client(registry, repo), digest)[1] == []
+    assert "signature" not in report and "sbom" not in report
 
 
 def test_root_variant_fails_exactly_user_and_hardened(pipeline, green, tmp_path):

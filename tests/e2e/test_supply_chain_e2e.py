@@ -203,19 +203,6 @@ def test_trust_policy_refuses_unsigned_and_accepts_signed(pipeline, attested, tm
         trust.uninstall(scope)
 
 
-def test_failed_verify_signs_and_attests_nothing(pipeline, green, tmp_path):
-    proc = pipeline.run("--no-provision", "--repo", "todo-backend-unverified", "--max-size", "10", "--report",
-                        str(tmp_path / "r.json"))
-    assert proc.returncode == 1
-    report = json.loads((tmp_path / "r.json").read_text())
-    registry, rest = report["image"].split("/", 1)
-    repo, digest = rest.split("@")
-    assert not (pipeline.state / "sigstore/lookaside" / f"{repo}@{digest.replace(':', '=')}").exists()
-    assert referrers.referrers(registry_client(registry, repo), digest)[1] == []
-    assert pipeline.digest("latest", repo=repo) is None
-    assert "signature" not in report and "sbom" not in report
-
-
 def gpg_agents(state) -> list[str]:
     """gpg-agents serving a GNUPGHOME of this state directory (directly, or through a short alias to it)."""
     import psutil
