@@ -16,6 +16,7 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -298,3 +299,73 @@ def refetched_after_expiry(issued: list[tuple[str, str, float]], lifetime: float
             found.append(f"{agent}: {scope}")
         last[key] = at
     return found
+
+
+class HoldingProxy:
+    """A plain-HTTP proxy in front of a plain-HTTP registry that forwards every request (bodies included,
+    chunked or not) except the first one `hold` matches: that one waits, unanswered, so whatever the client
+    is doing (a push's blob upload, a promotion's next tag) is under way when the test acts. `held` is set
+    once it arrives; the held request is never answered (the client is stopped while it waits)."""
+
+    def __init__(self, upstream: str, hold: Callable[[str, str], bool]) -> None:
+        self.port, self.upstream, self.hold = free_port(), upstream, hold
+        self.held = threading.Event()
+        self.seen: list[str] = []
+        self.release = threading.Event()  # set at stop(): the held handler ends
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def body(self) -> bytes | None:
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    data = b""
+                    while (size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)) > 0:
+                        data += self.rfile.read(size)
+                        self.rfile.readline()
+                    self.rfile.readline()
+                    return data
+                length = int(self.headers.get("Content-Length") or 0)
+                return self.rfile.read(length) if length else None
+
+            def forward(self) -> None:
+                data = self.body()
+                proxy.seen.append(f"{self.command} {self.path}")
+                if not proxy.held.is_set() and proxy.hold(self.command, self.path):
+                    proxy.held.set()
+                    proxy.release.wait(600)
+                    self.close_connection = True
+                    return
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in ("host", "transfer-encoding", "content-length", "connection")}
+                r = requests.request(self.command, f"http://{proxy.upstream}{self.path}", data=data, timeout=120,
+                                     headers=headers, allow_redirects=False)
+                self.send_response(r.status_code)
+                for k, v in r.headers.items():
+                    if k.lower() in ("transfer-encoding", "connection", "content-encoding", "content-length"):
+                        continue
+                    if k.lower() == "location":  # back through the proxy
+                        v = v.replace(f"http://{proxy.upstream}", f"http://127.0.0.1:{proxy.port}")
+                    self.send_header(k, v)
+                body = b"" if self.command == "HEAD" else r.content
+                self.send_header("Content-Length", str(len(body) if self.command != "HEAD"
+                                                      else r.headers.get("Content-Length", "0")))
+                self.end_headers()
+                if body:
+                    self.wfile.write(body)
+
+            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = forward  # noqa: N815
+
+        self.server = serve(Handler, self.port)
+
+    @property
+    def addr(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()

@@ -6,9 +6,11 @@ gateway only."""
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from pipeline_support import ROOT
+from registries_support import HoldingProxy
 
 from imagepipe.exec import cmdline, runner
 from imagepipe.host import quirks
@@ -150,23 +153,19 @@ def step_processes(marker: str) -> list[str]:
     return [args for pid, ppid, args in rows if pid in ours or (ppid in ours and args.startswith("sleep 120"))]
 
 
-@pytest.mark.parametrize("stage", ["build", "push", "verify", "promote"])
+@pytest.mark.parametrize("stage", ["build", "verify"])
 def test_sigterm_in_a_stage(pipeline, green, tmp_path, stage):
     latest, before_pg = pipeline.digest("latest"), postgres_dirs()
-    args, env = ["--no-provision"], {}
+    args = ["--no-provision"]
     marker = os.urandom(8).hex()
     if stage == "build":  # a build step that runs for a while, so SIGTERM reaches buildah mid-step
         args += ["--containerfile", str(step_containerfile(tmp_path, marker))]
-    elif stage in ("push", "promote"):  # both last about a second: the signal lands as the stage starts
-        env["IMAGEPIPE_STAGE_DELAY"] = f"{stage}=30"
-    run = Started(pipeline, *args, env=env)
+    run = Started(pipeline, *args)
     run.wait_for_line(f"==> {stage}:")
     if stage == "build":
         wait_until(lambda: any(p.startswith("sleep 120") for p in step_processes(marker)))
-    elif stage == "verify":
-        wait_until(lambda: len(run_containers()) > 0 and len(postgres_dirs() - before_pg) > 0)
     else:
-        time.sleep(1)
+        wait_until(lambda: len(run_containers()) > 0 and len(postgres_dirs() - before_pg) > 0)
     code, seconds, err = run.signal(signal.SIGTERM)
     assert code == 143, err
     assert seconds < 10, f"stopped in {seconds:.1f} s"
@@ -174,6 +173,70 @@ def test_sigterm_in_a_stage(pipeline, green, tmp_path, stage):
     assert_clean(pipeline, before_pg, latest)
     if stage == "build":
         assert step_processes(marker) == [], "buildah's step was stopped"
+
+
+def tool_processes(needle: str) -> list[str]:
+    """skopeo, buildah or podman processes whose command line names `needle`."""
+    ps = subprocess.run(["ps", "-eww", "-o", "args="], capture_output=True, text=True).stdout.splitlines()
+    return [p for p in ps if needle in p and p.split()[0].rsplit("/", 1)[-1] in ("skopeo", "buildah", "podman")]
+
+
+def test_sigterm_in_a_running_push(pipeline, green, tmp_path):
+    """The signal lands while the push's tool waits on the registry's answer to a blob upload (a proxy holds
+    it): the tool is stopped, no tag of the repository exists, the rest is clean."""
+    latest, before_pg = pipeline.digest("latest"), postgres_dirs()
+    proxy = HoldingProxy(pipeline.registry, hold=lambda method, path: method == "POST" and "/blobs/uploads/" in path)
+    repo = f"todo-backend-cancel-{os.urandom(4).hex()}"
+    try:
+        run = Started(pipeline, "--no-provision", "--registry", proxy.addr, "--repo", repo)
+        run.wait_for_line("==> push:")
+        assert proxy.held.wait(300), f"no blob upload reached the registry: {proxy.seen}"
+        assert tool_processes(proxy.addr), "the push's tool is running"
+        code, seconds, err = run.signal(signal.SIGTERM)
+    finally:
+        proxy.stop()
+    assert code == 143, err
+    assert seconds < 10, f"stopped in {seconds:.1f} s"
+    one_interrupted_line(err, "push")
+    assert tool_processes(proxy.addr) == [], "the push's tool was stopped"
+    assert pipeline.digest("latest", repo=repo) is None and repo_tags(pipeline, repo) == []
+    assert_clean(pipeline, before_pg, latest)
+
+
+def test_sigterm_in_a_running_promote_puts_the_moved_tag_back(pipeline, green, tmp_path):
+    """A verified variant's promotion with a second tag: `latest` has moved to the variant when the signal
+    lands, while the registry holds the second tag's manifest; the promotion puts `latest` back on the
+    digest it named before."""
+    latest, before_pg = pipeline.digest("latest"), postgres_dirs()
+    ctx = tmp_path / "backend"
+    shutil.copytree(ROOT / "backend", ctx, ignore=shutil.ignore_patterns("__pycache__"))
+    (ctx / "app" / "cancel_marker.py").write_text(f"MARKER = {tmp_path.name!r}\n")
+    # its layers in the registry first: the promotion's run then pushes only a manifest through the proxy
+    assert pipeline.run("build", "--no-provision", "--context", str(ctx)).returncode == 0
+    assert pipeline.run("push", "--no-provision", "--context", str(ctx)).returncode == 0
+    proxy = HoldingProxy(pipeline.registry, hold=lambda method, path: method == "PUT" and
+                         path.endswith("/manifests/cancel-held"))
+    try:
+        run = Started(pipeline, "--no-provision", "--registry", proxy.addr, "--context", str(ctx), "--tag",
+                      "cancel-held")
+        run.wait_for_line("==> promote:", timeout=900)
+        assert proxy.held.wait(300), f"the second tag never reached the registry: {proxy.seen}"
+        moved = pipeline.digest("latest")
+        code, seconds, err = run.signal(signal.SIGTERM)
+    finally:
+        proxy.stop()
+    assert moved not in (None, latest), "latest had moved to the variant when the signal landed"
+    assert code == 143, err
+    assert seconds < 10, f"stopped in {seconds:.1f} s"
+    one_interrupted_line(err, "promote")
+    assert pipeline.digest("cancel-held") is None
+    assert_clean(pipeline, before_pg, latest)
+
+
+def repo_tags(pipeline, repo: str) -> list[str]:
+    proc = subprocess.run(["skopeo", "list-tags", "--tls-verify=false", f"docker://{pipeline.registry}/{repo}"],
+                          capture_output=True, text=True)
+    return json.loads(proc.stdout)["Tags"] if proc.returncode == 0 else []
 
 
 @pytest.fixture
@@ -209,19 +272,20 @@ def test_sigterm_in_a_build_step_on_a_busy_machine(pipeline, green, tmp_path, bu
 
 
 def test_sigkill_leftovers_are_removed_by_the_next_run(pipeline, green, tmp_path):
-    before_pg = pipeline.digest("latest"), postgres_dirs()
+    latest, before_pg = pipeline.digest("latest"), postgres_dirs()
     before_tls = tls_dirs()
     run = Started(pipeline, "--no-provision")
     run.wait_for_line("==> verify:")
-    wait_until(lambda: len(run_containers()) > 0 and len(postgres_dirs() - before_pg[1]) > 0)
+    wait_until(lambda: len(run_containers()) > 0 and len(postgres_dirs() - before_pg) > 0)
     run.kill()
     assert tls_dirs() - before_tls, "the killed run's verify made its TLS directory"
     assert run_containers(), "a SIGKILLed run leaves its containers (nothing can catch SIGKILL)"
     proc = pipeline.run("lint", "--no-provision")  # any run that takes the state directory's lock cleans up
     assert proc.returncode == 0, proc.stderr
     assert re.search(r"cleaned up after interrupted run \w+: \d+ container\(s\), 1 throw-away PostgreSQL", proc.stdout)
-    assert run_containers() == [] and postgres_dirs() <= before_pg[1]
+    assert run_containers() == [] and postgres_dirs() <= before_pg
     assert tls_dirs() <= before_tls, "the killed run's TLS directory is removed by the next run"
+    assert pipeline.digest("latest") == latest, "the killed run moved no tag"
 
 
 def tls_dirs() -> set[Path]:
@@ -245,6 +309,7 @@ def test_throwaway_database_listens_on_loopback_and_the_gateway_only(pipeline, g
     hosts = {addr.rsplit(":", 1)[0] for addr in listening}
     assert hosts <= {"127.0.0.1", gateway}, hosts
     subnet = podman("network", "inspect", "podman", "--format", "{{range .Subnets}}{{.Subnet}}{{end}}").strip()
+    assert hba, "pg_hba.conf has host lines (none would admit no one, and prove nothing here)"
     assert {line[3] for line in hba} <= {"127.0.0.1/32", "::1/128", subnet}, hba
 
 

@@ -254,12 +254,3 @@ def kill_postgres(data_dir: Path) -> bool:
         shutil.rmtree(data_dir.parent, ignore_errors=True)
         stopped = True
     return stopped
-
-
-# Test hook for the cancellation tests: IMAGEPIPE_STAGE_DELAY="promote=5" waits 5 s as that stage starts, so
-# a signal can be delivered inside a stage that otherwise lasts a fraction of a second.
-def stage_delay(stage: str) -> None:
-    for item in os.environ.get("IMAGEPIPE_STAGE_DELAY", "").split(","):
-        name, _, seconds = item.partition("=")
-        if name == stage and seconds:
-            time.sleep(float(seconds))

@@ -12,7 +12,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from imagepipe.errors import PipelineError, UsageError
-from imagepipe.exec import cancel, exitcodes
+from imagepipe.exec import exitcodes
 from imagepipe.image.platforms import Platform
 from imagepipe.image.refs import BuiltImage, PushedImage
 from imagepipe.pipeline import multiarch, report
@@ -110,7 +110,6 @@ def timed(ctx: Context, name: str, what: str, fn: Callable[[], T], *, key: str |
     its stage's name on any error it raises."""
     CURRENT[0] = name
     output.stage(f"==> {name}: {what}")
-    cancel.stage_delay(name)
     t0 = time.monotonic()
     try:
         result = fn()
