@@ -83,7 +83,7 @@ def test_an_image_that_needs_a_fourth_variable_fails_contract_validation_and_lat
     assert "signature" not in report and "sbom" not in report
 
 
-def test_root_variant_fails_exactly_user_and_hardened(pipeline, green, tmp_path):
+def test_root_variant_fails_exactly_user_contract_validation_and_hardened(pipeline, green, tmp_path):
     variant = tmp_path / "Containerfile"
     variant.write_text((ROOT / "build/Containerfile").read_text().replace("USER appuser", "USER root"))
     assert pipeline.run("lint", "--containerfile", str(variant)).returncode == 12  # lint catches it statically
@@ -94,8 +94,12 @@ def test_root_variant_fails_exactly_user_and_hardened(pipeline, green, tmp_path)
     image = json.loads((pipeline.state / "last-push.json").read_text())["image"]
     proc = pipeline.run("verify", image, "--report", str(tmp_path / "r.json"))
     assert proc.returncode == 1
-    # hardened looks inside the running container: its service process is root there, so it fails too
-    assert failed(json.loads((tmp_path / "r.json").read_text())) == ["user", "hardened"]
+    # hardened looks inside the running container: its service process is root there, so it fails too; and
+    # the contract's own `docker run --rm IMAGE whoami` says root
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert failed(report) == ["user", "contract-validation", "hardened"]
+    check = next(c for c in report["checks"] if c["id"] == "contract-validation")
+    assert check["detail"] == "whoami: 'root' (expected 'appuser')", check["detail"]
 
 
 @pytest.mark.parametrize(("args", "code", "message"), [
