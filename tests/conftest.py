@@ -31,46 +31,6 @@ def no_gnupg_alias_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
     signing.sweep_aliases(under=tmp_path_factory.getbasetemp())
 
 
-# built once per machine and kept, like the stand-in bases: the cluster's clone-step image
-PER_MACHINE_IMAGES = ("localhost/imagepipe-git:",)
-
-
-def _host_state() -> tuple[set[str], set[str]]:
-    """(buildah's working containers, image names) in the host's container storage."""
-    import json
-    import subprocess
-
-    def listed(*argv: str) -> list[dict]:
-        out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=120).stdout
-        return json.loads(out or "null") or []
-
-    containers = {c["id"] for c in listed("buildah", "containers", "--json")}
-    names = {n for image in listed("podman", "images", "--format", "json") for n in image.get("Names") or []}
-    return containers, names
-
-
-@pytest.fixture(scope="session", autouse=True)
-def nothing_left_on_the_host() -> Iterator[None]:
-    """The suite ends as the host was: every buildah working container it made (an interrupted build's
-    included) and every image name it tagged is removed once all else is torn down (this fixture is set up
-    first, so it ends last); what cannot be removed fails the run, named. Layers stay: the build caches are
-    the machine's, as the stand-in bases are."""
-    import subprocess
-
-    containers, names = _host_state()
-    yield
-    now_containers, now_names = _host_state()
-    names |= {n for n in now_names if n.startswith(PER_MACHINE_IMAGES)}
-    new_containers, new_names = sorted(now_containers - containers), sorted(now_names - names)
-    if new_containers:
-        subprocess.run(["buildah", "rm", *new_containers], capture_output=True, timeout=300)
-    for name in new_names:  # an image with another name keeps it; buildah's intermediate images stay
-        subprocess.run(["podman", "rmi", name], capture_output=True, timeout=300)
-    left_containers, left_names = (s - t for s, t in zip(_host_state(), (containers, names), strict=True))
-    assert not left_containers and not left_names, (
-        f"left on the host: buildah containers {sorted(left_containers)}, images {sorted(left_names)}")
-
-
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[TempPostgres]:
     pg = TempPostgres().start()

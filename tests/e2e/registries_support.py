@@ -288,9 +288,10 @@ def wait_http(url: str, verify: bool | str = True, timeout: float = 20) -> None:
 
 
 def refetched_after_expiry(issued: list[tuple[str, str, float]], lifetime: float, needle: str) -> list[str]:
-    """The (client, scope) pairs, scope naming `needle`, that got a token again at least `lifetime` seconds
-    after their previous one: that one had expired. Different clients (skopeo, podman, our own) each
-    fetching the same scope once do not count."""
+    """The (client program, scope) pairs, scope naming `needle`, that got a token again at least `lifetime`
+    seconds after their previous one: by then that one had expired, and the run still needed the scope.
+    Different programs (skopeo, podman, our own) each fetching a scope once do not count; two processes of
+    one program do (a token outlives no process: each fetches its own)."""
     last: dict[tuple[str, str], float] = {}
     found = []
     for agent, scope, at in issued:
@@ -339,8 +340,10 @@ class HoldingProxy:
                     proxy.release.wait(600)
                     self.close_connection = True
                     return
-                headers = {k: v for k, v in self.headers.items()
-                           if k.lower() not in ("host", "transfer-encoding", "content-length", "connection")}
+                headers: dict[str, str] = {}
+                for k, v in self.headers.items():  # a repeated header (Accept, one per manifest type) kept whole
+                    if k.lower() not in ("host", "transfer-encoding", "content-length", "connection"):
+                        headers[k] = f"{headers[k]}, {v}" if k in headers else v
                 r = requests.request(self.command, f"http://{proxy.upstream}{self.path}", data=data, timeout=120,
                                      headers=headers, allow_redirects=False)
                 self.send_response(r.status_code)

@@ -6,7 +6,6 @@ registry on a free port (stopped at the end).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -15,7 +14,9 @@ from pathlib import Path
 import pytest
 from pipeline_support import registry_client
 
+from imagepipe.builders import wheels
 from imagepipe.checks.verifier import CHECK_IDS
+from imagepipe.image.platforms import host
 from imagepipe.paths import MACHINE_CACHE
 from imagepipe.supplychain import referrers
 
@@ -140,6 +141,6 @@ def test_offline_build_uses_only_the_wheelhouse(pipeline, green, tmp_path):
         f.write(f"# {tmp_path.name}: a new layer under the venv step\n")
     proc = pipeline.run("build", "--offline", "-v", "--context", str(ctx), "--repo", "todo-backend-offline")
     assert proc.returncode == 0, proc.stderr
-    key = hashlib.sha256((ctx / "requirements.txt").read_bytes()).hexdigest()[:16]
-    assert f"python packages from: {key}" in proc.stdout, "the venv step ran, installing from the wheelhouse"
-    assert list((MACHINE_CACHE / "wheelhouse" / key).glob("psycopg_c-*.whl")), "the machine's wheelhouse"
+    house = wheels.place(ctx / "requirements.txt", host())
+    assert house.parent == MACHINE_CACHE / "wheelhouse" and list(house.glob("psycopg_c-*.whl"))
+    assert f"python packages from: {house.name}" in proc.stdout, "the venv step ran, installing from it"

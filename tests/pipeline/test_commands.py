@@ -56,6 +56,9 @@ def test_podman_run_flags():
     assert quirky == ["nsenter", f"--mount={NS_FILE}", "--", "podman", "run", "--rm", "--cgroups=disabled",
                       "--ulimit", "nofile=16384:16384", "--ulimit", "nproc=16384:16384", "--read-only",
                       "--tmpfs", "/tmp", "--cap-drop", "ALL", "img", "whoami"]
+    # the contract's `docker run -e …` passes nothing else: nor do we, the host's proxy variables included
+    exact = cmdline.podman_run(PLAIN, "img", env={"A": "1"}, host_proxy=False)
+    assert exact == ["podman", "run", "-e", "A=1", "--http-proxy=false", "img"]
 
 
 @pytest.mark.parametrize(("ref", "local"), [

@@ -37,7 +37,8 @@ def image_tree(root: Path, *packages: tuple[str, str, str], os_release: str | No
     (root / "etc").mkdir()
     if os_release is not None:
         (root / "usr/lib").mkdir(parents=True)
-        (root / "usr/lib/os-release").write_text(f'PRETTY_NAME="Debian GNU/Linux"\n{os_release}\nID=debian\n')
+        distro = "" if "ID=" in os_release.replace("VERSION_ID=", "") else "ID=debian\n"
+        (root / "usr/lib/os-release").write_text(f'PRETTY_NAME="Debian GNU/Linux"\n{os_release}\n{distro}')
         (root / "etc/os-release").symlink_to("../usr/lib/os-release")
     if debian_version is not None:
         (root / "etc/debian_version").write_text(debian_version + "\n")
@@ -100,7 +101,8 @@ def test_an_old_release_without_os_release_is_read_from_debian_version(db, tmp_p
 
 def test_debian_packages_of_an_unknown_release_cannot_be_scanned(tmp_path):
     root = image_tree(tmp_path, ("dpkg", "1.18.25", None), os_release=None)
-    _, unscannable = advisories.packages(inventory.read(root))
+    pkgs, unscannable = advisories.packages(inventory.read(root))
+    assert pkgs == []
     assert unscannable == ["the Debian release is unknown (no VERSION_ID in /etc/os-release, no /etc/debian_version), "
                            "so no Debian:<release> record can be matched"]
 
@@ -121,3 +123,16 @@ def test_introduced_zero_without_a_fix_is_affected_with_no_fix_released():
 def test_a_findings_urgency_is_named_beside_it():
     finding = osv.Finding("ID", "pkg", "1.0-1", None, "unimportant")
     assert str(finding) == "ID pkg 1.0-1 -> no fix (urgency unimportant)"
+
+
+def test_an_absolute_os_release_link_is_read_inside_the_image(tmp_path):
+    """/etc/os-release -> /usr/lib/os-release: the image's file, not the host's (whatever the host runs)."""
+    root = image_tree(tmp_path, ("dpkg", "1.18.25", None))
+    (root / "etc/os-release").unlink()
+    (root / "etc/os-release").symlink_to("/usr/lib/os-release")
+    assert inventory.read(root).release == "9"
+
+
+def test_another_distributions_os_release_is_no_debian_release(tmp_path):
+    root = image_tree(tmp_path, ("dpkg", "1.18.25", None), os_release='ID=ubuntu\nVERSION_ID="22.04"')
+    assert inventory.read(root).release == ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import shutil
+import sys
 from pathlib import Path
 
 from imagepipe.exec import cmdline, runner
@@ -32,9 +33,7 @@ def wheelhouse(requirements: Path, profile: HostProfile | None = None, platform:
     every checkout and state directory: its key is the file's hash), under a lock so two runs that need the
     same one build it once; a build cut short is started again."""
     platform = platform or host()
-    key = hashlib.sha256(requirements.read_bytes()).hexdigest()[:16]
-    # the host's keeps its historical name, so caches made before multi-arch stay valid
-    target = (root or MACHINE_CACHE / "wheelhouse") / (key if not platform.emulated else f"{key}-{platform.slug}")
+    target = place(requirements, platform, root)
     if (target / ".complete").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -43,6 +42,16 @@ def wheelhouse(requirements: Path, profile: HostProfile | None = None, platform:
         if not (target / ".complete").exists():
             _build(requirements, target, profile, platform)
     return target
+
+
+def place(requirements: Path, platform: Platform, root: Path | None = None) -> Path:
+    """Where the wheelhouse for these requirements and this platform lives. Its name keys the build's layer
+    cache too (the Containerfile's WHEELHOUSE): the file's hash, the platform, and for the host's, the
+    interpreter that builds it (another platform's is built by that platform's base image, whose Python the
+    image runs)."""
+    key = hashlib.sha256(requirements.read_bytes()).hexdigest()[:16]
+    python = "" if platform.emulated else f"-py{sys.version_info.major}{sys.version_info.minor}"
+    return (root or MACHINE_CACHE / "wheelhouse") / f"{key}-{platform.slug}{python}"
 
 
 def _build(requirements: Path, target: Path, profile: HostProfile | None, platform: Platform) -> None:

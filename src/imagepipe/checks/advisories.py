@@ -102,11 +102,11 @@ def packages(contents: Inventory) -> tuple[list[osv.Package], list[str]]:
             found.append(osv.Package(osv.PYPI, dist.name, dist.version))
         else:
             unscannable.append(f"{dist.path}: no name or version in its METADATA")
-    if contents.debs and not contents.release:
+    if contents.debs and not contents.release:  # nothing to match them against: not scanned, and said so
         unscannable.append("the Debian release is unknown (no VERSION_ID in /etc/os-release, no "
                            "/etc/debian_version), so no Debian:<release> record can be matched")
     ecosystem = osv.debian_ecosystem(contents.release)
-    for deb in contents.debs:
+    for deb in contents.debs if contents.release else ():
         found.append(osv.Package(ecosystem, deb.source_package or deb.name, deb.source_version or deb.version))
     return sorted(set(found), key=lambda p: (p.ecosystem, p.name, p.version)), unscannable
 

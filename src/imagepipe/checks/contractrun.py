@@ -11,7 +11,7 @@ import time
 
 import requests
 
-from imagepipe.checks.types import Check, ImageCheck
+from imagepipe.checks.types import Check, CheckRun, ImageCheck
 from imagepipe.exec import cmdline, runner
 from imagepipe.exec.retry import wait_until
 from imagepipe.host import podman
@@ -23,16 +23,18 @@ CONTRACT_ENV = {"DATABASE_URL": "postgresql://user:pass@host/db", "BETTER_AUTH_S
 EXPECTED = {"health-status": "healthy", "/health": '{"status":"healthy"}', "/docs": 200, "whoami": "appuser"}
 
 
-def contract_validation(v: ImageCheck) -> Check:
+def contract_validation(v: CheckRun) -> Check:
     """Inside a pod the container takes the pod's port 8000, so verify runs this before its service starts
-    (catalog: own_port); elsewhere it is published on a free loopback port, beside the service."""
+    (catalog: own_port); elsewhere it is published on a loopback port of its own (the contract's
+    `-p 8000:8000`, moved so it cannot meet the service's), beside the service."""
     name = f"imagepipe-verify-contract-{secrets.token_hex(4)}"
-    port = 8000 if v.profile.in_pod else free_port()
+    port = 8000 if v.profile.in_pod else next(p for p in iter(free_port, None) if p != v.port)
     base = f"http://127.0.0.1:{port}"
-    seen: dict[str, object] = {"whoami": _whoami(v)}
+    who = _whoami(v)
+    seen: dict[str, object] = {"whoami": who}
     t0 = time.monotonic()
     v.sh(cmdline.podman_run(v.profile, v.image, name=name, detach=True, env=CONTRACT_ENV, labels=v.opt.labels,
-                            publish=[f"127.0.0.1:{port}:8000"]))
+                            publish=[f"127.0.0.1:{port}:8000"], host_proxy=False))
     try:
         exited = _wait_for_health(v, name, base, deadline=t0 + v.opt.startup_limit_s)
         if exited is not None:
@@ -58,9 +60,12 @@ def contract_validation(v: ImageCheck) -> Check:
 
 
 def _whoami(v: ImageCheck) -> str:
-    """`docker run --rm IMAGE whoami`, nothing set."""
-    return v.sh(cmdline.podman_run(v.profile, v.image, remove=True, labels=v.opt.labels,
-                                   command=["whoami"]), ok=(0, 1, 125, 126, 127)).stdout.strip()
+    """`docker run --rm IMAGE whoami`, nothing set; what went wrong where it printed no name."""
+    ran = v.sh(cmdline.podman_run(v.profile, v.image, remove=True, labels=v.opt.labels, command=["whoami"],
+                                  host_proxy=False), ok=(0, 1, 125, 126, 127))
+    if ran.code == 0 and ran.stdout.strip():
+        return ran.stdout.strip()
+    return f"exit {ran.code}: {runner.first_error_line(ran.stderr) or ran.stdout.strip()}"
 
 
 def _wait_for_health(v: ImageCheck, name: str, base: str, *, deadline: float) -> str | None:
@@ -75,7 +80,8 @@ def _wait_for_health(v: ImageCheck, name: str, base: str, *, deadline: float) ->
         facts = podman.container(v.profile, name)
         if facts is None or facts.status in ("exited", "stopped", "dead"):
             logs = v.sh(cmdline.podman_logs(v.profile, name), ok=(0, 125))
-            last = runner.tail(logs.stdout + logs.stderr, 1).strip()
+            # the service says why it stopped on stderr (a configuration error is one line there)
+            last = runner.tail(logs.stderr.strip() or logs.stdout, 1).strip()
             how = f"exited {facts.exit_code}" if facts else "is gone"
             return f"with only the contract's three variables the container {how} before /health answered: {last}"
         return False

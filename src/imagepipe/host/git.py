@@ -97,15 +97,17 @@ def job_source(url: str | None = None) -> tuple[str, str]:
 
 def in_commit(path: Path) -> str | None:
     """`path` relative to the checkout when HEAD's commit holds it (a file, or a directory with files), so a
-    clone of that commit has it too; None otherwise (outside the checkout, untracked, or no git)."""
+    clone of that commit has it too; None when it does not (outside the checkout, or untracked); a git that
+    cannot answer is a UsageError with git's own words."""
     resolved = path.resolve()
     if not resolved.is_relative_to(ROOT):
         return None
     relative = str(resolved.relative_to(ROOT))
     try:
         held = _git("ls-tree", "-r", "--name-only", "HEAD", "--", relative)
-    except PipelineError:
-        return None
+    except PipelineError as e:  # git itself refused (no repository, another user's checkout): say so
+        raise UsageError(f"cannot tell whether {path} is in commit HEAD: git says "
+                         f"{runner.first_error_line(str(e.detail or '')) or e.message}") from None
     return relative if held else None
 
 

@@ -54,22 +54,44 @@ def read(root: Path) -> Inventory:
 
 
 def debian_release(root: Path) -> str:
-    """The image's Debian release: VERSION_ID of os-release (/etc's, a relative link into /usr/lib, or
-    /usr/lib's itself), else /etc/debian_version ("12.8"); "" when neither says."""
-    for path in (root / "etc/os-release", root / "usr/lib/os-release"):
-        try:
-            text = path.read_text(errors="replace")
-        except OSError:
-            continue
-        for line in text.splitlines():
-            key, _, value = line.partition("=")
-            if key.strip() == "VERSION_ID" and value.strip().strip('"\''):
-                return value.strip().strip('"\'')
+    """The image's Debian release: VERSION_ID of its os-release (/etc's, or /usr/lib's that it links to;
+    a link is followed inside the image, never to the host's), else /etc/debian_version ("12.8"); "" when
+    neither says, or when os-release names another distribution (Debian's records do not apply there)."""
+    for path in ("etc/os-release", "usr/lib/os-release"):
+        fields = _os_release(_inside(root, path))
+        if fields.get("ID") not in (None, "debian"):
+            return ""
+        if fields.get("VERSION_ID"):
+            return fields["VERSION_ID"]
     try:
-        version = (root / "etc/debian_version").read_text(errors="replace").strip()
+        version = _inside(root, "etc/debian_version").read_text(errors="replace").strip()
     except OSError:
         return ""
     return version if version[:1].isdigit() else ""
+
+
+def _inside(root: Path, path: str) -> Path:
+    """`path` in the image's tree, its links resolved against the image's root rather than the host's."""
+    here = root / path
+    for _ in range(8):
+        if not here.is_symlink():
+            return here
+        target = Path(here.readlink())  # noqa: PTH115 - one hop at a time, kept under root
+        here = root / str(target).lstrip("/") if target.is_absolute() else here.parent / target
+    return here
+
+
+def _os_release(path: Path) -> dict[str, str]:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return {}
+    fields = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            fields[key.strip()] = value.strip().strip('"\'')
+    return fields
 
 
 def dpkg_unreadable(root: Path) -> str | None:

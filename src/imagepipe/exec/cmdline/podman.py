@@ -81,9 +81,11 @@ def podman_run(
     command: Sequence[str] = (),
     platform: str | None = None,
     health: HealthFlags | None = None,
+    host_proxy: bool = True,
 ) -> list[str]:
     """`podman run` with one flag per option, in podman's order (the table test pins every combination the
-    pipeline uses)."""
+    pipeline uses). host_proxy=False: not the host's proxy variables either (podman passes them by default,
+    docker does not), so the container's environment is exactly `env` and the image's own."""
     if profile.in_pod:  # the pod's network is the only one: a published port is the container's own
         network, publish = "host", ()
     args = ["run", *_on(detach, "-d"), *_on(remove, "--rm"), *_each("--name", [name] if name else []),
@@ -96,7 +98,8 @@ def podman_run(
             *_each("--cap-add", cap_add), *_on(no_new_privileges, "--security-opt", "no-new-privileges"),
             *_on(privileged, "--privileged"), *_each("-v", volumes),
             *_each("--label", [f"{k}={v}" for k, v in (labels or {}).items()]),
-            *_each("--platform", [platform] if platform else []), *(health.argv() if health else [])]
+            *_each("--platform", [platform] if platform else []), *(health.argv() if health else []),
+            *_on(not host_proxy, "--http-proxy=false")]
     return podman(profile, *args, image, *command)
 
 
