@@ -230,7 +230,22 @@ def terminate(proc: subprocess.Popen[bytes] | None) -> None:
         proc.wait(timeout=30)
 
 
-class FailingUploads:
+class LocalProxy:
+    """A plain-HTTP server of a test's own on a free loopback port, in front of a registry."""
+
+    port: int
+    server: Server
+
+    @property
+    def addr(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class FailingUploads(LocalProxy):
     """A plain-HTTP proxy in front of a registry that forwards reads and answers 500 to every blob upload."""
 
     def __init__(self, upstream: str, ca: Path) -> None:
@@ -263,14 +278,6 @@ class FailingUploads:
 
         self.server = serve(Handler, self.port)
 
-    @property
-    def addr(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
 
 def make_tls(directory: Path, host: str) -> tlscerts.ServerTLS:
     return tlscerts.make(directory, hosts=[host, "localhost"], ips=["127.0.0.1"])
@@ -302,7 +309,7 @@ def refetched_after_expiry(issued: list[tuple[str, str, float]], lifetime: float
     return found
 
 
-class HoldingProxy:
+class HoldingProxy(LocalProxy):
     """A plain-HTTP proxy in front of a plain-HTTP registry that forwards every request (bodies included,
     chunked or not) except the first one `hold` matches: that one waits, unanswered, so whatever the client
     is doing (a push's blob upload, a promotion's next tag) is under way when the test acts. `held` is set
@@ -364,11 +371,6 @@ class HoldingProxy:
 
         self.server = serve(Handler, self.port)
 
-    @property
-    def addr(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
     def stop(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
+        self.release.set()  # the held handler ends first, or the server's shutdown would wait on it
+        super().stop()

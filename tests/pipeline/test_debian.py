@@ -99,19 +99,12 @@ def _index_server(fail_first: int, *, compressed: bool = True):
     return server, seen
 
 
-def test_an_uncompressed_index_is_read_as_it_is(tmp_path, monkeypatch):
-    """A recorded copy or a mirror's plain Packages (what the cluster tests serve their pods)."""
-    server, _ = _index_server(fail_first=0, compressed=False)
-    monkeypatch.setenv("IMAGEPIPE_DEBIAN_SECURITY_INDEX", f"http://127.0.0.1:{server.server_port}/{{arch}}")
-    try:
-        assert debsec.security_index(tmp_path) == {"libssl3": "3.0.17-1~deb12u2"}
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def test_a_fetch_dropped_once_is_tried_again(tmp_path, monkeypatch):
-    server, seen = _index_server(fail_first=1)
+@pytest.mark.parametrize(("compressed", "fail_first"), [(True, 1), (False, 0)],
+                         ids=["xz-after-a-dropped-fetch", "plain"])
+def test_the_index_is_read_xz_or_plain_and_fetched_again_when_dropped(tmp_path, monkeypatch, compressed, fail_first):
+    """Packages.xz as the archive serves it, fetched again when a connection is dropped; or a recorded copy's
+    plain Packages (what the cluster tests serve their pods)."""
+    server, seen = _index_server(fail_first=fail_first, compressed=compressed)
     monkeypatch.setattr(debsec, "FETCH_ATTEMPTS", 3)
     monkeypatch.setenv("IMAGEPIPE_DEBIAN_SECURITY_INDEX", f"http://127.0.0.1:{server.server_port}/{{arch}}")
     try:
@@ -119,7 +112,7 @@ def test_a_fetch_dropped_once_is_tried_again(tmp_path, monkeypatch):
     finally:
         server.shutdown()
         server.server_close()
-    assert seen["n"] == 2
+    assert seen["n"] == fail_first + 1
 
 
 def test_an_index_that_cannot_be_fetched_fails_vulnerabilities_alone_naming_it(tmp_path, monkeypatch):
