@@ -436,7 +436,9 @@ def test_a_verify_failure_in_the_pod_moves_no_tag_and_leaves_nothing(pipeline, k
             kube, pipeline_image, team, "--repo", repo, "--kaniko-image", kube.executor, "--registry-mirror",
             kube.registry, "--insecure-registry", kube.registry, "--build-ca", str(HOST_CA_BUNDLE),
             "--report", str(tmp_path / "r.json"))],
-        cwd=tree, env=kube.env(), capture_output=True, text=True, timeout=2400)
+        # the advisory records of the commit it submits (submit refuses a path the pod's clone lacks)
+        cwd=tree, env={**kube.env(), "IMAGEPIPE_VULN_DB": str(tree / "tests/fixtures/osv/pypa")},
+        capture_output=True, text=True, timeout=2400)
     print(proc.stdout[-5000:], proc.stderr[-2000:])
     assert proc.returncode == 1, proc.stderr
     (line,) = _error_lines(proc)
