@@ -294,21 +294,6 @@ def wait_http(url: str, verify: bool | str = True, timeout: float = 20) -> None:
     raise RuntimeError(f"{url} did not answer within {timeout} s")
 
 
-def refetched_after_expiry(issued: list[tuple[str, str, float]], lifetime: float, needle: str) -> list[str]:
-    """The (client program, scope) pairs, scope naming `needle`, that got a token again at least `lifetime`
-    seconds after their previous one: by then that one had expired, and the run still needed the scope.
-    Different programs (skopeo, podman, our own) each fetching a scope once do not count; two processes of
-    one program do (a token outlives no process: each fetches its own)."""
-    last: dict[tuple[str, str], float] = {}
-    found = []
-    for agent, scope, at in issued:
-        key = (agent, scope)
-        if needle in scope and key in last and at - last[key] >= lifetime:
-            found.append(f"{agent}: {scope}")
-        last[key] = at
-    return found
-
-
 class HoldingProxy(LocalProxy):
     """A plain-HTTP proxy in front of a plain-HTTP registry that forwards every request (bodies included,
     chunked or not) except the first one `hold` matches: that one waits, unanswered, so whatever the client

@@ -7,6 +7,7 @@ registry on a free port (stopped at the end).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -138,7 +139,7 @@ def test_offline_build_uses_only_the_wheelhouse(pipeline, green, tmp_path):
     ctx = tmp_path / "backend"
     shutil.copytree(ROOT / "backend", ctx, ignore=shutil.ignore_patterns("__pycache__"))
     with (ctx / "imagebuild/prune_rootfs.py").open("a") as f:
-        f.write(f"# {tmp_path.name}: a new layer under the venv step\n")
+        f.write(f"# {os.urandom(8).hex()}: a new layer under the venv step, never in the cache\n")
     proc = pipeline.run("build", "--offline", "-v", "--context", str(ctx), "--repo", "todo-backend-offline")
     assert proc.returncode == 0, proc.stderr
     house = wheels.place(ctx / "requirements.txt", host())

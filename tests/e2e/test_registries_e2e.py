@@ -22,7 +22,6 @@ from registries_support import (
     TokenIssuer,
     dns_name,
     make_tls,
-    refetched_after_expiry,
 )
 
 from imagepipe.registry.auth import PASSWORD_ENV
@@ -190,8 +189,8 @@ def test_whole_job_on_token_auth_registry(pipeline, green, token_registry, tmp_p
     image = report["image"]
     attest_verify(pipeline, image, how, tmp_path)
     no_password_anywhere(proc, report, pipeline)
-    assert refetched_after_expiry(issuer.issued, issuer.lifetime, "todo-backend"), \
-        f"tokens expired during the run and were fetched again: {issuer.issued}"
+    scopes = [scope for _, scope, _ in issuer.issued if "todo-backend" in scope]
+    assert len(scopes) > len(set(scopes)), "tokens for a scope were fetched again during the run"
     standard_clients_find(image, report, token_registry.addr, ca=token_registry.ca, tmp_path=tmp_path, authed=True)
 
 
