@@ -110,7 +110,7 @@ class Settings(BaseSettings):
                              "MCP_AUTHORIZATION_SERVER, or neither (then /mcp/ is off)")
         return self
 
-    @property
+    @cached_property
     def mcp_oauth(self) -> McpOAuth | None:
         """MCP OAuth's settings when both are set; None when it is off."""
         if self.MCP_RESOURCE_URL and self.MCP_AUTHORIZATION_SERVER:
