@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import lanes
 import psycopg
 import pytest
 from support import Api, FakeOpenAI, ServedApp, make_settings, serve
@@ -63,12 +64,27 @@ def api(app_server: ServedApp, postgres: TempPostgres, fake_openai: FakeOpenAI) 
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Fast gates first, so that a lint or type error fails the run in seconds, not after an hour: the
-    ruff/mypy gate, then the unit tests (no binaries), the backend's tests, and the end-to-end tests last.
-    The sort is stable: each group keeps pytest's own order."""
-    order = {"test_lint_gate.py": 0, "pipeline": 1, "backend": 2}
+    """Fast gates first, so that a lint or type error fails the run in seconds, not after an hour; then the
+    cluster's group, the unit and backend tests, and the local end-to-end modules; each end-to-end module in
+    a lane group of its own (lanes.py)."""
+    lanes.arrange(items)
 
-    def rank(item: pytest.Item) -> int:
-        return order.get(item.path.relative_to(Path(__file__).parent).parts[0], 3)
 
-    items.sort(key=rank)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if lanes.is_controller(session.config):
+        session.config.stash[HOST_BEFORE] = lanes.host_state()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The suite ends as the host was: what it left is removed here, once both lanes have ended (so never
+    under a running build), and what cannot be removed fails the run, named."""
+    before = session.config.stash.get(HOST_BEFORE, None) if lanes.is_controller(session.config) else None
+    if before is None:
+        return
+    left = lanes.sweep(before)
+    if left:
+        session.config.get_terminal_writer().line(f"FAILED nothing left on the host: {left}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+HOST_BEFORE = pytest.StashKey[tuple[set[str], set[str]] | None]()

@@ -5,55 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import subprocess
-from collections.abc import Iterator
 
 import pytest
 from pipeline_support import Pipeline
 
 from imagepipe.host import quirks
 from imagepipe.services.postgres import free_port
-
-# built once per machine and kept, like the stand-in bases: the cluster's clone-step image
-PER_MACHINE_IMAGES = ("localhost/imagepipe-git:",)
-# what the suite's own images are named: its repositories (todo-backend*, imagepipe*, someone-elses), in
-# localhost or in a registry of its own on a loopback port
-SUITE_IMAGE = re.compile(r"^(localhost|127\.0\.0\.1:\d+|10\.\d+\.\d+\.\d+:\d+)/"
-                         r"(todo-backend|imagepipe|someone-elses|bench-|pitfalls)")
-
-
-def _host_state() -> tuple[set[str], set[str]]:
-    """(buildah's working containers, image names) in the host's container storage."""
-    def listed(*argv: str) -> list[dict]:
-        out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=120).stdout
-        return json.loads(out or "null") or []
-
-    containers = {c["id"] for c in listed("buildah", "containers", "--json")}
-    names = {n for image in listed("podman", "images", "--format", "json") for n in image.get("Names") or []}
-    return containers, names
-
-
-@pytest.fixture(scope="session", autouse=True)
-def nothing_left_on_the_host() -> Iterator[None]:
-    """The end-to-end session ends as the host was: every buildah working container that appeared while it
-    ran (an interrupted build's included: only one suite runs on a machine at a time) and every image name
-    of its own repositories it tagged are removed once all else is torn down (this fixture is set up first,
-    so it ends last); what cannot be removed fails the run, named. Other names are never touched. Layers
-    stay: the build caches are the machine's, as the stand-in bases are."""
-    containers, names = _host_state()
-    yield
-    now_containers, now_names = _host_state()
-    names |= {n for n in now_names if n.startswith(PER_MACHINE_IMAGES) or not SUITE_IMAGE.match(n)}
-    new_containers, new_names = sorted(now_containers - containers), sorted(now_names - names)
-    if new_containers:
-        subprocess.run(["buildah", "rm", *new_containers], capture_output=True, timeout=300)
-    for name in new_names:  # an image with another name keeps it; buildah's intermediate images stay
-        subprocess.run(["podman", "rmi", name], capture_output=True, timeout=300)
-    left_containers, left_names = (s - t for s, t in zip(_host_state(), (containers, names), strict=True))
-    left_names = {n for n in left_names if SUITE_IMAGE.match(n)}
-    assert not left_containers and not left_names, (
-        f"left on the host: buildah containers {sorted(left_containers)}, images {sorted(left_names)}")
 
 
 @pytest.fixture(scope="session")

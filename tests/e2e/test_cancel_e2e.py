@@ -13,7 +13,6 @@ import re
 import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -33,9 +32,9 @@ def podman(*args: str) -> str:
     return runner.run(cmdline.podman(PROFILE, *args), ok_codes=(0, 125)).stdout
 
 
-def run_containers() -> list[str]:
-    """Containers of any pipeline run (they all carry the run label)."""
-    return podman("ps", "-a", "-q", "--filter", "label=io.imagepipe.run").split()
+def run_containers(run_id: str) -> list[str]:
+    """The containers of one pipeline run (each carries its run's label; the other lane's runs have theirs)."""
+    return podman("ps", "-a", "-q", "--filter", f"label=io.imagepipe.run={run_id}").split()
 
 
 def postgres_dirs() -> set[str]:
@@ -68,6 +67,8 @@ class Started:
     def __init__(self, pipeline, *args: str, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(pipeline.argv(*args), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, env={**os.environ, **(env or {})})
+        self.state = pipeline.state
+        self.last_marker: dict = {}
         self.out: list[str] = []
         self.err: list[str] = []
         self.lines: queue.Queue[str | None] = queue.Queue()
@@ -96,6 +97,31 @@ class Started:
                 return
         raise AssertionError(f"no {needle!r} within {timeout} s:\n{''.join(self.out)[-3000:]}")
 
+    def marker(self) -> dict:
+        """This run's marker, read while it runs: its id (its containers' label) and the PostgreSQL data and
+        temp directories it started. So the test looks at this run's own resources, whatever else runs on
+        the host (the other lane's runs)."""
+        for path in (self.state / "runs").glob("*.json"):
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue  # replaced whole, but it may be gone between the glob and the read
+            if data.get("pid") == self.proc.pid:
+                return data
+        return {}
+
+    def wait_for_resources(self, *, postgres: bool = True) -> dict:
+        """Waits until the run has a container and (unless told not to) a throw-away PostgreSQL of its own;
+        returns its marker as it is then."""
+        def started() -> bool:
+            mark = self.marker()
+            return bool(mark) and bool(run_containers(mark["id"])) and (not postgres or bool(mark["postgres"]))
+
+        wait_until(started)
+        mark = self.marker()
+        assert set(mark["postgres"]) <= postgres_dirs(), "the marker names the servers' data directories as -D"
+        return mark
+
     def finish(self, timeout: float) -> str:
         """Waits for the run to end and its pipes to drain; returns its stderr."""
         self.proc.wait(timeout=timeout)
@@ -103,11 +129,17 @@ class Started:
             reader.join(timeout=10)
         return "".join(self.err)
 
-    def kill(self) -> None:
+    def kill(self) -> dict:
+        """SIGKILL; returns the run's marker as it was a moment before (all it had started)."""
+        mark = self.marker()
+        assert mark, "the run has its marker"
         self.proc.kill()
         self.finish(30)
+        return mark
 
     def signal(self, sig: int) -> tuple[int, float, str]:
+        self.last_marker = self.marker()  # all the run has started: it runs until the signal
+        assert self.last_marker, "the run has its marker"
         t0 = time.monotonic()
         self.proc.send_signal(sig)
         self.proc.wait(timeout=30)
@@ -122,9 +154,12 @@ def wait_until(predicate, timeout: float = 120) -> None:
         time.sleep(0.2)
 
 
-def assert_clean(pipeline, before_pg: set[str], latest: str | None) -> None:
-    assert run_containers() == [], "no container of the run is left"
-    assert postgres_dirs() <= before_pg, "no throw-away PostgreSQL of the run is alive"
+def assert_clean(pipeline, mark: dict, latest: str | None) -> None:
+    """Nothing the run's marker named is left: its containers, its throw-away PostgreSQL servers, its temp
+    directories; the lock is free and `latest` unmoved."""
+    assert run_containers(mark["id"]) == [], "no container of the run is left"
+    assert not postgres_dirs() & set(mark.get("postgres", [])), "no throw-away PostgreSQL of the run is alive"
+    assert [d for d in mark.get("temp_dirs", []) if Path(d).exists()] == [], "the run's temp directories are gone"
     assert lock_is_free(pipeline.state)
     assert list((pipeline.state / "runs").glob("*.json")) == [], "the run's marker is gone"
     assert pipeline.digest("latest") == latest, "latest is unmoved"
@@ -155,7 +190,7 @@ def step_processes(marker: str) -> list[str]:
 
 @pytest.mark.parametrize("stage", ["build", "verify"])
 def test_sigterm_in_a_stage(pipeline, green, tmp_path, stage):
-    latest, before_pg = pipeline.digest("latest"), postgres_dirs()
+    latest = pipeline.digest("latest")
     args = ["--no-provision"]
     marker = os.urandom(8).hex()
     if stage == "build":  # a build step that runs for a while, so SIGTERM reaches buildah mid-step
@@ -165,12 +200,12 @@ def test_sigterm_in_a_stage(pipeline, green, tmp_path, stage):
     if stage == "build":
         wait_until(lambda: any(p.startswith("sleep 120") for p in step_processes(marker)))
     else:
-        wait_until(lambda: len(run_containers()) > 0 and len(postgres_dirs() - before_pg) > 0)
+        run.wait_for_resources()
     code, seconds, err = run.signal(signal.SIGTERM)
     assert code == 143, err
     assert seconds < 10, f"stopped in {seconds:.1f} s"
     one_interrupted_line(err, stage)
-    assert_clean(pipeline, before_pg, latest)
+    assert_clean(pipeline, run.last_marker, latest)
     if stage == "build":
         assert step_processes(marker) == [], "buildah's step was stopped"
 
@@ -184,7 +219,7 @@ def tool_processes(needle: str) -> list[str]:
 def test_sigterm_in_a_running_push(pipeline, green, tmp_path):
     """The signal lands while the push's tool waits on the registry's answer to a blob upload (a proxy holds
     it): the tool is stopped, no tag of the repository exists, the rest is clean."""
-    latest, before_pg = pipeline.digest("latest"), postgres_dirs()
+    latest = pipeline.digest("latest")
     proxy = HoldingProxy(pipeline.registry, hold=lambda method, path: method == "POST" and "/blobs/uploads/" in path)
     repo = f"todo-backend-cancel-{os.urandom(4).hex()}"
     try:
@@ -200,14 +235,14 @@ def test_sigterm_in_a_running_push(pipeline, green, tmp_path):
     one_interrupted_line(err, "push")
     assert tool_processes(proxy.addr) == [], "the push's tool was stopped"
     assert pipeline.digest("latest", repo=repo) is None and repo_tags(pipeline, repo) == []
-    assert_clean(pipeline, before_pg, latest)
+    assert_clean(pipeline, run.last_marker, latest)
 
 
 def test_sigterm_in_a_running_promote_puts_the_moved_tag_back(pipeline, green, tmp_path):
     """A verified variant's promotion with a second tag: `latest` has moved to the variant when the signal
     lands, while the registry holds the second tag's manifest; the promotion puts `latest` back on the
     digest it named before."""
-    latest, before_pg = pipeline.digest("latest"), postgres_dirs()
+    latest = pipeline.digest("latest")
     ctx = tmp_path / "backend"
     shutil.copytree(ROOT / "backend", ctx, ignore=shutil.ignore_patterns("__pycache__"))
     (ctx / "app" / "cancel_marker.py").write_text(f"MARKER = {tmp_path.name!r}\n")
@@ -230,7 +265,7 @@ def test_sigterm_in_a_running_promote_puts_the_moved_tag_back(pipeline, green, t
     assert seconds < 10, f"stopped in {seconds:.1f} s"
     one_interrupted_line(err, "promote")
     assert pipeline.digest("cancel-held") is None
-    assert_clean(pipeline, before_pg, latest)
+    assert_clean(pipeline, run.last_marker, latest)
 
 
 def repo_tags(pipeline, repo: str) -> list[str]:
@@ -267,37 +302,30 @@ def test_sigterm_in_a_build_step_on_a_busy_machine(pipeline, green, tmp_path, bu
     assert code == 143, err
     assert seconds < 10, f"stopped in {seconds:.1f} s"
     assert step_processes(marker) == [], "no process of the step is left"
-    assert run_containers() == [] and lock_is_free(pipeline.state)
+    assert run_containers(run.last_marker["id"]) == [] and lock_is_free(pipeline.state)
     assert list((pipeline.state / "runs").glob("*.json")) == []
 
 
 def test_sigkill_leftovers_are_removed_by_the_next_run(pipeline, green, tmp_path):
-    latest, before_pg = pipeline.digest("latest"), postgres_dirs()
-    before_tls = tls_dirs()
+    latest = pipeline.digest("latest")
     run = Started(pipeline, "--no-provision")
     run.wait_for_line("==> verify:")
-    wait_until(lambda: len(run_containers()) > 0 and len(postgres_dirs() - before_pg) > 0)
-    run.kill()
-    assert tls_dirs() - before_tls, "the killed run's verify made its TLS directory"
-    assert run_containers(), "a SIGKILLed run leaves its containers (nothing can catch SIGKILL)"
+    run.wait_for_resources()
+    mark = run.kill()
+    tls = [d for d in mark["temp_dirs"] if Path(d).name.startswith("imagepipe-tls-")]
+    assert tls and all(Path(d).is_dir() for d in tls), f"the killed run's verify made its TLS directory: {mark}"
+    assert run_containers(mark["id"]), "a SIGKILLed run leaves its containers (nothing can catch SIGKILL)"
+    assert set(mark["postgres"]) & postgres_dirs(), "and its throw-away PostgreSQL"
     proc = pipeline.run("lint", "--no-provision")  # any run that takes the state directory's lock cleans up
     assert proc.returncode == 0, proc.stderr
     assert re.search(r"cleaned up after interrupted run \w+: \d+ container\(s\), 1 throw-away PostgreSQL", proc.stdout)
-    assert run_containers() == [] and postgres_dirs() <= before_pg
-    assert tls_dirs() <= before_tls, "the killed run's TLS directory is removed by the next run"
-    assert pipeline.digest("latest") == latest, "the killed run moved no tag"
-
-
-def tls_dirs() -> set[Path]:
-    return set(Path(tempfile.gettempdir()).glob("imagepipe-tls-*"))
+    assert_clean(pipeline, mark, latest)  # the TLS directory included, and "the killed run moved no tag"
 
 
 def test_throwaway_database_listens_on_loopback_and_the_gateway_only(pipeline, green):
-    before_pg = postgres_dirs()
     run = Started(pipeline, "verify", green[1]["image"])
     run.wait_for_line("==> verify:")
-    wait_until(lambda: len(postgres_dirs() - before_pg) > 0)
-    new = postgres_dirs() - before_pg
+    new = set(run.wait_for_resources()["postgres"])
     gateway = podman("network", "inspect", "podman", "--format", "{{range .Subnets}}{{.Gateway}}{{end}}").strip()
     ss = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
     pids = {pid for pid in os.listdir("/proc") if pid.isdigit() and _data_dir(pid) in new}
@@ -322,10 +350,11 @@ def _data_dir(pid: str) -> str:
 
 
 def test_sigterm_in_a_load_run_leaves_nothing(pipeline, green):
-    before_pg = postgres_dirs()
     run = Started(pipeline, "load")
     run.wait_for_line("==> load:")
-    wait_until(lambda: len(run_containers()) > 0)
+    run.wait_for_resources(postgres=False)
     code, seconds, err = run.signal(signal.SIGTERM)
     assert code == 143 and seconds < 10, err
-    assert run_containers() == [] and postgres_dirs() <= before_pg and lock_is_free(pipeline.state)
+    mark = run.last_marker
+    assert run_containers(mark["id"]) == [] and not postgres_dirs() & set(mark["postgres"])
+    assert lock_is_free(pipeline.state)

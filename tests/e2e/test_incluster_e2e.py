@@ -35,6 +35,21 @@ def pipeline_image(pipeline, cluster) -> str:
     return proc.stdout.strip().splitlines()[-1]
 
 
+def _under_conmon(pid: int) -> bool:
+    for _ in range(64):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        comm, rest = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+        if comm == "conmon":
+            return True
+        pid = int(rest[1])
+        if pid <= 1:
+            return False
+    return False
+
+
 def _cgroup(pid: int) -> str | None:
     try:
         lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
@@ -43,12 +58,23 @@ def _cgroup(pid: int) -> str | None:
     return next((line.split("::", 1)[1] for line in lines if line.startswith("0::")), "")
 
 
+LANE = "PYTEST_XDIST_WORKER"  # the lane a process belongs to: xdist sets it in each worker, children inherit it
+
+
+@dataclass(frozen=True)
+class Seen:
+    cgroup: str
+    argv: str
+    lane: str | None  # the worker whose descendant it is; None: started by no lane's process (or no lanes)
+    under_conmon: bool  # a container's own cleanup (`podman container cleanup`), conmon's child
+
+
 class HostTools:
-    """Every podman and buildah process seen while it runs, with its cgroup and command line: polled from
-    /proc."""
+    """Every podman and buildah process seen while it runs, with its cgroup, command line and lane: polled
+    from /proc. The other lane's are seen too, and told apart by the lane they inherited."""
 
     def __init__(self) -> None:
-        self.seen: dict[int, tuple[str, str]] = {}
+        self.seen: dict[int, Seen] = {}
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._poll, daemon=True)
 
@@ -59,15 +85,27 @@ class HostTools:
                     continue
                 try:
                     comm = (proc / "comm").read_text().strip()
+                    if comm not in ("podman", "buildah"):
+                        continue
+                    env = dict(v.split(b"=", 1) for v in (proc / "environ").read_bytes().split(b"\0") if b"=" in v)
+                    argv = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
                 except OSError:
-                    continue
-                if comm in ("podman", "buildah"):
-                    try:
-                        argv = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                    except OSError:
-                        argv = comm
-                    self.seen[int(proc.name)] = (_cgroup(int(proc.name)) or "?", argv[:200])
+                    continue  # gone before it could be read whole
+                lane = env.get(LANE.encode())
+                self.seen[int(proc.name)] = Seen(_cgroup(int(proc.name)) or "?", argv[:200],
+                                                 lane.decode() if lane else None, _under_conmon(int(proc.name)))
             time.sleep(0.1)
+
+    def outside(self, cluster_cgroup: str) -> dict[int, Seen]:
+        """What ran on the host for this lane: not in the cluster's cgroup, not the other lane's. A container's
+        cleanup that conmon starts inherits no lane; the podman that made the container is what counts, and
+        it inherits this lane's."""
+        own = os.environ.get(LANE)
+        return {pid: s for pid, s in self.seen.items()
+                if not s.cgroup.startswith(cluster_cgroup) and s.lane in (None, own) and not s.under_conmon}
+
+    def inside(self, cluster_cgroup: str) -> dict[int, Seen]:
+        return {pid: s for pid, s in self.seen.items() if s.cgroup.startswith(cluster_cgroup)}
 
     def __enter__(self) -> HostTools:
         self.thread.start()
@@ -158,10 +196,9 @@ def test_verify_runs_whole_inside_a_pod_with_nothing_on_the_host(pipeline, green
     report = json.loads(log.split("REPORT ", 1)[1].splitlines()[0])
     assert report["passed"] is True and len(report["checks"]) == len(CHECK_IDS)
     assert [c["id"] for c in report["checks"] if not c["passed"]] == []
-    inside = {pid: seen for pid, seen in tools.seen.items() if seen[0].startswith(cluster_cgroup)}
-    assert inside, f"the sampler saw no podman in the cluster's cgroup {cluster_cgroup}: {tools.seen}"
-    outside = {pid: seen for pid, seen in tools.seen.items() if pid not in inside}
-    assert outside == {}, f"podman or buildah ran on the host: {outside}"
+    assert tools.inside(cluster_cgroup), f"the sampler saw no podman in the cluster's cgroup {cluster_cgroup}: " \
+        f"{tools.seen}"
+    assert tools.outside(cluster_cgroup) == {}, f"podman or buildah ran on the host: {tools.outside(cluster_cgroup)}"
 
 
 def test_submit_before_the_lookaside_exists_is_one_line_naming_its_claim(pipeline, cluster, pipeline_image):
@@ -312,10 +349,9 @@ def test_submit_runs_the_whole_job_in_the_cluster_and_a_pod_there_checks_its_sig
     assert re.search(r"PULL-UNSIGNED [1-9]\d*\n.*signature", consumer), consumer
     assert "ATTEST-LATEST 0" in consumer, consumer
     assert re.search(rf"ATTEST-UNSIGNED [1-9]\d*\nattest: image {unsigned_digest}: no signature\n", consumer), consumer
-    inside = {pid: seen for pid, seen in tools.seen.items() if seen[0].startswith(cluster_cgroup)}
-    assert inside, f"the sampler saw no podman in the cluster's cgroup {cluster_cgroup}"
-    outside = {pid: seen for pid, seen in tools.seen.items() if pid not in inside}
-    assert outside == {}, f"podman or buildah ran on the host: {outside}"
+    assert tools.inside(cluster_cgroup), f"the sampler saw no podman in the cluster's cgroup {cluster_cgroup}: " \
+        f"{tools.seen}"
+    assert tools.outside(cluster_cgroup) == {}, f"podman or buildah ran on the host: {tools.outside(cluster_cgroup)}"
 
 
 def _submit_args(kube, pipeline_image: str, team: Team, *extra: str) -> list[str]:

@@ -26,6 +26,7 @@ from registries_support import (
 
 from imagepipe.registry.auth import PASSWORD_ENV
 from imagepipe.services import interop
+from imagepipe.supplychain import signing
 
 pytestmark = pytest.mark.e2e
 
@@ -296,8 +297,9 @@ class PassStore:
     def __init__(self, where: Path) -> None:
         helper_dir = interop.ensure().dir
         (where / "gnupg").mkdir(mode=0o700)
-        self.env = {**os.environ, "GNUPGHOME": str(where / "gnupg"), "PASSWORD_STORE_DIR": str(where / "store"),
-                    "PATH": f"{helper_dir}:{os.environ['PATH']}"}
+        # the agent's socket path must fit a unix socket's (a lane's temp path is deeper)
+        self.env = {**os.environ, "GNUPGHOME": str(signing.short_home(where / "gnupg")),
+                    "PASSWORD_STORE_DIR": str(where / "store"), "PATH": f"{helper_dir}:{os.environ['PATH']}"}
         self.run("gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", "", "--quick-gen-key",
                  "imagepipe test <test@example.invalid>", "default", "default", "never")
         listed = self.run("gpg", "--batch", "--with-colons", "--list-secret-keys").stdout

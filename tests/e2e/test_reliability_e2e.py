@@ -39,11 +39,14 @@ def context_copy(tmp_path: Path, *, drop: str | None = None) -> Path:
     return ctx
 
 
-def no_verify_containers() -> bool:
+def verify_containers(image: str) -> list[str]:
+    """verify's containers of `image` (by its digest: the other lane's verifies run other images)."""
     out = runner.run(["nsenter", "--mount=/run/imagepipe/podman-mntns", "--", "podman", "ps", "-a", "--format",
-                      "{{.Names}}"], ok_codes=(0, 1, 125)).stdout if Path("/run/imagepipe/podman-mntns").exists() \
-        else runner.run(["podman", "ps", "-a", "--format", "{{.Names}}"]).stdout
-    return not [n for n in out.split() if n.startswith("imagepipe-verify")]
+                      "{{.Names}} {{.Image}}"], ok_codes=(0, 1, 125)).stdout \
+        if Path("/run/imagepipe/podman-mntns").exists() \
+        else runner.run(["podman", "ps", "-a", "--format", "{{.Names}} {{.Image}}"]).stdout
+    digest = image.split("@", 1)[1]
+    return [ln for ln in out.splitlines() if ln.startswith("imagepipe-verify") and digest in ln]
 
 
 @pytest.mark.parametrize("missing", ["app", "agents", "mcp", "requirements.txt"])
@@ -164,7 +167,8 @@ def test_container_dying_during_verify_is_reported_with_its_log(pipeline, green,
     assert not checks["startup-time"]["passed"]
     assert "exited" in checks["startup-time"]["detail"] and "boom: cannot start" in checks["startup-time"]["detail"]
     assert checks["user"]["passed"] and checks["size"]["passed"], "static checks still report"
-    assert no_verify_containers(), "verify leaves no containers behind"
+    assert "@sha256:" in image
+    assert verify_containers(image) == [], "verify leaves no containers behind"
 
 
 def test_push_survives_a_registry_restart(pipeline, green, tmp_path):
@@ -184,7 +188,9 @@ def test_push_survives_a_registry_restart(pipeline, green, tmp_path):
     killed, restarted, out = threading.Event(), threading.Event(), []
 
     def pushing() -> bool:
+        # this test's push: the other lane pushes to registries of its own
         return any(p.info["name"] == "buildah" and "push" in (p.info["cmdline"] or [])
+                   and pipeline.registry in " ".join(p.info["cmdline"] or [])
                    for p in psutil.process_iter(["name", "cmdline"]))
 
     def kill_when_buildah_pushes() -> None:

@@ -18,7 +18,7 @@ from imagepipe.checks import imagefs
 from imagepipe.exec import runner
 from imagepipe.image import mount
 from imagepipe.registry import oci
-from imagepipe.supplychain import inventory, referrers, trust
+from imagepipe.supplychain import inventory, referrers, signing, trust
 
 pytestmark = pytest.mark.e2e
 
@@ -134,7 +134,7 @@ def test_tampering_is_caught_and_named(pipeline, attested, tmp_path):
     saved = {p: p.read_bytes() for p in sigdir.glob("signature-*")}
     other = tmp_path / "other-gnupg"
     other.mkdir(mode=0o700)
-    env = {**os.environ, "GNUPGHOME": str(other)}
+    env = {**os.environ, "GNUPGHOME": str(signing.short_home(other))}  # the agent's socket path fits
     subprocess.run(["gpg", "--batch", "--passphrase", "", "--quick-gen-key", "intruder@localhost", "ed25519", "sign",
                     "never"], env=env, check=True, capture_output=True)
     fpr = subprocess.run(["gpg", "--batch", "--with-colons", "--list-secret-keys"], env=env, capture_output=True,

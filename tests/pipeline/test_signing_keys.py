@@ -18,7 +18,7 @@ from imagepipe.supplychain import signing
 def _team_key(tmp_path) -> tuple[str, str]:
     home = tmp_path / "team-gnupg"
     home.mkdir(mode=0o700, parents=True)
-    env = {**os.environ, "GNUPGHOME": str(home)}
+    env = {**os.environ, "GNUPGHOME": str(signing.short_home(home))}  # a lane's temp path is deeper
     gpg = ["gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", ""]
     subprocess.run([*gpg, "--quick-gen-key", "ci@todo.example", "ed25519", "sign", "never"], env=env, check=True,
                    capture_output=True)

@@ -8,6 +8,7 @@ the test extras and the backend's pinned requirements, run pytest. pytest's own 
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 import time
 import tomllib
@@ -56,13 +57,25 @@ def run(ctx: Context) -> int:
     output.stage("==> test: pytest " + " ".join(args.target))
     t0 = time.monotonic()
     # the 15 slowest tests, where the suite's time goes (pytest prints them before its summary)
-    code = runner.passthrough([sys.executable, "-m", "pytest", "--durations=15", *args.target], cwd=ROOT)
+    code = runner.passthrough(pytest_argv(sys.executable, args.target), cwd=ROOT)
     setup = sum(phases.seconds.values())
     output.stage(f"==> test: total {setup + time.monotonic() - t0:.0f} s (set-up {setup:.0f} s, pytest "
                  f"{time.monotonic() - t0:.0f} s)")
     if code == 5:
         output.error("error: pytest collected no tests")
     return code
+
+
+LANES = 2  # the cluster's modules beside the local ones (tests/lanes.py)
+
+
+def pytest_argv(python: str, target: list[str] | tuple[str, ...]) -> list[str]:
+    """pytest with the 15 slowest tests printed before its summary (where the suite's time goes), in the
+    suite's two lanes unless the arguments choose workers themselves (`-n`, or `-p no:xdist`)."""
+    chosen = any(a in ("-n", "--numprocesses", "no:xdist") or re.fullmatch(r"(-n=?|--numprocesses=)\w+", a)
+                 for a in target)
+    lanes = [] if chosen else ["-n", str(LANES), "--dist", "loadgroup"]
+    return [python, "-m", "pytest", "--durations=15", *lanes, *target]
 
 
 class SetupTimes:

@@ -1,0 +1,54 @@
+"""The suite's lanes: the test command's pytest argv, and the groups and order tests/lanes.py gives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lanes
+import pytest
+
+from imagepipe.cli.verbs.test import pytest_argv
+
+TESTS = Path(lanes.__file__).parent
+
+
+@pytest.mark.parametrize(("target", "workers"), [
+    ([], ["-n", "2", "--dist", "loadgroup"]),
+    (["-ra", "--junitxml=reports/pytest.xml"], ["-n", "2", "--dist", "loadgroup"]),
+    (["-n", "0"], []),
+    (["-n0"], []),
+    (["-n=4"], []),
+    (["--numprocesses=auto"], []),
+    (["-p", "no:xdist"], []),
+])
+def test_the_test_command_runs_two_lanes_unless_told_otherwise(target, workers):
+    assert pytest_argv("py", target) == ["py", "-m", "pytest", "--durations=15", *workers, *target]
+
+
+@pytest.mark.parametrize(("path", "group"), [
+    ("e2e/test_cluster_e2e.py", "cluster"),
+    ("e2e/test_incluster_e2e.py", "cluster"),
+    ("e2e/test_kaniko_e2e.py", "test_kaniko_e2e"),
+    ("e2e/test_cancel_e2e.py", "test_cancel_e2e"),
+    ("pipeline/test_lanes.py", None),
+    ("backend/test_tasks.py", None),
+    ("test_lint_gate.py", None),
+])
+def test_each_end_to_end_module_is_one_group_and_the_cluster_modules_share_one(path, group):
+    assert lanes.group(TESTS / path) == group
+
+
+def test_every_end_to_end_module_has_its_place_in_the_order():
+    """A new module must be placed (longest first), or it would run last whatever its cost."""
+    modules = sorted(p.name for p in (TESTS / "e2e").glob("test_*.py"))
+    assert modules == sorted((*lanes.CLUSTER_MODULES, *lanes.LOCAL_ORDER))
+
+
+def test_the_gate_runs_first_then_the_cluster_group_and_the_local_modules_last():
+    paths = [TESTS / p for p in ("e2e/test_pipeline_e2e.py", "backend/test_tasks.py", "e2e/test_kaniko_e2e.py",
+                                 "pipeline/test_lanes.py", "e2e/test_incluster_e2e.py", "test_lint_gate.py",
+                                 "e2e/test_cluster_e2e.py")]
+    ordered = [p.relative_to(TESTS).as_posix() for p in sorted(paths, key=lanes.rank)]
+    assert ordered == ["test_lint_gate.py", "e2e/test_cluster_e2e.py", "e2e/test_incluster_e2e.py",
+                       "pipeline/test_lanes.py", "backend/test_tasks.py", "e2e/test_kaniko_e2e.py",
+                       "e2e/test_pipeline_e2e.py"]
