@@ -65,9 +65,13 @@ def api(app_server: ServedApp, postgres: TempPostgres, fake_openai: FakeOpenAI) 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Fast gates first, so that a lint or type error fails the run in seconds, not after an hour; then the
-    cluster's group, the unit and backend tests, and the local end-to-end modules; each end-to-end module in
-    a lane group of its own (lanes.py)."""
+    cluster's group, the unit and backend tests, and the local end-to-end modules (lanes.py)."""
     lanes.arrange(items)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> lanes.LaneScheduling:
+    """The two lanes: each end-to-end module whole to one worker, the cluster's modules together."""
+    return lanes.LaneScheduling(config, log)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -1,9 +1,11 @@
 """The suite's two lanes, and what only the controller may do.
 
-`python3 build/pipeline.py test` runs pytest with two workers (pytest-xdist, `--dist loadgroup`). Every
-end-to-end module is one group, so its session fixtures (the state directory, its registry, green's run) are
-made once, by the worker that runs it; the cluster's modules are one group, so the session's one cluster is
-too. The cluster modules mostly wait on pods, probes and deadlines, so they run beside the local ones.
+`python3 build/pipeline.py test` runs pytest with two workers (pytest-xdist) and this module's scheduler
+(`pytest_xdist_make_scheduler` in tests/conftest.py: xdist 3.8's own `loadgroup` never groups under pytest
+9.2, whose node ids it can no longer rewrite). Every end-to-end module is one group, so its session
+fixtures (the state directory, its registry, green's run) are made once, by the worker that runs it; the
+cluster's modules are one group, so the session's one cluster is too. The cluster modules mostly wait on
+pods, probes and deadlines, so they run beside the local ones.
 
 A probe that looks at the whole host (containers, processes, temp directories) would see the other lane's
 work: every probe of a test is scoped to its own run (its run id, its marker, its worker's processes), and
@@ -18,6 +20,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from xdist.scheduler import LoadScopeScheduling
 
 TESTS = Path(__file__).resolve().parent
 
@@ -54,10 +57,23 @@ def rank(path: Path) -> tuple[int, int]:
 
 def arrange(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: rank(item.path))  # stable: each module keeps pytest's own order
-    for item in items:
-        name = group(item.path)
-        if name:
-            item.add_marker(pytest.mark.xdist_group(name))
+
+
+class LaneScheduling(LoadScopeScheduling):
+    """xdist's scope scheduling with our groups as the scopes, in collection order (the longest first): a
+    group goes whole to one worker, which takes the next one when it is nearly done."""
+
+    def __init__(self, config: pytest.Config, log: object = None) -> None:
+        config.option.loadscopereorder = False  # by test count otherwise; our order is by cost
+        super().__init__(config, log)  # type: ignore[arg-type]
+
+    def _split_scope(self, nodeid: str) -> str:
+        return scope(nodeid)
+
+
+def scope(nodeid: str) -> str:
+    """The unit a worker takes whole: an end-to-end module's group, or a single test."""
+    return group(TESTS.parent / nodeid.split("::", 1)[0]) or nodeid
 
 
 def is_controller(config: pytest.Config) -> bool:

@@ -45,7 +45,9 @@ def test_kaniko_pipeline_is_green_and_promotes(pipeline, green, executor, tmp_pa
     assert "==> push:" not in proc.stdout, "kaniko pushes as it builds"
     assert pipeline.digest("latest", repo="todo-backend-kaniko") == report["image"].split("@")[1]
     size = next(c for c in report["checks"] if c["id"] == "size")
-    assert size["value"] <= 140, "the image is no larger from kaniko"
+    buildahs = next(c for c in green[1]["checks"] if c["id"] == "size")
+    # the same tree: kaniko's empty metadata layers and tar headers were 0.4 MB more (docs/benchmark.md)
+    assert buildahs["value"] - 1 <= size["value"] <= buildahs["value"] + 2, (size, buildahs)
 
 
 def test_parity_passes_with_identical_trees(pipeline, green, executor, tmp_path):
@@ -54,7 +56,8 @@ def test_parity_passes_with_identical_trees(pipeline, green, executor, tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
     report = json.loads((tmp_path / "p.json").read_text())
     assert report["passed"] is True and "PARITY: PASSED" in proc.stdout
-    assert all(d["explained_by"] in report["rules"] for d in report["differences"])
+    # each difference explained by one of the known rules (the code's, not the report's own list)
+    assert {d["explained_by"] for d in report["differences"]} <= {r.name for r in parity.RULES}
     assert [d for d in report["differences"] if d["kind"] == "tree"] == [], "the file trees are identical"
     assert report["counts"]["paths"] == report["counts"]["paths_kaniko"] > 1000
 

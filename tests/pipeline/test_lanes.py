@@ -13,8 +13,8 @@ TESTS = Path(lanes.__file__).parent
 
 
 @pytest.mark.parametrize(("target", "workers"), [
-    ([], ["-n", "2", "--dist", "loadgroup"]),
-    (["-ra", "--junitxml=reports/pytest.xml"], ["-n", "2", "--dist", "loadgroup"]),
+    ([], ["-n", "2"]),
+    (["-ra", "--junitxml=reports/pytest.xml"], ["-n", "2"]),
     (["-n", "0"], []),
     (["-n0"], []),
     (["-n=4"], []),
@@ -52,3 +52,15 @@ def test_the_gate_runs_first_then_the_cluster_group_and_the_local_modules_last()
     assert ordered == ["test_lint_gate.py", "e2e/test_cluster_e2e.py", "e2e/test_incluster_e2e.py",
                        "pipeline/test_lanes.py", "backend/test_tasks.py", "e2e/test_kaniko_e2e.py",
                        "e2e/test_pipeline_e2e.py"]
+
+
+@pytest.mark.parametrize(("nodeid", "unit"), [
+    ("tests/e2e/test_cluster_e2e.py::test_green_job[a]", "cluster"),
+    ("tests/e2e/test_incluster_e2e.py::test_submit", "cluster"),
+    ("tests/e2e/test_kaniko_e2e.py::test_parity", "test_kaniko_e2e"),
+    ("tests/pipeline/test_lanes.py::test_x[1]", "tests/pipeline/test_lanes.py::test_x[1]"),
+    ("tests/test_lint_gate.py::test_ruff", "tests/test_lint_gate.py::test_ruff"),
+])
+def test_the_scheduler_gives_a_worker_a_whole_group_or_a_single_test(nodeid, unit):
+    """The scope xdist's scheduler hands out whole (xdist 3.8's `loadgroup` never groups under pytest 9.2)."""
+    assert lanes.scope(nodeid) == unit

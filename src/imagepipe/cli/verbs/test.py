@@ -74,7 +74,7 @@ def pytest_argv(python: str, target: list[str] | tuple[str, ...]) -> list[str]:
     suite's two lanes unless the arguments choose workers themselves (`-n`, or `-p no:xdist`)."""
     chosen = any(a in ("-n", "--numprocesses", "no:xdist") or re.fullmatch(r"(-n=?|--numprocesses=)\w+", a)
                  for a in target)
-    lanes = [] if chosen else ["-n", str(LANES), "--dist", "loadgroup"]
+    lanes = [] if chosen else ["-n", str(LANES)]  # tests/conftest.py gives xdist the lanes' scheduler
     return [python, "-m", "pytest", "--durations=15", *lanes, *target]
 
 
