@@ -4,7 +4,14 @@ cosign v2 stores them: the tags `sha256-<hex>.sig` and `.att` beside the image, 
 policy-controller read.
 
 cosign reads neither an `--authfile` nor certs.d, so `CosignRegistry` says how it reaches the registry, and
-`cosign_env` is the environment each call adds (the credentials' directory, the key's password)."""
+`cosign_env` is the environment each call adds (the credentials' directory, the key's password).
+
+Seen by hand with v2.6.5 against Debian's registry: a one-letter repository (`127.0.0.1:PORT/x`) is
+refused ("could not parse reference": go-containerregistry wants two characters or more); verify and
+verify-attestation ask Sigstore's TUF repository for its trusted root on every call and, where that fails,
+warn and go on (its cache is $TUF_ROOT, else ~/.sigstore/root); verify exits 10 without signatures and 12
+without one by the key, verify-attestation 1 for either; the signatures live in the image's repository, so
+an image copied to another repository arrives unsigned."""
 
 from __future__ import annotations
 
