@@ -68,6 +68,14 @@ def test_the_image_tag_follows_its_inputs(tmp_path, monkeypatch):
     assert pipelineimage.tag() == "5d14afa54168"
 
 
+def test_the_image_holds_cosign_and_its_tag_follows_the_cosign_pin():
+    # cosign is copied in as this machine built it: what it is built from is hashed into the tag, and the
+    # probe runs it
+    assert {"ci/sigstore/go.mod", "ci/sigstore/go.sum"} <= set(pipelineimage.INPUTS)
+    assert f"COPY {pipelineimage.COSIGN} /usr/local/bin/cosign" in pipelineimage.CONTAINERFILE.read_text()
+    assert "cosign version" in pipelineimage.PROBE
+
+
 def test_an_image_venv_from_another_lock_is_one_line(tmp_path):
     venv = tmp_path / "venv"
     (venv / "bin").mkdir(parents=True)

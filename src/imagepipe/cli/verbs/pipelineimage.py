@@ -1,7 +1,7 @@
 """`pipeline.py pipeline-image`: the pipeline's own image (ci/pipeline.Containerfile), for CI systems whose
-jobs are pods. Built with buildah from a context of two files (the lock and the pod's containers.conf),
-tagged by what it is made from, checked by running what its in-cluster steps run, and pushed to the
-registry with the run's one registry access, like the backend."""
+jobs are pods. Built with buildah from a small context (the lock, the pod's containers.conf, and cosign as
+this machine built it from ci/sigstore), tagged by what it is made from, checked by running what its
+in-cluster steps run, and pushed to the registry with the run's one registry access, like the backend."""
 
 from __future__ import annotations
 
@@ -16,15 +16,21 @@ from imagepipe.paths import ROOT
 from imagepipe.pipeline.context import Context
 from imagepipe.pipeline.stages.build import build_ca_bundle
 from imagepipe.pipeline.stages.push import ensure_registry
+from imagepipe.services import sigstore
 from imagepipe.ui import output
 
 CONTAINERFILE = ROOT / "ci/pipeline.Containerfile"
+# Copied into the context and hashed into the tag. cosign itself is copied in as built here (the image build
+# pulls nothing, so no Go image could build it there): the go.mod/go.sum it is built from stand for it.
 INPUTS = {"build/requirements.lock": ROOT / "build/requirements.lock",
-          "ci/pipeline-containers.conf": ROOT / "ci/pipeline-containers.conf"}
+          "ci/pipeline-containers.conf": ROOT / "ci/pipeline-containers.conf",
+          "ci/sigstore/go.mod": ROOT / "ci/sigstore/go.mod", "ci/sigstore/go.sum": ROOT / "ci/sigstore/go.sum"}
+COSIGN = "bin/cosign"  # in the context
 REPOSITORY = "imagepipe/pipeline"
 # What the image must run where it is used: each line one tool, its output checked for a version.
 PROBE = ("podman --version && buildah --version && crun --version | head -1 && skopeo --version "
          "&& git --version && gpg --version | head -1 && ls /usr/lib/postgresql/*/bin/initdb "
+         "&& cosign version 2>&1 | grep GitVersion "
          "&& python3 -c 'import kubernetes, sh, pyinfra, requests, mcp; print(\"python deps ok\")'")
 
 
@@ -45,6 +51,8 @@ def run(ctx: Context) -> int:
         for name, path in INPUTS.items():
             (context / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, context / name)
+        (context / COSIGN).parent.mkdir()
+        shutil.copy2(sigstore.cosign(), context / COSIGN)  # built first where this machine has none
         output.stage(f"==> pipeline-image: building {local} from {CONTAINERFILE.relative_to(ROOT)}")
         # python:3.11-slim resolves as for the backend (the base stage); never pulled here
         ca = build_ca_bundle(ctx.args.kube.build_ca)

@@ -43,6 +43,8 @@ def run(ctx: Context) -> int:
         cluster_binaries()
     with phases.timed("interop tools"):
         tools = interop_tools() if go else False
+    with phases.timed("sigstore tools"):
+        signing = sigstore_tools() if go else False
     with phases.timed("Better Auth packages"):
         auth_server = better_auth()
     with phases.timed("stand-in bases"):
@@ -52,7 +54,7 @@ def run(ctx: Context) -> int:
     with phases.timed("test dependencies"):
         deps = test_dependencies()
     phases.report()
-    if not (tools and auth_server and bases and houses and deps):
+    if not (tools and signing and auth_server and bases and houses and deps):
         return 3
     output.stage("==> test: pytest " + " ".join(args.target))
     t0 = time.monotonic()
@@ -137,8 +139,8 @@ def better_auth() -> bool:
 
 
 def go_toolchain() -> str | None:
-    """A Go new enough for ci/cluster's and ci/interop's go.mod: this machine's, else fetched once from the Go
-    module proxy."""
+    """A Go new enough for ci/cluster's, ci/interop's and ci/sigstore's go.mod: this machine's, else fetched
+    once from the Go module proxy."""
     from imagepipe.cluster import binaries
 
     try:
@@ -169,6 +171,14 @@ def interop_tools() -> bool:
     from imagepipe.services import interop
 
     return _set_up(lambda: f"oras and crane in {interop.ensure().dir}")
+
+
+def sigstore_tools() -> bool:
+    """cosign, built once per machine from ci/sigstore's go.mod: signatures and attestations in the tags
+    admission controllers read. Like the interop tools, a failure here fails the test command."""
+    from imagepipe.services import sigstore
+
+    return _set_up(lambda: f"cosign {sigstore.version()} in {sigstore.ensure().dir}")
 
 
 def standin_bases(ctx: Context) -> bool:
