@@ -15,10 +15,12 @@ import pytest
 from pipeline_support import registry_client
 
 from imagepipe.checks import imagefs
-from imagepipe.exec import runner
+from imagepipe.checks.catalog import CHECK_IDS
+from imagepipe.exec import cmdline, runner
 from imagepipe.image import mount
 from imagepipe.registry import oci
-from imagepipe.supplychain import inventory, referrers, signing, trust
+from imagepipe.services import sigstore
+from imagepipe.supplychain import cosigning, inventory, referrers, signing, trust
 
 pytestmark = pytest.mark.e2e
 
@@ -216,3 +218,73 @@ def gpg_agents(state) -> list[str]:
         if any(h and os.path.realpath(h).startswith(str(state)) for h in homes):
             found.append(cmd)
     return found
+
+
+def cosign_run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=300)
+
+
+def test_cosign_verifies_the_promoted_digest_and_each_of_its_attestations(pipeline, attested, tmp_path):
+    """The real cosign against the registry: the promoted digest is signed by the pipeline's key, and each
+    predicate type is there, signed by it, about this digest; the verification attestation records every
+    check of this run, each passed, where it ran and against which contract."""
+    report, _ = attested
+    image, digest = report["image"], report["image"].split("@")[1]
+    public = pipeline.state / "cosign/cosign.pub"
+    assert report["cosign"]["public_key"] == str(public) and report["cosign"]["signed"] == [digest]
+    assert report["cosign"]["tlog"] is False
+    binary, root = sigstore.cosign(), cosigning.trusted_root(tmp_path)
+    signed = cosign_run(cmdline.cosign_verify(binary, public, image, trusted_root=root))
+    assert signed.returncode == 0, signed.stderr
+    assert [p["critical"]["image"]["docker-manifest-digest"] for p in json.loads(signed.stdout)] == [digest]
+    found = {}
+    for predicate_type in cosigning.PREDICATE_TYPES:
+        got = cosign_run(cmdline.cosign_verify_attestation(binary, public, image, predicate_type=predicate_type,
+                                                           trusted_root=root))
+        assert got.returncode == 0, got.stderr
+        (statement,) = [cosigning.statement(line) for line in got.stdout.splitlines() if line.strip()]
+        assert statement["predicateType"] == predicate_type
+        assert [s["digest"]["sha256"] for s in statement["subject"]] == [digest.split(":", 1)[1]]
+        found[predicate_type] = statement["predicate"]
+    assert found[cosigning.SBOM_TYPE]["bomFormat"] == "CycloneDX" and found[cosigning.SBOM_TYPE]["components"]
+    assert found[cosigning.PROVENANCE_TYPE]["buildDefinition"]["buildType"]
+    proof = found[cosigning.VERIFICATION_TYPE]
+    assert proof["image"]["digest"] == digest and proof["passed"] is True
+    assert [(c["id"], c["result"], c["where"]) for c in proof["checks"]] == [(i, "pass", "host") for i in CHECK_IDS]
+    assert [(c["id"], c["value"]) for c in proof["checks"]] == [(c["id"], c["value"]) for c in report["checks"]]
+    assert proof["contract"] == {"name": "backend-dockerfile.contract.md", "version": "1.0.0", "date": "2026-01-18"}
+    assert proof["advisories"]["source"].startswith("OSV database ") and proof["advisories"]["asOf"]
+    assert proof["durationSeconds"] > 0
+
+
+def test_cosign_refuses_an_unsigned_image_another_key_and_an_attestation_moved_to_another_digest(
+        pipeline, attested, tmp_path):
+    report, _ = attested
+    image, digest = report["image"], report["image"].split("@")[1]
+    registry, rest = image.split("/", 1)
+    repo = rest.split("@")[0]
+    binary, root = sigstore.cosign(), cosigning.trusted_root(tmp_path)
+    public = pipeline.state / "cosign/cosign.pub"
+    # an image in the same repository that promote never saw
+    marker = f"cosign-unsigned-{os.urandom(4).hex()}"
+    other_digest = variant(image, f"{registry}/{repo}:{marker}", marker)
+    other = f"{registry}/{repo}@{other_digest}"
+    unsigned = cosign_run(cmdline.cosign_verify(binary, public, other, trusted_root=root))
+    assert unsigned.returncode != 0 and "no signatures found" in unsigned.stderr, unsigned.stderr
+    # the promoted digest, checked with a key that did not sign it
+    (tmp_path / "other").mkdir()
+    runner.run(cmdline.cosign_generate_key_pair(binary, tmp_path / "other"), env=cmdline.cosign_env(password=""))
+    _, other_public = cmdline.cosign_key_pair(tmp_path / "other")
+    wrong = cosign_run(cmdline.cosign_verify(binary, other_public, image, trusted_root=root))
+    assert wrong.returncode != 0 and "no matching signatures" in wrong.stderr, wrong.stderr
+    # the promoted digest's attestations, copied whole to where cosign looks for the other image's: each is
+    # signed by our key, but about another digest
+    att = f"sha256-{digest.split(':', 1)[1]}.att"
+    moved = f"sha256-{other_digest.split(':', 1)[1]}.att"
+    runner.run(["skopeo", "copy", "-q", "--src-tls-verify=false", "--dest-tls-verify=false",
+                f"docker://{registry}/{repo}:{att}", f"docker://{registry}/{repo}:{moved}"])
+    refused = cosign_run(cmdline.cosign_verify_attestation(binary, public, other, trusted_root=root,
+                                                           predicate_type=cosigning.VERIFICATION_TYPE))
+    assert refused.returncode != 0, refused.stdout
+    assert "no matching attestations" in refused.stderr and "no matching subject digest found" in refused.stderr, \
+        refused.stderr

@@ -47,6 +47,15 @@ TRUSTED = cmdline.CosignRegistry(docker_config=Path("/run/docker"), ca_bundle=Pa
     (cmdline.cosign_verify_attestation(COSIGN, PUB, REF, predicate_type=TYPE, registry=TRUSTED),
      ["/cache/sigstore/cosign", "verify-attestation", "--key", "/keys/cosign.pub", "--type", TYPE,
       "--insecure-ignore-tlog=true", "--registry-cacert", "/run/tls/ca.pem", REF]),
+    (cmdline.cosign_verify(COSIGN, PUB, REF, trusted_root=Path("/s/trusted-root.json")),
+     ["/cache/sigstore/cosign", "verify", "--key", "/keys/cosign.pub", "--insecure-ignore-tlog=true",
+      "--trusted-root", "/s/trusted-root.json", REF]),
+    (cmdline.cosign_verify_attestation(COSIGN, PUB, REF, predicate_type=TYPE, trusted_root=Path("/s/t.json")),
+     ["/cache/sigstore/cosign", "verify-attestation", "--key", "/keys/cosign.pub", "--type", TYPE,
+      "--insecure-ignore-tlog=true", "--trusted-root", "/s/t.json", REF]),
+    (cmdline.cosign_sign(COSIGN, "k8s://imagepipe-ci/cosign-key", REF),
+     ["/cache/sigstore/cosign", "sign", "--key", "k8s://imagepipe-ci/cosign-key", "--tlog-upload=false", "--yes",
+      REF]),
 ])
 def test_cosign_argv(argv, expected):
     assert argv == expected

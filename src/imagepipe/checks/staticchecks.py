@@ -117,5 +117,7 @@ def vulnerabilities(contents: inventory.Inventory, image: str, opt: VerifyOption
         extra = ""
     detail = (f"{advisories.summary(found, contents)}; bookworm-security index: {len(pending)} of "
               f"{len(installed)} Debian packages with a pending fix{extra}")
+    facts = {"advisory_source": found.source.name, "advisories_as_of": f"{found.source.as_of:%Y-%m-%d}"} \
+        if found.source is not None else {}
     return Check("vulnerabilities", found.passed and not pending, [*advisories.values(found), *pending][:20], [],
-                 detail)
+                 detail, facts=facts)

@@ -35,6 +35,9 @@ class Check:
     limit: Any = None
     detail: str = ""
     seconds: float = 0.0
+    # what the check's verdict rests on, for the verification attestation (vulnerabilities: its advisory
+    # source and that source's date)
+    facts: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -107,6 +107,12 @@ def signing(add: Add) -> None:
         "writes the signatures (a volume the lookaside server shares; default <state>/sigstore/lookaside)")
     add("--public-key", type=Path, help="attest verify / trust: the signer's public key (default: the pipeline "
         "key's, <state>/signing/pipeline-key.pub)")
+    add("--cosign-key", help="the cosign key promote signs and attests with, as cosign takes it: a key file, "
+        "env://VAR, k8s://NAMESPACE/SECRET or a KMS URI (awskms://, gcpkms://, azurekms://, hashivault://); a "
+        "password-protected key reads COSIGN_PASSWORD (default: the pipeline's own pair, generated once into "
+        "<state>/cosign)")
+    add("--cosign-public-key", type=Path, help="attest verify: the cosign public key (default: the pipeline's, "
+        "<state>/cosign/cosign.pub)")
     add("--tag", action="append", default=[], help="extra tag to promote besides latest (repeatable)")
     add("--install", action="store_true", default=False, help="trust: install the policy system-wide")
 
@@ -131,6 +137,7 @@ COMMANDS: dict[str, tuple[Callable[[Add], None], ...]] = {
     "verify": (auth, targeting, verifying), "promote": JOB, "registry": (),
     "parity": (auth, building, targeting, kube, verifying), "bench": (building, targeting, benching),
     "load": (building, verifying), "trust": (signing,), "attest": (auth, signing), "deployment": (auth,),
+    "public-key": (signing,),
     "pipeline-image": (auth, building), "submit": JOB, "cluster": (), "test": (),
 }
 TARGETS = {"verify": "REGISTRY/REPO@sha256:… to verify", "registry": "start | stop | status",

@@ -76,6 +76,8 @@ class VerifyingOptions:
 @dataclass(frozen=True)
 class SigningOptions:
     key: str | None  # --signing-key
+    cosign_key: str | None  # --cosign-key: a file, env://, k8s:// or a KMS URI
+    cosign_public_key: Path | None
     lookaside: str | None
     lookaside_dir: Path | None
     public_key: Path | None
@@ -208,7 +210,9 @@ def from_namespace(ns: argparse.Namespace) -> Options:
             pipeline_image=ns.pipeline_image, pip_cache=getattr(ns, "pip_cache", None)),
         verifying=VerifyingOptions(max_size=ns.max_size, database_url=ns.database_url, report=ns.report,
                                    junit=ns.junit, keep=ns.keep, vuln_db=vuln_db, vuln_db_max_age=vuln_db_max_age),
-        signing=SigningOptions(key=ns.signing_key, lookaside=ns.lookaside, lookaside_dir=ns.lookaside_dir,
+        signing=SigningOptions(key=ns.signing_key, cosign_key=ns.cosign_key,
+                               cosign_public_key=ns.cosign_public_key, lookaside=ns.lookaside,
+                               lookaside_dir=ns.lookaside_dir,
                                public_key=ns.public_key, tag=tuple(ns.tag), install=ns.install),
         benching=BenchingOptions(runs=ns.bench_runs, kaniko_trials=ns.kaniko_trials),
     )

@@ -5,6 +5,7 @@ the clone, keyed by cosign's version and by the go.mod/go.sum that built it, so 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -50,5 +51,7 @@ def ensure() -> Binaries:
 
 
 def cosign() -> Path:
-    """The cosign binary's path, built first where it is missing."""
-    return ensure().path("cosign")
+    """The cosign binary's path: the pipeline image's own (IMAGEPIPE_COSIGN, the same pinned build), else
+    this machine's cached build, built first where it is missing."""
+    given = os.environ.get("IMAGEPIPE_COSIGN")
+    return Path(given) if given else ensure().path("cosign")

@@ -81,9 +81,11 @@ def signed_by_key(signatures: list[bytes], digest: str, public_key: Path, work: 
     return False, "; ".join(dict.fromkeys(reasons))
 
 
-def verify(ref: ImageRef, *, public_key: Path, lookaside: str, access: Access) -> list[str]:
+def verify(ref: ImageRef, *, public_key: Path, lookaside: str, access: Access,
+           cosign_public: Path | None = None) -> list[str]:
     """Problems with REGISTRY/REPO@sha256:… (empty: signed, attested, consistent). An index: its own
-    signature, then each platform's image as an image, with the platform its documents name."""
+    signature, then each platform's image as an image, with the platform its documents name. With
+    `cosign_public`, the cosign signatures and attestations too (supplychain.cosigning)."""
     digest, repo = str(ref.digest), ref.repository
     reg = oci.Registry(access, repo, stage="attest")
     problems: list[str] = []
@@ -104,7 +106,27 @@ def verify(ref: ImageRef, *, public_key: Path, lookaside: str, access: Access) -
                 problems += [f"{platform}: {p}" for p in found]
         else:
             problems += _check_image(reg, digest, repo, lookaside, public_key, work, None)
+        if cosign_public is not None:
+            problems += _cosign(ref, fetched, is_index, cosign_public, access, work)
     return problems
+
+
+def _cosign(ref: ImageRef, fetched: tuple[bytes, str] | None, is_index: bool, public: Path, access: Access,
+            work: Path) -> list[str]:
+    """The cosign proofs: an index's signature, then each platform's image as an image; else the image's."""
+    from imagepipe.supplychain import cosigning
+
+    reg = cosigning.registry(access)
+    digest = str(ref.digest)
+    if not is_index or fetched is None:
+        return cosigning.problems(public, str(ref), digest, reg, work)
+    why = cosigning.verify(public, str(ref), reg, work)
+    found = [f"index {digest}: cosign signature: {why}"] if why else []
+    for entry in json.loads(fetched[0]).get("manifests", []):
+        platform = f"{entry['platform']['os']}/{entry['platform']['architecture']}"
+        found += [f"{platform}: {p}" for p in cosigning.problems(public, str(ref.with_digest(entry["digest"])),
+                                                                 entry["digest"], reg, work)]
+    return found
 
 
 def _check_image(reg: oci.Registry, digest: str, repo: str, lookaside: str, public_key: Path, work: Path,

@@ -17,6 +17,18 @@ def public_key(ctx: Context) -> Path:
     return Path(key)
 
 
+def cosign_public_key(ctx: Context) -> Path | None:
+    """--cosign-public-key (which must exist), else the pipeline's own where this state directory has made
+    one, else None: a consumer that was given no cosign key checks the GPG signatures only."""
+    from imagepipe.supplychain import cosigning
+
+    given = ctx.args.signing.cosign_public_key
+    if given is not None and not given.is_file():
+        raise UsageError(f"--cosign-public-key {given}: no such file")
+    own = cosigning.key_dir(ctx.state_dir) / "cosign.pub"
+    return given or (own if own.is_file() else None)
+
+
 def lookaside_url(ctx: Context) -> str:
     a = ctx.args
     return sigserver.lookaside_url(a.signing.lookaside, sigserver.on_port(ctx.state_dir, a.sigserver_port))

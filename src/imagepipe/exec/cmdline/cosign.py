@@ -65,7 +65,7 @@ def cosign_generate_key_pair(binary: Path, directory: Path, *, prefix: str = "co
     return [str(binary), "generate-key-pair", "--output-key-prefix", str(directory / prefix)]
 
 
-def cosign_public_key(binary: Path, key: Path, *, outfile: Path | None = None) -> list[str]:
+def cosign_public_key(binary: Path, key: Path | str, *, outfile: Path | None = None) -> list[str]:
     """The public half of a private key (COSIGN_PASSWORD unlocks it), on stdout or into `outfile`."""
     return [str(binary), "public-key", "--key", str(key), *(["--outfile", str(outfile)] if outfile else [])]
 
@@ -81,14 +81,14 @@ def _registry(registry: CosignRegistry | None) -> list[str]:
     return registry.flags() if registry is not None else []
 
 
-def cosign_sign(binary: Path, key: Path, ref: str, *, registry: CosignRegistry | None = None) -> list[str]:
+def cosign_sign(binary: Path, key: Path | str, ref: str, *, registry: CosignRegistry | None = None) -> list[str]:
     """A signature of `ref` (REPO@sha256:…) by `key`, pushed as the tag `sha256-<hex>.sig`; no transparency
     log entry, and no prompt."""
     return [str(binary), "sign", "--key", str(key), "--tlog-upload=false", "--yes", *_registry(registry),
             _by_digest(ref)]
 
 
-def cosign_attest(binary: Path, key: Path, ref: str, *, predicate_type: str, predicate: Path,
+def cosign_attest(binary: Path, key: Path | str, ref: str, *, predicate_type: str, predicate: Path,
                   registry: CosignRegistry | None = None) -> list[str]:
     """An in-toto attestation of `ref` (the predicate file, its type a URI or one of cosign's names) signed
     by `key`, added to the tag `sha256-<hex>.att` (each call adds one; the earlier stay)."""
@@ -96,16 +96,22 @@ def cosign_attest(binary: Path, key: Path, ref: str, *, predicate_type: str, pre
             "--tlog-upload=false", "--yes", *_registry(registry), _by_digest(ref)]
 
 
-def cosign_verify(binary: Path, public_key: Path, ref: str, *, registry: CosignRegistry | None = None) -> list[str]:
+def _trusted_root(path: Path | None) -> list[str]:
+    """A trusted root file: given one (even an empty one), cosign asks no TUF repository for Sigstore's."""
+    return ["--trusted-root", str(path)] if path is not None else []
+
+
+def cosign_verify(binary: Path, public_key: Path, ref: str, *, registry: CosignRegistry | None = None,
+                  trusted_root: Path | None = None) -> list[str]:
     """Exit 0 when a signature of `ref` by the key's private half is there (its payloads as JSON on
     stdout). The transparency log is not consulted: the signatures were never put there."""
-    return [str(binary), "verify", "--key", str(public_key), "--insecure-ignore-tlog=true", *_registry(registry),
-            _by_digest(ref)]
+    return [str(binary), "verify", "--key", str(public_key), "--insecure-ignore-tlog=true",
+            *_trusted_root(trusted_root), *_registry(registry), _by_digest(ref)]
 
 
 def cosign_verify_attestation(binary: Path, public_key: Path, ref: str, *, predicate_type: str,
-                              registry: CosignRegistry | None = None) -> list[str]:
+                              registry: CosignRegistry | None = None, trusted_root: Path | None = None) -> list[str]:
     """Exit 0 when an attestation of `predicate_type` on `ref` is signed by the key's private half (the
     envelopes as JSON lines on stdout)."""
     return [str(binary), "verify-attestation", "--key", str(public_key), "--type", predicate_type,
-            "--insecure-ignore-tlog=true", *_registry(registry), _by_digest(ref)]
+            "--insecure-ignore-tlog=true", *_trusted_root(trusted_root), *_registry(registry), _by_digest(ref)]

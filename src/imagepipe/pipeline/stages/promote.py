@@ -4,10 +4,14 @@ signed; the SBOM and provenance are attached to the digest and signed. A cancel 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import shutil
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from imagepipe.checks.types import VerifyResult
 from imagepipe.errors import PipelineError
 from imagepipe.exec import cmdline, runner, tooloutput
 from imagepipe.host import git, podman
@@ -22,10 +26,20 @@ from imagepipe.pipeline.stages.verify import Verified
 from imagepipe.registry import oci
 from imagepipe.registry.access import Access
 from imagepipe.services import sigserver
-from imagepipe.supplychain import attest, inventory, provenance, sbom, signing
+from imagepipe.supplychain import attest, cosigning, inventory, provenance, sbom, signing, verification
 from imagepipe.ui import output
 
 log = logging.getLogger("imagepipe")
+
+
+def _version() -> str:
+    try:
+        return version("todo-image-pipeline")
+    except PackageNotFoundError:  # run from a tree that was never installed
+        return "unknown"
+
+
+VERSION = _version()
 
 
 def signing_setup(ctx: Context) -> tuple[signing.SigningKey, Path, str, Path]:
@@ -56,7 +70,7 @@ class Promoted:
     published: dict[str, object]  # signature, SBOM and provenance, for the report
 
 
-Instance = tuple[Platform | None, PushedImage, inventory.Inventory | None]  # None: a single-platform run
+Instance = tuple[Platform | None, PushedImage, VerifyResult]  # platform None: a single-platform run
 
 
 def run(ctx: Context, verified: Verified) -> Promoted:
@@ -66,7 +80,7 @@ def run(ctx: Context, verified: Verified) -> Promoted:
     image = verified.image
     key, staging, lookaside, regd = signing_setup(ctx)
     with signing.agent_stopped(key.gnupghome):
-        return _promote(ctx, image, [(None, image, verified.result.inventory)], key, staging, lookaside, regd)
+        return _promote(ctx, image, [(None, image, verified.result)], key, staging, lookaside, regd)
 
 
 def run_index(ctx: Context, index: PushedIndex, verified: list[tuple[Platform, Verified]]) -> Promoted:
@@ -76,7 +90,7 @@ def run_index(ctx: Context, index: PushedIndex, verified: list[tuple[Platform, V
         raise PipelineError("refusing to promote an index with a platform that failed verification", stage="promote")
     key, staging, lookaside, regd = signing_setup(ctx)
     with signing.agent_stopped(key.gnupghome):
-        return _promote(ctx, index.index, [(p, v.image, v.result.inventory) for p, v in verified], key, staging,
+        return _promote(ctx, index.index, [(p, v.image, v.result) for p, v in verified], key, staging,
                         lookaside, regd)
 
 
@@ -85,15 +99,24 @@ def _promote(ctx: Context, image: PushedImage, instances: list[Instance], key: s
     digest = image.digest
     published = attest.Published(signer=key.fingerprint, lookaside=lookaside)
     is_index = instances[0][0] is not None
-    # The attestations first: they move no tag, so a failure there leaves every tag where it was.
+    # The attestations and cosign's signatures first: they move no tag, so a failure there leaves every tag
+    # where it was.
+    access = ctx.access(image.ref.registry, stage="promote")
+    cosign_key = cosigning.key_for(ctx.args.signing.cosign_key, ctx.state_dir)
+    cosign_reg = cosigning.registry(access)
     platforms: dict[str, object] = {}
-    for platform, instance, contents in instances:
+    cosigned: list[str] = []
+    for platform, instance, result in instances:
         own = attest.Published(signer=key.fingerprint, lookaside=lookaside) if is_index else published
-        attach(ctx, instance, contents, key, staging, own, platform)
+        documents = attach(ctx, instance, result.inventory, key, staging, own, platform)
+        cosign_attach(ctx, instance, result, documents, cosign_key, cosign_reg)
+        cosigned.append(instance.digest)
         if platform is not None:
             platforms[str(platform)] = {"image": str(instance), "emulated": platform.emulated, "sbom": own.sbom,
                                         "provenance": own.provenance}
-    access = ctx.access(image.ref.registry, stage="promote")
+    if is_index:
+        cosigning.sign(cosign_key, str(image), cosign_reg)
+        cosigned.insert(0, image.digest)
     moved: list[tuple[str, str | None]] = []  # (tag ref, the digest it named before; None: it did not exist)
     try:
         for tag in ["latest", *ctx.args.signing.tag]:
@@ -117,6 +140,9 @@ def _promote(ctx: Context, image: PushedImage, instances: list[Instance], key: s
                             for f in sorted(signed.glob("signature-*"))}
     published.digest = digest
     report = published.report()
+    report["cosign"] = {"public_key": str(cosign_key.public), "key": cosign_key.ref if not cosign_key.own else
+                        "the pipeline's own (<state>/cosign/cosign.key)", "signed": cosigned,
+                        "attestations": list(cosigning.PREDICATE_TYPES), "tlog": False}
     if platforms:
         report["platforms"] = platforms
     return Promoted([dest for dest, _ in moved], report)
@@ -146,10 +172,33 @@ def rollback(image: PushedImage, moved: list[tuple[str, str | None]], access: Ac
     return problems
 
 
+def cosign_attach(ctx: Context, image: PushedImage, result: VerifyResult, documents: tuple[str, str],
+                  key: cosigning.CosignKey, reg: cmdline.CosignRegistry) -> None:
+    """The verified digest signed with cosign, and its three in-toto attestations, signed with the same key:
+    the SBOM, the SLSA provenance and what verify proved (supplychain.verification)."""
+    bom, statement = documents
+    work = ctx.state_dir / "cosign" / "work" / ctx.run_id
+    where = "pod" if ctx.profile.in_pod else "host"
+    ref = str(image)
+    cosigning.sign(key, ref, reg)
+    predicates = ((cosigning.SBOM_TYPE, json.loads(bom)),
+                  (cosigning.PROVENANCE_TYPE, json.loads(statement)["predicate"]),
+                  (cosigning.VERIFICATION_TYPE, verification.predicate(result, digest=image.digest, where=where,
+                                                                        verifier_version=VERSION)))
+    try:
+        for predicate_type, predicate in predicates:
+            cosigning.attest(key, ref, predicate_type, predicate, reg, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    output.say(f"cosign: {image.digest} signed and attested (SBOM, SLSA provenance, verification) by "
+               f"{key.public}")
+
+
 def attach(ctx: Context, image: PushedImage, contents: inventory.Inventory | None, key: signing.SigningKey,
-           staging: Path, published: attest.Published, platform: Platform | None = None) -> None:
+           staging: Path, published: attest.Published, platform: Platform | None = None) -> tuple[str, str]:
     """SBOM and provenance as signed OCI artifacts whose subject is the digest; in a multi-platform run each
-    platform's image gets its own, naming the platform."""
+    platform's image gets its own, naming the platform. Returns both documents (the SBOM, the in-toto
+    statement), for cosign's attestations."""
     a = ctx.args
     repo_ref, digest = image.ref.name, image.digest
     facts = image.facts or BuildFacts(a.building.builder)
@@ -175,11 +224,13 @@ def attach(ctx: Context, image: PushedImage, contents: inventory.Inventory | Non
     reg = oci.Registry(ctx.access(image.ref.registry, stage="promote"), image.ref.repository)
     published.sbom = attest.publish_attestation(reg, repo_ref=repo_ref, digest=digest, artifact_type=sbom.MEDIA_TYPE,
                                                 payload=bom.encode(), key=key, staging=staging, repo=a.repo)
+    statement = provenance.statement(described)
     published.provenance = attest.publish_attestation(
         reg, repo_ref=repo_ref, digest=digest, artifact_type=provenance.MEDIA_TYPE,
-        payload=provenance.statement(described).encode(), key=key, staging=staging, repo=a.repo)
+        payload=statement.encode(), key=key, staging=staging, repo=a.repo)
     output.say(f"SBOM ({len(debs)} Debian packages, {len(dists)} Python distributions) {published.sbom['digest']}")
     output.say(f"provenance (SLSA v1) {published.provenance['digest']}")
+    return bom, statement
 
 
 def base_image_digest(ctx: Context, platform: Platform | None = None) -> str | None:
