@@ -82,7 +82,11 @@ def test_an_image_that_needs_a_fourth_variable_fails_contract_validation_and_lat
     repo, digest = rest.split("@")
     assert not (pipeline.state / "sigstore/lookaside" / f"{repo}@{digest.replace(':', '=')}").exists()
     assert referrers.referrers(registry_client(registry, repo), digest)[1] == []
-    assert "signature" not in report and "sbom" not in report
+    assert "signature" not in report and "sbom" not in report and "cosign" not in report
+    hexd = digest.split(":", 1)[1]
+    tags = subprocess.run(["skopeo", "list-tags", "--tls-verify=false", f"docker://{registry}/{repo}"],
+                          capture_output=True, text=True, check=True).stdout
+    assert f"sha256-{hexd}.sig" not in tags and f"sha256-{hexd}.att" not in tags, "no cosign signature or attestation"
 
 
 def test_root_variant_fails_exactly_user_contract_validation_and_hardened(pipeline, green, tmp_path):
