@@ -13,6 +13,7 @@ the project's cosign builders: with the pipeline's own key, unless the case is a
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import time
@@ -110,6 +111,7 @@ def enforced(cluster, green, pipeline, tmp_path_factory) -> Iterator[Enforced]:
     policies for the pipeline's key over the copy's repository, and the namespace ENFORCED labelled; torn
     down with the namespace (the controller goes with the session's cluster)."""
     from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
 
     assert admission.cached() is not None, ("policy-controller is not built on this machine: the test command's "
                                             "set-up builds it once (python3 build/pipeline.py test)")
@@ -141,7 +143,8 @@ def enforced(cluster, green, pipeline, tmp_path_factory) -> Iterator[Enforced]:
             _answer(api, unsigned, dry_run=True)
         yield Enforced(api, repo, f"{repo}@{digest}", unsigned, key, statements[0]["predicate"], deployment, work)
     finally:
-        core.delete_namespace(ENFORCED)
+        with contextlib.suppress(ApiException):  # not there when enforcing it failed
+            core.delete_namespace(ENFORCED)
 
 
 def _wait(predicate, timeout: float) -> bool:  # noqa: ANN001 - any callable

@@ -188,3 +188,27 @@ def test_what_lacks_the_controllers_ca_is_named(monkeypatch):
     monkeypatch.setattr(client, "ApiextensionsV1Api", Extensions)
     assert policycontroller.ca_missing(None) == ["MutatingWebhookConfiguration policy.sigstore.dev",
                                                  "CustomResourceDefinition clusterimagepolicies.policy.sigstore.dev"]
+
+
+def test_a_run_in_an_enforced_namespace_is_told_to_use_one_that_is_not(tmp_path, monkeypatch):
+    """The Deployment proof runs the digest before promote signs it (and the Job runs the unsigned executor):
+    refused there, the line names the label and the fix, not just a 400."""
+    from imagepipe.builders import kubejob
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "ci",
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+        "users": [{"name": "u", "user": {"token": "t0ken"}}],
+        "contexts": [{"name": "ci", "context": {"cluster": "c", "user": "u"}}]}))
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    cluster = kubejob.Cluster("ci", "prod")
+    denied = ('admission webhook "policy.sigstore.dev" denied the request: validation failed: failed policy: '
+              "imagepipe-signed: spec.template.spec.containers[0].image")
+    line = cluster.explain(_Refused(400, "Bad Request", denied), "create deployments").message
+    assert line.startswith("namespace prod enforces sigstore's policy-controller (labelled "
+                           "policy.sigstore.dev/include=true), which refused to create deployments (admission "
+                           'webhook "policy.sigstore.dev" denied the request'), line
+    assert line.endswith("so give --kube-namespace a namespace that is not enforced (docs/admission.md)"), line
+    other = cluster.explain(_Refused(400, "Bad Request", "spec.replicas: Invalid value"), "create deployments")
+    assert other.message == "the cluster refused to create deployments: 400 Bad Request (spec.replicas: Invalid value)"
