@@ -212,3 +212,31 @@ def test_a_run_in_an_enforced_namespace_is_told_to_use_one_that_is_not(tmp_path,
     assert line.endswith("so give --kube-namespace a namespace that is not enforced (docs/admission.md)"), line
     other = cluster.explain(_Refused(400, "Bad Request", "spec.replicas: Invalid value"), "create deployments")
     assert other.message == "the cluster refused to create deployments: 400 Bad Request (spec.replicas: Invalid value)"
+
+
+def test_a_policy_the_api_server_cannot_have_checked_by_the_webhook_names_the_flag(monkeypatch):
+    """Without kube-proxy, a webhook Service answers only at its endpoints: the refusal says what that needs."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    class Custom:
+        def __init__(self, api):
+            pass
+
+        def create_cluster_custom_object(self, group, version, plural, body):
+            e = ApiException(status=500, reason="Internal Server Error")
+            e.body = json.dumps({"message": 'Internal error occurred: failed calling webhook "defaulting.'
+                                            'clusterimagepolicy.sigstore.dev": dial tcp 10.96.0.7:443: connect: '
+                                            "connection refused"})
+            raise e
+
+    monkeypatch.setattr(client, "CustomObjectsApi", Custom)
+    with pytest.raises(PipelineError) as e:
+        policycontroller.apply_policy(None, PEM, "r:5000/x**")
+    assert e.value.message == (
+        "policy-controller: the cluster refused the ClusterImagePolicy imagepipe-signed (500 Internal Server Error: "
+        'Internal error occurred: failed calling webhook "defaulting.clusterimagepolicy.sigstore.dev": dial tcp '
+        "10.96.0.7:443: connect: connection refused (the API server reaches a webhook's Service without kube-proxy "
+        "only with --enable-aggregator-routing=true))")
+    with pytest.raises(PipelineError, match="is not a policy-controller image glob"):
+        policycontroller.apply_policy(None, PEM, "r:5000/x y")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +49,28 @@ def manifests(image: str, *, source: Path = MANIFESTS) -> list[dict[str, Any]]:
 
 
 def _refusal(e: Any) -> str:
-    """An ApiException's status and message, in one line."""
+    """An ApiException's status and message, in one line; where the API server could not call the webhook,
+    what it needs for that."""
     try:
         message = json.loads(e.body).get("message", "")
     except (TypeError, ValueError):
         message = str(e.body or e.reason)
-    return f"{e.status} {e.reason}: {message}".replace("\n", " ")
+    unreachable = " (the API server reaches a webhook's Service without kube-proxy only with " \
+                  "--enable-aggregator-routing=true)" if "failed calling webhook" in message else ""
+    return f"{e.status} {e.reason}: {message}{unreachable}".replace("\n", " ")
+
+
+def _polled(probe: Callable[[], bool]) -> Callable[[], bool]:
+    """`probe`, with an API or connection error taken as "not yet": a read of a busy cluster may fail once."""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    def polled() -> bool:
+        try:
+            return probe()
+        except (ApiException, HTTPError):
+            return False
+    return polled
 
 
 def create(api: Any, docs: list[dict[str, Any]]) -> list[str]:
@@ -118,11 +135,11 @@ def wait_ready(api: Any, *, timeout: float = READY_SECONDS) -> float:
         status = apps.read_namespaced_deployment(DEPLOYMENT, NAMESPACE).status
         return any(c.type == "Available" and c.status == "True" for c in status.conditions or [])
 
-    if not wait_until(available, timeout=timeout, interval=1):
+    if not wait_until(_polled(available), timeout=timeout, interval=1):
         raise PipelineError(f"policy-controller: the Deployment {NAMESPACE}/{DEPLOYMENT} was not Available within "
                             f"{timeout:g} s (pods: {_pods(api)})", stage="cluster")
     left = max(1.0, timeout - (time.monotonic() - t0))
-    if not wait_until(lambda: not ca_missing(api), timeout=left, interval=1):
+    if not wait_until(_polled(lambda: not ca_missing(api)), timeout=left, interval=1):
         raise PipelineError(f"policy-controller: no CA from the controller after {timeout:g} s in "
                             f"{', '.join(ca_missing(api))} (the webhook's log: kubectl -n {NAMESPACE} logs "
                             f"deploy/{DEPLOYMENT})", stage="cluster")
@@ -179,7 +196,7 @@ def apply_policy(api: Any, public_key: str, image_glob: str, *, timeout: float =
         _put_policy(custom, doc)
     names = tuple(d["metadata"]["name"] for d in docs)
     marks = (image_glob, public_key.strip().splitlines()[1])
-    if not wait_until(lambda: not compiled(api, names, marks), timeout=timeout, interval=0.5):
+    if not wait_until(_polled(lambda: not compiled(api, names, marks)), timeout=timeout, interval=0.5):
         raise PipelineError(f"policy-controller: the controller did not compile "
                             f"{', '.join(compiled(api, names, marks))} into {NAMESPACE}/{POLICIES_CONFIGMAP} within "
                             f"{timeout:g} s (kubectl get clusterimagepolicies -o yaml shows why)", stage="cluster")
