@@ -64,3 +64,20 @@ def test_the_gate_runs_first_then_the_cluster_group_and_the_local_modules_last()
 def test_the_scheduler_gives_a_worker_a_whole_group_or_a_single_test(nodeid, unit):
     """The scope xdist's scheduler hands out whole (xdist 3.8's `loadgroup` never groups under pytest 9.2)."""
     assert lanes.scope(nodeid) == unit
+
+
+@pytest.mark.parametrize(("args", "sweeps"), [
+    (["tests"], True),
+    (["tests/e2e"], True),
+    (["tests/e2e/test_kaniko_e2e.py::test_parity"], True),
+    (["."], True),
+    (["tests/pipeline"], False),
+    (["tests/test_lint_gate.py", "tests/backend"], False),
+])
+def test_only_a_session_with_end_to_end_tests_sweeps_the_host(args, sweeps):
+    class Config:
+        invocation_params = type("P", (), {"dir": TESTS.parent})
+
+    config = Config()
+    config.args = args  # type: ignore[attr-defined]
+    assert lanes.runs_end_to_end(config) is sweeps  # type: ignore[arg-type]
