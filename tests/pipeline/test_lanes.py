@@ -12,17 +12,28 @@ from imagepipe.cli.verbs.test import pytest_argv
 TESTS = Path(lanes.__file__).parent
 
 
-@pytest.mark.parametrize(("target", "workers"), [
-    ([], ["-n", "2"]),
-    (["-ra", "--junitxml=reports/pytest.xml"], ["-n", "2"]),
-    (["-n", "0"], []),
-    (["-n0"], []),
-    (["-n=4"], []),
-    (["--numprocesses=auto"], []),
-    (["-p", "no:xdist"], []),
+@pytest.mark.parametrize(("lanes", "target", "workers"), [
+    (2, [], ["-n", "2"]),
+    (2, ["-ra", "--junitxml=reports/pytest.xml"], ["-n", "2"]),
+    (2, ["-n", "0"], []),
+    (2, ["-n0"], []),
+    (2, ["-n=4"], []),
+    (2, ["--numprocesses=auto"], []),
+    (2, ["-p", "no:xdist"], []),
+    (1, ["-ra"], []),
+    (1, ["-n", "2"], []),
 ])
-def test_the_test_command_runs_two_lanes_unless_told_otherwise(target, workers):
+def test_the_test_command_runs_its_lanes_unless_told_otherwise(monkeypatch, lanes, target, workers):
+    from imagepipe.cli.verbs import test
+
+    monkeypatch.setattr(test, "LANES", lanes)
     assert pytest_argv("py", target) == ["py", "-m", "pytest", "--durations=15", *workers, *target]
+
+
+def test_the_default_is_one_lane_until_the_emulated_limits_follow_emulation():
+    from imagepipe.cli.verbs import test
+
+    assert test.LANES == 1
 
 
 @pytest.mark.parametrize(("path", "group"), [
