@@ -37,7 +37,8 @@ def contract_validation(v: CheckRun) -> Check:
     v.sh(cmdline.podman_run(v.profile, v.image, name=name, detach=True, env=CONTRACT_ENV, labels=v.opt.labels,
                             publish=[f"127.0.0.1:{port}:8000"], host_proxy=False))
     try:
-        exited = _wait_for_health(v, name, base, deadline=t0 + startup_limit_s(v.opt, v.architecture, host().arch))
+        limit = startup_limit_s(v.opt, v.architecture, host().arch)
+        exited = _wait_for_health(v, name, base, deadline=t0 + limit, limit=limit)
         if exited is not None:
             seen.update({"health-status": "exited", "/health": None, "/docs": None})
             return Check("contract-validation", False, seen, EXPECTED, exited)
@@ -69,7 +70,8 @@ def _whoami(v: ImageCheck) -> str:
     return f"exit {ran.code}: {runner.first_error_line(ran.stderr) or ran.stdout.strip()}"
 
 
-def _wait_for_health(v: ImageCheck, name: str, base: str, *, deadline: float) -> str | None:
+def _wait_for_health(v: ImageCheck, name: str, base: str, *, deadline: float,
+                     limit: float) -> str | None:
     """None once /health answers 200; else why not: the container's exit and its last log line, or the
     contract's 30 seconds run out."""
     def answered() -> bool | str:
@@ -92,5 +94,4 @@ def _wait_for_health(v: ImageCheck, name: str, base: str, *, deadline: float) ->
         return None
     if isinstance(found, str):
         return found
-    return (f"no 200 from /health within {startup_limit_s(v.opt, v.architecture, host().arch):g} s of "
-            "`podman run`")
+    return f"no 200 from /health within {limit:g} s of `podman run`"
