@@ -75,7 +75,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> lanes.Lan
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    if lanes.is_controller(session.config):
+    if lanes.is_controller(session.config) and lanes.runs_end_to_end(session.config):
         session.config.stash[HOST_BEFORE] = lanes.host_state()
 
 

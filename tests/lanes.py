@@ -76,6 +76,17 @@ def scope(nodeid: str) -> str:
     return group(TESTS.parent / nodeid.split("::", 1)[0]) or nodeid
 
 
+def runs_end_to_end(config: pytest.Config) -> bool:
+    """Whether the session's paths take in tests/e2e (its folder, a file in it, or a folder above it): only
+    then may the sweep touch the host (a unit-only run beside a suite must leave that suite's work alone)."""
+    e2e = TESTS / "e2e"
+    for arg in config.args:
+        path = (config.invocation_params.dir / arg.split("::", 1)[0]).resolve()
+        if path == e2e or e2e in path.parents or path in e2e.parents:
+            return True
+    return False
+
+
 def is_controller(config: pytest.Config) -> bool:
     """The process that runs the session's ends: the xdist controller, or pytest itself without workers."""
     return not hasattr(config, "workerinput")

@@ -85,8 +85,11 @@ def test_registry_port_taken_by_something_else(pipeline, green):
         port = sock.getsockname()[1]
         proc = pipeline.run("push", "--embedded-port", str(port))
     assert proc.returncode == 17
-    # the port, what holds it (this test's own process) and the option that moves it; never a raw tool error
-    one_line_error(proc, f"port {port} is taken by python")
+    # the port, what holds it (this test's own process, by its pid and its name as psutil reads it: an xdist
+    # worker renames itself) and the option that moves it; never a raw tool error
+    import psutil
+
+    one_line_error(proc, f"port {port} is taken by {psutil.Process().name()} (pid {os.getpid()})")
     assert "--embedded-port" in proc.stderr
 
 

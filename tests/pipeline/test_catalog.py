@@ -43,3 +43,10 @@ def test_in_a_pod_the_check_that_takes_port_8000_runs_first_on_the_main_thread()
     assert [s.id for s in catalog.select("before", worker=True)] == ["user", "architecture", "contract-validation"]
     assert [s.id for s in catalog.select("before", worker=True, in_pod=True)] == ["user", "architecture"]
     assert [s.id for s in catalog.select("before", worker=False, in_pod=True)] == ["size", "contract-validation"]
+
+
+def test_an_emulated_image_gets_ten_times_the_start_up_limit_and_a_native_one_the_contracts():
+    from imagepipe.checks.types import VerifyOptions, startup_limit_s
+
+    opt = VerifyOptions(startup_limit_s=30.0)
+    assert [startup_limit_s(opt, arch, "amd64") for arch in ("amd64", "", "arm64")] == [30.0, 30.0, 300.0]

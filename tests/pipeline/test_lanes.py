@@ -12,17 +12,28 @@ from imagepipe.cli.verbs.test import pytest_argv
 TESTS = Path(lanes.__file__).parent
 
 
-@pytest.mark.parametrize(("target", "workers"), [
-    ([], ["-n", "2"]),
-    (["-ra", "--junitxml=reports/pytest.xml"], ["-n", "2"]),
-    (["-n", "0"], []),
-    (["-n0"], []),
-    (["-n=4"], []),
-    (["--numprocesses=auto"], []),
-    (["-p", "no:xdist"], []),
+@pytest.mark.parametrize(("lanes", "target", "workers"), [
+    (2, [], ["-n", "2"]),
+    (2, ["-ra", "--junitxml=reports/pytest.xml"], ["-n", "2"]),
+    (2, ["-n", "0"], []),
+    (2, ["-n0"], []),
+    (2, ["-n=4"], []),
+    (2, ["--numprocesses=auto"], []),
+    (2, ["-p", "no:xdist"], []),
+    (1, ["-ra"], []),
+    (1, ["-n", "2"], []),
 ])
-def test_the_test_command_runs_two_lanes_unless_told_otherwise(target, workers):
+def test_the_test_command_runs_its_lanes_unless_told_otherwise(monkeypatch, lanes, target, workers):
+    from imagepipe.cli.verbs import test
+
+    monkeypatch.setattr(test, "LANES", lanes)
     assert pytest_argv("py", target) == ["py", "-m", "pytest", "--durations=15", *workers, *target]
+
+
+def test_the_default_is_one_lane_until_the_emulated_limits_follow_emulation():
+    from imagepipe.cli.verbs import test
+
+    assert test.LANES == 1
 
 
 @pytest.mark.parametrize(("path", "group"), [
@@ -67,3 +78,20 @@ def test_the_gate_runs_first_then_the_cluster_group_and_the_local_modules_last()
 def test_the_scheduler_gives_a_worker_a_whole_group_or_a_single_test(nodeid, unit):
     """The scope xdist's scheduler hands out whole (xdist 3.8's `loadgroup` never groups under pytest 9.2)."""
     assert lanes.scope(nodeid) == unit
+
+
+@pytest.mark.parametrize(("args", "sweeps"), [
+    (["tests"], True),
+    (["tests/e2e"], True),
+    (["tests/e2e/test_kaniko_e2e.py::test_parity"], True),
+    (["."], True),
+    (["tests/pipeline"], False),
+    (["tests/test_lint_gate.py", "tests/backend"], False),
+])
+def test_only_a_session_with_end_to_end_tests_sweeps_the_host(args, sweeps):
+    class Config:
+        invocation_params = type("P", (), {"dir": TESTS.parent})
+
+    config = Config()
+    config.args = args  # type: ignore[attr-defined]
+    assert lanes.runs_end_to_end(config) is sweeps  # type: ignore[arg-type]

@@ -11,10 +11,11 @@ import time
 
 import requests
 
-from imagepipe.checks.types import Check, CheckRun, ImageCheck
+from imagepipe.checks.types import Check, CheckRun, ImageCheck, startup_limit_s
 from imagepipe.exec import cmdline, runner
 from imagepipe.exec.retry import wait_until
 from imagepipe.host import podman
+from imagepipe.image.platforms import host
 from imagepipe.services.postgres import free_port
 
 # The Validation section's `docker run -e …` lines, value for value.
@@ -36,7 +37,8 @@ def contract_validation(v: CheckRun) -> Check:
     v.sh(cmdline.podman_run(v.profile, v.image, name=name, detach=True, env=CONTRACT_ENV, labels=v.opt.labels,
                             publish=[f"127.0.0.1:{port}:8000"], host_proxy=False))
     try:
-        exited = _wait_for_health(v, name, base, deadline=t0 + v.opt.startup_limit_s)
+        limit = startup_limit_s(v.opt, v.architecture, host().arch)
+        exited = _wait_for_health(v, name, base, deadline=t0 + limit, limit=limit)
         if exited is not None:
             seen.update({"health-status": "exited", "/health": None, "/docs": None})
             return Check("contract-validation", False, seen, EXPECTED, exited)
@@ -68,7 +70,8 @@ def _whoami(v: ImageCheck) -> str:
     return f"exit {ran.code}: {runner.first_error_line(ran.stderr) or ran.stdout.strip()}"
 
 
-def _wait_for_health(v: ImageCheck, name: str, base: str, *, deadline: float) -> str | None:
+def _wait_for_health(v: ImageCheck, name: str, base: str, *, deadline: float,
+                     limit: float) -> str | None:
     """None once /health answers 200; else why not: the container's exit and its last log line, or the
     contract's 30 seconds run out."""
     def answered() -> bool | str:
@@ -91,4 +94,4 @@ def _wait_for_health(v: ImageCheck, name: str, base: str, *, deadline: float) ->
         return None
     if isinstance(found, str):
         return found
-    return f"no 200 from /health within {v.opt.startup_limit_s:g} s of `podman run`"
+    return f"no 200 from /health within {limit:g} s of `podman run`"

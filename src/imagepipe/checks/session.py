@@ -15,11 +15,12 @@ from pathlib import Path
 import requests
 
 from imagepipe.checks import prodchecks
-from imagepipe.checks.types import FRONTEND, ISSUER, Check, CheckRun, Services, container_host
+from imagepipe.checks.types import FRONTEND, ISSUER, Check, CheckRun, Services, container_host, startup_limit_s
 from imagepipe.errors import PipelineError
 from imagepipe.exec import cancel, cmdline, runner
 from imagepipe.exec.retry import wait_until
 from imagepipe.host import podman
+from imagepipe.image.platforms import host
 from imagepipe.services import containernet, postgres, standins, tlscerts
 
 
@@ -139,10 +140,11 @@ def wait_for_health(v: CheckRun, t0: float) -> Check:
             raise PipelineError(f"the container exited during start-up (state {state})", stage="verify")
         return None
 
-    elapsed = wait_until(answered, timeout=t0 + v.opt.startup_limit_s - time.monotonic(), interval=0.05)
+    limit = startup_limit_s(v.opt, v.architecture, host().arch)
+    elapsed = wait_until(answered, timeout=t0 + limit - time.monotonic(), interval=0.05)
     if elapsed is None:
-        raise PipelineError(f"no 200 from /health within {v.opt.startup_limit_s:g} s", stage="verify")
-    return Check("startup-time", True, round(elapsed, 2), v.opt.startup_limit_s,
+        raise PipelineError(f"no 200 from /health within {limit:g} s", stage="verify")
+    return Check("startup-time", True, round(elapsed, 2), limit,
                  f"first 200 on /health {elapsed:.2f} s after `podman run`", round(elapsed, 2))
 
 

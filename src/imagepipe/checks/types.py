@@ -147,6 +147,18 @@ class RunTools(Protocol):
     def add(self, check: Check) -> Check: ...
 
 
+# Under qemu user emulation a start-up time measures the emulator on this machine (and whatever else runs on
+# it), not the image: an emulated image gets this many times the limit. A hang still fails.
+EMULATED_SLOWDOWN = 10
+
+
+def startup_limit_s(opt: VerifyOptions, architecture: str, host_arch: str) -> float:
+    """The start-up limit for an image of `architecture` on a host of `host_arch` (the contract's for a
+    native one; EMULATED_SLOWDOWN times it under emulation)."""
+    emulated = bool(architecture) and architecture != host_arch
+    return opt.startup_limit_s * (EMULATED_SLOWDOWN if emulated else 1)
+
+
 class ImageCheck(ImageView, RunTools, Protocol):
     """What a check of the image itself uses (no service)."""
 

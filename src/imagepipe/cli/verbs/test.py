@@ -70,15 +70,19 @@ def run(ctx: Context) -> int:
     return code
 
 
-LANES = 2  # the cluster's modules beside the local ones (tests/lanes.py)
+# The suite's lanes by default (tests/lanes.py): 1 for now. Two lanes (`test -- -n 2`) ran the suite in 45
+# minutes instead of 68, every test passing but the arm64 ones: under qemu beside the other lane's kaniko
+# builds, the image's HEALTHCHECK and a chat turn outlast their timeouts (2026-12-07). Their time limits
+# must follow emulation first.
+LANES = 1
 
 
 def pytest_argv(python: str, target: list[str] | tuple[str, ...]) -> list[str]:
-    """pytest with the 15 slowest tests printed before its summary (where the suite's time goes), in the
-    suite's two lanes unless the arguments choose workers themselves (`-n`, or `-p no:xdist`)."""
+    """pytest with the 15 slowest tests printed before its summary (where the suite's time goes), in LANES
+    workers unless the arguments choose them (`-n N`, or `-p no:xdist`)."""
     chosen = any(a in ("-n", "--numprocesses", "no:xdist") or re.fullmatch(r"(-n=?|--numprocesses=)\w+", a)
                  for a in target)
-    lanes = [] if chosen else ["-n", str(LANES)]  # tests/conftest.py gives xdist the lanes' scheduler
+    lanes = [] if chosen or LANES == 1 else ["-n", str(LANES)]  # tests/conftest.py gives xdist our scheduler
     return [python, "-m", "pytest", "--durations=15", *lanes, *target]
 
 

@@ -39,8 +39,6 @@ def _version() -> str:
         return "unknown"
 
 
-VERSION = _version()
-
 
 def signing_setup(ctx: Context) -> tuple[signing.SigningKey, Path, str, Path]:
     """(key, lookaside staging directory, lookaside URL consumers read, registries.d for skopeo)."""
@@ -184,7 +182,7 @@ def cosign_attach(ctx: Context, image: PushedImage, result: VerifyResult, docume
     predicates = ((cosigning.SBOM_TYPE, json.loads(bom)),
                   (cosigning.PROVENANCE_TYPE, json.loads(statement)["predicate"]),
                   (cosigning.VERIFICATION_TYPE, verification.predicate(result, digest=image.digest, where=where,
-                                                                        verifier_version=VERSION)))
+                                                                        verifier_version=_version())))
     try:
         for predicate_type, predicate in predicates:
             cosigning.attest(key, ref, predicate_type, predicate, reg, work)
