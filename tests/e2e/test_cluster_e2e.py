@@ -65,6 +65,17 @@ def test_the_whole_job_on_the_cluster_is_green_signed_and_names_the_commit(pipel
     assert "\x1b[" not in proc.stdout, "the Job's log without colour codes"
 
 
+def test_pods_coming_and_going_leave_the_gateways_mac_as_set(kube, k8s_green):
+    """The green run's Job and proof pods joined and left the bridge: its MAC is still the one the cluster set
+    (the kernel's default would have followed the lowest veth's MAC, and every other pod's ARP entry for the
+    gateway, its registry and its DNS would have pointed nowhere for up to a minute)."""
+    from imagepipe.exec import cmdline
+
+    link = Path("/sys/class/net") / kube.facts.bridge
+    assert (link / "address").read_text().strip() == cmdline.bridge_mac(kube.facts.id)
+    assert (link / "addr_assign_type").read_text().strip() == "3", "set by us, so never recalculated"
+
+
 def test_the_verified_digest_became_ready_as_a_deployment_before_promote(pipeline, kube, k8s_green):
     """Kubernetes ignores HEALTHCHECK: the run proved the digest with the probes derived from it, as the
     image's user, before it promoted; the Deployment, its Service and its Secret are gone afterwards."""

@@ -50,3 +50,10 @@ def test_an_emulated_image_gets_ten_times_the_start_up_limit_and_a_native_one_th
 
     opt = VerifyOptions(startup_limit_s=30.0)
     assert [startup_limit_s(opt, arch, "amd64") for arch in ("amd64", "", "arm64")] == [30.0, 30.0, 300.0]
+
+
+def test_the_slowdown_is_one_natively_and_ten_under_emulation():
+    from imagepipe.checks.types import EMULATED_SLOWDOWN, slowdown
+
+    assert EMULATED_SLOWDOWN == 10
+    assert [slowdown(arch, "amd64") for arch in ("amd64", "", "arm64")] == [1, 1, 10]

@@ -121,6 +121,8 @@ def test_registry_config_has_its_own_root(tmp_path):
     (cmdline.nat_delete_chain("CNI-ab"), ["iptables", "-t", "nat", "-X", "CNI-ab"]),
     (cmdline.ipv4_addresses(), ["ip", "-4", "-o", "addr"]),
     (cmdline.link_delete("cni-x"), ["ip", "link", "del", "cni-x"]),
+    (cmdline.bridge_add("ipk939e5c", cmdline.bridge_mac("939e5c")),
+     ["ip", "link", "add", "name", "ipk939e5c", "address", "02:69:70:93:9e:5c", "type", "bridge"]),
     (cmdline.umount(Path("/n/mnt")), ["umount", "/n/mnt"]),
     (cmdline.wrk("http://h/x", concurrency=16, seconds=10, headers={"Authorization": "Bearer t"}),
      ["wrk", "-t2", "-c16", "-d10s", "--latency", "-H", "Authorization: Bearer t", "http://h/x"]),
@@ -203,3 +205,15 @@ def test_the_idle_container_keeps_the_images_healthcheck_but_starts_counting_at_
     assert idle_health_flags(shell) == cmdline.HealthFlags(["/bin/sh", "-c", "curl -f localhost"], 30, 30, 0, 3)
     assert idle_health_flags({}) is None
     assert idle_health_flags({"Healthcheck": {"Test": ["NONE"]}}) is None
+
+
+def test_under_emulation_the_healthchecks_timeout_is_scaled_and_natively_the_image_keeps_its_own():
+    from imagepipe.checks.runtimechecks import idle_health_flags, serving_health_flags
+
+    config = {"Healthcheck": {"Test": ["CMD", "python", "/app/app/healthcheck.py"], "Interval": 15_000_000_000,
+                              "Timeout": 3_000_000_000, "StartPeriod": 5_000_000_000, "Retries": 3}}
+    assert serving_health_flags(config, slowdown=1) is None
+    assert serving_health_flags(config, slowdown=10) == cmdline.HealthFlags(
+        ["python", "/app/app/healthcheck.py"], 15, 30, 5, 3)
+    assert idle_health_flags(config, slowdown=10) == cmdline.HealthFlags(
+        ["python", "/app/app/healthcheck.py"], 15, 30, 0, 3)

@@ -30,10 +30,10 @@ def test_the_test_command_runs_its_lanes_unless_told_otherwise(monkeypatch, lane
     assert pytest_argv("py", target) == ["py", "-m", "pytest", "--durations=15", *workers, *target]
 
 
-def test_the_default_is_one_lane_until_the_emulated_limits_follow_emulation():
+def test_the_default_is_two_lanes():
     from imagepipe.cli.verbs import test
 
-    assert test.LANES == 1
+    assert test.LANES == 2
 
 
 @pytest.mark.parametrize(("path", "group"), [

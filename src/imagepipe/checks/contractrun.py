@@ -11,6 +11,7 @@ import time
 
 import requests
 
+from imagepipe.checks import runtimechecks
 from imagepipe.checks.types import Check, CheckRun, ImageCheck, startup_limit_s
 from imagepipe.exec import cmdline, runner
 from imagepipe.exec.retry import wait_until
@@ -35,7 +36,8 @@ def contract_validation(v: CheckRun) -> Check:
     seen: dict[str, object] = {"whoami": who}
     t0 = time.monotonic()
     v.sh(cmdline.podman_run(v.profile, v.image, name=name, detach=True, env=CONTRACT_ENV, labels=v.opt.labels,
-                            publish=[f"127.0.0.1:{port}:8000"], host_proxy=False))
+                            publish=[f"127.0.0.1:{port}:8000"], host_proxy=False,
+                            health=runtimechecks.serving_health_flags(v.config, slowdown=v.slowdown)))
     try:
         limit = startup_limit_s(v.opt, v.architecture, host().arch)
         exited = _wait_for_health(v, name, base, deadline=t0 + limit, limit=limit)

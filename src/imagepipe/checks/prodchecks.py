@@ -101,7 +101,7 @@ def check_database_tls(v: CheckRun) -> Check:
     return Check("database-tls", ok, value, "all sessions TLS, plain refused, verify-full ok", "; ".join(parts))
 
 
-def jwks_warm_up(v: ServiceView) -> tuple[int, float]:
+def jwks_warm_up(v: ServiceCheck) -> tuple[int, float]:
     """The first EdDSA request, early in verify: the backend fetches the JWKS now, so the rotation step at
     the end waits out less of its refetch cooldown. API calls answer 503 until the database pool is up."""
     jwks = v.running.jwks
@@ -110,7 +110,7 @@ def jwks_warm_up(v: ServiceView) -> tuple[int, float]:
         status = v.get(f"/api/{v.jwks_user}/tasks", headers={"Authorization": f"Bearer {token}"}).status_code
         return None if status == 503 else status
 
-    return wait_until(answered, timeout=30) or 503, time.monotonic()
+    return wait_until(answered, timeout=30 * v.slowdown) or 503, time.monotonic()
 
 
 def check_auth_jwks(v: ServiceView) -> Check:
@@ -140,7 +140,7 @@ def check_chat(v: ServiceCheck) -> Check:
     openai.tool_call("add_task", {"title": title, "priority": "high"})
     openai.reply("Added it.")
     turn = v.http.post(f"{v.base}/api/{user}/chat", json={"message": "remind me to buy milk"}, headers=headers,
-                       timeout=30)
+                       timeout=30 * v.slowdown)  # under emulation the turn runs the image's Python in qemu
     if turn.status_code != 200:
         return Check("chat", False, turn.status_code, 200,
                      f"POST /chat -> {turn.status_code}: {turn.text[:200]}{last_error(v)}")

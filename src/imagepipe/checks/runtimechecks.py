@@ -88,7 +88,8 @@ def docs(v: ServiceView) -> Check:
                  f"GET /docs -> {docs.status_code}, GET /openapi.json -> {spec.status_code}")
 
 def database(v: ServiceCheck) -> Check:
-    connected = bool(wait_until(lambda: "database connection OK" in v.logs(), timeout=30, interval=0.2))
+    connected = bool(wait_until(lambda: "database connection OK" in v.logs(), timeout=30 * v.slowdown,
+                                interval=0.2))
     ready = v.get("/ready")
     psql = v.sh(cmdline.podman_exec(v.profile, v.name, "psql", v.running.dsn, "-tAc", "SELECT 1"), ok=(0, 1, 2))
     psql_ok = psql.code == 0 and psql.stdout.strip() == "1"
@@ -137,23 +138,37 @@ def latency(v: ServiceCheck) -> Check:
                  f"p99 {p99 * 1000:.1f} ms, p50 {p50 * 1000:.1f} ms over {len(samples)} requests (limit "
                  f"{v.opt.latency_limit_s * 1000:g} ms)")
 
-def idle_health_flags(config: dict[str, Any]) -> cmdline.HealthFlags | None:
-    """The image's own HEALTHCHECK (command, interval, timeout, retries) with a start period of 0 for the
-    container where nothing listens: its failures count at once, so `retries` runs prove `unhealthy` without
-    waiting out the start period (the critical path of verify). The image's start period is still read and
-    reported, and the serving container keeps the image's timings. None when the image has no HEALTHCHECK."""
+def health_flags(config: dict[str, Any], *, start_period: float | None = None,
+                 slowdown: int = 1) -> cmdline.HealthFlags | None:
+    """The image's own HEALTHCHECK on podman's command line, with `start_period` for the image's where given
+    and its timeout `slowdown` times the image's (under qemu one run of the check is mostly the emulator
+    starting Python: 3 s measured the machine, not the image). None when the image has no HEALTHCHECK."""
     try:
         h = deployment.health_of(config)
     except UsageError:
         return None
-    return cmdline.HealthFlags(h.command, h.interval, h.timeout, 0, h.retries)
+    return cmdline.HealthFlags(h.command, h.interval, h.timeout * slowdown,
+                               h.start_period if start_period is None else start_period, h.retries)
+
+
+def idle_health_flags(config: dict[str, Any], *, slowdown: int = 1) -> cmdline.HealthFlags | None:
+    """The image's own HEALTHCHECK (command, interval, timeout, retries) with a start period of 0 for the
+    container where nothing listens: its failures count at once, so `retries` runs prove `unhealthy` without
+    waiting out the start period (the critical path of verify). The image's start period is still read and
+    reported, and the serving container keeps the image's timings. None when the image has no HEALTHCHECK."""
+    return health_flags(config, start_period=0, slowdown=slowdown)
+
+
+def serving_health_flags(config: dict[str, Any], *, slowdown: int) -> cmdline.HealthFlags | None:
+    """None natively (the image's HEALTHCHECK as it is); under emulation the image's, its timeout scaled."""
+    return health_flags(config, slowdown=slowdown) if slowdown > 1 else None
 
 
 def start_idle(v: CheckRun) -> float:
     """The not-serving container health-status needs, started as verify begins; returns when it started."""
     v.sh(cmdline.podman_run(v.profile, v.image, name=v.idle_name, detach=True, labels=v.opt.labels,
                              entrypoint="", command=["python", "-c", "import time; time.sleep(600)"],
-                             health=idle_health_flags(v.config)))
+                             health=idle_health_flags(v.config, slowdown=v.slowdown)))
     return time.monotonic()
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import requests
 
-from imagepipe.checks import prodchecks
+from imagepipe.checks import prodchecks, runtimechecks
 from imagepipe.checks.types import FRONTEND, ISSUER, Check, CheckRun, Services, container_host, startup_limit_s
 from imagepipe.errors import PipelineError
 from imagepipe.exec import cancel, cmdline, runner
@@ -120,7 +120,8 @@ def start_service(v: CheckRun) -> None:
     t0 = time.monotonic()
     v.sh(cmdline.podman_run(v.profile, v.image, name=v.name, detach=True, env=env, labels=v.opt.labels,
                              publish=[f"127.0.0.1:{v.port}:8000"], read_only=True, tmpfs=["/tmp"],  # noqa: S108
-                             cap_drop_all=True))
+                             cap_drop_all=True, health=runtimechecks.serving_health_flags(v.config,
+                                                                                          slowdown=v.slowdown)))
     v.add(wait_for_health(v, t0))
     if s.database is not None:
         s.database.result()  # a database that could not start fails the runtime checks, saying why

@@ -140,6 +140,9 @@ class RunTools(Protocol):
     secrets: dict[str, str]
     pool: ThreadPoolExecutor
 
+    # 1 natively, EMULATED_SLOWDOWN for an image run under qemu (see slowdown())
+    slowdown: int
+
     def sh(self, argv: list[str], ok: tuple[int, ...] = (0,), timeout: float = 120) -> runner.Result: ...
 
     def mark(self, what: str) -> None: ...
@@ -152,11 +155,17 @@ class RunTools(Protocol):
 EMULATED_SLOWDOWN = 10
 
 
+def slowdown(architecture: str, host_arch: str) -> int:
+    """How many times its native time an image of `architecture` is given on a host of `host_arch`: 1, or
+    EMULATED_SLOWDOWN under emulation. It scales every wait on the image (start-up, its HEALTHCHECK's
+    timeout, a request's read timeout), never a speed limit of the contract's that verify reports."""
+    return EMULATED_SLOWDOWN if architecture and architecture != host_arch else 1
+
+
 def startup_limit_s(opt: VerifyOptions, architecture: str, host_arch: str) -> float:
     """The start-up limit for an image of `architecture` on a host of `host_arch` (the contract's for a
     native one; EMULATED_SLOWDOWN times it under emulation)."""
-    emulated = bool(architecture) and architecture != host_arch
-    return opt.startup_limit_s * (EMULATED_SLOWDOWN if emulated else 1)
+    return opt.startup_limit_s * slowdown(architecture, host_arch)
 
 
 class ImageCheck(ImageView, RunTools, Protocol):

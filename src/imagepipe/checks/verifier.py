@@ -22,7 +22,7 @@ import requests
 from imagepipe.checks import prodchecks, runtimechecks, session, staticchecks
 from imagepipe.checks.catalog import CHECK_IDS, SERVICE_CHECKS, TREE_CHECKS, Spec, select
 from imagepipe.checks.tokens import mint_hs256
-from imagepipe.checks.types import Check, Services, VerifyOptions, VerifyResult
+from imagepipe.checks.types import Check, Services, VerifyOptions, VerifyResult, slowdown
 from imagepipe.exec import cancel, cmdline, runner
 from imagepipe.host import podman
 from imagepipe.supplychain.inventory import Inventory
@@ -53,6 +53,7 @@ class Verifier:
         self.config: dict[str, Any] = {}
         self.size = 0
         self.architecture = ""
+        self.slowdown = 1  # set with the architecture, once the image is inspected
         self.base = f"http://127.0.0.1:{self.port}"
         self.http = requests.Session()
         self.services: Services | None = None  # while the service runs (session.services)
@@ -135,7 +136,8 @@ class Verifier:
             raise PipelineError(f"{self.image} is not in local storage after the pull", stage="verify")
         self.config, self.size = facts.config, facts.size
         self.result.architecture = self.architecture = facts.architecture
-        self.result.emulated = bool(facts.architecture) and facts.architecture != host().arch
+        self.slowdown = slowdown(facts.architecture, host().arch)
+        self.result.emulated = self.slowdown > 1
         interrupted = False
         self.mark("pulled and inspected")
         try:

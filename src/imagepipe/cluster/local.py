@@ -107,7 +107,7 @@ class LocalCluster:
     def _bridge(self, f: Facts) -> None:
         """The pod network's bridge, made first so the node IP, the registry and the git server exist before
         any pod (the CNI bridge plugin then uses it)."""
-        runner.run(["ip", "link", "add", "name", f.bridge, "type", "bridge"], stage="cluster")
+        runner.run(cmdline.bridge_add(f.bridge, cmdline.bridge_mac(f.id)), stage="cluster")
         runner.run(["ip", "addr", "add", f"{f.node_ip}/24", "dev", f.bridge], stage="cluster")
         runner.run(["ip", "link", "set", f.bridge, "up"], stage="cluster")
 

