@@ -26,7 +26,7 @@ TESTS = Path(__file__).resolve().parent
 
 # the cluster's modules share the session's one cluster: one group, so one worker brings it up
 CLUSTER_GROUP = "cluster"
-CLUSTER_MODULES = ("test_cluster_e2e.py", "test_incluster_e2e.py")
+CLUSTER_MODULES = ("test_cluster_e2e.py", "test_incluster_e2e.py", "test_admission_e2e.py")
 # the local modules, the longest first, so that the greedy scheduler ends both lanes near the same time
 LOCAL_ORDER = ("test_kaniko_e2e.py", "test_multiarch_e2e.py", "test_registries_e2e.py", "test_cancel_e2e.py",
                "test_reliability_e2e.py", "test_checkouts_e2e.py", "test_supply_chain_e2e.py",

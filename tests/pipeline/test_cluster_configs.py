@@ -123,3 +123,14 @@ def test_pods_reach_the_api_server_at_the_kubernetes_service_from_the_bridge_onl
     apiserver = cmdline.kube_apiserver(Path("/bin/kube-apiserver"), pki=Path("/pki"), etcd_port=1, port=41234,
                                         node_ip="10.244.7.1", service_range="10.96.0.0/24", cert_dir=Path("/c"))
     assert "--bind-address=10.244.7.1" in apiserver  # the bridge's address: pods reach it, nothing off the host
+
+
+def test_the_api_server_reaches_webhook_services_at_their_endpoints():
+    """No kube-proxy, so a Service's ClusterIP answers nothing: an admission webhook (policy-controller's) and a
+    CRD's conversion webhook are dialled at their endpoints' pod addresses instead."""
+    from imagepipe.exec import cmdline
+
+    apiserver = cmdline.kube_apiserver(Path("/bin/kube-apiserver"), pki=Path("/pki"), etcd_port=1, port=41234,
+                                        node_ip="10.244.7.1", service_range="10.96.0.0/24", cert_dir=Path("/c"))
+    assert "--enable-aggregator-routing=true" in apiserver
+    assert "--enable-admission-plugins=NodeRestriction" in apiserver, "webhooks need no plugin flag: on by default"

@@ -53,6 +53,9 @@ TRUSTED = cmdline.CosignRegistry(docker_config=Path("/run/docker"), ca_bundle=Pa
     (cmdline.cosign_verify_attestation(COSIGN, PUB, REF, predicate_type=TYPE, trusted_root=Path("/s/t.json")),
      ["/cache/sigstore/cosign", "verify-attestation", "--key", "/keys/cosign.pub", "--type", TYPE,
       "--insecure-ignore-tlog=true", "--trusted-root", "/s/t.json", REF]),
+    (cmdline.cosign_copy(COSIGN, REF, "10.244.0.1:5000/todo-copy:latest", registry=PLAIN),
+     ["/cache/sigstore/cosign", "copy", "--allow-insecure-registry", "--allow-http-registry", REF,
+      "10.244.0.1:5000/todo-copy:latest"]),
     (cmdline.cosign_sign(COSIGN, "k8s://imagepipe-ci/cosign-key", REF),
      ["/cache/sigstore/cosign", "sign", "--key", "k8s://imagepipe-ci/cosign-key", "--tlog-upload=false", "--yes",
       REF]),
@@ -83,7 +86,8 @@ def test_no_password_or_credential_is_ever_in_argv():
 def test_images_are_signed_and_verified_by_digest_only(ref):
     for build in (lambda: cmdline.cosign_sign(COSIGN, KEY, ref), lambda: cmdline.cosign_verify(COSIGN, PUB, ref),
                   lambda: cmdline.cosign_attest(COSIGN, KEY, ref, predicate_type=TYPE, predicate=Path("/p")),
-                  lambda: cmdline.cosign_verify_attestation(COSIGN, PUB, ref, predicate_type=TYPE)):
+                  lambda: cmdline.cosign_verify_attestation(COSIGN, PUB, ref, predicate_type=TYPE),
+                  lambda: cmdline.cosign_copy(COSIGN, ref, "10.244.0.1:5000/todo-copy:latest")):
         with pytest.raises(ValueError, match="by digest"):
             build()
 

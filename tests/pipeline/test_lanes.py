@@ -39,6 +39,7 @@ def test_the_default_is_two_lanes():
 @pytest.mark.parametrize(("path", "group"), [
     ("e2e/test_cluster_e2e.py", "cluster"),
     ("e2e/test_incluster_e2e.py", "cluster"),
+    ("e2e/test_admission_e2e.py", "cluster"),
     ("e2e/test_kaniko_e2e.py", "test_kaniko_e2e"),
     ("e2e/test_cancel_e2e.py", "test_cancel_e2e"),
     ("pipeline/test_lanes.py", None),
@@ -57,17 +58,19 @@ def test_every_end_to_end_module_has_its_place_in_the_order():
 
 def test_the_gate_runs_first_then_the_cluster_group_and_the_local_modules_last():
     paths = [TESTS / p for p in ("e2e/test_pipeline_e2e.py", "backend/test_tasks.py", "e2e/test_kaniko_e2e.py",
-                                 "pipeline/test_lanes.py", "e2e/test_incluster_e2e.py", "test_lint_gate.py",
-                                 "e2e/test_cluster_e2e.py")]
+                                 "e2e/test_admission_e2e.py", "pipeline/test_lanes.py", "e2e/test_incluster_e2e.py",
+                                 "test_lint_gate.py", "e2e/test_cluster_e2e.py")]
     ordered = [p.relative_to(TESTS).as_posix() for p in sorted(paths, key=lanes.rank)]
+    # the admission module last in its lane: the controller it installs is there for no other module
     assert ordered == ["test_lint_gate.py", "e2e/test_cluster_e2e.py", "e2e/test_incluster_e2e.py",
-                       "pipeline/test_lanes.py", "backend/test_tasks.py", "e2e/test_kaniko_e2e.py",
-                       "e2e/test_pipeline_e2e.py"]
+                       "e2e/test_admission_e2e.py", "pipeline/test_lanes.py", "backend/test_tasks.py",
+                       "e2e/test_kaniko_e2e.py", "e2e/test_pipeline_e2e.py"]
 
 
 @pytest.mark.parametrize(("nodeid", "unit"), [
     ("tests/e2e/test_cluster_e2e.py::test_green_job[a]", "cluster"),
     ("tests/e2e/test_incluster_e2e.py::test_submit", "cluster"),
+    ("tests/e2e/test_admission_e2e.py::test_latest_is_resolved_to_the_promoted_digest_admitted_and_ready", "cluster"),
     ("tests/e2e/test_kaniko_e2e.py::test_parity", "test_kaniko_e2e"),
     ("tests/pipeline/test_lanes.py::test_x[1]", "tests/pipeline/test_lanes.py::test_x[1]"),
     ("tests/test_lint_gate.py::test_ruff", "tests/test_lint_gate.py::test_ruff"),

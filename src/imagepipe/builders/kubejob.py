@@ -86,6 +86,12 @@ class Cluster:
         if e.status == 401:
             return PipelineError(f"the cluster refused the credentials of context {self.context} ({message}): "
                                  "log in again or fix KUBECONFIG", stage="build")
+        if e.status == 400 and 'admission webhook "policy.sigstore.dev" denied' in message:
+            return PipelineError(f"namespace {self.namespace} enforces sigstore's policy-controller (labelled "
+                                 f"policy.sigstore.dev/include=true), which refused to {what} ({message}): the run's "
+                                 "Job and Deployment proof run images nobody has signed yet (the executor, the clone "
+                                 "step, the digest before promote signs it), so give --kube-namespace a namespace "
+                                 "that is not enforced (docs/admission.md)", stage="build")
         return PipelineError(f"the cluster refused to {what}: {e.status} {e.reason} ({message})", stage="build")
 
 

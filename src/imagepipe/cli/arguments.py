@@ -142,7 +142,9 @@ COMMANDS: dict[str, tuple[Callable[[Add], None], ...]] = {
 }
 TARGETS = {"verify": "REGISTRY/REPO@sha256:… to verify", "registry": "start | stop | status",
            "attest": "verify REGISTRY/REPO@sha256:…",
-           "deployment": "REGISTRY/REPO@sha256:… to deploy", "cluster": "up | down | status", "load": "[IMAGE]",
+           "deployment": "REGISTRY/REPO@sha256:… to deploy",
+           "public-key": "[IMAGE-GLOB]: print ci/admission-policy.yaml for those images and this key instead",
+           "cluster": "up | down | status", "load": "[IMAGE]",
            "test": "arguments for pytest (after --)"}
 
 

@@ -1,6 +1,7 @@
-"""A Go that can build ci/cluster's, ci/interop's and ci/sigstore's modules: the one on PATH when it is new
-enough, else the toolchain the Go module proxy serves as the module `golang.org/toolchain` (as `GOTOOLCHAIN`
-switching fetches it), checked against the hash pinned in ci/go-toolchain.sum and cached outside the clone.
+"""A Go that can build ci/cluster's, ci/interop's, ci/sigstore's and ci/admission's modules: the one on PATH
+when it is new enough, else the toolchain the Go module proxy serves as the module `golang.org/toolchain` (as
+`GOTOOLCHAIN` switching fetches it), checked against the hash pinned in ci/go-toolchain.sum and cached outside
+the clone.
 
 Debian 12's golang-go is 1.19: too old for our go.mod files, and too old to switch toolchains itself."""
 
@@ -24,7 +25,8 @@ from imagepipe.paths import HOST_CA_BUNDLE, ROOT
 from imagepipe.ui import output
 
 SUMS = ROOT / "ci/go-toolchain.sum"
-MODULES = (ROOT / "ci/cluster/go.mod", ROOT / "ci/interop/go.mod", ROOT / "ci/sigstore/go.mod")
+MODULES = (ROOT / "ci/cluster/go.mod", ROOT / "ci/interop/go.mod", ROOT / "ci/sigstore/go.mod",
+           ROOT / "ci/admission/go.mod")
 MODULE = "golang.org/toolchain"
 ARCHES = {"x86_64": "amd64", "aarch64": "arm64"}
 

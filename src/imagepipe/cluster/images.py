@@ -1,7 +1,7 @@
 """Images the local cluster's pods use, put into its registry (the node pulls from nowhere else): the
-sandbox image from the pause binary built with the components, a git image for the Job's clone step (our
-base with Debian's git, built once per machine), and copies of local images (the kaniko executor, the base
-as the mirror of docker.io)."""
+sandbox image from the pause binary built with the components, the admission controller's from its webhook
+binary (imagepipe.cluster.admission), a git image for the Job's clone step (our base with Debian's git, built
+once per machine), and copies of local images (the kaniko executor, the base as the mirror of docker.io)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from imagepipe.exec import cmdline, runner
 from imagepipe.host import podman, quirks
 from imagepipe.image.containerfile import BASE_REF, base_ref
 from imagepipe.image.platforms import MACHINES, Platform, host
+from imagepipe.paths import HOST_CA_BUNDLE
 
 GIT_IMAGE = "localhost/imagepipe-git:1"
 GIT_CONTAINERFILE = f"""FROM {BASE_REF}
@@ -32,6 +33,30 @@ def push_pause(binary: Path, dest: str) -> None:
         (ctx / "pause").chmod(0o755)
         (ctx / "Containerfile").write_text('FROM scratch\nCOPY pause /pause\nENTRYPOINT ["/pause"]\n')
         _build_and_push(ctx, "localhost/imagepipe-pause:1", dest)
+
+
+# policy-controller's webhook: a static Go binary (CGO_ENABLED=0), so an empty base and the CA bundle it
+# verifies registries' TLS with are all it needs; the numeric user of upstream's distroless image (no passwd)
+WEBHOOK_UID = 65532
+WEBHOOK_CONTAINERFILE = f"""FROM scratch
+COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+COPY webhook /webhook
+USER {WEBHOOK_UID}:{WEBHOOK_UID}
+ENTRYPOINT ["/webhook"]
+"""
+
+
+def push_policy_controller(binary: Path, dest: str) -> str:
+    """The admission controller's image, built from `binary` (no base to pull), pushed to `dest`."""
+    with tempfile.TemporaryDirectory(prefix="imagepipe-webhook-") as tmp:
+        ctx = Path(tmp)
+        (ctx / "webhook").write_bytes(binary.read_bytes())
+        (ctx / "webhook").chmod(0o755)
+        (ctx / "ca-certificates.crt").write_bytes(HOST_CA_BUNDLE.read_bytes())
+        (ctx / "ca-certificates.crt").chmod(0o644)
+        (ctx / "Containerfile").write_text(WEBHOOK_CONTAINERFILE)
+        _build_and_push(ctx, f"localhost/imagepipe-policy-controller:{dest.rsplit(':', 1)[1]}", dest)
+    return dest
 
 
 def git_image(dest: str) -> str:

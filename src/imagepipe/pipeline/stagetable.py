@@ -77,8 +77,8 @@ VERBS: tuple[Verb, ...] = (
     Verb("load", None, "a bounded load test of an image", "load"),
     Verb("trust", None, "write (or --install) the signature policy for this repository", "trust"),
     Verb("attest", None, "attest verify REF@sha256:…: signatures, SBOM and provenance", "attest"),
-    Verb("public-key", None, "print the cosign public key promote signs with (--cosign-key's, or the pipeline's)",
-         "publickey"),
+    Verb("public-key", None, "print the cosign public key promote signs with (--cosign-key's, or the pipeline's); "
+         "with an image glob, the admission policy for it", "publickey"),
     Verb("deployment", None, "print the Kubernetes Deployment for REF@sha256:… (probes from its HEALTHCHECK)",
          "deployment"),
     Verb("pipeline-image", None, "build, check and push the pipeline's own image (ci/pipeline.Containerfile)",

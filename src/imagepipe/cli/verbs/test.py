@@ -45,6 +45,8 @@ def run(ctx: Context) -> int:
         tools = interop_tools() if go else False
     with phases.timed("sigstore tools"):
         signing = sigstore_tools() if go else False
+    with phases.timed("admission controller"):
+        admission = admission_controller() if go else False
     with phases.timed("Better Auth packages"):
         auth_server = better_auth()
     with phases.timed("stand-in bases"):
@@ -54,7 +56,7 @@ def run(ctx: Context) -> int:
     with phases.timed("test dependencies"):
         deps = test_dependencies()
     phases.report()
-    if not (tools and signing and auth_server and bases and houses and deps):
+    if not (tools and signing and admission and auth_server and bases and houses and deps):
         return 3
     output.stage("==> test: pytest " + " ".join(args.target))
     t0 = time.monotonic()
@@ -141,8 +143,8 @@ def better_auth() -> bool:
 
 
 def go_toolchain() -> str | None:
-    """A Go new enough for ci/cluster's, ci/interop's and ci/sigstore's go.mod: this machine's, else fetched
-    once from the Go module proxy."""
+    """A Go new enough for ci/cluster's, ci/interop's, ci/sigstore's and ci/admission's go.mod: this
+    machine's, else fetched once from the Go module proxy."""
     from imagepipe.cluster import binaries
 
     try:
@@ -181,6 +183,15 @@ def sigstore_tools() -> bool:
     from imagepipe.services import sigstore
 
     return _set_up(lambda: f"cosign {sigstore.version()} in {sigstore.ensure().dir}")
+
+
+def admission_controller() -> bool:
+    """sigstore's policy-controller webhook, built once per machine from ci/admission's go.mod, for the
+    cluster's admission tests (its image is made from it when they start). Like cosign, a failure here
+    fails the test command."""
+    from imagepipe.cluster import admission
+
+    return _set_up(lambda: f"policy-controller {admission.version()} in {admission.ensure().dir}")
 
 
 def standin_bases(ctx: Context) -> bool:

@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CosignRegistry", "cosign_attest", "cosign_env", "cosign_generate_key_pair", "cosign_key_pair",
-           "cosign_public_key", "cosign_sign", "cosign_verify", "cosign_verify_attestation"]
+__all__ = ["CosignRegistry", "cosign_attest", "cosign_copy", "cosign_env", "cosign_generate_key_pair",
+           "cosign_key_pair", "cosign_public_key", "cosign_sign", "cosign_verify", "cosign_verify_attestation"]
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,14 @@ def cosign_attest(binary: Path, key: Path | str, ref: str, *, predicate_type: st
     by `key`, added to the tag `sha256-<hex>.att` (each call adds one; the earlier stay)."""
     return [str(binary), "attest", "--key", str(key), "--type", predicate_type, "--predicate", str(predicate),
             "--tlog-upload=false", "--yes", *_registry(registry), _by_digest(ref)]
+
+
+def cosign_copy(binary: Path, ref: str, dest: str, *, registry: CosignRegistry | None = None) -> list[str]:
+    """The image `ref` (REPO@sha256:…) with its signatures, attestations and SBOM (the `.sig`, `.att` and
+    `.sbom` tags) copied to `dest` (REPO[:TAG]; the image is also tagged `sha256-<hex>` there). A signature
+    names the digest, not the repository, so it verifies at the copy. An existing `dest` of another digest is
+    an error (no --force)."""
+    return [str(binary), "copy", *_registry(registry), _by_digest(ref), dest]
 
 
 def _trusted_root(path: Path | None) -> list[str]:

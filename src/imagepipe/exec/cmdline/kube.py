@@ -53,7 +53,9 @@ def kube_etcd(binary: str, *, data: Path, client_port: int, peer_port: int) -> l
 def kube_apiserver(binary: Path, *, pki: Path, etcd_port: int, port: int, node_ip: str, service_range: str,
                    cert_dir: Path) -> list[str]:
     # on the node's bridge address only: this host and the cluster's pods (a pipeline running in one) reach it,
-    # nothing off this machine does
+    # nothing off this machine does. --enable-aggregator-routing: a webhook's Service (an admission
+    # controller's, a CRD's conversion) is reached at its endpoints' pod addresses, since no kube-proxy
+    # makes its ClusterIP answer (the default routing dials the ClusterIP)
     return [str(binary), f"--etcd-servers=http://127.0.0.1:{etcd_port}", f"--bind-address={node_ip}",
             f"--secure-port={port}", f"--advertise-address={node_ip}", f"--service-cluster-ip-range={service_range}",
             f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
@@ -62,8 +64,8 @@ def kube_apiserver(binary: Path, *, pki: Path, etcd_port: int, port: int, node_i
             f"--kubelet-certificate-authority={pki / 'ca.crt'}", "--kubelet-preferred-address-types=InternalIP",
             f"--service-account-key-file={pki / 'sa.pub'}", f"--service-account-signing-key-file={pki / 'sa.key'}",
             "--service-account-issuer=https://kubernetes.default.svc", "--authorization-mode=Node,RBAC",
-            "--enable-admission-plugins=NodeRestriction", f"--cert-dir={cert_dir}", "--profiling=false",
-            "--v=0"]
+            "--enable-admission-plugins=NodeRestriction", "--enable-aggregator-routing=true",
+            f"--cert-dir={cert_dir}", "--profiling=false", "--v=0"]
 
 
 def kube_controller_manager(binary: Path, *, pki: Path, kubeconfig: Path, port: int) -> list[str]:
