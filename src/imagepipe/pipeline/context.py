@@ -7,6 +7,7 @@ import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from imagepipe.exec import cancel
 from imagepipe.host import profile
@@ -16,6 +17,9 @@ from imagepipe.pipeline.options import Options
 from imagepipe.registry.access import Access, open_access
 from imagepipe.registry.auth import resolve
 
+if TYPE_CHECKING:
+    from imagepipe.supplychain.cosigning import CosignKey
+
 
 @dataclass
 class Context:
@@ -24,6 +28,7 @@ class Context:
     state_dir: Path
     run_id: str = "norun"
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage (stagetable.timed), for the report
+    cosign_key: CosignKey | None = None  # what promote signs with, opened once (promote.preflight)
     _access: dict[str, Access] = field(default_factory=dict)
 
     def access(self, registry: str | None = None, *, stage: str) -> Access:

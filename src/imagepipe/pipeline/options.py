@@ -162,6 +162,15 @@ def check(ns: argparse.Namespace) -> None:
     if key and ("/" in key or key.endswith(".asc")) and not Path(key).is_file():
         raise UsageError(f"--signing-key {key}: no such file (give an armored secret key, or a fingerprint in "
                          "your keyring)")
+    # a key file is checked here; whether cosign can open it (or a URI), before the build (promote.preflight)
+    cosign_key = getattr(ns, "cosign_key", None)
+    if cosign_key and "://" not in cosign_key and not Path(cosign_key).is_file():
+        raise UsageError(f"--cosign-key {cosign_key}: no such file (give a cosign private key file, env://VAR, "
+                         "k8s://NAMESPACE/SECRET or a KMS URI)")
+    cosign_public = getattr(ns, "cosign_public_key", None)
+    if cosign_public is not None and not cosign_public.is_file():
+        raise UsageError(f"--cosign-public-key {cosign_public}: no such file (give the signer's cosign public key, "
+                         "the PEM `python3 build/pipeline.py public-key` prints)")
 
 
 def vuln_source(ns: argparse.Namespace) -> tuple[Path | None, float]:

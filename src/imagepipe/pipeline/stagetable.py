@@ -141,9 +141,11 @@ def run_all(ctx: Context) -> Outcome:
     when every check passed), each step handed the typed value of the one before."""
     from imagepipe.checks import advisories
 
-    # a stale advisory database or a malformed ignore list stops the run before anything is built
+    # a stale advisory database, a malformed ignore list or a --cosign-key cosign cannot open stops the run
+    # before anything is built
     advisories.preflight(ctx.args.verifying.vuln_db, max_age_days=ctx.args.verifying.vuln_db_max_age,
                          ignores=advisories.ignore_file(ctx.args.building.containerfile))
+    promote.preflight(ctx)
     for name in ("provision", "base", "lint"):
         if BY_NAME[name].applies(ctx):
             run_stage(ctx, BY_NAME[name])

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imagepipe.errors import PipelineError
+from imagepipe.errors import UsageError
 from imagepipe.exec import cmdline, runner
 from imagepipe.host.files import write_atomic
 from imagepipe.registry.access import Access
@@ -73,10 +73,8 @@ def pipeline_key(state_dir: Path) -> CosignKey:
 
 def user_key(spec: str, state_dir: Path) -> CosignKey:
     """--cosign-key: a file, env://, k8s:// or a KMS URI, given to cosign as it is; its public half is read
-    once per run through cosign (`public-key`), so a key cosign cannot open fails before anything moves."""
-    if "://" not in spec and not Path(spec).is_file():
-        raise PipelineError(f"--cosign-key {spec}: no such file (give a cosign private key file, env://VAR, "
-                            "k8s://NAMESPACE/SECRET or a KMS URI)", stage="promote")
+    once per run through cosign (`public-key`), before anything is built (promote.preflight), so a key cosign
+    cannot open is one line then. A missing file was refused earlier, with the options (options.check)."""
     password = os.environ.get("COSIGN_PASSWORD", "")
     pub = key_dir(state_dir) / f"key-{hashlib.sha256(spec.encode()).hexdigest()[:12]}.pub"
     pub.parent.mkdir(parents=True, exist_ok=True)
@@ -85,9 +83,25 @@ def user_key(spec: str, state_dir: Path) -> CosignKey:
                      env=cmdline.cosign_env(password=password), stage="promote", ok_codes=(0, 1),
                      what=f"reading the public half of --cosign-key {spec}")
     if got.code != 0:
-        raise PipelineError(f"--cosign-key {spec}: cosign cannot open it ({runner.first_error_line(got.stderr)}); "
-                            "a password-protected key reads COSIGN_PASSWORD", stage="promote")
+        pub.unlink(missing_ok=True)  # cosign creates the file before it fails: no empty public key is left
+        raise UsageError(cannot_open(spec, got.stderr, password_set="COSIGN_PASSWORD" in os.environ))
     return CosignKey(spec, pub, password)
+
+
+def cannot_open(spec: str, stderr: str, *, password_set: bool) -> str:
+    """Why cosign cannot open --cosign-key, in one line with the fix: a password that does not decrypt it
+    (cosign v2 says `decrypt: encrypted: decryption failed`), or something that is not a key it can read."""
+    why = runner.first_error_line(stderr).removeprefix("error during command execution: ")
+    if "decrypt" in why:
+        password = ("COSIGN_PASSWORD does not decrypt it" if password_set else
+                    "it is password-protected and COSIGN_PASSWORD is not set")
+        return (f"--cosign-key {spec}: cosign cannot open it: {password} ({why}); set COSIGN_PASSWORD to the "
+                "password the key was made with")
+    if "://" in spec:
+        return (f"--cosign-key {spec}: cosign cannot open it ({why}): give a reference cosign can read (env://VAR "
+                "holding a key, k8s://NAMESPACE/SECRET, or a KMS key this machine's credentials reach)")
+    return (f"--cosign-key {spec}: cosign cannot open it ({why}): give a cosign private key file (`cosign "
+            "generate-key-pair` writes one), env://VAR, k8s://NAMESPACE/SECRET or a KMS URI")
 
 
 def key_for(spec: str | None, state_dir: Path) -> CosignKey:

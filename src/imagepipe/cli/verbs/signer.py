@@ -18,13 +18,11 @@ def public_key(ctx: Context) -> Path:
 
 
 def cosign_public_key(ctx: Context) -> Path | None:
-    """--cosign-public-key (which must exist), else the pipeline's own where this state directory has made
-    one, else None: a consumer that was given no cosign key checks the GPG signatures only."""
+    """--cosign-public-key (options.check refused a missing file), else the pipeline's own where this state
+    directory has made one, else None: a consumer that was given no cosign key checks the GPG signatures only."""
     from imagepipe.supplychain import cosigning
 
     given = ctx.args.signing.cosign_public_key
-    if given is not None and not given.is_file():
-        raise UsageError(f"--cosign-public-key {given}: no such file")
     own = cosigning.key_dir(ctx.state_dir) / "cosign.pub"
     return given or (own if own.is_file() else None)
 

@@ -40,6 +40,23 @@ def _version() -> str:
 
 
 
+def preflight(ctx: Context) -> None:
+    """Before anything is built: --cosign-key opened through cosign (its public half read), so a key cosign
+    cannot open (not a key, a wrong COSIGN_PASSWORD, an unreachable URI) is one line now rather than a
+    failed promote after the build and verify; promote signs with what it found here."""
+    spec = ctx.args.signing.cosign_key
+    if spec:
+        ctx.cosign_key = cosigning.user_key(spec, ctx.state_dir)
+
+
+def cosign_key_of(ctx: Context) -> cosigning.CosignKey:
+    """The key promote signs and attests with: --cosign-key's as the preflight opened it, else opened now
+    (a promote reached without the preflight), else the pipeline's own (generated once)."""
+    if ctx.cosign_key is None:
+        ctx.cosign_key = cosigning.key_for(ctx.args.signing.cosign_key, ctx.state_dir)
+    return ctx.cosign_key
+
+
 def signing_setup(ctx: Context) -> tuple[signing.SigningKey, Path, str, Path]:
     """(key, lookaside staging directory, lookaside URL consumers read, registries.d for skopeo)."""
     a = ctx.args
@@ -100,7 +117,7 @@ def _promote(ctx: Context, image: PushedImage, instances: list[Instance], key: s
     # The attestations and cosign's signatures first: they move no tag, so a failure there leaves every tag
     # where it was.
     access = ctx.access(image.ref.registry, stage="promote")
-    cosign_key = cosigning.key_for(ctx.args.signing.cosign_key, ctx.state_dir)
+    cosign_key = cosign_key_of(ctx)
     cosign_reg = cosigning.registry(access)
     platforms: dict[str, object] = {}
     cosigned: list[str] = []
