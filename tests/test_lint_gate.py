@@ -21,13 +21,20 @@ def test_ruff_is_clean():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+# Each mypy run keeps an incremental cache of its own: the backend's `mcp` folder and the SDK of that name
+# would otherwise overwrite each other's cache entries, and the next run of the other gate reads the wrong
+# module (seen: 'Module "mcp" has no attribute "Client"' after the backend's run; with two lanes the runs
+# may also overlap).
+PIPELINE_CACHE, BACKEND_CACHE = ".mypy_cache/pipeline", ".mypy_cache/backend"
+
+
 def test_mypy_strict_on_the_pipeline():
-    proc = run("mypy")  # pyproject's [tool.mypy]: src/imagepipe, strict
+    proc = run("mypy", "--cache-dir", PIPELINE_CACHE)  # pyproject's [tool.mypy]: src/imagepipe, strict
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_mypy_strict_on_the_backend():
     # The backend's `mcp` folder would shadow the SDK the pipeline imports: a run of its own, on its own path.
-    proc = run("mypy", "backend/app", "backend/agents", "backend/mcp", "backend/imagebuild",
-               env={"MYPYPATH": "backend"})
+    proc = run("mypy", "--cache-dir", BACKEND_CACHE, "backend/app", "backend/agents", "backend/mcp",
+               "backend/imagebuild", env={"MYPYPATH": "backend"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
