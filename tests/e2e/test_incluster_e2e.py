@@ -22,7 +22,9 @@ from kube_support import NAMESPACE
 from pipeline_support import WARM_CACHE
 
 from imagepipe.checks.catalog import CHECK_IDS
+from imagepipe.exec import cmdline
 from imagepipe.paths import HOST_CA_BUNDLE, ROOT
+from imagepipe.supplychain import cosigning
 
 pytestmark = pytest.mark.e2e
 
@@ -128,13 +130,16 @@ def _job_pod(kube, image: str, store: Path | None = None) -> dict:
     """ci/pipeline-job.yaml, its placeholders filled: the clone step fetching this commit from the cluster's
     git server, the pipeline's image, and the suite's advisory sources (tests/conftest.py's OSV records, the
     Debian index the cluster fixture serves); the lookaside's
-    volume a directory of this single node (`store`), or, without one, no signing volumes at all."""
+    volume a directory of this single node (`store`), or, without one, nothing of the signing Secret at all
+    (its volumes, and COSIGN_PASSWORD, which would keep the container from starting where it does not exist)."""
     job = yaml.safe_load((ROOT / "ci/pipeline-job.yaml").read_text())
     pod = job["spec"]["template"]["spec"]
     if store is None:
         pod["volumes"] = [v for v in pod["volumes"] if v["name"] not in ("signing", "lookaside")]
         pod["containers"][0]["volumeMounts"] = [m for m in pod["containers"][0]["volumeMounts"]
                                                 if m["name"] not in ("signing", "lookaside")]
+        pod["containers"][0]["env"] = [e for e in pod["containers"][0]["env"]
+                                       if "secretKeyRef" not in e.get("valueFrom", {})]
     else:
         (lookaside,) = (v for v in pod["volumes"] if v["name"] == "lookaside")
         lookaside.pop("persistentVolumeClaim")
@@ -221,6 +226,7 @@ class Team:
     """imagepipe.cluster.team's set-up, as the submit tests read it."""
     public: str  # the armored public key
     fingerprint: str
+    cosign_public: Path  # the team's cosign public key (PEM): its private half is the Secret's cosign.key
     store: Path  # the lookaside volume's directory on this single node
     lookaside: str  # where consumers read it
 
@@ -230,13 +236,16 @@ def team(cluster, pipeline_image, tmp_path_factory) -> Team:
     from imagepipe.cluster import team as teams
 
     api = cluster.admin()
-    key = teams.new_key(tmp_path_factory.mktemp("team") / "gnupg")
+    made = tmp_path_factory.mktemp("team")
+    key = teams.new_key(made / "gnupg")
+    cosign_public = made / "cosign.pub"
+    cosign_public.write_text(key.cosign.public)
     # the lookaside server reads it as a non-root user: outside pytest's 0700 temporary directories
     store = Path(tempfile.mkdtemp(prefix="imagepipe-lookaside-"))
     store.chmod(0o755)
     try:
-        yield Team(key.public, key.fingerprint, store, teams.set_up(api, NAMESPACE, image=pipeline_image, store=store,
-                                                                    key=key))
+        yield Team(key.public, key.fingerprint, cosign_public, store,
+                   teams.set_up(api, NAMESPACE, image=pipeline_image, store=store, key=key))
     finally:
         teams.tear_down(api, NAMESPACE)
         shutil.rmtree(store, ignore_errors=True)
@@ -254,10 +263,12 @@ def test_submit_runs_the_whole_job_in_the_cluster_and_a_pod_there_checks_its_sig
                                                                                         team, tmp_path):
     """`pipeline.py submit` from this host, which only calls the API: ci/pipeline-job.yaml as shipped runs
     the clone, the kaniko Job, verify with podman in the pod, the Deployment proof, and promote signing with
-    the team's key from its Secret into ci/lookaside.yaml's volume; submit streams it and exits with its code.
-    Then a second pod of the cluster installs the trust policy for that key and lookaside, pulls the promoted
-    tag under it and `attest verify`s the digest, and refuses an unsigned image both ways. No podman or
-    buildah runs on the host (some do in the cluster's cgroup: the pods')."""
+    the team's key from its Secret into ci/lookaside.yaml's volume, and with cosign by the team's cosign key
+    from the same Secret; submit streams it and exits with its code. Then a second pod of the cluster installs
+    the trust policy for that key and lookaside, pulls the promoted tag under it and `attest verify`s the
+    digest, and refuses an unsigned image both ways; this host's cosign finds the digest signed, and its
+    verification attested, by the team's cosign key. No podman or buildah runs on the host (some do in the
+    cluster's cgroup: the pods')."""
     from kubernetes import client
 
     api = kube.admin()
@@ -328,6 +339,14 @@ def test_submit_runs_the_whole_job_in_the_cluster_and_a_pod_there_checks_its_sig
         except client.ApiException:
             pass
     print(consumer)
+    # cosign's proofs, read from this host by the real cosign with the team's public key alone: the pod signed
+    # and attested with the Secret's key, not with a pair of its own that died with it
+    promoted = f"{kube.registry}/{repo}@{digest}"
+    plain_http = cmdline.CosignRegistry(tls_verify=False)  # the cluster's registry speaks plain HTTP
+    cosign_work = tmp_path / "cosign"
+    unsigned_by_team = cosigning.verify(team.cosign_public, promoted, plain_http, cosign_work, stage="test")
+    proofs, no_proof = cosigning.attestations(team.cosign_public, promoted, cosigning.VERIFICATION_TYPE, plain_http,
+                                              cosign_work, stage="test")
     # submit streamed the pod's progress and ended as it did
     assert "==> submit: Job todo-backend-pipeline-" in proc.stdout
     for stage in ("==> lint:", "==> build: kaniko Job in in-cluster", "==> verify:", "as a Deployment in",
@@ -341,6 +360,14 @@ def test_submit_runs_the_whole_job_in_the_cluster_and_a_pod_there_checks_its_sig
     assert latest_digest == digest
     assert signed == ["signature-1"], "signed into the team's lookaside"
     assert report["signature"]["lookaside"] == lookaside and report["signature"]["signer"] == fingerprint
+    assert report["cosign"]["key"] == "/etc/imagepipe/signing/cosign.key" and report["cosign"]["signed"] == [digest]
+    assert unsigned_by_team == "", f"no cosign signature by the team's key on {promoted}: {unsigned_by_team}"
+    assert proofs, f"no verification attestation signed by the team's cosign key: {no_proof}"
+    for proof in proofs:  # every verification statement the team's key signed: this run's
+        assert [s["digest"]["sha256"] for s in proof["subject"]] == [digest.split(":", 1)[1]]
+        assert proof["predicate"]["passed"] is True and proof["predicate"]["image"]["digest"] == digest
+        assert [(c["id"], c["result"], c["where"]) for c in proof["predicate"]["checks"]] == [
+            (c["id"], "pass", "pod") for c in report["checks"]]
     # the run's kaniko Job stays Complete for its TTL; its pod, Secrets and the proof's objects are gone
     assert left["secrets"] == [] and "deployments" not in left and "services" not in left, left
     assert all(p.startswith("todo-backend-kaniko-") or p.startswith("todo-backend-pipeline-")

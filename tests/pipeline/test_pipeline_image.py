@@ -36,6 +36,13 @@ def test_the_pipeline_job_is_a_valid_job_with_the_measured_security_context():
     args = pipeline.args
     assert args[args.index("--signing-key") + 1] == "/etc/imagepipe/signing/key.asc"
     assert args[args.index("--lookaside-dir") + 1] == "/lookaside"
+    # cosign signs and attests with the team's key from the same Secret, its password from there too (not
+    # optional: a Secret without it stops the pod before anything is built)
+    assert args[args.index("--cosign-key") + 1] == "/etc/imagepipe/signing/cosign.key"
+    (password,) = [e for e in pipeline.env if e.name == "COSIGN_PASSWORD"]
+    ref = password.value_from.secret_key_ref
+    assert (ref.name, ref.key, ref.optional) == ("imagepipe-signing", "cosign.password", False)
+    assert password.value is None
 
 
 def test_the_lookaside_serves_its_volume_read_only_behind_a_service():

@@ -51,7 +51,12 @@ def test_the_job_is_the_shipped_file_with_every_placeholder_filled():
     assert main["image"] == SUBMISSION.image
     env = {e["name"]: e.get("value") for e in main["env"]}
     assert env["GIT_URL"] == SUBMISSION.git_url and env[report.LOG_ENV] == "1"
+    # the cosign key's password stays the Secret's: filling in the Job keeps the reference
+    (password,) = [e for e in main["env"] if e["name"] == "COSIGN_PASSWORD"]
+    assert password == {"name": "COSIGN_PASSWORD", "valueFrom": {"secretKeyRef": {
+        "name": "imagepipe-signing", "key": "cosign.password", "optional": False}}}
     args = main["args"]
+    assert args[args.index("--cosign-key") + 1] == "/etc/imagepipe/signing/cosign.key"
     assert args[args.index("--registry") + 1] == "reg.example:5000"
     assert args[args.index("--lookaside") + 1] == SUBMISSION.lookaside
     assert args[args.index("--build-ca") + 1] == "/etc/imagepipe/build-ca/ca.crt"
@@ -273,3 +278,26 @@ def test_the_bench_prints_the_warm_pip_cache_cold_job_against_local_kanikos_cold
     (slow,) = pip_cache_metrics({**c, "job_cold_pipcache": {"total": 45.0}}, {"cold_build_s": 34.0})
     assert slow.met is False
     assert pip_cache_metrics({}, {"cold_build_s": 34.0}) == []  # figures from before the row: none printed
+
+
+def test_a_secret_item_the_pipelines_env_names_missing_is_one_line_at_once():
+    """A Secret made before cosign (key.asc only): the kubelet cannot make the pipeline container's
+    COSIGN_PASSWORD and retries for ever; submit says so instead of waiting out the Job's deadline."""
+    from types import SimpleNamespace as NS
+
+    from imagepipe.builders import kubewatch
+
+    message = "couldn't find key cosign.password in Secret ci/imagepipe-signing"
+    waiting = NS(reason="CreateContainerConfigError", message=message)
+    pod = NS(metadata=NS(name="todo-backend-pipeline-abc123-x7k2q"), status=NS(
+        conditions=[], init_container_statuses=[NS(name="clone", image="alpine/git", state=NS(
+            waiting=None, terminated=NS(exit_code=0)))],
+        container_statuses=[NS(name="pipeline", image="p", state=NS(waiting=waiting, terminated=None))]))
+    failure = kubewatch.pod_failure(NS(namespace="ci"), pod)
+    assert failure is not None and failure.message == (
+        "the pod todo-backend-pipeline-abc123-x7k2q cannot start its container pipeline (CreateContainerConfigError: "
+        f"{message}); fix what it names (kubectl -n ci describe pod todo-backend-pipeline-abc123-x7k2q)")
+    waiting.message = "failed to sync secret cache: timed out waiting for the condition"  # the kubelet's, passing
+    assert kubewatch.pod_failure(NS(namespace="ci"), pod) is None
+    waiting.reason, waiting.message = "ContainerCreating", None  # the ordinary wait is no failure
+    assert kubewatch.pod_failure(NS(namespace="ci"), pod) is None

@@ -26,6 +26,7 @@ class Cluster(Protocol):
 POLL_SECONDS = 1.0
 CONTEXT_IN_REPO = Path("backend")  # the Job's build context in the cloned repository (ci/kaniko.yaml)
 PULL_ERRORS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")
+CONFIG_ERROR = "CreateContainerConfigError"  # e.g. a Secret, or an item of one, that the container's env names
 # the option that names each container's image: the kaniko Job's, and the pipeline's own Job's (`submit`)
 IMAGE_OPTIONS = {"kaniko": "--kaniko-image", "pipeline": "--pipeline-image"}
 
@@ -81,6 +82,14 @@ def pod_failure(cluster: Cluster, pod: Any) -> PipelineError | None:
             return PipelineError(f"the cluster cannot pull {status.image} (container {status.name}: "
                                  f"{waiting.reason}): make it pullable from the nodes, or pass {option}",
                                  stage="build")
+        # the container's configuration cannot be made (a Secret item its environment names is missing, such
+        # as ci/pipeline-job.yaml's cosign.password): the kubelet retries for ever, so it is said at once; a
+        # kubelet whose Secret cache is not synced yet says the same reason for a moment, and is waited for
+        if (waiting is not None and waiting.reason == CONFIG_ERROR
+                and "failed to sync" not in (waiting.message or "")):
+            return PipelineError(f"the pod {pod.metadata.name} cannot start its container {status.name} "
+                                 f"({CONFIG_ERROR}: {waiting.message or '?'}); fix what it names (kubectl -n "
+                                 f"{cluster.namespace} describe pod {pod.metadata.name})", stage="build")
     for status in pod.status.init_container_statuses or []:
         term = status.state.terminated
         if status.name == "clone" and term is not None and term.exit_code != 0:
