@@ -60,6 +60,13 @@ def _cgroup(pid: int) -> str | None:
     return next((line.split("::", 1)[1] for line in lines if line.startswith("0::")), "")
 
 
+def _start_time(proc: Path) -> str:
+    """The process's start time (stat field 22), "" for a zombie: the same value twice means the same living
+    process."""
+    fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+    return "" if fields[0] in ("Z", "X") else fields[19]
+
+
 LANE = "PYTEST_XDIST_WORKER"  # the lane a process belongs to: xdist sets it in each worker, children inherit it
 
 
@@ -89,13 +96,19 @@ class HostTools:
                     comm = (proc / "comm").read_text().strip()
                     if comm not in ("podman", "buildah"):
                         continue
+                    born = _start_time(proc)
                     env = dict(v.split(b"=", 1) for v in (proc / "environ").read_bytes().split(b"\0") if b"=" in v)
                     argv = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                except OSError:
+                    cgroup = _cgroup(int(proc.name))
+                    conmon = _under_conmon(int(proc.name))
+                    # whole only if it was the same living process throughout: an exiting one reads back an empty
+                    # environment (no error) and then no cgroup, and would be taken for a lane-less host podman
+                    if not env or cgroup is None or _start_time(proc) != born:
+                        continue
+                except (OSError, IndexError, ValueError):
                     continue  # gone before it could be read whole
                 lane = env.get(LANE.encode())
-                self.seen[int(proc.name)] = Seen(_cgroup(int(proc.name)) or "?", argv[:200],
-                                                 lane.decode() if lane else None, _under_conmon(int(proc.name)))
+                self.seen[int(proc.name)] = Seen(cgroup, argv[:200], lane.decode() if lane else None, conmon)
             time.sleep(0.1)
 
     def outside(self, cluster_cgroup: str) -> dict[int, Seen]:

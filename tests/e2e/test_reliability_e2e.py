@@ -147,11 +147,20 @@ def test_two_runs_at_once_are_serialised(pipeline):
         fcntl.flock(held, fcntl.LOCK_EX)
         proc = subprocess.Popen(pipeline.argv("registry", "status"), cwd=ROOT, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
-        time.sleep(3)
-        assert proc.poll() is None, "the second run waits for the lock"
+        # released only once the second run says it waits (no sleep: on a loaded machine its start-up alone
+        # can outlast any fixed delay, and it would then find the lock free)
+        said: list[str] = []
+        reader = threading.Thread(target=lambda: said.extend(iter(proc.stderr.readline, "")), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 120
+        while not any("waiting for another pipeline run" in line for line in said) and proc.poll() is None \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert proc.poll() is None, f"the second run did not wait for the lock: {''.join(said)}"
+        assert any("waiting for another pipeline run" in line for line in said), "it says why it waits"
         fcntl.flock(held, fcntl.LOCK_UN)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0 and "waiting for another pipeline run" in err
+        assert proc.wait(timeout=60) == 0, "it runs once the lock is free"
+    reader.join(timeout=10)
 
 
 def test_container_dying_during_verify_is_reported_with_its_log(pipeline, green, tmp_path):
