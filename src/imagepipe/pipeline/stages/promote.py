@@ -6,10 +6,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 from imagepipe.checks.types import VerifyResult
 from imagepipe.errors import PipelineError
@@ -120,18 +120,17 @@ def _promote(ctx: Context, image: PushedImage, instances: list[Instance], key: s
     cosign_key = cosign_key_of(ctx)
     cosign_reg = cosigning.registry(access)
     platforms: dict[str, object] = {}
-    cosigned: list[str] = []
+    cosigned: dict[str, float] = {}  # digest -> seconds cosign took to sign (and attest) it
     for platform, instance, result in instances:
         own = attest.Published(signer=key.fingerprint, lookaside=lookaside) if is_index else published
         documents = attach(ctx, instance, result.inventory, key, staging, own, platform)
-        cosign_attach(ctx, instance, result, documents, cosign_key, cosign_reg)
-        cosigned.append(instance.digest)
+        cosigned[instance.digest] = cosign_attach(ctx, instance, result, documents, cosign_key, cosign_reg)
         if platform is not None:
             platforms[str(platform)] = {"image": str(instance), "emulated": platform.emulated, "sbom": own.sbom,
                                         "provenance": own.provenance}
-    if is_index:
-        cosigning.sign(cosign_key, str(image), cosign_reg)
-        cosigned.insert(0, image.digest)
+    if is_index:  # the index first in the report, as before its platforms
+        cosigned = {image.digest: cosigning.sign_and_attest(cosign_key, str(image), (), cosign_reg,
+                                                            cosign_work(ctx)), **cosigned}
     moved: list[tuple[str, str | None]] = []  # (tag ref, the digest it named before; None: it did not exist)
     try:
         for tag in ["latest", *ctx.args.signing.tag]:
@@ -155,9 +154,7 @@ def _promote(ctx: Context, image: PushedImage, instances: list[Instance], key: s
                             for f in sorted(signed.glob("signature-*"))}
     published.digest = digest
     report = published.report()
-    report["cosign"] = {"public_key": str(cosign_key.public), "key": cosign_key.ref if not cosign_key.own else
-                        "the pipeline's own (<state>/cosign/cosign.key)", "signed": cosigned,
-                        "attestations": list(cosigning.PREDICATE_TYPES), "tlog": False}
+    report["cosign"] = cosign_report(cosign_key, cosigned)
     if platforms:
         report["platforms"] = platforms
     return Promoted([dest for dest, _ in moved], report)
@@ -187,26 +184,40 @@ def rollback(image: PushedImage, moved: list[tuple[str, str | None]], access: Ac
     return problems
 
 
-def cosign_attach(ctx: Context, image: PushedImage, result: VerifyResult, documents: tuple[str, str],
-                  key: cosigning.CosignKey, reg: cmdline.CosignRegistry) -> None:
-    """The verified digest signed with cosign, and its three in-toto attestations, signed with the same key:
-    the SBOM, the SLSA provenance and what verify proved (supplychain.verification)."""
+def cosign_report(key: cosigning.CosignKey, cosigned: dict[str, float]) -> dict[str, object]:
+    """The report's `cosign` entry: the key, each digest signed (an index's first) and the seconds cosign took
+    for it, signature and attestations together (`seconds`, per digest)."""
+    return {"public_key": str(key.public), "key": key.ref if not key.own else
+            "the pipeline's own (<state>/cosign/cosign.key)", "signed": list(cosigned),
+            "seconds": {digest: round(s, 2) for digest, s in cosigned.items()},
+            "attestations": list(cosigning.PREDICATE_TYPES), "tlog": False}
+
+
+def cosign_work(ctx: Context) -> Path:
+    return ctx.state_dir / "cosign" / "work" / ctx.run_id
+
+
+def cosign_predicates(documents: tuple[str, str], result: VerifyResult, *, digest: str,
+                      where: str) -> list[tuple[str, dict[str, Any]]]:
+    """What cosign attests about `digest`, by predicate type: the SBOM, the SLSA provenance (the in-toto
+    statement's predicate) and what verify proved (supplychain.verification; `where`: "host" or "pod")."""
     bom, statement = documents
-    work = ctx.state_dir / "cosign" / "work" / ctx.run_id
-    where = "pod" if ctx.profile.in_pod else "host"
-    ref = str(image)
-    cosigning.sign(key, ref, reg)
-    predicates = ((cosigning.SBOM_TYPE, json.loads(bom)),
-                  (cosigning.PROVENANCE_TYPE, json.loads(statement)["predicate"]),
-                  (cosigning.VERIFICATION_TYPE, verification.predicate(result, digest=image.digest, where=where,
-                                                                        verifier_version=_version())))
-    try:
-        for predicate_type, predicate in predicates:
-            cosigning.attest(key, ref, predicate_type, predicate, reg, work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    return [(cosigning.SBOM_TYPE, json.loads(bom)),
+            (cosigning.PROVENANCE_TYPE, json.loads(statement)["predicate"]),
+            (cosigning.VERIFICATION_TYPE, verification.predicate(result, digest=digest, where=where,
+                                                                  verifier_version=_version()))]
+
+
+def cosign_attach(ctx: Context, image: PushedImage, result: VerifyResult, documents: tuple[str, str],
+                  key: cosigning.CosignKey, reg: cmdline.CosignRegistry) -> float:
+    """The verified digest signed with cosign, and its three in-toto attestations, signed with the same key:
+    the SBOM, the SLSA provenance and what verify proved. Returns the seconds cosign took."""
+    predicates = cosign_predicates(documents, result, digest=image.digest,
+                                   where="pod" if ctx.profile.in_pod else "host")
+    seconds = cosigning.sign_and_attest(key, str(image), predicates, reg, cosign_work(ctx))
     output.say(f"cosign: {image.digest} signed and attested (SBOM, SLSA provenance, verification) by "
-               f"{key.public}")
+               f"{key.public} in {seconds:.1f} s")
+    return seconds
 
 
 def attach(ctx: Context, image: PushedImage, contents: inventory.Inventory | None, key: signing.SigningKey,
