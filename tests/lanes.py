@@ -78,7 +78,10 @@ def scope(nodeid: str) -> str:
 
 def runs_end_to_end(config: pytest.Config) -> bool:
     """Whether the session's paths take in tests/e2e (its folder, a file in it, or a folder above it): only
-    then may the sweep touch the host (a unit-only run beside a suite must leave that suite's work alone)."""
+    then may the sweep touch the host (a unit-only run beside a suite must leave that suite's work alone).
+    A --collect-only session runs nothing, so it never does."""
+    if config.option.collectonly:
+        return False
     e2e = TESTS / "e2e"
     for arg in config.args:
         path = (config.invocation_params.dir / arg.split("::", 1)[0]).resolve()

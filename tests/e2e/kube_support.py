@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import subprocess
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -159,3 +160,13 @@ def traces(facts: Facts, where: Path) -> dict[str, list[str]]:
         "procs": [p for p in procs if str(where) in p],
         "registries_d": [str(p) for p in Path(facts.registries_conf).parent.glob(Path(facts.registries_conf).name)],
     }
+
+
+def wait_for(predicate: Callable[[], object], timeout: float) -> bool:
+    """True once predicate() is truthy (polled each second), False when `timeout` seconds ran out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(1)
+    return False

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 import yaml
-from kube_support import NAMESPACE
+from kube_support import NAMESPACE, wait_for
 from support import MCP_ENV
 
 from imagepipe.cluster import admission, images, policycontroller
@@ -139,21 +139,12 @@ def enforced(cluster, green, pipeline, tmp_path_factory) -> Iterator[Enforced]:
             "OPENAI_API_KEY": "sk-test-admission", **MCP_ENV}})
         # the webhook reads the compiled policies from its informer: enforced once an unsigned image is refused
         # for a policy of ours (before that, as an image no policy matches)
-        assert _wait(lambda: SIGNED in _answer(api, unsigned, dry_run=True)[1], timeout=90), \
+        assert wait_for(lambda: SIGNED in _answer(api, unsigned, dry_run=True)[1], timeout=90), \
             _answer(api, unsigned, dry_run=True)
         yield Enforced(api, repo, f"{repo}@{digest}", unsigned, key, statements[0]["predicate"], deployment, work)
     finally:
         with contextlib.suppress(ApiException):  # not there when enforcing it failed
             core.delete_namespace(ENFORCED)
-
-
-def _wait(predicate, timeout: float) -> bool:  # noqa: ANN001 - any callable
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(1)
-    return False
 
 
 def _deploy_until_ready(enforced: Enforced, name: str, image: str) -> Any:
@@ -173,7 +164,7 @@ def _deploy_until_ready(enforced: Enforced, name: str, image: str) -> Any:
         def ready() -> bool:
             return (apps.read_namespaced_deployment(name, ENFORCED).status.ready_replicas or 0) == 1
 
-        assert _wait(ready, timeout=180), apps.read_namespaced_deployment(name, ENFORCED).status
+        assert wait_for(ready, timeout=180), apps.read_namespaced_deployment(name, ENFORCED).status
         return apps.read_namespaced_deployment(name, ENFORCED)
     finally:
         apps.delete_namespaced_deployment(name, ENFORCED)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kube_support import NAMESPACE
+from kube_support import NAMESPACE, wait_for
 from pipeline_support import WARM_CACHE
 
 from imagepipe.checks.catalog import CHECK_IDS
@@ -230,7 +230,7 @@ def test_submit_before_the_lookaside_exists_is_one_line_naming_its_claim(pipelin
     assert line.endswith(f"cannot be scheduled: its volume claim imagepipe-lookaside does not exist in {NAMESPACE} "
                          "(ci/lookaside.yaml makes imagepipe-lookaside)"), line
     rid = re.search(r"==> submit: Job todo-backend-pipeline-(\w+) in ", proc.stdout).group(1)
-    assert _wait(lambda: cluster.leftovers(rid) == {"jobs": [], "pods": [], "secrets": []}, timeout=60), \
+    assert wait_for(lambda: cluster.leftovers(rid) == {"jobs": [], "pods": [], "secrets": []}, timeout=60), \
         cluster.leftovers(rid)
 
 
@@ -418,7 +418,7 @@ def test_submit_with_a_pipeline_image_the_nodes_cannot_pull_is_one_line_and_leav
     assert f"the cluster cannot pull {image} (container pipeline: " in line and "--pipeline-image" in line, line
     rid = _submitted(proc.stdout)
     # deleted with the pods' grace period (a pipeline in one would clean up): gone within it
-    assert _wait(lambda: cluster.leftovers(rid) == {"jobs": [], "pods": [], "secrets": []}, timeout=60), \
+    assert wait_for(lambda: cluster.leftovers(rid) == {"jobs": [], "pods": [], "secrets": []}, timeout=60), \
         cluster.leftovers(rid)
 
 
@@ -456,7 +456,7 @@ def test_the_pipelines_pod_killed_mid_build_takes_the_runs_kaniko_job_with_it(pi
     started.wait_for_line("==> build: kaniko Job in in-cluster", timeout=600)
     started.wait_for_line("Job todo-backend-kaniko-", timeout=300)
     inner = re.search(r"Job todo-backend-kaniko-(\w+) in ", "".join(started.out)).group(1)
-    assert _wait(lambda: kube.leftovers(inner)["jobs"], timeout=60), "the run's kaniko Job exists"
+    assert wait_for(lambda: kube.leftovers(inner)["jobs"], timeout=60), "the run's kaniko Job exists"
     outer = _submitted("".join(started.out))
     core = client.CoreV1Api(kube.admin())
     (pod,) = core.list_namespaced_pod(NAMESPACE, label_selector=f"job-name=todo-backend-pipeline-{outer}").items
@@ -465,18 +465,9 @@ def test_the_pipelines_pod_killed_mid_build_takes_the_runs_kaniko_job_with_it(pi
     assert started.proc.returncode != 0
     errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and "was deleted while pipeline ran" in errors[0], err
-    assert _wait(lambda: kube.leftovers(inner) == {"jobs": [], "pods": [], "secrets": []}, timeout=120), \
+    assert wait_for(lambda: kube.leftovers(inner) == {"jobs": [], "pods": [], "secrets": []}, timeout=120), \
         kube.leftovers(inner)
     assert kube.leftovers(outer) == {"jobs": [], "pods": [], "secrets": []}
-
-
-def _wait(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(1)
-    return False
 
 
 def test_the_kaniko_jobs_deadline_in_the_pod_is_its_line_and_leaves_nothing(pipeline, kube, pipeline_image, team):
@@ -489,7 +480,7 @@ def test_the_kaniko_jobs_deadline_in_the_pod_is_its_line_and_leaves_nothing(pipe
     assert "exited" in line and "activeDeadlineSeconds (6 s)" in line and "--job-deadline" in line, line
     inner = re.search(r"Job todo-backend-kaniko-(\w+) in ", proc.stdout).group(1)
     for rid in (inner, _submitted(proc.stdout)):
-        assert _wait(lambda r=rid: kube.leftovers(r) == {"jobs": [], "pods": [], "secrets": []}, timeout=60), \
+        assert wait_for(lambda r=rid: kube.leftovers(r) == {"jobs": [], "pods": [], "secrets": []}, timeout=60), \
             kube.leftovers(rid)
 
 
@@ -529,5 +520,5 @@ def test_a_verify_failure_in_the_pod_moves_no_tag_and_leaves_nothing(pipeline, k
     # the failed run's Job is deleted, and with its pod what that pod owned: the kaniko Job, its pod
     inner = re.search(r"Job todo-backend-kaniko-(\w+) in ", proc.stdout).group(1)
     for rid in (inner, _submitted(proc.stdout)):
-        assert _wait(lambda r=rid: kube.leftovers(r) == {"jobs": [], "pods": [], "secrets": []}, timeout=120), \
+        assert wait_for(lambda r=rid: kube.leftovers(r) == {"jobs": [], "pods": [], "secrets": []}, timeout=120), \
             kube.leftovers(rid)

@@ -80,17 +80,19 @@ def test_the_scheduler_gives_a_worker_a_whole_group_or_a_single_test(nodeid, uni
     assert lanes.scope(nodeid) == unit
 
 
-@pytest.mark.parametrize(("args", "sweeps"), [
-    (["tests"], True),
-    (["tests/e2e"], True),
-    (["tests/e2e/test_kaniko_e2e.py::test_parity"], True),
-    (["."], True),
-    (["tests/pipeline"], False),
-    (["tests/test_lint_gate.py", "tests/backend"], False),
+@pytest.mark.parametrize(("args", "collect_only", "sweeps"), [
+    (["tests"], False, True),
+    (["tests/e2e"], False, True),
+    (["tests/e2e/test_kaniko_e2e.py::test_parity"], False, True),
+    (["."], False, True),
+    (["tests/pipeline"], False, False),
+    (["tests/test_lint_gate.py", "tests/backend"], False, False),
+    (["tests/e2e"], True, False),
 ])
-def test_only_a_session_with_end_to_end_tests_sweeps_the_host(args, sweeps):
+def test_only_a_session_that_runs_end_to_end_tests_sweeps_the_host(args, collect_only, sweeps):
     class Config:
         invocation_params = type("P", (), {"dir": TESTS.parent})
+        option = type("O", (), {"collectonly": collect_only})
 
     config = Config()
     config.args = args  # type: ignore[attr-defined]
