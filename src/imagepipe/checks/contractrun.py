@@ -48,8 +48,8 @@ def contract_validation(v: CheckRun) -> Check:
         # contract's `sleep 40`): a passing run during the start period makes the container healthy
         v.sh(cmdline.podman_healthcheck_run(v.profile, name), ok=(0, 1, 125))
         facts = podman.container(v.profile, name, stage="verify")
-        health = requests.get(base + "/health", timeout=5)
-        docs = requests.get(base + "/docs", timeout=5)
+        health = requests.get(base + "/health", timeout=5 * v.slowdown)
+        docs = requests.get(base + "/docs", timeout=5 * v.slowdown)
         seen.update({"health-status": facts.health if facts else "missing", "/health": health.text.strip(),
                      "/docs": docs.status_code})
     except requests.RequestException as e:

@@ -82,7 +82,7 @@ class Verifier:
         return runner.run(argv, stage="verify", ok_codes=ok, timeout=timeout)
 
     def get(self, path: str, **kw: Any) -> requests.Response:
-        return self.http.get(self.base + path, timeout=kw.pop("timeout", 5), **kw)
+        return self.http.get(self.base + path, timeout=kw.pop("timeout", 5 * self.slowdown), **kw)
 
     def logs(self, name: str | None = None) -> str:
         out = self.sh(cmdline.podman_logs(self.profile, name or self.name), ok=(0, 125))
