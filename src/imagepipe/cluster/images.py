@@ -26,13 +26,21 @@ ENTRYPOINT ["git"]
 """
 
 
-def push_pause(binary: Path, dest: str) -> None:
-    with tempfile.TemporaryDirectory(prefix="imagepipe-pause-") as tmp:
+def _from_files(files: dict[str, tuple[Path, int]], containerfile: str, local: str, dest: str) -> None:
+    """An image of `containerfile` over a context of these files (name -> (source, mode)), built as `local`
+    and pushed to `dest`."""
+    with tempfile.TemporaryDirectory(prefix="imagepipe-image-") as tmp:
         ctx = Path(tmp)
-        (ctx / "pause").write_bytes(binary.read_bytes())
-        (ctx / "pause").chmod(0o755)
-        (ctx / "Containerfile").write_text('FROM scratch\nCOPY pause /pause\nENTRYPOINT ["/pause"]\n')
-        _build_and_push(ctx, "localhost/imagepipe-pause:1", dest)
+        for name, (source, mode) in files.items():
+            (ctx / name).write_bytes(source.read_bytes())
+            (ctx / name).chmod(mode)
+        (ctx / "Containerfile").write_text(containerfile)
+        _build_and_push(ctx, local, dest)
+
+
+def push_pause(binary: Path, dest: str) -> None:
+    _from_files({"pause": (binary, 0o755)}, 'FROM scratch\nCOPY pause /pause\nENTRYPOINT ["/pause"]\n',
+                "localhost/imagepipe-pause:1", dest)
 
 
 # policy-controller's webhook: a static Go binary (CGO_ENABLED=0), so an empty base and the CA bundle it
@@ -48,14 +56,8 @@ ENTRYPOINT ["/webhook"]
 
 def push_policy_controller(binary: Path, dest: str) -> str:
     """The admission controller's image, built from `binary` (no base to pull), pushed to `dest`."""
-    with tempfile.TemporaryDirectory(prefix="imagepipe-webhook-") as tmp:
-        ctx = Path(tmp)
-        (ctx / "webhook").write_bytes(binary.read_bytes())
-        (ctx / "webhook").chmod(0o755)
-        (ctx / "ca-certificates.crt").write_bytes(HOST_CA_BUNDLE.read_bytes())
-        (ctx / "ca-certificates.crt").chmod(0o644)
-        (ctx / "Containerfile").write_text(WEBHOOK_CONTAINERFILE)
-        _build_and_push(ctx, f"localhost/imagepipe-policy-controller:{dest.rsplit(':', 1)[1]}", dest)
+    _from_files({"webhook": (binary, 0o755), "ca-certificates.crt": (HOST_CA_BUNDLE, 0o644)},
+                WEBHOOK_CONTAINERFILE, f"localhost/imagepipe-policy-controller:{dest.rsplit(':', 1)[1]}", dest)
     return dest
 
 
